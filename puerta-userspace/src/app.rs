@@ -1,0 +1,72 @@
+//! Start-up and shutdown shared by both modes: bind, serve until a stop signal, then drain live flows up
+//! to `drain_timeout` so that clients in the middle of a request are not cut off by a deploy.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Mode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("mongodb mode: {0}")]
+    Mongo(#[from] crate::mongodb::MongoError),
+    #[error("redis mode: {0}")]
+    Redis(#[from] crate::redis::RedisError),
+}
+
+/// What every mode gets: the listener, the stop signal, and a tracker that every flow task must be
+/// spawned on so that draining can wait for it.
+pub struct Serve {
+    pub config: Arc<Config>,
+    pub listener: TcpListener,
+    pub shutdown: CancellationToken,
+    pub flows: TaskTracker,
+}
+
+/// Runs the configured mode until `shutdown` fires, then waits for flows up to the drain deadline.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let addr = config.listen_addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    tracing::info!(%addr, mode = ?config.mode, "listening");
+    let drain_timeout = config.drain_timeout;
+    let flows = TaskTracker::new();
+    let serve = Serve {
+        config: Arc::new(config),
+        listener,
+        shutdown: shutdown.clone(),
+        flows: flows.clone(),
+    };
+    match serve.config.mode {
+        Mode::Mongodb => crate::mongodb::serve(serve).await?,
+        Mode::Redis => crate::redis::serve(serve).await?,
+    }
+    flows.close();
+    let live = flows.len();
+    if live > 0 {
+        tracing::info!(
+            live,
+            deadline_sec = drain_timeout.as_secs(),
+            "draining live flows"
+        );
+    }
+    if tokio::time::timeout(drain_timeout, flows.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = flows.len(),
+            "drain deadline reached; closing remaining flows"
+        );
+    }
+    Ok(())
+}

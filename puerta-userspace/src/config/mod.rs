@@ -1,0 +1,119 @@
+//! The TOML configuration: what an operator writes, checked once at start so that a mistake is reported
+//! with the file, the key and the line instead of surfacing later as a confusing runtime failure.
+
+mod endpoint;
+mod error;
+mod raw;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use endpoint::{Endpoint, ProxyProtocol};
+pub use error::ConfigError;
+
+/// Which protocol Puerta fronts. One daemon runs one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Mongodb,
+    Redis,
+}
+
+/// How MongoDB flows move their payload once both sockets are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Kernel splice when the eBPF program loads, userspace otherwise (logged).
+    #[default]
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen_addr: SocketAddr,
+    pub max_connections: usize,
+    /// How long live flows may continue after SIGINT/SIGTERM before the process exits anyway.
+    pub drain_timeout: Duration,
+    /// Tokio worker threads; 0 means one per core.
+    pub worker_threads: usize,
+    pub mongodb: Option<MongoConfig>,
+    pub redis: Option<RedisConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    pub endpoints: Vec<Endpoint>,
+    pub session_affinity_enabled: bool,
+    pub session_timeout: Duration,
+    pub health_check_interval: Duration,
+    pub health_check_timeout: Duration,
+    /// Consecutive failed checks before a healthy backend is taken out.
+    pub health_fall: u32,
+    /// Consecutive good checks before a down backend is put back.
+    pub health_rise: u32,
+    pub connect_timeout: Duration,
+    pub forwarding: Forwarding,
+    /// Where the affinity/backends maps are pinned (bpffs).
+    pub bpf_pin_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Seeds for topology discovery, `host:port`.
+    pub cluster_nodes: Vec<Endpoint>,
+    pub slot_refresh_interval: Duration,
+    pub max_redirects: u32,
+    pub connection_timeout: Duration,
+    /// Backend connections per cluster node, shared by all clients.
+    pub pool_size: usize,
+    pub read_from_replicas: bool,
+    /// Password clients must give with AUTH (default user).
+    pub password: Option<String>,
+    /// Named users clients may authenticate as with `AUTH user pass`.
+    pub users: Vec<RedisUser>,
+    pub backend_username: Option<String>,
+    pub backend_password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Errors name the file, key and line.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML `text`; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        raw::parse(text, path)
+    }
+
+    /// The `[mongodb]` section; validation guarantees it exists in MongoDB mode.
+    pub fn mongodb(&self) -> &MongoConfig {
+        self.mongodb
+            .as_ref()
+            .expect("validated: mongodb mode has a [mongodb] section")
+    }
+
+    /// The `[redis]` section; validation guarantees it exists in Redis mode.
+    pub fn redis(&self) -> &RedisConfig {
+        self.redis
+            .as_ref()
+            .expect("validated: redis mode has a [redis] section")
+    }
+}

@@ -1,0 +1,360 @@
+//! The file as written (with source spans), and its conversion into the validated [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Config, ConfigError, Endpoint, Forwarding, Mode, MongoConfig, ProxyProtocol, RedisConfig,
+    RedisUser,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    mode: Spanned<Mode>,
+    listen_addr: Spanned<String>,
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<usize>,
+    #[serde(default = "default_drain_timeout_sec")]
+    drain_timeout_sec: u64,
+    #[serde(default)]
+    worker_threads: usize,
+    mongodb: Option<Spanned<RawMongo>>,
+    redis: Option<Spanned<RawRedis>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMongo {
+    mongos_endpoints: Spanned<Vec<Spanned<RawEndpoint>>>,
+    #[serde(default = "yes")]
+    session_affinity_enabled: bool,
+    #[serde(default = "default_session_timeout_sec")]
+    session_timeout_sec: Spanned<u64>,
+    #[serde(default = "default_health_interval_sec")]
+    health_check_interval_sec: Spanned<u64>,
+    #[serde(default = "default_health_timeout_ms")]
+    health_check_timeout_ms: Spanned<u64>,
+    #[serde(default = "default_fall")]
+    health_fall: Spanned<u32>,
+    #[serde(default = "default_rise")]
+    health_rise: Spanned<u32>,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: Spanned<u64>,
+    /// Default for endpoints that do not say.
+    #[serde(default)]
+    proxy_protocol: ProxyProtocol,
+    #[serde(default)]
+    forwarding: Forwarding,
+    #[serde(default = "default_pin_dir")]
+    bpf_pin_dir: PathBuf,
+}
+
+/// `"host:port"` or `{ address = "host:port", weight = 5, proxy_protocol = "v2" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEndpoint {
+    Plain(String),
+    Detailed(RawEndpointTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpointTable {
+    address: String,
+    #[serde(default = "one")]
+    weight: u32,
+    proxy_protocol: Option<ProxyProtocol>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    cluster_nodes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default = "default_slot_refresh_sec")]
+    slot_refresh_interval_sec: Spanned<u64>,
+    #[serde(default = "default_max_redirects")]
+    max_redirects: u32,
+    #[serde(default = "default_redis_connect_ms")]
+    connection_timeout_ms: Spanned<u64>,
+    #[serde(default = "default_pool_size")]
+    pool_size: Spanned<usize>,
+    #[serde(default)]
+    read_from_replicas: bool,
+    password: Option<String>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    backend_username: Option<String>,
+    backend_password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password: String,
+}
+
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 10_000)
+}
+fn default_drain_timeout_sec() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn default_session_timeout_sec() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+fn default_health_interval_sec() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_health_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 2_000)
+}
+fn default_fall() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_rise() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+fn default_connect_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 3_000)
+}
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/puerta")
+}
+fn default_slot_refresh_sec() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+fn default_max_redirects() -> u32 {
+    5
+}
+fn default_redis_connect_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000)
+}
+fn default_pool_size() -> Spanned<usize> {
+    Spanned::new(0..0, 2)
+}
+
+/// Turns byte spans into line numbers and builds errors that point at them.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn invalid<T>(&self, key: &str, span: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            line: self.line_of(span.span().start),
+            message: message.into(),
+        }
+    }
+
+    fn positive(&self, key: &str, value: &Spanned<u64>) -> Result<u64, ConfigError> {
+        match *value.get_ref() {
+            0 => Err(self.invalid(key, value, "must be greater than 0")),
+            v => Ok(v),
+        }
+    }
+}
+
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let src = Source { text, path };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| src.line_of(s.start)).unwrap_or(1),
+        message: e.message().to_string(),
+    })?;
+    let listen_addr: SocketAddr = raw.listen_addr.get_ref().parse().map_err(|_| {
+        src.invalid(
+            "listen_addr",
+            &raw.listen_addr,
+            format!("`{}` is not an IP:port address", raw.listen_addr.get_ref()),
+        )
+    })?;
+    if *raw.max_connections.get_ref() == 0 {
+        return Err(src.invalid(
+            "max_connections",
+            &raw.max_connections,
+            "must be at least 1",
+        ));
+    }
+    let mode = *raw.mode.get_ref();
+    let mongodb = raw
+        .mongodb
+        .as_ref()
+        .map(|m| mongo(&src, m.get_ref()))
+        .transpose()?;
+    let redis = raw
+        .redis
+        .as_ref()
+        .map(|r| redis(&src, r.get_ref()))
+        .transpose()?;
+    match mode {
+        Mode::Mongodb if mongodb.is_none() => {
+            return Err(src.invalid(
+                "mongodb",
+                &raw.mode,
+                "mode = \"mongodb\" needs a [mongodb] section",
+            ))
+        }
+        Mode::Redis if redis.is_none() => {
+            return Err(src.invalid(
+                "redis",
+                &raw.mode,
+                "mode = \"redis\" needs a [redis] section",
+            ))
+        }
+        _ => {}
+    }
+    Ok(Config {
+        mode,
+        listen_addr,
+        max_connections: *raw.max_connections.get_ref(),
+        drain_timeout: Duration::from_secs(raw.drain_timeout_sec),
+        worker_threads: raw.worker_threads,
+        mongodb,
+        redis,
+    })
+}
+
+fn mongo(src: &Source, raw: &RawMongo) -> Result<MongoConfig, ConfigError> {
+    let list = &raw.mongos_endpoints;
+    if list.get_ref().is_empty() {
+        return Err(src.invalid(
+            "mongodb.mongos_endpoints",
+            list,
+            "needs at least one endpoint",
+        ));
+    }
+    let endpoints = list
+        .get_ref()
+        .iter()
+        .map(|item| mongo_endpoint(src, item, raw.proxy_protocol))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, ep) in endpoints.iter().enumerate() {
+        if endpoints[..i]
+            .iter()
+            .any(|e| e.host == ep.host && e.port == ep.port)
+        {
+            let item = &list.get_ref()[i];
+            return Err(src.invalid(
+                "mongodb.mongos_endpoints",
+                item,
+                format!("`{ep}` is listed twice"),
+            ));
+        }
+    }
+    if *raw.health_fall.get_ref() == 0 {
+        return Err(src.invalid(
+            "mongodb.health_fall",
+            &raw.health_fall,
+            "must be at least 1",
+        ));
+    }
+    if *raw.health_rise.get_ref() == 0 {
+        return Err(src.invalid(
+            "mongodb.health_rise",
+            &raw.health_rise,
+            "must be at least 1",
+        ));
+    }
+    Ok(MongoConfig {
+        endpoints,
+        session_affinity_enabled: raw.session_affinity_enabled,
+        session_timeout: Duration::from_secs(*raw.session_timeout_sec.get_ref()),
+        health_check_interval: Duration::from_secs(src.positive(
+            "mongodb.health_check_interval_sec",
+            &raw.health_check_interval_sec,
+        )?),
+        health_check_timeout: Duration::from_millis(src.positive(
+            "mongodb.health_check_timeout_ms",
+            &raw.health_check_timeout_ms,
+        )?),
+        health_fall: *raw.health_fall.get_ref(),
+        health_rise: *raw.health_rise.get_ref(),
+        connect_timeout: Duration::from_millis(
+            src.positive("mongodb.connect_timeout_ms", &raw.connect_timeout_ms)?,
+        ),
+        forwarding: raw.forwarding,
+        bpf_pin_dir: raw.bpf_pin_dir.clone(),
+    })
+}
+
+fn mongo_endpoint(
+    src: &Source,
+    item: &Spanned<RawEndpoint>,
+    default_proxy: ProxyProtocol,
+) -> Result<Endpoint, ConfigError> {
+    let key = "mongodb.mongos_endpoints";
+    let (address, weight, proxy) = match item.get_ref() {
+        RawEndpoint::Plain(a) => (a, 1, default_proxy),
+        RawEndpoint::Detailed(t) => (
+            &t.address,
+            t.weight,
+            t.proxy_protocol.unwrap_or(default_proxy),
+        ),
+    };
+    let mut ep = Endpoint::parse(address).map_err(|m| src.invalid(key, item, m))?;
+    if weight == 0 {
+        return Err(src.invalid(key, item, format!("`{address}`: weight must be at least 1")));
+    }
+    ep.weight = weight;
+    ep.proxy_protocol = proxy;
+    Ok(ep)
+}
+
+fn redis(src: &Source, raw: &RawRedis) -> Result<RedisConfig, ConfigError> {
+    let list = &raw.cluster_nodes;
+    if list.get_ref().is_empty() {
+        return Err(src.invalid("redis.cluster_nodes", list, "needs at least one seed node"));
+    }
+    let cluster_nodes = list
+        .get_ref()
+        .iter()
+        .map(|n| Endpoint::parse(n.get_ref()).map_err(|m| src.invalid("redis.cluster_nodes", n, m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if *raw.pool_size.get_ref() == 0 {
+        return Err(src.invalid("redis.pool_size", &raw.pool_size, "must be at least 1"));
+    }
+    Ok(RedisConfig {
+        cluster_nodes,
+        slot_refresh_interval: Duration::from_secs(src.positive(
+            "redis.slot_refresh_interval_sec",
+            &raw.slot_refresh_interval_sec,
+        )?),
+        max_redirects: raw.max_redirects,
+        connection_timeout: Duration::from_millis(
+            src.positive("redis.connection_timeout_ms", &raw.connection_timeout_ms)?,
+        ),
+        pool_size: *raw.pool_size.get_ref(),
+        read_from_replicas: raw.read_from_replicas,
+        password: raw.password.clone(),
+        users: raw
+            .users
+            .iter()
+            .map(|u| RedisUser {
+                name: u.name.clone(),
+                password: u.password.clone(),
+            })
+            .collect(),
+        backend_username: raw.backend_username.clone(),
+        backend_password: raw.backend_password.clone(),
+    })
+}

@@ -1,0 +1,122 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+const MONGO: &str = r#"
+mode = "mongodb"
+listen_addr = "0.0.0.0:27017"
+max_connections = 10000
+
+[mongodb]
+mongos_endpoints = ["mongodb1.example.com:27017", { address = "10.0.0.2:27017", weight = 5, proxy_protocol = "v2" }]
+session_affinity_enabled = true
+session_timeout_sec = 300
+health_check_interval_sec = 10
+"#;
+
+#[test]
+fn parses_mongodb_example() {
+    let cfg = parse(MONGO).expect("valid");
+    assert_eq!(cfg.mode, Mode::Mongodb);
+    let m = cfg.mongodb();
+    assert_eq!(m.endpoints.len(), 2);
+    assert_eq!(m.endpoints[0].host, "mongodb1.example.com");
+    assert_eq!(m.endpoints[0].weight, 1);
+    assert_eq!(m.endpoints[1].weight, 5);
+    assert_eq!(m.endpoints[1].proxy_protocol, ProxyProtocol::V2);
+    assert_eq!(m.health_fall, 3);
+    assert_eq!(m.health_rise, 2);
+    assert_eq!(m.forwarding, Forwarding::Auto);
+}
+
+#[test]
+fn parses_redis_example() {
+    let cfg = parse(
+        r#"
+mode = "redis"
+listen_addr = "127.0.0.1:6379"
+[redis]
+cluster_nodes = ["127.0.0.1:7000", "redis2:7001"]
+slot_refresh_interval_sec = 30
+max_redirects = 5
+connection_timeout_ms = 500
+"#,
+    )
+    .expect("valid");
+    let r = cfg.redis();
+    assert_eq!(r.cluster_nodes.len(), 2);
+    assert_eq!(r.max_redirects, 5);
+    assert_eq!(r.connection_timeout.as_millis(), 500);
+}
+
+fn invalid_line(text: &str) -> (String, usize) {
+    let err = parse(text).expect_err("must be rejected");
+    (err.to_string(), err.line().expect("has a line"))
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let (msg, line) = invalid_line(&MONGO.replace("session_timeout_sec", "session_timeout_secs"));
+    assert!(msg.contains("session_timeout_secs"), "{msg}");
+    assert!(msg.starts_with("test.toml:"), "{msg}");
+    assert_eq!(line, 9);
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let (msg, line) =
+        invalid_line(&MONGO.replace("max_connections = 10000", "max_connections = \"many\""));
+    assert_eq!(line, 4, "{msg}");
+}
+
+#[test]
+fn empty_endpoint_list_is_rejected() {
+    let text = MONGO.replace(
+        r#"mongos_endpoints = ["mongodb1.example.com:27017", { address = "10.0.0.2:27017", weight = 5, proxy_protocol = "v2" }]"#,
+        "mongos_endpoints = []",
+    );
+    let (msg, line) = invalid_line(&text);
+    assert!(msg.contains("mongodb.mongos_endpoints"), "{msg}");
+    assert_eq!(line, 7);
+}
+
+#[test]
+fn bad_addresses_are_rejected() {
+    for bad in ["nohost", ":27017", "host:0", "host:99999", "host:port"] {
+        let text = MONGO.replace("mongodb1.example.com:27017", bad);
+        let (msg, line) = invalid_line(&text);
+        assert!(msg.contains("mongos_endpoints"), "{bad}: {msg}");
+        assert_eq!(line, 7, "{bad}: {msg}");
+    }
+    let (msg, line) = invalid_line(&MONGO.replace("0.0.0.0:27017", "localhost"));
+    assert!(msg.contains("listen_addr"), "{msg}");
+    assert_eq!(line, 3);
+}
+
+#[test]
+fn zero_weight_and_intervals_are_rejected() {
+    assert!(parse(&MONGO.replace("weight = 5", "weight = 0")).is_err());
+    let (msg, _) = invalid_line(&MONGO.replace(
+        "health_check_interval_sec = 10",
+        "health_check_interval_sec = 0",
+    ));
+    assert!(msg.contains("health_check_interval_sec"), "{msg}");
+}
+
+#[test]
+fn mode_needs_its_section() {
+    let (msg, _) = invalid_line("mode = \"redis\"\nlisten_addr = \"127.0.0.1:1\"\n");
+    assert!(msg.contains("[redis]"), "{msg}");
+    assert!(parse("mode = \"memcached\"\nlisten_addr = \"127.0.0.1:1\"\n").is_err());
+}
+
+#[test]
+fn duplicate_endpoints_are_rejected() {
+    let text = MONGO.replace("10.0.0.2:27017", "mongodb1.example.com:27017");
+    let (msg, _) = invalid_line(&text);
+    assert!(msg.contains("twice"), "{msg}");
+}

@@ -1,0 +1,13 @@
+//! Redis mode: a RESP proxy in front of a Redis Cluster.
+
+use crate::app::Serve;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("not implemented yet")]
+    NotImplemented,
+}
+
+pub async fn serve(_serve: Serve) -> Result<(), RedisError> {
+    Err(RedisError::NotImplemented)
+}
