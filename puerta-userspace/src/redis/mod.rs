@@ -1,5 +1,7 @@
 //! Redis mode: a RESP proxy in front of a Redis Cluster.
 
+pub mod resp;
+
 use crate::app::Serve;
 
 #[derive(Debug, thiserror::Error)]
