@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod kernel;
 pub mod limits;
 pub mod mongodb;
 pub mod redis;

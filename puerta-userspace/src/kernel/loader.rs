@@ -1,0 +1,144 @@
+//! Loading: embedded object → maps and program in the kernel → verdict attached to the sockhash →
+//! user-facing maps pinned. Any failure here is a reason for `auto` to fall back to userspace.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, SockHash};
+use aya::programs::SkSkb;
+use aya::Ebpf;
+use puerta_common::{
+    AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, PEERS_MAP, SOCKS_MAP, VERDICT_PROGRAM,
+};
+
+use super::maps::Maps;
+use super::pins::{prepare_dir, Pins};
+use super::watcher::Watcher;
+use super::{object_bytes, KernelError};
+
+/// A loaded kernel path, shared by all flows. Dropping the last handle detaches the program, closes
+/// the maps and removes the pins.
+#[derive(Clone)]
+pub struct KernelPath {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) maps: Maps,
+    pub(super) watcher: Watcher,
+    /// Pairs currently spliced.
+    pub(super) live: AtomicU64,
+    /// Pairs spliced since start.
+    pub(super) total: AtomicU64,
+    // Field order matters for drop: pins go before the program and maps they refer to.
+    _pins: Pins,
+    _ebpf: Mutex<Ebpf>,
+}
+
+impl KernelPath {
+    /// Loads the embedded program and pins the user-facing maps under `pin_dir`. Must be called inside
+    /// a tokio runtime (the close watcher registers with its reactor).
+    pub fn load(pin_dir: &Path) -> Result<KernelPath, KernelError> {
+        let object = object_bytes().ok_or(KernelError::NotBuilt)?;
+        raise_memlock();
+        let mut ebpf = Ebpf::load(object)?;
+        let socks: SockHash<_, u64> = SockHash::try_from(take(&mut ebpf, SOCKS_MAP)?)?;
+        let program: &mut SkSkb = ebpf
+            .program_mut(VERDICT_PROGRAM)
+            .ok_or(KernelError::MissingProgram(VERDICT_PROGRAM))?
+            .try_into()?;
+        program.load()?;
+        program.attach(socks.fd())?;
+        let peers = HashMap::try_from(take(&mut ebpf, PEERS_MAP)?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?)?;
+        let affinity = HashMap::try_from(take(&mut ebpf, AFFINITY_MAP)?)?;
+        let backends = Array::try_from(take(&mut ebpf, BACKENDS_MAP)?)?;
+        prepare_dir(pin_dir)?;
+        let mut pins = Pins::new();
+        pins.pin(affinity.map(), pin_dir, "affinity")?;
+        pins.pin(backends.map(), pin_dir, "backends")?;
+        pins.pin(counters.map(), pin_dir, "counters")?;
+        let maps = Maps {
+            socks: Mutex::new(socks),
+            peers: Mutex::new(peers),
+            counters,
+            affinity: Mutex::new(affinity),
+            backends: Mutex::new(backends),
+        };
+        let watcher = Watcher::start().map_err(KernelError::Watcher)?;
+        Ok(KernelPath {
+            inner: Arc::new(Inner {
+                maps,
+                watcher,
+                live: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                _pins: pins,
+                _ebpf: Mutex::new(ebpf),
+            }),
+        })
+    }
+
+    /// What the verdict program counted so far (summed over CPUs).
+    pub fn counters(&self) -> Result<super::CounterTotals, KernelError> {
+        self.inner.maps.counters()
+    }
+
+    /// Entries in the sockhash / peers / affinity maps, for leak checks and shutdown logs.
+    pub fn map_entries(&self) -> (usize, usize, usize) {
+        let m = &self.inner.maps;
+        (m.socket_count(), m.peer_count(), m.affinity_count())
+    }
+
+    pub fn live_pairs(&self) -> u64 {
+        self.inner.live.load(Ordering::Relaxed)
+    }
+
+    pub fn total_pairs(&self) -> u64 {
+        self.inner.total.load(Ordering::Relaxed)
+    }
+
+    pub fn upsert_affinity(
+        &self,
+        ip: std::net::IpAddr,
+        value: puerta_common::AffinityValue,
+    ) -> Result<(), KernelError> {
+        self.inner.maps.upsert_affinity(ip, value)
+    }
+
+    pub fn remove_affinity(&self, ip: std::net::IpAddr) {
+        self.inner.maps.remove_affinity(ip)
+    }
+
+    /// Describes backend `index` (address, weight, health) in the pinned backends map.
+    pub fn set_backend(
+        &self,
+        index: u32,
+        addr: std::net::SocketAddr,
+        weight: u32,
+        healthy: bool,
+    ) -> Result<(), KernelError> {
+        let (family, bytes) = super::maps::ip_bytes(addr.ip());
+        let value = puerta_common::BackendValue {
+            family,
+            port: addr.port(),
+            addr: bytes,
+            healthy: u32::from(healthy),
+            weight,
+            _pad: [0; 4],
+        };
+        self.inner.maps.set_backend(index, value)
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, KernelError> {
+    ebpf.take_map(name).ok_or(KernelError::MissingMap(name))
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use memcg and ignore it.
+fn raise_memlock() {
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!("cannot raise RLIMIT_MEMLOCK: {e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The kernel data path: the eBPF sockmap program embedded in this binary, loaded once per process.
+//! Spliced pairs move their payload inside the kernel; userspace only inserts sockets, watches for
+//! FIN/RST and tears pairs down (see docs/kernel.md).
+
+mod error;
+mod loader;
+mod maps;
+mod object;
+mod pins;
+pub mod sockopt;
+mod splice;
+mod watcher;
+
+pub use error::KernelError;
+pub use loader::KernelPath;
+pub use maps::{affinity_key, monotonic_ns, CounterTotals};
+pub use object::object_bytes;
+pub use splice::{SpliceError, Spliced};

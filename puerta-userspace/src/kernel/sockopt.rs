@@ -1,0 +1,153 @@
+//! The few socket facts the splice needs that std/tokio do not expose: the socket cookie (the key in
+//! the sockhash), TCP byte counters (to know when a peer has taken everything before forwarding a FIN),
+//! queue sizes, and the knobs used to flush and abort.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// `tcpi_bytes_acked` / `tcpi_bytes_received` offsets in `struct tcp_info` (uapi/linux/tcp.h, stable
+/// since 4.1); libc's `tcp_info` stops before them.
+const TCPI_STATE: usize = 0;
+const TCPI_BYTES_ACKED: usize = 120;
+const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_MIN_LEN: usize = TCPI_BYTES_RECEIVED + 8;
+
+/// `TCP_CLOSE` in `tcpi_state`: the socket was reset or fully closed.
+pub const TCP_STATE_CLOSE: u8 = 7;
+
+/// What `TCP_INFO` says about the bytes that went through a socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub state: u8,
+    /// Payload bytes the peer acknowledged (data we sent that left for good).
+    pub bytes_acked: u64,
+    /// Payload bytes received in sequence (a received FIN may add one).
+    pub bytes_received: u64,
+}
+
+fn getsockopt_raw(fd: RawFd, level: i32, name: i32, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf is valid for `len` bytes and the kernel writes at most `len`.
+    let rc = unsafe { libc::getsockopt(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
+    if rc == 0 {
+        Ok(len as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live i32 with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kernel's 64-bit id of the socket (`SO_COOKIE`), the same value `bpf_get_socket_cookie` returns.
+pub fn cookie(sock: &impl AsRawFd) -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    let len = getsockopt_raw(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_COOKIE,
+        &mut buf,
+    )?;
+    if len != 8 {
+        return Err(io::Error::other("SO_COOKIE returned a short value"));
+    }
+    Ok(u64::from_ne_bytes(buf))
+}
+
+pub fn tcp_counters(sock: &impl AsRawFd) -> io::Result<TcpCounters> {
+    let mut buf = [0u8; 256];
+    let len = getsockopt_raw(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        &mut buf,
+    )?;
+    if len < TCPI_MIN_LEN {
+        return Err(io::Error::other(
+            "TCP_INFO too short (kernel older than 4.1)",
+        ));
+    }
+    let u64_at = |off: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[off..off + 8]);
+        u64::from_ne_bytes(b)
+    };
+    Ok(TcpCounters {
+        state: buf[TCPI_STATE],
+        bytes_acked: u64_at(TCPI_BYTES_ACKED),
+        bytes_received: u64_at(TCPI_BYTES_RECEIVED),
+    })
+}
+
+fn ioctl_int(sock: &impl AsRawFd, request: libc::Ioctl) -> io::Result<u64> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: SIOCINQ/SIOCOUTQ write one int.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut value) };
+    if rc == 0 {
+        Ok(value.max(0) as u64)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes received and not yet read (`SIOCINQ`).
+pub fn unread(sock: &impl AsRawFd) -> io::Result<u64> {
+    ioctl_int(sock, libc::FIONREAD)
+}
+
+/// Bytes in the send queue, sent or not, that the peer has not acknowledged (`SIOCOUTQ`).
+pub fn unacked(sock: &impl AsRawFd) -> io::Result<u64> {
+    ioctl_int(sock, libc::TIOCOUTQ)
+}
+
+/// Re-setting `SO_RCVLOWAT` makes TCP call `sk_data_ready` when data is queued; with the socket in the
+/// sockhash that runs the verdict over everything that arrived before insertion, in order.
+pub fn kick_data_ready(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
+}
+
+/// Pending socket error (`SO_ERROR`), e.g. `ECONNRESET` after a RST.
+pub fn take_error(sock: &impl AsRawFd) -> io::Result<Option<io::Error>> {
+    let mut buf = [0u8; 4];
+    getsockopt_raw(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, &mut buf)?;
+    let errno = i32::from_ne_bytes(buf);
+    Ok((errno != 0).then(|| io::Error::from_raw_os_error(errno)))
+}
+
+/// Makes the next `close()` send a RST instead of a FIN, so an abort on one side reaches the other.
+pub fn set_linger_zero(sock: &impl AsRawFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: passes a pointer to a live linger struct with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,237 @@
+//! One spliced pair from insertion to release.
+//!
+//! The kernel moves payload but not FIN: a bare FIN skb is dropped by the verdict, so userspace notices
+//! it (RDHUP on the watcher), waits until the peer socket has *taken* every byte that arrived (bytes
+//! still in the psock's redirect queue would otherwise be cut off by an early FIN), and then shuts the
+//! peer's write side. A RST or hard error on either side aborts both (close with linger 0 sends RST).
+
+use std::io;
+use std::net::{Shutdown, TcpStream as StdTcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::loader::KernelPath;
+use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
+
+/// How long a FIN may wait for the peer to take queued bytes before the pair is aborted instead.
+const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Safety net against a missed edge: states are re-checked at least this often.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// What a finished pair moved, counted by TCP itself (userspace never saw the bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spliced {
+    pub client_to_backend: u64,
+    pub backend_to_client: u64,
+    /// Ended by a RST/error on one side (both were reset).
+    pub aborted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpliceError {
+    /// A socket closed before it could enter the sockhash (EOPNOTSUPP). The streams are handed back
+    /// so the caller can finish the flow in userspace without losing what is still queued.
+    #[error("socket no longer established; not spliced")]
+    NotEstablished {
+        client: TcpStream,
+        backend: TcpStream,
+    },
+    #[error("splice: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One side of the pair and where its bytes go.
+struct Side {
+    sock: StdTcpStream,
+    /// Bytes userspace wrote to this socket before insertion (e.g. the PROXY header); not part of
+    /// what the kernel forwarded into it.
+    written_before: u64,
+    /// The peer's FIN was propagated to this socket (its write side is shut).
+    write_shut: bool,
+}
+
+impl KernelPath {
+    /// Splices `client` and `backend` (both connected, all userspace bytes already written) and
+    /// returns when the pair is finished.
+    pub async fn splice(
+        &self,
+        client: TcpStream,
+        backend: TcpStream,
+        backend_index: u32,
+    ) -> Result<Spliced, SpliceError> {
+        let written_client = sent_so_far(&client)?;
+        let written_backend = sent_so_far(&backend)?;
+        let cookies = (sockopt::cookie(&client)?, sockopt::cookie(&backend)?);
+        let maps = &self.inner.maps;
+        let inserted = maps.insert_pair(
+            (cookies.0, client.as_raw_fd()),
+            (cookies.1, backend.as_raw_fd()),
+            backend_index,
+        );
+        if let Err(e) = inserted {
+            maps.remove_pair(cookies.0, cookies.1);
+            if is_not_established(&e) {
+                return Err(SpliceError::NotEstablished { client, backend });
+            }
+            return Err(io::Error::other(e.to_string()).into());
+        }
+        self.inner.live.fetch_add(1, Ordering::Relaxed);
+        self.inner.total.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .run_pair(client, backend, written_client, written_backend)
+            .await;
+        maps.remove_pair(cookies.0, cookies.1);
+        self.inner.live.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn run_pair(
+        &self,
+        client: TcpStream,
+        backend: TcpStream,
+        written_client: u64,
+        written_backend: u64,
+    ) -> Result<Spliced, SpliceError> {
+        // Out of tokio's reactor: it would wake on every skb. The watcher reports only RDHUP/HUP/ERR.
+        let mut client = Side::new(client.into_std()?, written_client);
+        let mut backend = Side::new(backend.into_std()?, written_backend);
+        // Bytes that arrived before insertion are still queued: run the verdict over them now.
+        sockopt::kick_data_ready(&client.sock)?;
+        sockopt::kick_data_ready(&backend.sock)?;
+        let notify = Arc::new(Notify::new());
+        let watcher = &self.inner.watcher;
+        let watches = (
+            watcher.watch(client.sock.as_raw_fd(), notify.clone())?,
+            watcher.watch(backend.sock.as_raw_fd(), notify.clone())?,
+        );
+        let outcome = supervise(&mut client, &mut backend, &notify).await;
+        drop(watches);
+        let spliced = Spliced {
+            client_to_backend: received(&client.sock),
+            backend_to_client: received(&backend.sock),
+            aborted: outcome.is_err(),
+        };
+        if outcome.is_err() {
+            let _ = sockopt::set_linger_zero(&client.sock);
+            let _ = sockopt::set_linger_zero(&backend.sock);
+        }
+        Ok(spliced)
+    }
+}
+
+impl Side {
+    fn new(sock: StdTcpStream, written_before: u64) -> Side {
+        Side {
+            sock,
+            written_before,
+            write_shut: false,
+        }
+    }
+}
+
+/// Why a pair was aborted rather than closed in order.
+struct Aborted;
+
+/// Waits for close events until both directions have ended (Ok) or one side reset (Err).
+async fn supervise(client: &mut Side, backend: &mut Side, notify: &Notify) -> Result<(), Aborted> {
+    loop {
+        let c = state_of(&client.sock)?;
+        let b = state_of(&backend.sock)?;
+        if got_fin(c.state) && !backend.write_shut {
+            propagate_fin(&client.sock, backend).await?;
+        }
+        if got_fin(b.state) && !client.write_shut {
+            propagate_fin(&backend.sock, client).await?;
+        }
+        if client.write_shut && backend.write_shut {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(RECHECK, notify.notified()).await;
+    }
+}
+
+/// The socket's TCP counters; a reset or errored socket aborts the pair.
+fn state_of(sock: &StdTcpStream) -> Result<TcpCounters, Aborted> {
+    match sockopt::take_error(sock) {
+        Ok(None) => {}
+        Ok(Some(e)) | Err(e) => {
+            tracing::debug!("spliced socket error: {e}; aborting pair");
+            return Err(Aborted);
+        }
+    }
+    sockopt::tcp_counters(sock).map_err(|_| Aborted)
+}
+
+/// TCP states in which the remote's FIN has been received. A reset socket is also in CLOSE, but it
+/// carries `ECONNRESET` in `SO_ERROR`, which [`state_of`] checks first; without an error, CLOSE is the
+/// state a socket is left in after an orderly close (it moved to TIME_WAIT or finished LAST_ACK).
+fn got_fin(state: u8) -> bool {
+    const TIME_WAIT: u8 = 6;
+    const CLOSE_WAIT: u8 = 8;
+    const LAST_ACK: u8 = 9;
+    const CLOSING: u8 = 11;
+    matches!(
+        state,
+        TIME_WAIT | TCP_STATE_CLOSE | CLOSE_WAIT | LAST_ACK | CLOSING
+    )
+}
+
+/// `from` got a FIN: once `to` has taken everything `from` received, shut `to`'s write side.
+async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let arrived = received(from);
+        let taken = taken_by(to).ok_or(Aborted)?;
+        if taken >= arrived {
+            break;
+        }
+        if started.elapsed() > FIN_DRAIN_LIMIT {
+            tracing::warn!(
+                arrived,
+                taken,
+                "peer did not take queued bytes in time; aborting pair"
+            );
+            return Err(Aborted);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    to.write_shut = true;
+    match to.sock.shutdown(Shutdown::Write) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        Err(_) => Err(Aborted),
+    }
+}
+
+/// Payload bytes received by `sock` (its FIN, counted as one by TCP, excluded).
+fn received(sock: &StdTcpStream) -> u64 {
+    sockopt::tcp_counters(sock)
+        .map(|c| c.bytes_received.saturating_sub(u64::from(got_fin(c.state))))
+        .unwrap_or(0)
+}
+
+/// Bytes the kernel has placed in `to`'s send path (acknowledged or still queued) since insertion;
+/// `None` when `to` is gone.
+fn taken_by(to: &Side) -> Option<u64> {
+    let state = state_of(&to.sock).ok()?;
+    let queued = sockopt::unacked(&to.sock).ok()?;
+    Some((state.bytes_acked + queued).saturating_sub(to.written_before))
+}
+
+/// Everything userspace wrote to `sock` so far (acknowledged or queued).
+fn sent_so_far(sock: &TcpStream) -> io::Result<u64> {
+    Ok(sockopt::tcp_counters(sock)?.bytes_acked + sockopt::unacked(sock)?)
+}
+
+fn is_not_established(e: &aya::maps::MapError) -> bool {
+    let text = e.to_string();
+    matches!(e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
+        || text.contains("Operation not supported")
+}
