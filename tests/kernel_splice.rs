@@ -99,3 +99,37 @@ async fn wait_until(mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
     anyhow::bail!("condition not reached in 5 s")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bpftool_shows_affinity_with_field_names() -> anyhow::Result<()> {
+    let rig = rig(echo_server().await?).await?;
+    let value = puerta_common_value(2);
+    rig.kernel
+        .upsert_affinity("127.0.0.1".parse()?, value)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pin = rig._pins.path().join("affinity");
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(&pin)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "bpftool: {out:?}");
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let entry = &dump[0]["formatted"];
+    assert_eq!(entry["key"]["family"], 2, "{dump}");
+    let addr: Vec<u64> = (0..4)
+        .filter_map(|i| entry["key"]["addr"][i].as_u64())
+        .collect();
+    assert_eq!(addr, [127, 0, 0, 1], "{dump}");
+    assert_eq!(entry["value"]["backend"], 2, "{dump}");
+    assert_eq!(entry["value"]["conn_count"], 1, "{dump}");
+    rig.kernel.remove_affinity("127.0.0.1".parse()?);
+    assert_eq!(rig.kernel.map_entries().2, 0);
+    Ok(())
+}
+
+fn puerta_common_value(backend: u32) -> puerta::kernel::AffinityValue {
+    puerta::kernel::AffinityValue {
+        backend,
+        conn_count: 1,
+        last_seen_ns: puerta::kernel::monotonic_ns(),
+    }
+}

@@ -1,5 +1,7 @@
 //! Developer commands: `cargo xtask <command>`.
 
+mod build_ebpf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -10,12 +12,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the eBPF object.
-    BuildEbpf,
+    /// Build the eBPF object (and the daemon that embeds it).
+    BuildEbpf {
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::BuildEbpf => anyhow::bail!("not implemented yet"),
+        Command::BuildEbpf { release } => build_ebpf::run(release),
     }
 }

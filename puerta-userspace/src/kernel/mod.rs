@@ -15,4 +15,5 @@ pub use error::KernelError;
 pub use loader::KernelPath;
 pub use maps::{affinity_key, monotonic_ns, CounterTotals};
 pub use object::object_bytes;
+pub use puerta_common::{AffinityValue, Counter};
 pub use splice::{SpliceError, Spliced};
