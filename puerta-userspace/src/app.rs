@@ -39,6 +39,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, mode = ?config.mode, "listening");
     let drain_timeout = config.drain_timeout;
+    let serve_mode = config.mode;
     let flows = TaskTracker::new();
     let serve = Serve {
         config: Arc::new(config),
@@ -67,6 +68,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             left = flows.len(),
             "drain deadline reached; closing remaining flows"
         );
+    }
+    if serve_mode == Mode::Mongodb {
+        crate::mongodb::log_totals();
     }
     Ok(())
 }

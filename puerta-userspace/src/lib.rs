@@ -1,9 +1,17 @@
 //! Puerta: one daemon, two modes. `app` picks the mode from the config and owns start-up and draining;
 //! each mode lives in its own module and only knows how to serve until told to stop.
 
+pub mod affinity;
 pub mod app;
+pub mod backends;
+pub mod balancer;
 pub mod config;
+pub mod connect;
+pub mod forward;
+pub mod health;
 pub mod kernel;
 pub mod limits;
+pub mod log_throttle;
 pub mod mongodb;
+pub mod proxy_protocol;
 pub mod redis;

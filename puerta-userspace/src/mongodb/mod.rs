@@ -1,13 +1,133 @@
-//! MongoDB mode: an L4 balancer in front of mongos routers.
+//! MongoDB mode: an L4 balancer in front of mongos routers. New clients are placed by smooth weighted
+//! round-robin over healthy routers and then stick to theirs (session affinity); health comes from
+//! OP_MSG `hello` checks; payload moves through a [`Forwarder`](crate::forward::Forwarder).
 
+mod admission;
+mod datapath;
+mod flow;
+mod router;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::affinity::{self, AffinityTable};
 use crate::app::Serve;
+use crate::backends::Backends;
+use crate::config::MongoConfig;
+use crate::forward::ForwardError;
+use crate::health::{Checker, HealthSettings, HelloCheck};
+use crate::log_throttle::LogThrottle;
+use admission::Admission;
+pub use datapath::{data_path, DataPath};
+use flow::FlowContext;
+pub use router::{Route, Router};
+pub use stats::{stats, MongoStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
-    #[error("not implemented yet")]
-    NotImplemented,
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
 }
 
-pub async fn serve(_serve: Serve) -> Result<(), MongoError> {
-    Err(MongoError::NotImplemented)
+/// Accepts until `serve.shutdown` fires, spawning every flow on `serve.flows`.
+pub async fn serve(serve: Serve) -> Result<(), MongoError> {
+    let config = serve.config.mongodb();
+    let path = data_path(config)?;
+    let backends = Arc::new(Backends::new(&config.endpoints, false));
+    // Background tasks end with serve(), whichever way it returns.
+    let background = serve.shutdown.child_token();
+    let _stop_background = background.clone().drop_guard();
+    start_health_checks(config, backends.clone(), background.clone()).await;
+    let affinity = config.session_affinity_enabled.then(|| {
+        let table = Arc::new(AffinityTable::new(
+            config.session_timeout,
+            path.affinity_mirror.clone(),
+        ));
+        tokio::spawn(affinity::cleanup_task(table.clone(), background.clone()));
+        table
+    });
+    let ctx = Arc::new(FlowContext {
+        router: Router::new(backends, affinity),
+        forwarder: path.forwarder,
+        connect_timeout: config.connect_timeout,
+        no_backend_log: LogThrottle::new(Duration::from_secs(1)),
+    });
+    let admission = Admission::new(serve.config.max_connections);
+    accept_loop(&serve, &serve.listener, &admission, &ctx).await;
+    tracing::info!("stopped accepting MongoDB clients");
+    Ok(())
+}
+
+/// Runs the first round before returning, so no client is accepted before backends are known, then
+/// keeps checking in the background.
+async fn start_health_checks(
+    config: &MongoConfig,
+    backends: Arc<Backends>,
+    stop: CancellationToken,
+) {
+    let settings = HealthSettings {
+        interval: config.health_check_interval,
+        timeout: config.health_check_timeout,
+        fall: config.health_fall,
+        rise: config.health_rise,
+    };
+    let mut checker = Checker::new(backends.clone(), HelloCheck::default(), settings);
+    checker.round().await;
+    tracing::info!(
+        up = backends.up_count(),
+        total = backends.len(),
+        "initial health check done"
+    );
+    tokio::spawn(checker.run(stop));
+}
+
+async fn accept_loop(
+    serve: &Serve,
+    listener: &TcpListener,
+    admission: &Admission,
+    ctx: &Arc<FlowContext>,
+) {
+    let accept_errors = LogThrottle::new(Duration::from_secs(1));
+    loop {
+        let accepted = tokio::select! {
+            _ = serve.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (client, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                if let Some(n) = accept_errors.hit(std::time::Instant::now()) {
+                    tracing::error!(errors = n, "accept failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(permit) = admission.try_admit() else {
+            admission.refuse(peer);
+            drop(client);
+            continue;
+        };
+        serve
+            .flows
+            .spawn(flow::run(ctx.clone(), client, peer, permit));
+    }
+}
+
+/// One line with the totals, for the shutdown log.
+pub fn log_totals() {
+    let s = stats();
+    tracing::info!(
+        accepted = MongoStats::get(&s.accepted),
+        refused = MongoStats::get(&s.refused),
+        connect_failures = MongoStats::get(&s.connect_failures),
+        no_backend = MongoStats::get(&s.no_backend),
+        userspace_bytes = crate::forward::userspace_bytes(),
+        "mongodb mode totals"
+    );
 }

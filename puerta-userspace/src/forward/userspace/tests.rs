@@ -1,0 +1,73 @@
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// Two connected pairs: (client, proxy-side client socket) and (proxy-side backend socket, backend).
+async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(front.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = front.accept().await.unwrap();
+    let to_backend = TcpStream::connect(back.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (backend, _) = back.accept().await.unwrap();
+    (client, accepted, to_backend, backend)
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("nothing hangs")
+}
+
+#[tokio::test]
+async fn half_close_passes_through_and_reply_still_arrives() {
+    let (mut client, accepted, to_backend, mut backend) = pairs().await;
+    let flow = tokio::spawn(async move {
+        UserspaceForwarder::with_buffer_size(3)
+            .forward(accepted, to_backend)
+            .await
+    });
+    client.write_all(b"request").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    within(backend.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"request", "backend saw the FIN after the data");
+    backend.write_all(b"reply after client FIN").await.unwrap();
+    backend.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    within(client.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, b"reply after client FIN");
+    let bytes = within(flow).await.unwrap().unwrap();
+    assert_eq!(
+        bytes,
+        FlowBytes {
+            client_to_backend: 7,
+            backend_to_client: 22
+        }
+    );
+    assert!(userspace_bytes() >= 29);
+}
+
+#[tokio::test]
+async fn reset_on_one_side_ends_the_pair() {
+    let (client, accepted, to_backend, mut backend) = pairs().await;
+    let flow = tokio::spawn(async move {
+        UserspaceForwarder::default()
+            .forward(accepted, to_backend)
+            .await
+    });
+    // SO_LINGER 0 makes the close a RST.
+    client.set_zero_linger().unwrap();
+    drop(client);
+    let _ = within(flow).await.unwrap();
+    let mut rest = Vec::new();
+    // The backend sees its side closed, whether the forwarder saw a reset or a plain EOF.
+    let _ = within(backend.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+}

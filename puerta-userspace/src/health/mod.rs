@@ -1,0 +1,198 @@
+//! Active health checks of the mongos routers: every interval, all endpoints in parallel, TCP connect
+//! plus an OP_MSG `hello` within a timeout; rise/fall hysteresis decides when a backend changes state.
+//!
+//! Start state: [`Checker::round`] is run once before the listener accepts anything, and that first
+//! result sets each backend's state directly. Starting "all healthy" would send the first clients to a
+//! dead router (then to retry); starting "all down" would refuse clients for `rise` intervals.
+
+pub mod bson;
+pub mod hello;
+mod state;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::Backends;
+use crate::config::Endpoint;
+use crate::connect::connect;
+use crate::proxy_protocol;
+pub use hello::{HelloError, HelloReply};
+pub use state::{Hysteresis, Transition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("hello: {0}")]
+    Hello(#[from] HelloError),
+}
+
+/// One probe of one endpoint. The seam for other kinds of checks (and for tests); the checker applies
+/// the timeout, so an implementation may simply await.
+pub trait HealthCheck: Send + Sync + 'static {
+    fn check(
+        &self,
+        endpoint: &Endpoint,
+    ) -> impl Future<Output = Result<HelloReply, CheckError>> + Send;
+}
+
+/// The MongoDB check: connect, (PROXY header when the endpoint wants one), `hello`, validate reply.
+#[derive(Debug, Default)]
+pub struct HelloCheck {
+    next_request_id: AtomicI32,
+}
+
+impl HealthCheck for HelloCheck {
+    async fn check(&self, endpoint: &Endpoint) -> Result<HelloReply, CheckError> {
+        let mut stream = connect(endpoint).await.map_err(CheckError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        // A `loadBalancerPort` expects a PROXY header first; a check has no client, so it says LOCAL.
+        if let Some(header) = proxy_protocol::local_header(endpoint.proxy_protocol) {
+            stream
+                .write_all(&header)
+                .await
+                .map_err(|e| CheckError::Hello(e.into()))?;
+        }
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        Ok(hello::exchange(&mut stream, id).await?)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+/// What the checker remembers per backend, beyond the shared up/down flag.
+#[derive(Debug)]
+struct Tracked {
+    hysteresis: Hysteresis,
+    is_mongos: Option<bool>,
+}
+
+/// Runs the checks and writes the results into [`Backends`].
+pub struct Checker<C> {
+    backends: Arc<Backends>,
+    check: Arc<C>,
+    settings: HealthSettings,
+    tracked: Vec<Tracked>,
+}
+
+impl<C: HealthCheck> Checker<C> {
+    pub fn new(backends: Arc<Backends>, check: C, settings: HealthSettings) -> Checker<C> {
+        let tracked = (0..backends.len())
+            .map(|_| Tracked {
+                hysteresis: Hysteresis::new(settings.fall, settings.rise),
+                is_mongos: None,
+            })
+            .collect();
+        Checker {
+            backends,
+            check: Arc::new(check),
+            settings,
+            tracked,
+        }
+    }
+
+    /// Checks every endpoint once, in parallel, and applies the results.
+    pub async fn round(&mut self) {
+        let mut probes = JoinSet::new();
+        for (index, endpoint) in self.backends.endpoints().enumerate() {
+            let check = self.check.clone();
+            let endpoint = endpoint.clone();
+            let timeout = self.settings.timeout;
+            probes.spawn(async move {
+                let result = tokio::time::timeout(timeout, check.check(&endpoint))
+                    .await
+                    .unwrap_or(Err(CheckError::Timeout(timeout)));
+                (index, result)
+            });
+        }
+        while let Some(joined) = probes.join_next().await {
+            match joined {
+                Ok((index, result)) => self.apply(index, result),
+                Err(e) => tracing::error!("health probe task failed: {e}"),
+            }
+        }
+    }
+
+    fn apply(&mut self, index: usize, result: Result<HelloReply, CheckError>) {
+        let endpoint = self.backends.endpoint(index).clone();
+        let tracked = &mut self.tracked[index];
+        if let Ok(reply) = &result {
+            note_kind(&endpoint, &mut tracked.is_mongos, reply.is_mongos);
+        }
+        let transition = tracked.hysteresis.record(result.is_ok());
+        if let Some(up) = tracked.hysteresis.is_up() {
+            self.backends.set_up(index, up);
+        }
+        match (transition, &result) {
+            (Some(t), _) => log_transition(&endpoint, t, result.as_ref().err()),
+            (None, Err(e)) => tracing::debug!(backend = %endpoint, "health check failed: {e}"),
+            (None, Ok(_)) => {}
+        }
+    }
+
+    /// Checks every `interval` until `stop` fires.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; the start-up round already ran
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => self.round().await,
+            }
+        }
+    }
+}
+
+fn note_kind(endpoint: &Endpoint, known: &mut Option<bool>, is_mongos: bool) {
+    if *known == Some(is_mongos) {
+        return;
+    }
+    *known = Some(is_mongos);
+    if is_mongos {
+        tracing::info!(backend = %endpoint, "mongos {endpoint} is a mongos router (msg: isdbgrid)");
+    } else {
+        tracing::info!(
+            backend = %endpoint,
+            "mongos {endpoint} answers hello but is not a mongos router (no msg: isdbgrid)"
+        );
+    }
+}
+
+fn log_transition(endpoint: &Endpoint, transition: Transition, error: Option<&CheckError>) {
+    let error = error.map(|e| e.to_string()).unwrap_or_default();
+    match transition {
+        Transition::Initial { up: true } => {
+            tracing::info!(backend = %endpoint, "mongos {endpoint} is up (first check)")
+        }
+        Transition::Initial { up: false } => tracing::warn!(
+            backend = %endpoint,
+            "mongos {endpoint} is down (first check failed: {error})"
+        ),
+        Transition::Changed { up: true, streak } => tracing::info!(
+            backend = %endpoint,
+            "mongos {endpoint} is up again after {streak} good checks"
+        ),
+        Transition::Changed { up: false, streak } => tracing::warn!(
+            backend = %endpoint,
+            "mongos {endpoint} is down after {streak} failed checks: {error}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

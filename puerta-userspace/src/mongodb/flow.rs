@@ -1,0 +1,114 @@
+//! One client connection from accept to close: route it, connect to the mongos (falling back to another
+//! healthy one if the connect fails), write the PROXY header, then hand both sockets to the forwarder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::router::{Route, Router};
+use super::stats::{stats, ActiveFlow, MongoStats};
+use crate::connect::connect;
+use crate::forward::Forwarder;
+use crate::log_throttle::LogThrottle;
+use crate::proxy_protocol;
+
+/// What every flow shares.
+pub struct FlowContext {
+    pub router: Router,
+    pub forwarder: Forwarder,
+    pub connect_timeout: Duration,
+    pub no_backend_log: LogThrottle,
+}
+
+/// Runs one flow to its end. Holds the admission permit until then.
+pub async fn run(
+    ctx: Arc<FlowContext>,
+    client: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    let _active = ActiveFlow::start();
+    MongoStats::count(&stats().accepted);
+    let _ = client.set_nodelay(true);
+    let Some(mut route) = ctx.router.route(peer.ip()) else {
+        MongoStats::count(&stats().no_backend);
+        if let Some(n) = ctx.no_backend_log.hit(Instant::now()) {
+            tracing::warn!(
+                clients_closed = n,
+                "closing client {peer}: no healthy mongos"
+            );
+        }
+        return;
+    };
+    let Some(mut backend) = connect_with_fallback(&ctx, &mut route, peer).await else {
+        return;
+    };
+    let endpoint = ctx.router.backends().endpoint(route.backend);
+    if let Err(e) = write_proxy_header(&client, &mut backend, endpoint.proxy_protocol, peer).await {
+        tracing::warn!("cannot write PROXY header to mongos {endpoint} for {peer}: {e}");
+        return;
+    }
+    tracing::debug!(client = %peer, backend = %endpoint, "flow connected");
+    match ctx.forwarder.forward(client, backend).await {
+        Ok(bytes) => tracing::debug!(
+            client = %peer,
+            backend = %endpoint,
+            up = bytes.client_to_backend,
+            down = bytes.backend_to_client,
+            "flow closed"
+        ),
+        Err(e) => tracing::debug!(client = %peer, backend = %endpoint, "flow ended: {e}"),
+    }
+}
+
+/// Connects to the routed backend, moving to other healthy ones on failure. `None` when every healthy
+/// backend failed (the client is then closed).
+async fn connect_with_fallback(
+    ctx: &FlowContext,
+    route: &mut Route,
+    peer: SocketAddr,
+) -> Option<TcpStream> {
+    let mut tried = Vec::new();
+    loop {
+        let endpoint = ctx.router.backends().endpoint(route.backend);
+        let result = tokio::time::timeout(ctx.connect_timeout, connect(endpoint)).await;
+        let error = match result {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Some(stream);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no connection within {:?}", ctx.connect_timeout),
+        };
+        MongoStats::count(&stats().connect_failures);
+        tried.push(route.backend);
+        let retry = ctx.router.reroute(route, &tried);
+        tracing::warn!(
+            client = %peer,
+            backend = %endpoint,
+            "cannot connect to mongos {endpoint} for {peer}: {error}{}",
+            if retry { "; trying another" } else { "; no other healthy mongos, closing client" }
+        );
+        if !retry {
+            return None;
+        }
+    }
+}
+
+async fn write_proxy_header(
+    client: &TcpStream,
+    backend: &mut TcpStream,
+    version: crate::config::ProxyProtocol,
+    peer: SocketAddr,
+) -> std::io::Result<()> {
+    let local = client.local_addr()?;
+    if let Some(header) = proxy_protocol::header(version, peer, local) {
+        backend.write_all(&header).await?;
+    }
+    Ok(())
+}
