@@ -85,17 +85,15 @@ pub struct AffinityValue {
     pub last_seen_ns: u64,
 }
 
-/// Value of [`BACKENDS_MAP`]: a mongos endpoint as resolved at start.
+/// Value of [`BACKENDS_MAP`]: a mongos endpoint (address as configured, when it is an IP literal;
+/// all zero for a host name, which is resolved per connection).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendValue {
     pub family: u16,
     pub port: u16,
     pub addr: [u8; 16],
-    /// 1 when the health checker considers the backend up.
-    pub healthy: u32,
     pub weight: u32,
-    pub _pad: [u8; 4],
 }
 
 pub const AF_INET: u16 = 2;
@@ -105,7 +103,7 @@ const _: () = assert!(core::mem::size_of::<PeerEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<AffinityKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
-const _: () = assert!(core::mem::size_of::<BackendValue>() == 32);
+const _: () = assert!(core::mem::size_of::<BackendValue>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -22,6 +22,17 @@ pub enum AppError {
     Redis(#[from] crate::redis::RedisError),
 }
 
+impl AppError {
+    /// A start-up refusal the operator must fix in the configuration or environment (exit code 2),
+    /// e.g. `forwarding = "kernel"` where the eBPF program cannot load.
+    pub fn is_config_problem(&self) -> bool {
+        matches!(
+            self,
+            AppError::Mongo(crate::mongodb::MongoError::Forward(_))
+        )
+    }
+}
+
 /// What every mode gets: the listener, the stop signal, and a tracker that every flow task must be
 /// spawned on so that draining can wait for it.
 pub struct Serve {

@@ -40,7 +40,14 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("puerta: {e:#}");
-            ExitCode::FAILURE
+            let config_problem = e
+                .downcast_ref::<puerta::app::AppError>()
+                .is_some_and(|a| a.is_config_problem());
+            if config_problem {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! loop and the kernel (eBPF sockmap) splice: the MongoDB mode only ever calls [`Forwarder::forward`]
 //! with two connected sockets that have nothing pending (the PROXY header is already written).
 
+mod kernel;
 mod userspace;
 
 use std::io;
@@ -9,6 +10,8 @@ use std::io;
 use tokio::net::TcpStream;
 
 use crate::config::{Forwarding, MongoConfig};
+use crate::kernel::KernelPath;
+pub use kernel::KernelForwarder;
 pub use userspace::{userspace_bytes, UserspaceForwarder, DEFAULT_BUFFER_SIZE};
 
 /// Payload bytes a finished flow moved, per direction.
@@ -28,36 +31,71 @@ pub enum ForwardError {
 #[derive(Debug)]
 pub enum Forwarder {
     Userspace(UserspaceForwarder),
+    Kernel(KernelForwarder),
 }
 
 impl Forwarder {
-    /// Picks the data path for `forwarding`, logging the choice once.
+    /// Picks the data path for `forwarding`, logging the choice once. `auto` tries the kernel path
+    /// and falls back to userspace with the reason; `kernel` fails instead.
     pub fn from_config(config: &MongoConfig) -> Result<Forwarder, ForwardError> {
         match config.forwarding {
-            Forwarding::Kernel => Err(ForwardError::KernelUnavailable(
-                "the kernel path is not built yet".into(),
-            )),
-            Forwarding::Auto => {
-                tracing::info!("forwarding in userspace (kernel path not built yet)");
-                Ok(Forwarder::Userspace(UserspaceForwarder::default()))
-            }
             Forwarding::Userspace => {
                 tracing::info!("forwarding in userspace (forwarding = \"userspace\")");
                 Ok(Forwarder::Userspace(UserspaceForwarder::default()))
             }
+            Forwarding::Kernel => match KernelPath::load(&config.bpf_pin_dir) {
+                Ok(kernel) => Ok(Forwarder::kernel(kernel, "forwarding = \"kernel\"")),
+                Err(e) => Err(ForwardError::KernelUnavailable(e.to_string())),
+            },
+            Forwarding::Auto => match KernelPath::load(&config.bpf_pin_dir) {
+                Ok(kernel) => Ok(Forwarder::kernel(kernel, "forwarding = \"auto\"")),
+                Err(e) => {
+                    tracing::warn!("kernel forwarding unavailable, forwarding in userspace: {e}");
+                    Ok(Forwarder::Userspace(UserspaceForwarder::default()))
+                }
+            },
+        }
+    }
+
+    fn kernel(kernel: KernelPath, why: &str) -> Forwarder {
+        tracing::info!(
+            pin_dir = %kernel.pin_dir().display(),
+            "forwarding in the kernel (eBPF sockmap; {why})"
+        );
+        Forwarder::Kernel(KernelForwarder::new(kernel))
+    }
+
+    /// The loaded kernel path, if this forwarder uses it (for the affinity mirror and backends map).
+    pub fn kernel_path(&self) -> Option<&KernelPath> {
+        match self {
+            Forwarder::Kernel(k) => Some(k.kernel()),
+            Forwarder::Userspace(_) => None,
         }
     }
 
     /// Moves bytes both ways until both directions have ended, then closes both sockets.
     pub async fn forward(&self, client: TcpStream, backend: TcpStream) -> io::Result<FlowBytes> {
+        self.forward_to(client, backend, 0).await
+    }
+
+    /// Like [`Forwarder::forward`]; `backend_index` (into the configured endpoints) labels the
+    /// kernel's per-backend byte counters.
+    pub async fn forward_to(
+        &self,
+        client: TcpStream,
+        backend: TcpStream,
+        backend_index: usize,
+    ) -> io::Result<FlowBytes> {
         match self {
             Forwarder::Userspace(u) => u.forward(client, backend).await,
+            Forwarder::Kernel(k) => k.forward(client, backend, backend_index).await,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Forwarder::Userspace(_) => "userspace",
+            Forwarder::Kernel(_) => "kernel",
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Loading: embedded object → maps and program in the kernel → verdict attached to the sockhash →
 //! user-facing maps pinned. Any failure here is a reason for `auto` to fall back to userspace.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, SockHash};
 use aya::programs::SkSkb;
@@ -31,8 +31,9 @@ pub(super) struct Inner {
     pub(super) live: AtomicU64,
     /// Pairs spliced since start.
     pub(super) total: AtomicU64,
+    pin_dir: PathBuf,
     // Field order matters for drop: pins go before the program and maps they refer to.
-    _pins: Pins,
+    pins: Mutex<Option<Pins>>,
     _ebpf: Mutex<Ebpf>,
 }
 
@@ -67,16 +68,21 @@ impl KernelPath {
             backends: Mutex::new(backends),
         };
         let watcher = Watcher::start().map_err(KernelError::Watcher)?;
-        Ok(KernelPath {
-            inner: Arc::new(Inner {
-                maps,
-                watcher,
-                live: AtomicU64::new(0),
-                total: AtomicU64::new(0),
-                _pins: pins,
-                _ebpf: Mutex::new(ebpf),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            maps,
+            watcher,
+            live: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            pin_dir: pin_dir.to_path_buf(),
+            pins: Mutex::new(Some(pins)),
+            _ebpf: Mutex::new(ebpf),
+        });
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&inner));
+        Ok(KernelPath { inner })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.inner.pin_dir
     }
 
     /// What the verdict program counted so far (summed over CPUs).
@@ -110,22 +116,20 @@ impl KernelPath {
         self.inner.maps.remove_affinity(ip)
     }
 
-    /// Describes backend `index` (address, weight, health) in the pinned backends map.
+    /// Describes backend `index` in the pinned backends map (`ip` is `None` for a host name).
     pub fn set_backend(
         &self,
         index: u32,
-        addr: std::net::SocketAddr,
+        ip: Option<std::net::IpAddr>,
+        port: u16,
         weight: u32,
-        healthy: bool,
     ) -> Result<(), KernelError> {
-        let (family, bytes) = super::maps::ip_bytes(addr.ip());
+        let (family, bytes) = ip.map(super::maps::ip_bytes).unwrap_or_default();
         let value = puerta_common::BackendValue {
             family,
-            port: addr.port(),
+            port,
             addr: bytes,
-            healthy: u32::from(healthy),
             weight,
-            _pad: [0; 4],
         };
         self.inner.maps.set_backend(index, value)
     }
@@ -141,4 +145,38 @@ fn raise_memlock() {
     if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
         tracing::debug!("cannot raise RLIMIT_MEMLOCK: {e}");
     }
+}
+
+/// The kernel path of this process, for the shutdown report (flows hold the strong references).
+static ACTIVE: Mutex<Option<Weak<Inner>>> = Mutex::new(None);
+
+/// Clean shutdown, after flows drained: logs what the kernel moved (the userspace byte counter is
+/// logged separately and stays 0 for spliced flows) and removes the pins. Later drops are no-ops.
+pub fn finish_active() {
+    let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(inner) = active.and_then(|weak| weak.upgrade()) else {
+        return;
+    };
+    let maps = &inner.maps;
+    let (sockets, peers, affinity) = (
+        maps.socket_count(),
+        maps.peer_count(),
+        maps.affinity_count(),
+    );
+    match maps.counters() {
+        Ok(c) => tracing::info!(
+            pairs = inner.total.load(Ordering::Relaxed),
+            live_pairs = inner.live.load(Ordering::Relaxed),
+            kernel_bytes_client_to_backend = c.redirected_client_to_backend.bytes,
+            kernel_bytes_backend_to_client = c.redirected_backend_to_client.bytes,
+            kernel_passed_bytes = c.passed.bytes,
+            kernel_empty_dropped = c.empty_dropped.packets,
+            sockhash_entries = sockets,
+            peer_entries = peers,
+            affinity_entries = affinity,
+            "kernel path totals"
+        ),
+        Err(e) => tracing::warn!("cannot read kernel counters: {e}"),
+    }
+    drop(inner.pins.lock().unwrap_or_else(|e| e.into_inner()).take());
 }

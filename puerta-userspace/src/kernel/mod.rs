@@ -5,6 +5,7 @@
 mod error;
 mod loader;
 mod maps;
+mod mirror;
 mod object;
 mod pins;
 pub mod sockopt;
@@ -12,8 +13,9 @@ mod splice;
 mod watcher;
 
 pub use error::KernelError;
-pub use loader::KernelPath;
+pub use loader::{finish_active, KernelPath};
 pub use maps::{affinity_key, monotonic_ns, CounterTotals};
+pub use mirror::KernelAffinityMirror;
 pub use object::object_bytes;
 pub use puerta_common::{AffinityValue, Counter};
 pub use splice::{SpliceError, Spliced};

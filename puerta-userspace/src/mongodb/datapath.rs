@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::affinity::{AffinityMirror, NoMirror};
 use crate::config::MongoConfig;
 use crate::forward::{ForwardError, Forwarder};
+use crate::kernel::{KernelAffinityMirror, KernelPath};
 
 pub struct DataPath {
     pub forwarder: Forwarder,
@@ -13,8 +14,29 @@ pub struct DataPath {
 }
 
 pub fn data_path(config: &MongoConfig) -> Result<DataPath, ForwardError> {
+    let forwarder = Forwarder::from_config(config)?;
+    let affinity_mirror: Arc<dyn AffinityMirror> = match forwarder.kernel_path() {
+        Some(kernel) => {
+            describe_backends(kernel, config);
+            Arc::new(KernelAffinityMirror::new(kernel.clone()))
+        }
+        None => Arc::new(NoMirror),
+    };
     Ok(DataPath {
-        forwarder: Forwarder::from_config(config)?,
-        affinity_mirror: Arc::new(NoMirror),
+        forwarder,
+        affinity_mirror,
     })
+}
+
+/// Fills the pinned backends map so bpftool can translate affinity entries' backend indices.
+fn describe_backends(kernel: &KernelPath, config: &MongoConfig) {
+    for (index, endpoint) in config.endpoints.iter().enumerate() {
+        let ip = endpoint.host.parse().ok();
+        if let Err(e) = kernel.set_backend(index as u32, ip, endpoint.port, endpoint.weight) {
+            tracing::warn!(
+                backend = index,
+                "cannot describe backend in the BPF map: {e}"
+            );
+        }
+    }
 }

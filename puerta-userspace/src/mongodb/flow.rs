@@ -54,7 +54,11 @@ pub async fn run(
         return;
     }
     tracing::debug!(client = %peer, backend = %endpoint, "flow connected");
-    match ctx.forwarder.forward(client, backend).await {
+    match ctx
+        .forwarder
+        .forward_to(client, backend, route.backend)
+        .await
+    {
         Ok(bytes) => tracing::debug!(
             client = %peer,
             backend = %endpoint,

@@ -121,6 +121,7 @@ async fn accept_loop(
 
 /// One line with the totals, for the shutdown log.
 pub fn log_totals() {
+    crate::kernel::finish_active();
     let s = stats();
     tracing::info!(
         accepted = MongoStats::get(&s.accepted),

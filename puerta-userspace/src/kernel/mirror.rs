@@ -1,0 +1,39 @@
+//! The affinity table's mirror into the pinned BPF hash map, so `bpftool map dump pinned
+//! …/affinity` shows which mongos each client IP sticks to.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use puerta_common::AffinityValue;
+
+use super::{monotonic_ns, KernelPath};
+use crate::affinity::{AffinityEntry, AffinityMirror};
+
+pub struct KernelAffinityMirror {
+    kernel: KernelPath,
+}
+
+impl KernelAffinityMirror {
+    pub fn new(kernel: KernelPath) -> KernelAffinityMirror {
+        KernelAffinityMirror { kernel }
+    }
+}
+
+impl AffinityMirror for KernelAffinityMirror {
+    fn upsert(&self, ip: IpAddr, entry: &AffinityEntry) {
+        // Instant is CLOCK_MONOTONIC on Linux: translate by the age of the entry.
+        let age = Instant::now().saturating_duration_since(entry.last_seen);
+        let value = AffinityValue {
+            backend: entry.backend as u32,
+            conn_count: entry.live_conns,
+            last_seen_ns: monotonic_ns().saturating_sub(age.as_nanos() as u64),
+        };
+        if let Err(e) = self.kernel.upsert_affinity(ip, value) {
+            tracing::warn!(client = %ip, "cannot mirror affinity entry into the BPF map: {e}");
+        }
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        self.kernel.remove_affinity(ip);
+    }
+}
