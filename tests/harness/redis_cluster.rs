@@ -1,0 +1,240 @@
+//! A real Redis Cluster on loopback for tests and the demo: N masters with R replicas each, every node a
+//! `redis-server` child in one temp dir, all killed on drop. Needs Debian's redis-server and redis-cli
+//! (7.0). Ports come from [`crate::free_port`], which keeps port + 10000 (the cluster bus) free.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{free_port, loopback, wait_for_port, ChildGuard};
+
+pub struct RedisNode {
+    pub port: u16,
+    pub process: ChildGuard,
+}
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// 3 masters + 3 replicas.
+    pub fn start() -> anyhow::Result<RedisCluster> {
+        Self::start_with(3, 1)
+    }
+
+    pub fn start_with(masters: usize, replicas: usize) -> anyhow::Result<RedisCluster> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..masters * (1 + replicas) {
+            cluster.spawn_node()?;
+        }
+        for node in &cluster.nodes {
+            if let Err(e) = wait_for_port(loopback(node.port), Duration::from_secs(20)) {
+                bail!("{e}; redis output:\n{}", node.process.output());
+            }
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        create
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes");
+        let out = create.output().context("run redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        cluster.wait_healthy(Duration::from_secs(60))?;
+        Ok(cluster)
+    }
+
+    fn spawn_node(&mut self) -> anyhow::Result<()> {
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .arg("--cluster-config-file")
+            .arg(format!("nodes-{port}.conf"))
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path());
+        let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;
+        self.nodes.push(RedisNode { port, process });
+        Ok(())
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// `["127.0.0.1:P", ...]` for Puerta's `cluster_nodes`.
+    pub fn seeds(&self) -> Vec<String> {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// A Puerta TOML config in Redis mode in front of this cluster; `extra` is appended to `[redis]`.
+    pub fn puerta_config(&self, listen: SocketAddr, extra: &str) -> String {
+        let seeds: Vec<String> = self.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "mode = \"redis\"\nlisten_addr = \"{listen}\"\ndrain_timeout_sec = 2\n\n[redis]\n\
+             cluster_nodes = [{}]\nslot_refresh_interval_sec = 5\nconnection_timeout_ms = 2000\n{extra}\n",
+            seeds.join(", ")
+        )
+    }
+
+    /// `redis-cli -p port args...`; stdout on success.
+    pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .context("run redis-cli")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli -p {port} {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Ports of the live nodes that are masters owning slots, per `CLUSTER NODES` of any live node.
+    pub fn masters(&self) -> anyhow::Result<Vec<u16>> {
+        Ok(self
+            .cluster_nodes()?
+            .into_iter()
+            .filter(|n| n.master && n.has_slots && !n.failed)
+            .map(|n| n.port)
+            .collect())
+    }
+
+    /// Live replicas and the port of their master.
+    pub fn replicas(&self) -> anyhow::Result<Vec<(u16, u16)>> {
+        let nodes = self.cluster_nodes()?;
+        Ok(nodes
+            .iter()
+            .filter(|n| !n.master && !n.failed)
+            .filter_map(|n| {
+                let master = nodes.iter().find(|m| Some(&m.id) == n.master_id.as_ref())?;
+                Some((n.port, master.port))
+            })
+            .collect())
+    }
+
+    /// The node id of the node on `port`.
+    pub fn node_id(&self, port: u16) -> anyhow::Result<String> {
+        Ok(self.cli(port, &["CLUSTER", "MYID"])?.trim().to_string())
+    }
+
+    fn cluster_nodes(&self) -> anyhow::Result<Vec<NodeLine>> {
+        let mut last_err = None;
+        for node in &self.nodes {
+            match self.cli(node.port, &["CLUSTER", "NODES"]) {
+                Ok(text) if !text.trim().is_empty() => {
+                    return Ok(text.lines().filter_map(NodeLine::parse).collect())
+                }
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no node answered CLUSTER NODES")))
+    }
+
+    /// Waits until every live node reports `cluster_state:ok`, all slots are assigned and every
+    /// replica's link to its master is up.
+    pub fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.health() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("cluster not healthy after {within:?}: {last}")
+    }
+
+    fn health(&self) -> anyhow::Result<()> {
+        for node in self.live_nodes() {
+            let info = self.cli(node, &["CLUSTER", "INFO"])?;
+            if !info.contains("cluster_state:ok") || !info.contains("cluster_slots_assigned:16384")
+            {
+                bail!("node {node} not ok yet");
+            }
+            let replication = self.cli(node, &["INFO", "replication"])?;
+            if replication.contains("role:slave") && !replication.contains("master_link_status:up")
+            {
+                bail!("replica {node} not in sync yet");
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes whose process is still running (not killed by a test).
+    pub fn live_nodes(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.process.pid() != 0)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.process.kill();
+        }
+    }
+}
+
+struct NodeLine {
+    id: String,
+    port: u16,
+    master: bool,
+    master_id: Option<String>,
+    failed: bool,
+    has_slots: bool,
+}
+
+impl NodeLine {
+    /// `<id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`
+    fn parse(line: &str) -> Option<NodeLine> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 {
+            return None;
+        }
+        let addr = fields[1].split('@').next()?;
+        let port = addr.rsplit_once(':')?.1.parse().ok()?;
+        let flags = fields[2];
+        Some(NodeLine {
+            id: fields[0].to_string(),
+            port,
+            master: flags.contains("master"),
+            master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+            failed: flags.contains("fail") && !flags.contains("fail?") || flags.contains("noaddr"),
+            has_slots: fields.len() > 8,
+        })
+    }
+}
