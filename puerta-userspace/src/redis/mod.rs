@@ -1,6 +1,7 @@
 //! Redis mode: a RESP proxy in front of a Redis Cluster.
 
 pub mod resp;
+pub mod slots;
 
 use crate::app::Serve;
 
