@@ -238,3 +238,53 @@ impl NodeLine {
         })
     }
 }
+
+/// A cluster with Puerta in front of it.
+pub struct ProxiedCluster {
+    pub cluster: RedisCluster,
+    pub puerta: crate::Puerta,
+}
+
+impl ProxiedCluster {
+    /// 3 masters + 3 replicas and Puerta; `extra` lines go into `[redis]`.
+    pub fn start(extra: &str) -> anyhow::Result<ProxiedCluster> {
+        let cluster = RedisCluster::start()?;
+        let listen = loopback(free_port());
+        let puerta = crate::Puerta::start(&cluster.puerta_config(listen, extra), listen)?;
+        Ok(ProxiedCluster { cluster, puerta })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.puerta.listen.port()
+    }
+
+    /// Runs `tests/py/<script>` with the proxy's host and port as the first two arguments, then
+    /// `args`; fails with the script's output unless it exits 0.
+    pub fn python(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::python())
+            .arg(crate::py_script(script))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .args(args)
+            .output()
+            .with_context(|| format!("run {script}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!(
+                "{script} failed ({}):\n{text}\npuerta output:\n{}",
+                out.status,
+                self.puerta.process.output()
+            );
+        }
+        Ok(text)
+    }
+
+    /// `redis-cli -p <proxy> args...` (stdout).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.cluster.cli(self.port(), args)
+    }
+}

@@ -17,7 +17,20 @@ pub mod pool;
 pub mod pubsub;
 pub mod redirect;
 pub mod resp;
+pub mod router;
+pub mod scan;
+pub mod session;
 pub mod slots;
+pub mod stats;
+pub mod transaction;
+pub mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use crate::app::Serve;
 use cluster::Cluster;
