@@ -1,5 +1,6 @@
 //! Redis mode: a RESP proxy in front of a Redis Cluster.
 
+pub mod commands;
 pub mod resp;
 pub mod slots;
 
