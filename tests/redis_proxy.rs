@@ -22,7 +22,10 @@ fn redis_cli_local_commands() -> anyhow::Result<()> {
     assert!(env.cli(&["CLUSTER", "INFO"])?.contains("cluster_state:ok"));
     assert_eq!(env.cli(&["DBSIZE"])?.trim(), "1");
     let info = env.cli(&["INFO"])?;
-    assert!(info.contains("# Proxy") && info.contains("db0:keys=1"), "{info}");
+    assert!(
+        info.contains("# Proxy") && info.contains("db0:keys=1"),
+        "{info}"
+    );
     assert!(env.cli(&["SELECT", "1"])?.contains("ERR"));
     let _ = Duration::from_secs(1);
     Ok(())

@@ -87,7 +87,7 @@ impl Command {
             return Ok(Vec::new());
         };
         let indices =
-            commands::key_indices(spec, &self.args).map_err(|e| wire::error(format!("ERR {e}")))?;
+            commands::key_indices(spec, &self.args).map_err(|e| wire::error(e.to_string()))?;
         Ok(indices
             .into_iter()
             .filter_map(|i| self.args.get(i).map(|k| (i, key_slot(k))))
@@ -110,13 +110,8 @@ impl Command {
 
     /// Blocking commands hold a connection for as long as they wait, so they never use the pool.
     pub fn blocking(&self) -> bool {
-        if matches!(self.name.as_str(), "XREAD" | "XREADGROUP") {
-            return self.args[1..]
-                .iter()
-                .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
-                .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
-        }
-        self.has_flag(flag::BLOCKING)
+        self.spec
+            .is_some_and(|spec| commands::blocks(spec, &self.args))
     }
 
     pub fn payload(&self) -> Bytes {

@@ -11,6 +11,7 @@ use super::auth;
 use super::broadcast::{self, to_masters};
 use super::cluster::Cluster;
 use super::command::Command;
+use super::commands::flag;
 use super::info;
 use super::local;
 use super::multikey;
@@ -74,17 +75,34 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         return state.txn.handle(cluster, &cmd, state.lane).await;
     }
     let lane = state.lane;
+    let Some(spec) = cmd.spec else {
+        return Reply::Ready(wire::error(format!(
+            "ERR unknown command '{}' (Puerta routes only commands whose keys it knows)",
+            wire::text(&cmd.args[0])
+        )));
+    };
     let cluster = cluster.clone();
     match cmd.name.as_str() {
         "SCAN" => later(scan::scan(cluster, cmd, lane)),
         "INFO" => later(info::info(cluster, cmd.arg_upper(1), lane)),
         "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)),
         "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays),
-        "FLUSHALL" | "FLUSHDB" | "SCRIPT" => fan_out(cluster, cmd, lane, broadcast::all_ok),
         "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
             Reply::Ready(super::pubsub::unsubscribed_reply(&cmd))
         }
-        "COMMAND" => routed(&cluster, cmd.keyless_route(), lane).await,
+        "RESET" => {
+            *state = ClientState::new(state.id, &cluster);
+            Reply::Ready(wire::simple("RESET"))
+        }
+        _ if spec.has(flag::UNSUPPORTED) => Reply::Ready(wire::error(format!(
+            "ERR Puerta: '{}' is not supported through the proxy",
+            cmd.name.to_lowercase()
+        ))),
+        _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok),
+        // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
+        _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
+            routed(&cluster, cmd.keyless_route(), lane).await
+        }
         _ => keyed(&cluster, cmd, lane).await,
     }
 }

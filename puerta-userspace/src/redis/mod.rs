@@ -3,7 +3,19 @@
 //! route) → `router` (slot → node, redirects) → `pool` → `backend` (pipelined node connection), and the
 //! reply comes back the same way. `cluster` holds the slot map and refreshes it.
 
+pub mod auth;
+pub mod backend;
+pub mod broadcast;
+pub mod cluster;
+pub mod command;
 pub mod commands;
+pub mod dispatch;
+pub mod info;
+pub mod local;
+pub mod multikey;
+pub mod pool;
+pub mod pubsub;
+pub mod redirect;
 pub mod resp;
 pub mod router;
 pub mod scan;
