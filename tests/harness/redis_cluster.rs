@@ -288,3 +288,81 @@ impl ProxiedCluster {
         self.cluster.cli(self.port(), args)
     }
 }
+
+impl ProxiedCluster {
+    /// Starts `tests/py/redis_workload.py` with `clients` threads; returns once they run. The workload
+    /// stops when `stop_file` exists.
+    pub fn workload(
+        &self,
+        stop_file: &std::path::Path,
+        clients: usize,
+        mode: &str,
+    ) -> anyhow::Result<ChildGuard> {
+        let mut cmd = Command::new(crate::python());
+        cmd.arg(crate::py_script("redis_workload.py"))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .arg(stop_file)
+            .arg(clients.to_string())
+            .arg(mode);
+        let child = ChildGuard::spawn("workload", cmd)?;
+        child.wait_for_output("STARTED", Duration::from_secs(60))?;
+        Ok(child)
+    }
+
+    /// Signals the workload to stop and waits for its verdict; its full output on failure.
+    pub fn finish_workload(
+        &self,
+        mut workload: ChildGuard,
+        stop_file: &std::path::Path,
+    ) -> anyhow::Result<String> {
+        std::fs::write(stop_file, b"stop")?;
+        let code = workload.wait_exit(Duration::from_secs(300))?;
+        let output = workload.output();
+        if code != Some(0) || !output.contains("WORKLOAD OK") {
+            bail!(
+                "workload failed ({code:?}):\n{output}\npuerta output (tail):\n{}",
+                tail(&self.puerta.process.output(), 40)
+            );
+        }
+        Ok(output)
+    }
+
+    /// A counter from the `# Proxy` section of the proxy's INFO.
+    pub fn proxy_counter(&self, name: &str) -> anyhow::Result<u64> {
+        let info = self.cli(&["INFO", "proxy"])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in INFO:\n{info}"))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl RedisCluster {
+    /// Moves `slots` slots from master `from` to master `to` (ports) with `redis-cli --cluster reshard`.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) -> anyhow::Result<String> {
+        let from_id = self.node_id(from)?;
+        let to_id = self.node_id(to)?;
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{from}"))
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .context("run redis-cli --cluster reshard")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() || text.contains("[ERR]") {
+            bail!(
+                "reshard failed: {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    }
+}
