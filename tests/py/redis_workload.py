@@ -42,7 +42,7 @@ def client(cid):
             mine.append(key)
         except Exception as e:  # noqa: BLE001 - every failure is recorded
             with lock:
-                errors.append(f"SET {key}: {e!r}")
+                errors.append(f"SET {key}: {type(e).__name__}: {e}")
                 uncertain.add(key)
             time.sleep(0.05)
             continue
@@ -68,7 +68,7 @@ def client(cid):
                         wrong.append(f"MGET {sample}: {got!r} != {exp!r}")
         except Exception as e:  # noqa: BLE001
             with lock:
-                errors.append(f"read {key}: {e!r}")
+                errors.append(f"read {key}: {type(e).__name__}: {e}")
             time.sleep(0.05)
         with lock:
             ops[0] += 1
