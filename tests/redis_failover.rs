@@ -14,7 +14,10 @@ fn manual_failover_is_invisible_to_clients() -> anyhow::Result<()> {
     let workload = env.workload(&stop, 10, "strict")?;
     std::thread::sleep(Duration::from_secs(2));
     let (replica, old_master) = env.cluster.replicas()?[0];
-    assert_eq!(env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(), "OK");
+    assert_eq!(
+        env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(),
+        "OK"
+    );
     wait_until(Duration::from_secs(60), || {
         let masters = env.cluster.masters()?;
         Ok(masters.contains(&replica) && !masters.contains(&old_master))
@@ -58,7 +61,10 @@ fn killed_master_recovers_without_wrong_values() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_until(within: Duration, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+fn wait_until(
+    within: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     let mut last = None;
     while Instant::now() < deadline {
