@@ -47,7 +47,7 @@ fn build(root: &Path, out_dir: &Path) -> Result<(), String> {
     aya_build::build_ebpf([package], aya_build::Toolchain::Nightly)
         .map_err(|e| format!("{e:#}"))?;
     // aya-build copies each binary target of puerta-ebpf to OUT_DIR/<bin name>.
-    std::fs::rename(out_dir.join("puerta"), out_dir.join(OBJECT))
+    std::fs::rename(out_dir.join("puerta-ebpf"), out_dir.join(OBJECT))
         .map_err(|e| format!("eBPF object missing after build: {e}"))
 }
 

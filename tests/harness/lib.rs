@@ -8,6 +8,8 @@
 
 pub mod mongo_echo;
 pub mod stream;
+pub mod redis_cluster;
+pub mod resp_client;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

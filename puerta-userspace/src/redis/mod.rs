@@ -1,15 +1,110 @@
-//! Redis mode: a RESP proxy in front of a Redis Cluster.
+//! Redis mode: a RESP proxy in front of a Redis Cluster. A command travels
+//! `session` (client socket, FIFO of replies) → `dispatch` (local / transaction / fan-out / split /
+//! route) → `router` (slot → node, redirects) → `pool` → `backend` (pipelined node connection), and the
+//! reply comes back the same way. `cluster` holds the slot map and refreshes it.
 
+pub mod auth;
+pub mod backend;
+pub mod broadcast;
+pub mod cluster;
+pub mod command;
+pub mod commands;
+pub mod dispatch;
+pub mod info;
+pub mod local;
+pub mod multikey;
+pub mod pool;
+pub mod pubsub;
+pub mod redirect;
 pub mod resp;
+pub mod router;
+pub mod scan;
+pub mod session;
+pub mod slots;
+pub mod stats;
+pub mod transaction;
+pub mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use crate::app::Serve;
+use cluster::Cluster;
+use stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("not implemented yet")]
-    NotImplemented,
+    #[error("accept failed: {0}")]
+    Accept(std::io::Error),
 }
 
-pub async fn serve(_serve: Serve) -> Result<(), RedisError> {
-    Err(RedisError::NotImplemented)
+pub async fn serve(serve: Serve) -> Result<(), RedisError> {
+    let cluster = Cluster::new(serve.config.redis().clone());
+    if cluster::refresh::refresh_once(&cluster).await {
+        tracing::info!(
+            masters = cluster.masters().len(),
+            covered = cluster.covered_slots(),
+            "cluster topology loaded"
+        );
+    } else {
+        tracing::warn!("no cluster node answered yet; serving errors until the topology is known");
+    }
+    tokio::spawn(cluster::refresh::run(
+        cluster.clone(),
+        serve.shutdown.clone(),
+    ));
+    let slots = Arc::new(Semaphore::new(serve.config.max_connections));
+    let ids = AtomicU64::new(1);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = serve.listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(RedisError::Accept(e)),
+            },
+            _ = serve.shutdown.cancelled() => return Ok(()),
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            Stats::bump(&cluster.stats.clients_rejected);
+            tracing::warn!(%peer, "max_connections reached; refusing client");
+            serve.flows.spawn(refuse(stream));
+            continue;
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let cluster = cluster.clone();
+        let shutdown = serve.shutdown.clone();
+        serve.flows.spawn(async move {
+            Stats::bump(&cluster.stats.clients_total);
+            cluster
+                .stats
+                .clients_connected
+                .fetch_add(1, Ordering::Relaxed);
+            session::run(cluster.clone(), stream, id, shutdown).await;
+            cluster
+                .stats
+                .clients_connected
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// Errors after which accepting can go on (out of descriptors, a client that reset early).
+fn is_transient(e: &std::io::Error) -> bool {
+    !matches!(e.kind(), std::io::ErrorKind::InvalidInput)
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+    let _ = stream.shutdown().await;
 }

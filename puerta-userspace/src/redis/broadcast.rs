@@ -1,0 +1,109 @@
+//! Commands that concern the whole data set (DBSIZE, KEYS, FLUSHALL, SCRIPT, INFO keyspace) go to every
+//! master in parallel; the caller merges the answers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use super::cluster::Cluster;
+use super::resp::Frame;
+use super::wire;
+
+/// One command to one node, no redirects (the node is chosen, not the slot).
+pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Frame {
+    let pool = cluster.pool(addr);
+    let conn = match pool.conn(lane).await {
+        Ok(c) => c,
+        Err(e) => return wire::error(format!("ERR Puerta: {e}")),
+    };
+    match conn.call(payload, 1).await {
+        Ok(frame) => frame,
+        Err(e) => wire::error(format!("ERR Puerta: {e}")),
+    }
+}
+
+/// `payload` to every master; answers in master order. Errors if no master is known.
+pub async fn to_masters(
+    cluster: &Cluster,
+    payload: Bytes,
+    lane: usize,
+) -> Result<Vec<Frame>, Frame> {
+    let masters = cluster.masters();
+    if masters.is_empty() {
+        cluster.request_refresh();
+        return Err(wire::error("CLUSTERDOWN Puerta knows no cluster node yet"));
+    }
+    let calls = masters
+        .iter()
+        .map(|addr| call_node(cluster, addr, payload.clone(), lane));
+    Ok(join_all(calls).await)
+}
+
+/// The first error among `replies`, if any.
+pub fn first_error(replies: &[Frame]) -> Option<Frame> {
+    replies
+        .iter()
+        .find(|r| matches!(r, Frame::Error(_)))
+        .cloned()
+}
+
+/// Sum of integer replies (DBSIZE); the first error wins.
+pub fn sum_integers(replies: &[Frame]) -> Frame {
+    if let Some(e) = first_error(replies) {
+        return e;
+    }
+    let total = replies
+        .iter()
+        .map(|r| match r {
+            Frame::Integer(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    Frame::Integer(total)
+}
+
+/// Concatenation of array replies (KEYS); the first error wins.
+pub fn concat_arrays(replies: Vec<Frame>) -> Frame {
+    if let Some(e) = first_error(&replies) {
+        return e;
+    }
+    let mut all = Vec::new();
+    for r in replies {
+        if let Frame::Array(items) = r {
+            all.extend(items);
+        }
+    }
+    Frame::Array(all)
+}
+
+/// The first reply when all succeeded (FLUSHALL, SCRIPT LOAD), else the first error.
+pub fn all_ok(replies: Vec<Frame>) -> Frame {
+    if let Some(e) = first_error(&replies) {
+        return e;
+    }
+    replies.into_iter().next().unwrap_or_else(wire::ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_answers() {
+        let ints = [Frame::Integer(2), Frame::Integer(3)];
+        assert_eq!(sum_integers(&ints), Frame::Integer(5));
+        let with_err = [Frame::Integer(2), wire::error("ERR x")];
+        assert_eq!(sum_integers(&with_err), wire::error("ERR x"));
+        let arrays = vec![
+            Frame::Array(vec![wire::bulk("a")]),
+            Frame::Array(vec![]),
+            Frame::Array(vec![wire::bulk("b")]),
+        ];
+        assert_eq!(
+            concat_arrays(arrays),
+            Frame::Array(vec![wire::bulk("a"), wire::bulk("b")])
+        );
+        assert_eq!(all_ok(vec![wire::ok(), wire::ok()]), wire::ok());
+    }
+}

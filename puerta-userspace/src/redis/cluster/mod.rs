@@ -1,0 +1,162 @@
+//! Shared cluster state: the slot map, one connection pool per node, and the refresh trigger. Every
+//! client session holds an `Arc<Cluster>`.
+
+pub mod refresh;
+pub mod topology;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::backend::ConnectOptions;
+use super::pool::NodePool;
+use super::stats::Stats;
+use crate::config::RedisConfig;
+use topology::SlotMap;
+
+pub struct Cluster {
+    pub config: RedisConfig,
+    pub stats: Stats,
+    map: RwLock<SlotMap>,
+    /// Bumped after every refresh attempt, so a caller can wait for "the next refresh".
+    refreshed: watch::Sender<u64>,
+    refresh_wanted: Notify,
+    pools: Mutex<HashMap<Arc<str>, Arc<NodePool>>>,
+    opts: Arc<ConnectOptions>,
+    rotation: AtomicUsize,
+}
+
+impl Cluster {
+    pub fn new(config: RedisConfig) -> Arc<Cluster> {
+        let opts = Arc::new(ConnectOptions {
+            timeout: config.connection_timeout,
+            username: config.backend_username.clone(),
+            password: config.backend_password.clone(),
+            readonly: config.read_from_replicas,
+        });
+        Arc::new(Cluster {
+            config,
+            stats: Stats::default(),
+            map: RwLock::new(SlotMap::default()),
+            refreshed: watch::channel(0).0,
+            refresh_wanted: Notify::new(),
+            pools: Mutex::new(HashMap::new()),
+            opts,
+            rotation: AtomicUsize::new(0),
+        })
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, SlotMap> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, SlotMap> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The node for `slot`: its master, or with `read_from_replicas` and a read-only command, one of its
+    /// replicas in rotation.
+    pub fn node_for(&self, slot: u16, readonly: bool) -> Option<Arc<str>> {
+        let map = self.read_map();
+        let shard = map.shard(slot)?;
+        if readonly && self.config.read_from_replicas && !shard.replicas.is_empty() {
+            let i = self.rotation.fetch_add(1, Ordering::Relaxed);
+            return Some(shard.replicas[i % shard.replicas.len()].clone());
+        }
+        Some(shard.master.clone())
+    }
+
+    /// Some master, in rotation, for commands without keys.
+    pub fn any_master(&self) -> Option<Arc<str>> {
+        let masters = self.masters();
+        if masters.is_empty() {
+            return None;
+        }
+        let i = self.rotation.fetch_add(1, Ordering::Relaxed);
+        Some(masters[i % masters.len()].clone())
+    }
+
+    pub fn masters(&self) -> Vec<Arc<str>> {
+        self.read_map().masters()
+    }
+
+    pub fn covered_slots(&self) -> usize {
+        self.read_map().covered()
+    }
+
+    /// Nodes to ask for the topology: the known ones first, then the configured seeds.
+    pub fn refresh_candidates(&self) -> Vec<Arc<str>> {
+        let mut nodes = self.read_map().nodes();
+        for seed in &self.config.cluster_nodes {
+            let seed: Arc<str> = seed.address().into();
+            if !nodes.contains(&seed) {
+                nodes.push(seed);
+            }
+        }
+        nodes
+    }
+
+    pub fn pool(&self, addr: &Arc<str>) -> Arc<NodePool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(addr.clone())
+            .or_insert_with(|| {
+                Arc::new(NodePool::new(
+                    addr.clone(),
+                    self.config.pool_size,
+                    self.opts.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    pub fn connect_options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// Pooled backend connections that are up, for INFO.
+    pub fn live_backend_connections(&self) -> usize {
+        let pools: Vec<Arc<NodePool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        pools.iter().map(|p| p.live()).sum()
+    }
+
+    /// A MOVED reply is authoritative for one slot right away; the full refresh follows.
+    pub fn apply_moved(&self, slot: u16, addr: &Arc<str>) {
+        self.write_map().set_master(slot, addr);
+        self.request_refresh();
+    }
+
+    pub fn install(&self, map: SlotMap) {
+        *self.write_map() = map;
+    }
+
+    /// Asks for a refresh; requests that arrive while one runs fold into a single follow-up.
+    pub fn request_refresh(&self) {
+        self.refresh_wanted.notify_one();
+    }
+
+    /// Requests a refresh and waits (at most `within`) until the next refresh attempt has finished.
+    pub async fn refresh_and_wait(&self, within: Duration) {
+        let mut rx = self.refreshed.subscribe();
+        rx.mark_unchanged();
+        self.request_refresh();
+        let _ = tokio::time::timeout(within, rx.changed()).await;
+    }
+
+    pub(crate) fn refresh_requested(&self) -> tokio::sync::futures::Notified<'_> {
+        self.refresh_wanted.notified()
+    }
+
+    pub(crate) fn mark_refreshed(&self) {
+        self.refreshed.send_modify(|g| *g += 1);
+    }
+}

@@ -1,0 +1,276 @@
+//! The slot map: which node serves each of the 16384 slots, built from `CLUSTER SLOTS` and patched by
+//! MOVED redirects between refreshes.
+
+use std::sync::Arc;
+
+use crate::redis::resp::Frame;
+use crate::redis::slots::SLOT_COUNT;
+
+/// The master of a slot range and the replicas that copy it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub master: Arc<str>,
+    pub replicas: Vec<Arc<str>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TopologyError {
+    #[error("CLUSTER SLOTS reply is not an array")]
+    NotAnArray,
+    #[error("CLUSTER SLOTS entry {0} is malformed: {1}")]
+    BadEntry(usize, &'static str),
+    #[error("node answered CLUSTER SLOTS with an error: {0}")]
+    NodeError(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SlotMap {
+    slots: Vec<Option<Arc<Shard>>>,
+}
+
+impl Default for SlotMap {
+    fn default() -> Self {
+        SlotMap {
+            slots: vec![None; SLOT_COUNT as usize],
+        }
+    }
+}
+
+impl SlotMap {
+    /// Parses a `CLUSTER SLOTS` reply. `queried_host` replaces the empty IP a node reports for itself
+    /// when it does not know its own address.
+    pub fn from_cluster_slots(reply: &Frame, queried_host: &str) -> Result<SlotMap, TopologyError> {
+        let entries = match reply {
+            Frame::Array(entries) => entries,
+            Frame::Error(e) => {
+                return Err(TopologyError::NodeError(String::from_utf8_lossy(e).into()))
+            }
+            _ => return Err(TopologyError::NotAnArray),
+        };
+        let mut map = SlotMap::default();
+        let mut shards: Vec<Arc<Shard>> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let (start, end, shard) =
+                parse_entry(entry, queried_host).map_err(|m| TopologyError::BadEntry(i, m))?;
+            let shard = match shards.iter().find(|s| ***s == shard) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let s = Arc::new(shard);
+                    shards.push(s.clone());
+                    s
+                }
+            };
+            for slot in start..=end {
+                map.slots[slot as usize] = Some(shard.clone());
+            }
+        }
+        Ok(map)
+    }
+
+    pub fn shard(&self, slot: u16) -> Option<&Arc<Shard>> {
+        self.slots.get(slot as usize).and_then(|s| s.as_ref())
+    }
+
+    /// Slots that have an owner; 16384 on a healthy cluster.
+    pub fn covered(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Distinct masters, sorted by address so that SCAN cursors index them stably.
+    pub fn masters(&self) -> Vec<Arc<str>> {
+        let mut masters: Vec<Arc<str>> = Vec::new();
+        for shard in self.slots.iter().flatten() {
+            if masters.last() != Some(&shard.master) && !masters.contains(&shard.master) {
+                masters.push(shard.master.clone());
+            }
+        }
+        masters.sort();
+        masters
+    }
+
+    /// Every node the map knows, masters first; candidates to ask for the next refresh.
+    pub fn nodes(&self) -> Vec<Arc<str>> {
+        let mut nodes = self.masters();
+        for shard in self.slots.iter().flatten() {
+            for r in &shard.replicas {
+                if !nodes.contains(r) {
+                    nodes.push(r.clone());
+                }
+            }
+        }
+        nodes
+    }
+
+    /// Applies a MOVED redirect: `slot` now belongs to `master`. Replicas are unknown until the next
+    /// refresh, unless `master` already leads another shard.
+    pub fn set_master(&mut self, slot: u16, master: &Arc<str>) {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.as_ref().is_some_and(|s| s.master == *master) {
+            return;
+        }
+        let known = self
+            .slots
+            .iter()
+            .flatten()
+            .find(|s| s.master == *master)
+            .cloned();
+        let shard = known.unwrap_or_else(|| {
+            Arc::new(Shard {
+                master: master.clone(),
+                replicas: Vec::new(),
+            })
+        });
+        self.slots[slot as usize] = Some(shard);
+    }
+}
+
+fn parse_entry(entry: &Frame, queried_host: &str) -> Result<(u16, u16, Shard), &'static str> {
+    let Frame::Array(parts) = entry else {
+        return Err("not an array");
+    };
+    if parts.len() < 3 {
+        return Err("fewer than 3 elements");
+    }
+    let start = slot_number(&parts[0])?;
+    let end = slot_number(&parts[1])?;
+    if start > end {
+        return Err("range start after end");
+    }
+    let master = node_address(&parts[2], queried_host)?.ok_or("master has no address")?;
+    let mut replicas = Vec::new();
+    for part in &parts[3..] {
+        if let Some(addr) = node_address(part, queried_host)? {
+            replicas.push(addr);
+        }
+    }
+    Ok((start, end, Shard { master, replicas }))
+}
+
+fn slot_number(frame: &Frame) -> Result<u16, &'static str> {
+    match frame {
+        Frame::Integer(n) if (0..SLOT_COUNT as i64).contains(n) => Ok(*n as u16),
+        _ => Err("slot is not an integer in 0..16384"),
+    }
+}
+
+/// `[ip, port, id, ...]`. `None` for a node whose endpoint is unknown (`?`).
+fn node_address(frame: &Frame, queried_host: &str) -> Result<Option<Arc<str>>, &'static str> {
+    let Frame::Array(fields) = frame else {
+        return Err("node is not an array");
+    };
+    let (Some(Frame::Bulk(ip)), Some(Frame::Integer(port))) = (fields.first(), fields.get(1))
+    else {
+        return Err("node needs an ip and a port");
+    };
+    let ip = std::str::from_utf8(ip).map_err(|_| "node ip is not text")?;
+    if ip == "?" {
+        return Ok(None);
+    }
+    let port = u16::try_from(*port).map_err(|_| "node port out of range")?;
+    let host = if ip.is_empty() { queried_host } else { ip };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(Some(addr.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn node(ip: &str, port: i64, id: &str) -> Frame {
+        Frame::Array(vec![
+            Frame::Bulk(Bytes::copy_from_slice(ip.as_bytes())),
+            Frame::Integer(port),
+            Frame::Bulk(Bytes::copy_from_slice(id.as_bytes())),
+            Frame::Array(vec![]),
+        ])
+    }
+
+    fn range(start: i64, end: i64, nodes: Vec<Frame>) -> Frame {
+        let mut v = vec![Frame::Integer(start), Frame::Integer(end)];
+        v.extend(nodes);
+        Frame::Array(v)
+    }
+
+    fn three_masters() -> Frame {
+        Frame::Array(vec![
+            range(
+                0,
+                5460,
+                vec![node("127.0.0.1", 7000, "a"), node("127.0.0.1", 7003, "d")],
+            ),
+            range(
+                5461,
+                10922,
+                vec![node("127.0.0.1", 7001, "b"), node("127.0.0.1", 7004, "e")],
+            ),
+            range(10923, 16383, vec![node("", 7002, "c"), node("?", 0, "f")]),
+        ])
+    }
+
+    #[test]
+    fn parses_ranges_masters_and_replicas() {
+        let map = SlotMap::from_cluster_slots(&three_masters(), "10.0.0.9").unwrap();
+        assert_eq!(map.covered(), 16384);
+        let s = map.shard(0).unwrap();
+        assert_eq!(&*s.master, "127.0.0.1:7000");
+        assert_eq!(s.replicas, vec![Arc::<str>::from("127.0.0.1:7003")]);
+        assert_eq!(&*map.shard(5461).unwrap().master, "127.0.0.1:7001");
+        // Empty ip means "the node you asked"; `?` means unknown and is skipped.
+        let last = map.shard(16383).unwrap();
+        assert_eq!(&*last.master, "10.0.0.9:7002");
+        assert!(last.replicas.is_empty());
+        assert_eq!(map.masters().len(), 3);
+        assert_eq!(map.nodes().len(), 5);
+    }
+
+    #[test]
+    fn partial_coverage_is_reported() {
+        let reply = Frame::Array(vec![range(0, 99, vec![node("h", 1, "a")])]);
+        let map = SlotMap::from_cluster_slots(&reply, "h").unwrap();
+        assert_eq!(map.covered(), 100);
+        assert!(map.shard(100).is_none());
+    }
+
+    #[test]
+    fn rejects_malformed_replies() {
+        assert_eq!(
+            SlotMap::from_cluster_slots(&Frame::Integer(1), "h").unwrap_err(),
+            TopologyError::NotAnArray
+        );
+        let bad = Frame::Array(vec![range(10, 5, vec![node("h", 1, "a")])]);
+        assert!(matches!(
+            SlotMap::from_cluster_slots(&bad, "h"),
+            Err(TopologyError::BadEntry(0, _))
+        ));
+        let bad = Frame::Array(vec![range(0, 20000, vec![node("h", 1, "a")])]);
+        assert!(SlotMap::from_cluster_slots(&bad, "h").is_err());
+        let err = Frame::Error(Bytes::from_static(
+            b"ERR This instance has cluster support disabled",
+        ));
+        assert!(matches!(
+            SlotMap::from_cluster_slots(&err, "h"),
+            Err(TopologyError::NodeError(_))
+        ));
+    }
+
+    #[test]
+    fn moved_patches_one_slot_and_reuses_known_shards() {
+        let mut map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
+        let b: Arc<str> = "127.0.0.1:7001".into();
+        map.set_master(7, &b);
+        assert_eq!(map.shard(7).unwrap().master, b);
+        assert_eq!(map.shard(7).unwrap().replicas.len(), 1);
+        assert_eq!(&*map.shard(8).unwrap().master, "127.0.0.1:7000");
+        let new: Arc<str> = "127.0.0.1:7777".into();
+        map.set_master(9, &new);
+        assert_eq!(map.shard(9).unwrap().master, new);
+        assert_eq!(map.masters().len(), 4);
+    }
+}

@@ -1,0 +1,140 @@
+//! A client command as the proxy sees it: its arguments, its entry in the command table, and the slot
+//! its keys hash to.
+
+use bytes::Bytes;
+
+use super::commands::{self, flag, CommandSpec};
+use super::resp::Frame;
+use super::router::Route;
+use super::slots::key_slot;
+use super::wire;
+
+pub struct Command {
+    /// `args[0]` is the command name as the client sent it.
+    pub args: Vec<Bytes>,
+    /// Upper-case name, for matching.
+    pub name: String,
+    pub spec: Option<&'static CommandSpec>,
+}
+
+impl Command {
+    /// A command from a parsed request: an array of bulk strings. `Ok(None)` for an empty array, which
+    /// Redis ignores.
+    pub fn from_frame(frame: Frame) -> Result<Option<Command>, Frame> {
+        let items = match frame {
+            Frame::Array(items) => items,
+            _ => {
+                return Err(wire::error(
+                    "ERR Protocol error: expected an array of bulk strings",
+                ))
+            }
+        };
+        let mut args = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Frame::Bulk(b) => args.push(b),
+                _ => {
+                    return Err(wire::error(
+                        "ERR Protocol error: command arguments must be bulk strings",
+                    ))
+                }
+            }
+        }
+        if args.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Command::new(args)))
+    }
+
+    pub fn new(args: Vec<Bytes>) -> Command {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let spec = commands::lookup(&args[0]);
+        Command { args, name, spec }
+    }
+
+    /// Upper-case text of argument `i`, if present.
+    pub fn arg_upper(&self, i: usize) -> Option<String> {
+        self.args
+            .get(i)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+    }
+
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.spec.is_some_and(|s| s.flags & f != 0)
+    }
+
+    /// Redis' own arity rule: positive = exactly, negative = at least.
+    pub fn check_arity(&self) -> Result<(), Frame> {
+        let Some(spec) = self.spec else {
+            return Ok(());
+        };
+        let n = self.args.len() as i32;
+        let ok = if spec.arity >= 0 {
+            n == spec.arity
+        } else {
+            n >= -spec.arity
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(wire::wrong_arity(&self.args[0]))
+        }
+    }
+
+    /// `(argument index, slot)` of every key.
+    pub fn key_slots(&self) -> Result<Vec<(usize, u16)>, Frame> {
+        let Some(spec) = self.spec else {
+            return Ok(Vec::new());
+        };
+        let indices =
+            commands::key_indices(spec, &self.args).map_err(|e| wire::error(e.to_string()))?;
+        Ok(indices
+            .into_iter()
+            .filter_map(|i| self.args.get(i).map(|k| (i, key_slot(k))))
+            .collect())
+    }
+
+    /// The one slot of all keys; `None` without keys; CROSSSLOT when they disagree.
+    pub fn slot(&self) -> Result<Option<u16>, Frame> {
+        let slots = self.key_slots()?;
+        let first = slots.first().map(|(_, s)| *s);
+        if slots.iter().any(|(_, s)| Some(*s) != first) {
+            return Err(wire::error(wire::CROSSSLOT));
+        }
+        Ok(first)
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.has_flag(flag::READONLY)
+    }
+
+    /// Blocking commands hold a connection for as long as they wait, so they never use the pool.
+    pub fn blocking(&self) -> bool {
+        self.spec
+            .is_some_and(|spec| commands::blocks(spec, &self.args))
+    }
+
+    pub fn payload(&self) -> Bytes {
+        wire::command_bytes(&self.args)
+    }
+
+    /// The command routed by its keys.
+    pub fn route(&self) -> Result<Route, Frame> {
+        Ok(Route {
+            payload: self.payload(),
+            slot: self.slot()?,
+            readonly: self.readonly(),
+            dedicated: self.blocking(),
+        })
+    }
+
+    /// The command sent to any master regardless of keys (COMMAND, CONFIG GET, ...).
+    pub fn keyless_route(&self) -> Route {
+        Route {
+            payload: self.payload(),
+            slot: None,
+            readonly: false,
+            dedicated: false,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! What happens to one client command: answered locally, queued in a transaction, fanned out to all
+//! masters, split per slot, or routed to one node. Anything sent to the cluster is on the wire before
+//! this returns, so the next command of the same client cannot overtake it.
+
+use std::sync::Arc;
+
+use futures_util::future::{join_all, BoxFuture};
+use tokio::sync::mpsc;
+
+use super::auth;
+use super::broadcast::{self, to_masters};
+use super::cluster::Cluster;
+use super::command::Command;
+use super::commands::flag;
+use super::info;
+use super::local;
+use super::multikey;
+use super::resp::Frame;
+use super::router::{self, Route};
+use super::scan;
+use super::stats::Stats;
+use super::transaction::Transaction;
+use super::wire;
+
+/// A reply slot in the client's FIFO; the writer resolves them strictly in order.
+pub enum Reply {
+    Ready(Frame),
+    Later(BoxFuture<'static, Frame>),
+    /// Pub/sub: every frame from the channel, until it closes.
+    Relay(mpsc::Receiver<Frame>),
+    /// Write this, then close the connection.
+    Close(Frame),
+}
+
+pub struct ClientState {
+    pub id: u64,
+    /// Which connection of each node's pool this client uses (keeps its commands in order).
+    pub lane: usize,
+    pub name: Option<bytes::Bytes>,
+    pub authed: bool,
+    pub txn: Transaction,
+}
+
+impl ClientState {
+    pub fn new(id: u64, cluster: &Cluster) -> ClientState {
+        ClientState {
+            id,
+            lane: id as usize,
+            name: None,
+            authed: !auth::required(&cluster.config),
+            txn: Transaction::default(),
+        }
+    }
+}
+
+pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
+    Stats::bump(&cluster.stats.commands);
+    if !state.authed && !matches!(cmd.name.as_str(), "AUTH" | "HELLO" | "QUIT") {
+        return Reply::Ready(auth::noauth());
+    }
+    let transactional = matches!(
+        cmd.name.as_str(),
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH"
+    );
+    if state.txn.in_multi() && !transactional && cmd.name != "QUIT" {
+        return Reply::Ready(state.txn.queue(&cmd));
+    }
+    if let Some(reply) = local::answer(cluster, state, &cmd) {
+        return reply;
+    }
+    if let Err(e) = cmd.check_arity() {
+        return Reply::Ready(e);
+    }
+    if transactional {
+        return state.txn.handle(cluster, &cmd, state.lane).await;
+    }
+    let lane = state.lane;
+    let Some(spec) = cmd.spec else {
+        return Reply::Ready(wire::error(format!(
+            "ERR unknown command '{}' (Puerta routes only commands whose keys it knows)",
+            wire::text(&cmd.args[0])
+        )));
+    };
+    let cluster = cluster.clone();
+    match cmd.name.as_str() {
+        "SCAN" => later(scan::scan(cluster, cmd, lane)),
+        "INFO" => later(info::info(cluster, cmd.arg_upper(1), lane)),
+        "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)),
+        "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays),
+        "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
+            Reply::Ready(super::pubsub::unsubscribed_reply(&cmd))
+        }
+        "RESET" => {
+            *state = ClientState::new(state.id, &cluster);
+            Reply::Ready(wire::simple("RESET"))
+        }
+        _ if spec.has(flag::UNSUPPORTED) => Reply::Ready(wire::error(format!(
+            "ERR Puerta: '{}' is not supported through the proxy",
+            cmd.name.to_lowercase()
+        ))),
+        _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok),
+        // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
+        _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
+            routed(&cluster, cmd.keyless_route(), lane).await
+        }
+        _ => keyed(&cluster, cmd, lane).await,
+    }
+}
+
+fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> Reply {
+    Reply::Later(Box::pin(fut))
+}
+
+fn fan_out(
+    cluster: Arc<Cluster>,
+    cmd: Command,
+    lane: usize,
+    merge: fn(Vec<Frame>) -> Frame,
+) -> Reply {
+    later(async move {
+        match to_masters(&cluster, cmd.payload(), lane).await {
+            Ok(replies) => merge(replies),
+            Err(e) => e,
+        }
+    })
+}
+
+async fn routed(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Reply {
+    match router::send(cluster, route, lane).await {
+        Ok(inflight) => later(inflight.finish()),
+        Err(e) => Reply::Ready(e),
+    }
+}
+
+async fn keyed(cluster: &Arc<Cluster>, cmd: Command, lane: usize) -> Reply {
+    let split = match multikey::split(&cmd) {
+        Ok(split) => split,
+        Err(e) => return Reply::Ready(e),
+    };
+    let Some(split) = split else {
+        return match cmd.route() {
+            Ok(route) => routed(cluster, route, lane).await,
+            Err(e) => Reply::Ready(e),
+        };
+    };
+    let readonly = cmd.readonly();
+    let mut inflight = Vec::with_capacity(split.parts.len());
+    for part in &split.parts {
+        let route = Route {
+            payload: wire::command_bytes(&part.args),
+            slot: Some(part.slot),
+            readonly,
+            dedicated: false,
+        };
+        match router::send(cluster, route, lane).await {
+            Ok(f) => inflight.push(f),
+            Err(e) => return Reply::Ready(e),
+        }
+    }
+    later(async move {
+        let replies = join_all(inflight.into_iter().map(|f| f.finish())).await;
+        multikey::merge(&split, replies)
+    })
+}

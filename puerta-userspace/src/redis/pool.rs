@@ -1,0 +1,63 @@
+//! A small set of pipelined connections per node, shared by all clients. A client always uses the same
+//! lane, so its commands to one node stay in order; a connect to a slow node only holds up that lane.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::backend::{BackendConn, BackendError, ConnectOptions};
+
+pub struct NodePool {
+    addr: Arc<str>,
+    lanes: Vec<Mutex<Option<Arc<BackendConn>>>>,
+    opts: Arc<ConnectOptions>,
+}
+
+impl NodePool {
+    pub fn new(addr: Arc<str>, size: usize, opts: Arc<ConnectOptions>) -> NodePool {
+        NodePool {
+            addr,
+            lanes: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            opts,
+        }
+    }
+
+    pub fn addr(&self) -> &Arc<str> {
+        &self.addr
+    }
+
+    /// The live connection of `lane`, reconnecting it if it broke.
+    pub async fn conn(&self, lane: usize) -> Result<Arc<BackendConn>, BackendError> {
+        let mut slot = self.lanes[lane % self.lanes.len()].lock().await;
+        if let Some(conn) = slot.as_ref() {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        *slot = None;
+        let conn = Arc::new(BackendConn::connect(self.addr.clone(), &self.opts).await?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A fresh connection owned by one client (transactions, blocking commands); not pooled.
+    pub async fn dedicated(&self) -> Result<BackendConn, BackendError> {
+        BackendConn::connect(self.addr.clone(), &self.opts).await
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// Live pooled connections, for INFO.
+    pub fn live(&self) -> usize {
+        self.lanes
+            .iter()
+            .filter(|l| {
+                l.try_lock()
+                    .map(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
+                    .unwrap_or(true)
+            })
+            .count()
+    }
+}

@@ -1,0 +1,145 @@
+//! RESP2 framing. Check-then-parse: `parse_*` either consumes exactly one whole frame from the buffer or
+//! leaves it untouched (`Ok(None)` = incomplete), so a frame split across reads is never an error.
+//!
+//! A complete frame is first validated in place (no allocation, limits enforced on declared lengths
+//! before waiting for their bytes), then its prefix of the buffer is frozen once and every payload is a
+//! `Bytes` slice of it (zero-copy).
+//!
+//! Known cost: an incomplete frame is re-validated from its start on every call, so a single huge
+//! array trickling in over many reads costs O(elements × reads) header scans. Bulk payloads are
+//! skipped, not scanned, so this only matters for arrays of very many small elements.
+
+mod encode;
+mod inline;
+mod parse;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use bytes::{Bytes, BytesMut};
+
+pub use encode::encode_command;
+
+/// One RESP2 value. Payloads are `Bytes` slices of the read buffer (zero-copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Simple(Bytes),
+    Error(Bytes),
+    Integer(i64),
+    Bulk(Bytes),
+    /// `$-1\r\n`
+    Null,
+    Array(Vec<Frame>),
+    /// `*-1\r\n`
+    NullArray,
+}
+
+/// Bounds that turn abusive input into an error instead of unbounded memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bulk_len: usize,
+    pub max_array_len: usize,
+    pub max_depth: usize,
+    pub max_inline_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_array_len: 1024 * 1024,
+            max_depth: 32,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("Protocol error: {0}")]
+    Protocol(String),
+    #[error("Protocol error: {what} of {len} exceeds the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+}
+
+/// Parses one client command: a RESP array of bulk strings, or an inline command (`PING\r\n`) which is
+/// returned as an `Array` of `Bulk`s. Consumes the frame's bytes only when it is complete.
+///
+/// Like Redis, empty commands (`*0\r\n`, `*-1\r\n`, a blank inline line) are consumed and skipped, so a
+/// returned command always has at least one argument.
+pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
+    parse::command(buf, limits)
+}
+
+/// Parses one reply frame (any RESP2 type; no inline form).
+pub fn parse_reply(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
+    Ok(parse::reply(buf, limits)?.map(|(frame, _raw)| frame))
+}
+
+/// Like [`parse_reply`], also returning the frame's exact wire bytes, so a proxy can pass a reply
+/// through without re-encoding it.
+pub fn parse_reply_raw(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<(Frame, Bytes)>, ParseError> {
+    parse::reply(buf, limits)
+}
+
+impl Frame {
+    /// An error reply; CR/LF in `msg` are replaced when encoded, so any message is safe.
+    pub fn error(msg: impl Into<Bytes>) -> Frame {
+        Frame::Error(msg.into())
+    }
+
+    /// A simple-string reply such as `OK` or `PONG`.
+    pub fn simple(msg: &'static str) -> Frame {
+        Frame::Simple(Bytes::from_static(msg.as_bytes()))
+    }
+
+    pub fn ok() -> Frame {
+        Frame::simple("OK")
+    }
+
+    pub fn bulk(data: impl Into<Bytes>) -> Frame {
+        Frame::Bulk(data.into())
+    }
+
+    /// The payload of a string-like frame (bulk, simple, error).
+    pub fn as_bytes(&self) -> Option<&Bytes> {
+        match self {
+            Frame::Bulk(b) | Frame::Simple(b) | Frame::Error(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The arguments of a command frame as returned by [`parse_command`] (an array of bulks); `None`
+    /// for any other shape.
+    pub fn into_args(self) -> Option<Vec<Bytes>> {
+        match self {
+            Frame::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Frame::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
+    /// Appends the wire form of `self` to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        encode::frame(self, out)
+    }
+
+    /// The number of bytes [`Frame::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        encode::frame_len(self)
+    }
+}

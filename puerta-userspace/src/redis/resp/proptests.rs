@@ -1,0 +1,142 @@
+//! Property tests: what the encoder writes the parser reads back, wherever the stream is cut.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+use super::*;
+
+type Parser = fn(&mut BytesMut, &Limits) -> Result<Option<Frame>, ParseError>;
+
+/// Text that a simple string / error can carry (no CR or LF).
+fn line_text() -> impl Strategy<Value = Bytes> {
+    vec(
+        any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+        0..20,
+    )
+    .prop_map(Bytes::from)
+}
+
+fn binary(max: usize) -> impl Strategy<Value = Bytes> {
+    vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    let leaf = prop_oneof![
+        line_text().prop_map(Frame::Simple),
+        line_text().prop_map(Frame::Error),
+        any::<i64>().prop_map(Frame::Integer),
+        binary(40).prop_map(Frame::Bulk),
+        Just(Frame::Null),
+        Just(Frame::NullArray),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| vec(inner, 0..8).prop_map(Frame::Array))
+}
+
+fn command_args() -> impl Strategy<Value = Vec<Bytes>> {
+    vec(binary(30), 1..8)
+}
+
+fn encode_all(frames: &[Frame]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    for frame in frames {
+        frame.encode(&mut out);
+    }
+    out.to_vec()
+}
+
+/// Feeds `wire` in two reads cut at `cut`, parsing everything available after each read.
+fn parse_in_two_reads(parse: Parser, wire: &[u8], cut: usize) -> Result<Vec<Frame>, ParseError> {
+    let limits = Limits::default();
+    let mut buf = BytesMut::from(&wire[..cut]);
+    let mut frames = Vec::new();
+    while let Some(frame) = parse(&mut buf, &limits)? {
+        frames.push(frame);
+    }
+    buf.extend_from_slice(&wire[cut..]);
+    while let Some(frame) = parse(&mut buf, &limits)? {
+        frames.push(frame);
+    }
+    assert!(buf.is_empty(), "left over: {buf:?}");
+    Ok(frames)
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip(frame in frame()) {
+        let wire = encode_all(std::slice::from_ref(&frame));
+        prop_assert_eq!(wire.len(), frame.encoded_len());
+        let mut buf = BytesMut::from(&wire[..]);
+        let (parsed, raw) = parse_reply_raw(&mut buf, &Limits::default()).unwrap().unwrap();
+        prop_assert_eq!(parsed, frame);
+        prop_assert_eq!(&raw[..], &wire[..]);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_is_incomplete(frame in frame()) {
+        let wire = encode_all(&[frame]);
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            prop_assert_eq!(parse_reply(&mut buf, &Limits::default()), Ok(None));
+            prop_assert_eq!(buf.len(), cut);
+        }
+    }
+
+    #[test]
+    fn pipelined_replies_parse_the_same_at_every_split(frames in vec(frame(), 1..5)) {
+        let wire = encode_all(&frames);
+        for cut in 0..=wire.len() {
+            prop_assert_eq!(parse_in_two_reads(parse_reply, &wire, cut), Ok(frames.clone()));
+        }
+    }
+
+    #[test]
+    fn pipelined_commands_parse_the_same_at_every_split(commands in vec(command_args(), 1..5)) {
+        let mut wire = BytesMut::new();
+        for args in &commands {
+            encode_command(args, &mut wire);
+        }
+        let expected: Vec<Frame> = commands
+            .iter()
+            .map(|args| Frame::Array(args.iter().cloned().map(Frame::Bulk).collect()))
+            .collect();
+        for cut in 0..=wire.len() {
+            prop_assert_eq!(parse_in_two_reads(parse_command, &wire, cut), Ok(expected.clone()));
+        }
+    }
+
+    #[test]
+    fn inline_commands_of_plain_words_parse_at_every_split(
+        words in vec(vec("[a-zA-Z][a-zA-Z0-9:_-]{0,7}", 1..4), 1..4)
+    ) {
+        let wire: String = words.iter().map(|w| w.join(" ") + "\r\n").collect();
+        let expected: Vec<Frame> = words
+            .iter()
+            .map(|w| Frame::Array(w.iter().map(|s| Frame::bulk(s.clone())).collect()))
+            .collect();
+        for cut in 0..=wire.len() {
+            prop_assert_eq!(parse_in_two_reads(parse_command, wire.as_bytes(), cut), Ok(expected.clone()));
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in vec(any::<u8>(), 0..200)) {
+        let limits = Limits { max_bulk_len: 64, max_array_len: 16, max_depth: 4, max_inline_len: 64 };
+        for parse in [parse_command as Parser, parse_reply as Parser] {
+            let mut buf = BytesMut::from(&bytes[..]);
+            // Parse until error or incomplete; each success must consume bytes.
+            while let Ok(Some(_)) = parse(&mut buf, &limits) {}
+        }
+    }
+
+    #[test]
+    fn corrupted_frames_never_panic(frame in frame(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = encode_all(&[frame]);
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        for parse in [parse_command as Parser, parse_reply as Parser] {
+            let mut buf = BytesMut::from(&wire[..]);
+            while let Ok(Some(_)) = parse(&mut buf, &Limits::default()) {}
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Command → slot → node, and everything that happens when the node says "not here": MOVED updates the
+//! map and retries on the owner, ASK retries once on the importing node after ASKING (same connection,
+//! same write), TRYAGAIN/CLUSTERDOWN back off, a broken node triggers a refresh. After `max_redirects`
+//! retries the last error goes to the client as is.
+//!
+//! Sending is split from waiting (`send` then `InFlight::finish`) so that a session can put a command on
+//! the wire before it parses the next one: commands of one client reach each node in the order sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use super::backend::{BackendConn, BackendError, ReplyResult};
+use super::cluster::Cluster;
+use super::redirect::{classify, Redirect};
+use super::resp::Frame;
+use super::stats::Stats;
+use super::wire;
+
+/// A command ready for the cluster.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub payload: Bytes,
+    /// `None` for commands without keys: any master serves them.
+    pub slot: Option<u16>,
+    /// Safe to resend after a lost connection, and eligible for replicas.
+    pub readonly: bool,
+    /// Runs on its own connection (blocking commands) instead of the shared pool.
+    pub dedicated: bool,
+}
+
+/// Where a sent command's reply will come from.
+pub struct InFlight {
+    cluster: Arc<Cluster>,
+    route: Route,
+    lane: usize,
+    attempt: Attempt,
+}
+
+struct Attempt {
+    addr: Arc<str>,
+    asking: bool,
+    reply: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+    /// Keeps a dedicated connection open until its reply is in.
+    _conn: Option<BackendConn>,
+}
+
+/// Puts `route` on the wire to the node that owns its slot.
+pub async fn send(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Result<InFlight, Frame> {
+    let addr = target(cluster, &route)?;
+    let attempt = attempt(cluster, &route, lane, addr, false).await;
+    Ok(InFlight {
+        cluster: cluster.clone(),
+        route,
+        lane,
+        attempt,
+    })
+}
+
+/// Sends and waits, following redirects.
+pub async fn execute(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Frame {
+    match send(cluster, route, lane).await {
+        Ok(inflight) => inflight.finish().await,
+        Err(e) => e,
+    }
+}
+
+fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
+    let node = match route.slot {
+        Some(slot) => cluster.node_for(slot, route.readonly),
+        None => cluster.any_master(),
+    };
+    node.ok_or_else(|| {
+        cluster.request_refresh();
+        match route.slot {
+            Some(slot) => wire::error(format!(
+                "CLUSTERDOWN Hash slot {slot} is not served by any known node (Puerta's slot map is incomplete)"
+            )),
+            None => wire::error("CLUSTERDOWN Puerta knows no cluster node yet"),
+        }
+    })
+}
+
+async fn attempt(
+    cluster: &Cluster,
+    route: &Route,
+    lane: usize,
+    addr: Arc<str>,
+    asking: bool,
+) -> Attempt {
+    let payload = if asking {
+        let mut p = BytesMut::with_capacity(route.payload.len() + 20);
+        wire::encode_command(&mut p, &[b"ASKING"]);
+        p.extend_from_slice(&route.payload);
+        p.freeze()
+    } else {
+        route.payload.clone()
+    };
+    let replies = if asking { 2 } else { 1 };
+    let pool = cluster.pool(&addr);
+    let (reply, conn) = if route.dedicated {
+        match pool.dedicated().await {
+            Ok(conn) => (Ok(conn.send(payload, replies)), Some(conn)),
+            Err(e) => (Err(e), None),
+        }
+    } else {
+        match pool.conn(lane).await {
+            Ok(conn) => (Ok(conn.send(payload, replies)), None),
+            Err(e) => (Err(e), None),
+        }
+    };
+    Attempt {
+        addr,
+        asking,
+        reply,
+        _conn: conn,
+    }
+}
+
+impl InFlight {
+    /// Waits for the reply, following redirects until a final answer or `max_redirects`.
+    pub async fn finish(mut self) -> Frame {
+        let max = self.cluster.config.max_redirects;
+        let mut retries = 0u32;
+        loop {
+            let outcome = wait(&mut self.attempt).await;
+            let next = match &outcome {
+                Ok(frame) => match classify(frame, &self.attempt.addr) {
+                    None => return outcome.unwrap_or(Frame::Null),
+                    Some(redirect) => self.follow(redirect, retries).await,
+                },
+                Err(e) => self.after_backend_error(e, retries).await,
+            };
+            let Some((addr, asking)) = next else {
+                return final_error(outcome);
+            };
+            if retries >= max {
+                return final_error(outcome);
+            }
+            retries += 1;
+            self.attempt = attempt(&self.cluster, &self.route, self.lane, addr, asking).await;
+        }
+    }
+
+    /// Where to retry after a redirect; `None` to give up.
+    async fn follow(&self, redirect: Redirect, retries: u32) -> Option<(Arc<str>, bool)> {
+        let stats = &self.cluster.stats;
+        match redirect {
+            Redirect::Moved { slot, addr } => {
+                Stats::bump(&stats.moved);
+                self.cluster.apply_moved(slot, &addr);
+                Some((addr, false))
+            }
+            Redirect::Ask { addr, .. } => {
+                Stats::bump(&stats.ask);
+                Some((addr, true))
+            }
+            Redirect::TryAgain => {
+                Stats::bump(&stats.tryagain);
+                tokio::time::sleep(backoff(retries)).await;
+                target(&self.cluster, &self.route).ok().map(|a| (a, false))
+            }
+            Redirect::ClusterDown => {
+                tokio::time::sleep(backoff(retries)).await;
+                self.cluster.refresh_and_wait(self.refresh_wait()).await;
+                target(&self.cluster, &self.route).ok().map(|a| (a, false))
+            }
+        }
+    }
+
+    async fn after_backend_error(
+        &self,
+        e: &BackendError,
+        retries: u32,
+    ) -> Option<(Arc<str>, bool)> {
+        Stats::bump(&self.cluster.stats.backend_errors);
+        tracing::debug!("backend error: {e}");
+        // A write whose reply was lost may have been applied: resending could apply it twice.
+        let retry = e.never_sent() || self.route.readonly;
+        self.cluster.refresh_and_wait(self.refresh_wait()).await;
+        if !retry {
+            return None;
+        }
+        tokio::time::sleep(backoff(retries)).await;
+        target(&self.cluster, &self.route).ok().map(|a| (a, false))
+    }
+
+    fn refresh_wait(&self) -> Duration {
+        self.cluster.config.connection_timeout * 2 + Duration::from_millis(500)
+    }
+}
+
+async fn wait(attempt: &mut Attempt) -> ReplyResult {
+    let rx = match &mut attempt.reply {
+        Ok(rx) => rx,
+        Err(e) => return Err(e.clone()),
+    };
+    let reply = rx.await.unwrap_or_else(|_| {
+        Err(BackendError::Lost {
+            addr: attempt.addr.clone(),
+            reason: "connection task ended".into(),
+        })
+    })?;
+    if !attempt.asking {
+        return Ok(reply);
+    }
+    // ASKING + command were sent together: the command's reply is the second one.
+    match reply {
+        Frame::Array(mut both) if both.len() == 2 => Ok(both.pop().unwrap_or(Frame::Null)),
+        other => Ok(other),
+    }
+}
+
+fn final_error(outcome: ReplyResult) -> Frame {
+    match outcome {
+        Ok(frame) => frame,
+        Err(e) => wire::error(format!("ERR Puerta: {e}")),
+    }
+}
+
+/// 20 ms, 40 ms, ... capped at 500 ms.
+fn backoff(retries: u32) -> Duration {
+    Duration::from_millis((20u64 << retries.min(5)).min(500))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(20));
+        assert_eq!(backoff(1), Duration::from_millis(40));
+        assert_eq!(backoff(30), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,232 @@
+//! One client connection. The reader parses commands and dispatches each one (putting it on the wire to
+//! its node); the reply slot goes into a bounded FIFO. The writer resolves the FIFO in order, so replies
+//! leave in exactly the order the commands came, whatever node answered first. The FIFO bound is the
+//! client's in-flight limit: a client that pipelines faster than the cluster answers is read slower.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::Cluster;
+use super::command::Command;
+use super::dispatch::{dispatch, ClientState, Reply};
+use super::pubsub::{self, PubSub};
+use super::resp::{self, Frame, Limits};
+use super::stats::Stats;
+use super::wire;
+
+/// Commands a client may have in flight before the proxy stops reading from it.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Replies are flushed once this much is buffered even if more are ready.
+const FLUSH_AT: usize = 64 * 1024;
+
+pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_replies(write, rx));
+    let mut reader = Reader {
+        state: ClientState::new(id, &cluster),
+        cluster,
+        read,
+        buf: BytesMut::with_capacity(16 * 1024),
+        tx,
+        pubsub: None,
+    };
+    reader.run(shutdown).await;
+    drop(reader);
+    let _ = writer.await;
+}
+
+struct Reader {
+    cluster: Arc<Cluster>,
+    state: ClientState,
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    tx: mpsc::Sender<Reply>,
+    pubsub: Option<PubSub>,
+}
+
+/// Whether the reader continues after a command.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Reader {
+    async fn run(&mut self, shutdown: CancellationToken) {
+        let limits = Limits::default();
+        loop {
+            loop {
+                match resp::parse_command(&mut self.buf, &limits) {
+                    Ok(Some(frame)) => {
+                        if let Flow::Stop = self.command(frame).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        Stats::bump(&self.cluster.stats.protocol_errors);
+                        tracing::debug!(client = self.state.id, "protocol error: {e}");
+                        let _ = self
+                            .tx
+                            .send(Reply::Close(wire::error(format!("ERR {e}"))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+            let read = tokio::select! {
+                r = self.read.read_buf(&mut self.buf) => r,
+                _ = shutdown.cancelled() => return,
+                _ = lost(&self.pubsub) => {
+                    let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
+                    let _ = self.tx.send(Reply::Close(wire::error(msg))).await;
+                    return;
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn command(&mut self, frame: Frame) -> Flow {
+        let cmd = match Command::from_frame(frame) {
+            Ok(Some(cmd)) => cmd,
+            Ok(None) => return Flow::Continue,
+            Err(e) => {
+                let _ = self.tx.send(Reply::Close(e)).await;
+                return Flow::Stop;
+            }
+        };
+        if self.pubsub.is_some() {
+            return self.in_pubsub(cmd).await;
+        }
+        let subscribe = matches!(cmd.name.as_str(), "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE");
+        let reply = if subscribe && self.state.authed && !self.state.txn.in_multi() {
+            self.subscribe(cmd).await
+        } else {
+            dispatch(&self.cluster, &mut self.state, cmd).await
+        };
+        let close = matches!(reply, Reply::Close(_));
+        if self.tx.send(reply).await.is_err() || close {
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    async fn subscribe(&mut self, cmd: Command) -> Reply {
+        if let Err(e) = cmd.check_arity() {
+            return Reply::Ready(e);
+        }
+        if cmd.name == "SSUBSCRIBE" {
+            if let Err(e) = cmd.slot() {
+                return Reply::Ready(e);
+            }
+        }
+        match pubsub::start(&self.cluster, &cmd).await {
+            Ok((pubsub, frames)) => {
+                self.pubsub = Some(pubsub);
+                Reply::Relay(frames)
+            }
+            Err(e) => Reply::Ready(e),
+        }
+    }
+
+    async fn in_pubsub(&mut self, cmd: Command) -> Flow {
+        if cmd.name == "QUIT" {
+            self.pubsub = None;
+            let _ = self.tx.send(Reply::Close(wire::ok())).await;
+            return Flow::Stop;
+        }
+        let Some(pubsub) = self.pubsub.as_mut() else {
+            return Flow::Continue;
+        };
+        match pubsub.forward(&cmd).await {
+            Ok(true) => Flow::Continue,
+            Ok(false) => {
+                // Closing our side ends the relay, which lets the writer move past it.
+                self.pubsub = None;
+                Flow::Continue
+            }
+            Err(e) => {
+                self.pubsub = None;
+                let msg = format!("ERR Puerta: pub/sub connection failed: {e}");
+                let _ = self.tx.send(Reply::Close(wire::error(msg))).await;
+                Flow::Stop
+            }
+        }
+    }
+}
+
+async fn lost(pubsub: &Option<PubSub>) {
+    match pubsub {
+        Some(p) => p.lost().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    while let Some(reply) = rx.recv().await {
+        let close = match reply {
+            Reply::Ready(frame) => {
+                frame.encode(&mut out);
+                false
+            }
+            Reply::Later(mut fut) => {
+                let frame = match (&mut fut).now_or_never() {
+                    Some(frame) => frame,
+                    None => {
+                        // Do not hold finished replies back while waiting for a slow one.
+                        if flush(&mut write, &mut out).await.is_err() {
+                            return;
+                        }
+                        fut.await
+                    }
+                };
+                frame.encode(&mut out);
+                false
+            }
+            Reply::Relay(mut frames) => {
+                while let Some(frame) = frames.recv().await {
+                    frame.encode(&mut out);
+                    if frames.is_empty() && flush(&mut write, &mut out).await.is_err() {
+                        return;
+                    }
+                }
+                false
+            }
+            Reply::Close(frame) => {
+                frame.encode(&mut out);
+                true
+            }
+        };
+        if close {
+            let _ = flush(&mut write, &mut out).await;
+            let _ = write.shutdown().await;
+            return;
+        }
+        if (rx.is_empty() || out.len() >= FLUSH_AT) && flush(&mut write, &mut out).await.is_err() {
+            return;
+        }
+    }
+    let _ = flush(&mut write, &mut out).await;
+}
+
+async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    write.write_all(out).await?;
+    out.clear();
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! A real Redis Cluster on loopback for tests and the demo: N masters with R replicas each, every node a
+//! `redis-server` child in one temp dir, all killed on drop. Needs Debian's redis-server and redis-cli
+//! (7.0). Ports come from [`crate::free_port`], which keeps port + 10000 (the cluster bus) free.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{free_port, loopback, wait_for_port, ChildGuard};
+
+pub struct RedisNode {
+    pub port: u16,
+    pub process: ChildGuard,
+}
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// 3 masters + 3 replicas.
+    pub fn start() -> anyhow::Result<RedisCluster> {
+        Self::start_with(3, 1)
+    }
+
+    pub fn start_with(masters: usize, replicas: usize) -> anyhow::Result<RedisCluster> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..masters * (1 + replicas) {
+            cluster.spawn_node()?;
+        }
+        for node in &cluster.nodes {
+            if let Err(e) = wait_for_port(loopback(node.port), Duration::from_secs(20)) {
+                bail!("{e}; redis output:\n{}", node.process.output());
+            }
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        create
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes");
+        let out = create.output().context("run redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        cluster.wait_healthy(Duration::from_secs(60))?;
+        Ok(cluster)
+    }
+
+    fn spawn_node(&mut self) -> anyhow::Result<()> {
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .arg("--cluster-config-file")
+            .arg(format!("nodes-{port}.conf"))
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path());
+        let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;
+        self.nodes.push(RedisNode { port, process });
+        Ok(())
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// `["127.0.0.1:P", ...]` for Puerta's `cluster_nodes`.
+    pub fn seeds(&self) -> Vec<String> {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// A Puerta TOML config in Redis mode in front of this cluster; `extra` is appended to `[redis]`.
+    pub fn puerta_config(&self, listen: SocketAddr, extra: &str) -> String {
+        let seeds: Vec<String> = self.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "mode = \"redis\"\nlisten_addr = \"{listen}\"\ndrain_timeout_sec = 2\n\n[redis]\n\
+             cluster_nodes = [{}]\nslot_refresh_interval_sec = 5\nconnection_timeout_ms = 2000\n{extra}\n",
+            seeds.join(", ")
+        )
+    }
+
+    /// `redis-cli -p port args...`; stdout on success.
+    pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .context("run redis-cli")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli -p {port} {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Ports of the live nodes that are masters owning slots, per `CLUSTER NODES` of any live node.
+    pub fn masters(&self) -> anyhow::Result<Vec<u16>> {
+        Ok(self
+            .cluster_nodes()?
+            .into_iter()
+            .filter(|n| n.master && n.has_slots && !n.failed)
+            .map(|n| n.port)
+            .collect())
+    }
+
+    /// Live replicas and the port of their master.
+    pub fn replicas(&self) -> anyhow::Result<Vec<(u16, u16)>> {
+        let nodes = self.cluster_nodes()?;
+        Ok(nodes
+            .iter()
+            .filter(|n| !n.master && !n.failed)
+            .filter_map(|n| {
+                let master = nodes.iter().find(|m| Some(&m.id) == n.master_id.as_ref())?;
+                Some((n.port, master.port))
+            })
+            .collect())
+    }
+
+    /// The node id of the node on `port`.
+    pub fn node_id(&self, port: u16) -> anyhow::Result<String> {
+        Ok(self.cli(port, &["CLUSTER", "MYID"])?.trim().to_string())
+    }
+
+    fn cluster_nodes(&self) -> anyhow::Result<Vec<NodeLine>> {
+        let mut last_err = None;
+        for node in &self.nodes {
+            match self.cli(node.port, &["CLUSTER", "NODES"]) {
+                Ok(text) if !text.trim().is_empty() => {
+                    return Ok(text.lines().filter_map(NodeLine::parse).collect())
+                }
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no node answered CLUSTER NODES")))
+    }
+
+    /// Waits until every live node reports `cluster_state:ok`, all slots are assigned and every
+    /// replica's link to its master is up.
+    pub fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.health() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("cluster not healthy after {within:?}: {last}")
+    }
+
+    fn health(&self) -> anyhow::Result<()> {
+        for node in self.live_nodes() {
+            let info = self.cli(node, &["CLUSTER", "INFO"])?;
+            if !info.contains("cluster_state:ok") || !info.contains("cluster_slots_assigned:16384")
+            {
+                bail!("node {node} not ok yet");
+            }
+            let replication = self.cli(node, &["INFO", "replication"])?;
+            if replication.contains("role:slave") && !replication.contains("master_link_status:up")
+            {
+                bail!("replica {node} not in sync yet");
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes whose process is still running (not killed by a test).
+    pub fn live_nodes(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.process.pid() != 0)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.process.kill();
+        }
+    }
+}
+
+struct NodeLine {
+    id: String,
+    port: u16,
+    master: bool,
+    master_id: Option<String>,
+    failed: bool,
+    has_slots: bool,
+}
+
+impl NodeLine {
+    /// `<id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`
+    fn parse(line: &str) -> Option<NodeLine> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 {
+            return None;
+        }
+        let addr = fields[1].split('@').next()?;
+        let port = addr.rsplit_once(':')?.1.parse().ok()?;
+        let flags = fields[2];
+        Some(NodeLine {
+            id: fields[0].to_string(),
+            port,
+            master: flags.contains("master"),
+            master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+            failed: flags.contains("fail") && !flags.contains("fail?") || flags.contains("noaddr"),
+            has_slots: fields.len() > 8,
+        })
+    }
+}
+
+/// A cluster with Puerta in front of it.
+pub struct ProxiedCluster {
+    pub cluster: RedisCluster,
+    pub puerta: crate::Puerta,
+}
+
+impl ProxiedCluster {
+    /// 3 masters + 3 replicas and Puerta; `extra` lines go into `[redis]`.
+    pub fn start(extra: &str) -> anyhow::Result<ProxiedCluster> {
+        let cluster = RedisCluster::start()?;
+        let listen = loopback(free_port());
+        let puerta = crate::Puerta::start(&cluster.puerta_config(listen, extra), listen)?;
+        Ok(ProxiedCluster { cluster, puerta })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.puerta.listen.port()
+    }
+
+    /// Runs `tests/py/<script>` with the proxy's host and port as the first two arguments, then
+    /// `args`; fails with the script's output unless it exits 0.
+    pub fn python(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::python())
+            .arg(crate::py_script(script))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .args(args)
+            .output()
+            .with_context(|| format!("run {script}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!(
+                "{script} failed ({}):\n{text}\npuerta output:\n{}",
+                out.status,
+                self.puerta.process.output()
+            );
+        }
+        Ok(text)
+    }
+
+    /// `redis-cli -p <proxy> args...` (stdout).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.cluster.cli(self.port(), args)
+    }
+}
+
+impl ProxiedCluster {
+    /// Starts `tests/py/redis_workload.py` with `clients` threads; returns once they run. The workload
+    /// stops when `stop_file` exists.
+    pub fn workload(
+        &self,
+        stop_file: &std::path::Path,
+        clients: usize,
+        mode: &str,
+    ) -> anyhow::Result<ChildGuard> {
+        let mut cmd = Command::new(crate::python());
+        cmd.arg(crate::py_script("redis_workload.py"))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .arg(stop_file)
+            .arg(clients.to_string())
+            .arg(mode);
+        let child = ChildGuard::spawn("workload", cmd)?;
+        child.wait_for_output("STARTED", Duration::from_secs(60))?;
+        Ok(child)
+    }
+
+    /// Signals the workload to stop and waits for its verdict; its full output on failure.
+    pub fn finish_workload(
+        &self,
+        mut workload: ChildGuard,
+        stop_file: &std::path::Path,
+    ) -> anyhow::Result<String> {
+        std::fs::write(stop_file, b"stop")?;
+        let code = workload.wait_exit(Duration::from_secs(300))?;
+        let output = workload.output();
+        if code != Some(0) || !output.contains("WORKLOAD OK") {
+            bail!(
+                "workload failed ({code:?}):\n{output}\npuerta output (tail):\n{}",
+                tail(&self.puerta.process.output(), 40)
+            );
+        }
+        Ok(output)
+    }
+
+    /// A counter from the `# Proxy` section of the proxy's INFO.
+    pub fn proxy_counter(&self, name: &str) -> anyhow::Result<u64> {
+        let info = self.cli(&["INFO", "proxy"])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in INFO:\n{info}"))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl RedisCluster {
+    /// Moves `slots` slots from master `from` to master `to` (ports) with `redis-cli --cluster reshard`.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) -> anyhow::Result<String> {
+        let from_id = self.node_id(from)?;
+        let to_id = self.node_id(to)?;
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{from}"))
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .context("run redis-cli --cluster reshard")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() || text.contains("[ERR]") {
+            bail!(
+                "reshard failed: {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    }
+}

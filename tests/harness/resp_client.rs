@@ -1,0 +1,80 @@
+//! A tiny blocking RESP client and a standalone `redis-server` launcher, for tests that talk to Redis
+//! directly (no proxy in between), built on Puerta's own encoder and parser.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use puerta::redis::resp::{encode_command, parse_reply, Frame, Limits};
+
+use crate::{free_port, loopback, wait_for_port, ChildGuard};
+
+/// Starts `redis-server` on a free loopback port with persistence off and its files in `dir`;
+/// `extra` adds options (e.g. `["--cluster-enabled", "yes"]`).
+pub fn start_redis_server(dir: &Path, extra: &[&str]) -> anyhow::Result<(ChildGuard, u16)> {
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .args(extra);
+    let server = ChildGuard::spawn("redis-server", cmd)?;
+    if let Err(e) = wait_for_port(loopback(port), Duration::from_secs(15)) {
+        bail!("{e}; redis-server output:\n{}", server.output());
+    }
+    Ok((server, port))
+}
+
+pub struct RespClient {
+    conn: TcpStream,
+    input: BytesMut,
+}
+
+impl RespClient {
+    pub fn connect(port: u16) -> anyhow::Result<RespClient> {
+        let conn = TcpStream::connect(loopback(port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(RespClient {
+            conn,
+            input: BytesMut::new(),
+        })
+    }
+
+    /// Sends all `commands` in one write and reads one reply per command, in order.
+    pub fn pipeline(&mut self, commands: &[Vec<Bytes>]) -> anyhow::Result<Vec<Frame>> {
+        let mut out = BytesMut::new();
+        for args in commands {
+            encode_command(args, &mut out);
+        }
+        self.conn.write_all(&out)?;
+        (0..commands.len()).map(|_| self.read_reply()).collect()
+    }
+
+    /// One command given as words (no spaces inside arguments).
+    pub fn call(&mut self, line: &str) -> anyhow::Result<Frame> {
+        let args = line
+            .split(' ')
+            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+            .collect();
+        let mut replies = self.pipeline(&[args])?;
+        replies.pop().context("no reply")
+    }
+
+    pub fn read_reply(&mut self) -> anyhow::Result<Frame> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(frame) = parse_reply(&mut self.input, &Limits::default())? {
+                return Ok(frame);
+            }
+            let n = self.conn.read(&mut chunk).context("read from redis")?;
+            if n == 0 {
+                bail!("connection closed by the server");
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
