@@ -6,6 +6,8 @@
 //! - `PUERTA_BIN`: the daemon (default `target/debug/puerta`).
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
+pub mod mongo;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
