@@ -136,3 +136,34 @@ fn backend_down_and_back() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A backend that dies between health checks: the client's connection falls back to a healthy one,
+/// the client is re-pinned there, and nothing fails from the client's point of view.
+#[test]
+fn connect_failure_falls_back_before_health_notices() -> anyhow::Result<()> {
+    let mut stand_ins: Vec<StandIn> = (0..2).map(|_| StandIn::start()).collect::<Result<_, _>>()?;
+    seed_names(&[(&stand_ins[0], "b0"), (&stand_ins[1], "b1")])?;
+    let listen = loopback(free_port());
+    let backends: Vec<_> = stand_ins.iter().map(|s| s.address()).collect();
+    // Checks so rare that the kill below is only discovered by connecting.
+    let extra = "session_affinity_enabled = true\nhealth_check_interval_sec = 3600\n";
+    let puerta = Puerta::start(&puerta_config(listen, 1000, &backends, extra), listen)?;
+    puerta
+        .process
+        .wait_for_output("initial health check done", Duration::from_secs(30))?;
+    let clients = sources(41, 2);
+    let placed = probe(listen, &clients)?;
+    let mut sorted = placed.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["b0", "b1"], "one client on each");
+    let (dead, alive) = if placed[0] == "b0" { (0, 1) } else { (1, 0) };
+    let victim = stand_ins[dead].address();
+    stand_ins[dead].process.kill();
+    let survivor = format!("b{alive}");
+    assert_eq!(probe(listen, &clients)?, vec![survivor.clone(), survivor]);
+    puerta.process.wait_for_output(
+        &format!("mongos {victim} refused the connection, now pinned to"),
+        Duration::from_secs(5),
+    )?;
+    Ok(())
+}

@@ -13,8 +13,14 @@ const PATIENCE: Duration = Duration::from_secs(30);
 fn start(mode: Echo, max_connections: usize) -> anyhow::Result<Puerta> {
     let echo = EchoBackend::start(mode)?;
     let listen = loopback(free_port());
-    let config = puerta_config(listen, max_connections, &[echo.address()], "");
-    let puerta = Puerta::start(&config, listen)?;
+    start_with(
+        &puerta_config(listen, max_connections, &[echo.address()], ""),
+        listen,
+    )
+}
+
+fn start_with(config: &str, listen: SocketAddr) -> anyhow::Result<Puerta> {
+    let puerta = Puerta::start(config, listen)?;
     puerta
         .process
         .wait_for_output("is up (first check)", PATIENCE)?;
@@ -195,5 +201,50 @@ fn sigterm_stops_accepting_and_drains_live_flows() -> anyhow::Result<()> {
     let code = puerta.process.wait_exit(PATIENCE)?;
     assert_eq!(code, Some(0), "{}", puerta.process.output());
     assert!(!puerta.process.output().contains("drain deadline reached"));
+    Ok(())
+}
+
+/// The first bytes the backend sees: PROXY header (echoed back to us by the echo backend), then ours.
+fn proxied_bytes(puerta: &Puerta) -> anyhow::Result<(Vec<u8>, u16)> {
+    let mut client = connect(puerta.listen)?;
+    let client_port = client.local_addr()?.port();
+    client.write_all(b"payload")?;
+    client.shutdown(Shutdown::Write)?;
+    let mut echoed = Vec::new();
+    client.read_to_end(&mut echoed)?;
+    Ok((echoed, client_port))
+}
+
+#[test]
+fn proxy_protocol_v1_global() -> anyhow::Result<()> {
+    let echo = EchoBackend::start(Echo::Stream)?;
+    let listen = loopback(free_port());
+    let config = puerta_config(listen, 100, &[echo.address()], "proxy_protocol = \"v1\"");
+    let puerta = start_with(&config, listen)?;
+    let (echoed, client_port) = proxied_bytes(&puerta)?;
+    let expected = format!(
+        "PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {}\r\npayload",
+        listen.port()
+    );
+    assert_eq!(String::from_utf8_lossy(&echoed), expected);
+    Ok(())
+}
+
+#[test]
+fn proxy_protocol_v2_per_endpoint() -> anyhow::Result<()> {
+    let echo = EchoBackend::start(Echo::Stream)?;
+    let listen = loopback(free_port());
+    let config = format!(
+        "mode = \"mongodb\"\nlisten_addr = \"{listen}\"\n[mongodb]\n\
+         mongos_endpoints = [{{ address = \"{}\", proxy_protocol = \"v2\" }}]\n",
+        echo.address()
+    );
+    let puerta = start_with(&config, listen)?;
+    let (echoed, client_port) = proxied_bytes(&puerta)?;
+    let mut expected = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x7f\0\0\x01\x7f\0\0\x01".to_vec();
+    expected.extend_from_slice(&client_port.to_be_bytes());
+    expected.extend_from_slice(&listen.port().to_be_bytes());
+    expected.extend_from_slice(b"payload");
+    assert_eq!(echoed, expected);
     Ok(())
 }

@@ -143,7 +143,15 @@ impl EchoBackend {
 
 fn serve_echo(mut conn: TcpStream, mode: Echo) -> std::io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
-    let n = conn.read(&mut buf)?;
+    let mut n = conn.read(&mut buf)?;
+    // Health checks of a PROXY-protocol endpoint start with a LOCAL header: drop it, then expect hello.
+    if let Some(skip) = local_proxy_header_len(&buf[..n]) {
+        buf.copy_within(skip..n, 0);
+        n -= skip;
+        if n == 0 {
+            n = conn.read(&mut buf)?;
+        }
+    }
     if let Some(reply) = hello_reply(&buf[..n]) {
         conn.write_all(&reply)?;
         return Ok(());
@@ -184,4 +192,15 @@ fn hello_reply(first: &[u8]) -> Option<Vec<u8>> {
     msg.push(0);
     msg.extend_from_slice(&doc);
     Some(msg)
+}
+
+/// Length of a PROXY v1 `UNKNOWN` or v2 `LOCAL` header at the start of `data` (what Puerta's own health
+/// checks send); client flows' headers are left in the data so tests can see them echoed.
+fn local_proxy_header_len(data: &[u8]) -> Option<usize> {
+    const V1_LOCAL: &[u8] = b"PROXY UNKNOWN\r\n";
+    const V2_LOCAL: &[u8] = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    [V1_LOCAL, V2_LOCAL]
+        .into_iter()
+        .find(|h| data.starts_with(h))
+        .map(<[u8]>::len)
 }
