@@ -42,13 +42,25 @@ fn echo_once(s: &mut TcpStream, msg: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A connection Puerta admitted and connected through, retrying while earlier flows (e.g. the harness'
+/// readiness probe) still hold their slots.
+fn admitted(addr: SocketAddr, msg: &[u8]) -> anyhow::Result<TcpStream> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let attempt = connect(addr).and_then(|mut s| echo_once(&mut s, msg).map(|()| s));
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(e.context("never admitted")),
+        }
+    }
+}
+
 #[test]
 fn connections_beyond_max_are_closed_at_once() -> anyhow::Result<()> {
     let puerta = start(Echo::Stream, 2)?;
-    let mut first = connect(puerta.listen)?;
-    let mut second = connect(puerta.listen)?;
-    echo_once(&mut first, b"one")?;
-    echo_once(&mut second, b"two")?;
+    let first = admitted(puerta.listen, b"one")?;
+    let mut second = admitted(puerta.listen, b"two")?;
 
     let mut third = connect(puerta.listen)?;
     let _ = third.write_all(b"three");
@@ -64,18 +76,7 @@ fn connections_beyond_max_are_closed_at_once() -> anyhow::Result<()> {
 
     // Closing a flow frees its slot.
     drop(first);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let attempt = connect(puerta.listen).and_then(|mut s| echo_once(&mut s, b"four"));
-        match attempt {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e.context("slot never freed")),
-        }
-    }
+    admitted(puerta.listen, b"four").map_err(|e| e.context("slot never freed"))?;
     echo_once(&mut second, b"still fine")?;
     Ok(())
 }
