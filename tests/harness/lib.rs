@@ -10,6 +10,7 @@ pub mod mongo_echo;
 pub mod stream;
 pub mod redis_cluster;
 pub mod resp_client;
+pub mod mongo;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
