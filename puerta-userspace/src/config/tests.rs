@@ -120,3 +120,19 @@ fn duplicate_endpoints_are_rejected() {
     let (msg, _) = invalid_line(&text);
     assert!(msg.contains("twice"), "{msg}");
 }
+
+#[test]
+fn admin_addr_defaults_to_loopback_and_can_be_off() {
+    let cfg = parse(MONGO).expect("valid");
+    assert_eq!(
+        cfg.admin_addr,
+        Some("127.0.0.1:9090".parse().expect("addr"))
+    );
+    let off =
+        parse(&MONGO.replace("max_connections = 10000", "admin_addr = \"off\"")).expect("valid");
+    assert_eq!(off.admin_addr, None);
+    let (msg, line) =
+        invalid_line(&MONGO.replace("max_connections = 10000", "admin_addr = \"nowhere\""));
+    assert!(msg.contains("admin_addr"), "{msg}");
+    assert_eq!(line, 4);
+}
