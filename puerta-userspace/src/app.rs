@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::AdminSlot;
 use crate::config::{Config, Mode};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub struct Serve {
     pub listener: TcpListener,
     pub shutdown: CancellationToken,
     pub flows: TaskTracker,
+    /// Where the mode publishes its state for `/healthz`, `/backends`, `/affinity`.
+    pub admin: AdminSlot,
 }
 
 /// Runs the configured mode until `shutdown` fires, then waits for flows up to the drain deadline.
@@ -51,12 +54,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     tracing::info!(%addr, mode = ?config.mode, "listening");
     let drain_timeout = config.drain_timeout;
     let serve_mode = config.mode;
+    let admin = start_admin(config.admin_addr, shutdown.clone());
     let flows = TaskTracker::new();
     let serve = Serve {
         config: Arc::new(config),
         listener,
         shutdown: shutdown.clone(),
         flows: flows.clone(),
+        admin,
     };
     match serve.config.mode {
         Mode::Mongodb => crate::mongodb::serve(serve).await?,
@@ -84,4 +89,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         crate::mongodb::log_totals();
     }
     Ok(())
+}
+
+/// Starts the admin listener in the background. It is an operator aid, not part of the data path: if it
+/// cannot start, the proxy still serves and the log says why.
+fn start_admin(addr: Option<std::net::SocketAddr>, shutdown: CancellationToken) -> AdminSlot {
+    let slot = AdminSlot::default();
+    let Some(addr) = addr else {
+        tracing::info!("admin endpoints disabled (admin_addr = \"off\")");
+        return slot;
+    };
+    let prometheus = match crate::admin::install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!("admin endpoints disabled: {e}");
+            return slot;
+        }
+    };
+    let served = slot.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::admin::serve(addr, served, prometheus, shutdown).await {
+            tracing::error!(%addr, "admin endpoints unavailable: {e}");
+        }
+    });
+    slot
 }

@@ -6,11 +6,11 @@
 //! - `PUERTA_BIN`: the daemon (default `target/debug/puerta`).
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
+pub mod mongo;
 pub mod mongo_echo;
-pub mod stream;
 pub mod redis_cluster;
 pub mod resp_client;
-pub mod mongo;
+pub mod stream;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

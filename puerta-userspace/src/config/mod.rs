@@ -44,6 +44,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
+    /// Prometheus `/metrics` and the admin endpoints; `None` when configured `"off"`.
+    pub admin_addr: Option<SocketAddr>,
     pub mongodb: Option<MongoConfig>,
     pub redis: Option<RedisConfig>,
 }

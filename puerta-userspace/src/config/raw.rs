@@ -24,6 +24,9 @@ struct RawConfig {
     drain_timeout_sec: u64,
     #[serde(default)]
     worker_threads: usize,
+    /// `"off"` disables the admin/metrics listener.
+    #[serde(default = "default_admin_addr")]
+    admin_addr: Spanned<String>,
     mongodb: Option<Spanned<RawMongo>>,
     redis: Option<Spanned<RawRedis>>,
 }
@@ -103,6 +106,9 @@ struct RawUser {
 fn default_max_connections() -> Spanned<usize> {
     Spanned::new(0..0, 10_000)
 }
+fn default_admin_addr() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9090".to_string())
+}
 fn default_drain_timeout_sec() -> u64 {
     30
 }
@@ -171,6 +177,16 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "must be at least 1",
         ));
     }
+    let admin_addr = match raw.admin_addr.get_ref().as_str() {
+        "off" => None,
+        text => Some(text.parse::<SocketAddr>().map_err(|_| {
+            src.invalid(
+                "admin_addr",
+                &raw.admin_addr,
+                format!("`{text}` is not an IP:port address or \"off\""),
+            )
+        })?),
+    };
     let mode = *raw.mode.get_ref();
     let mongodb = raw
         .mongodb
@@ -205,6 +221,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         max_connections: *raw.max_connections.get_ref(),
         drain_timeout: Duration::from_secs(raw.drain_timeout_sec),
         worker_threads: raw.worker_threads,
+        admin_addr,
         mongodb,
         redis,
     })

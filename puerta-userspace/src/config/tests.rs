@@ -189,3 +189,19 @@ fn bad_mongodb_extension_values_name_their_key() {
         assert!(msg.contains(key), "{line}: {msg}");
     }
 }
+
+#[test]
+fn admin_addr_defaults_to_loopback_and_can_be_off() {
+    let cfg = parse(MONGO).expect("valid");
+    assert_eq!(
+        cfg.admin_addr,
+        Some("127.0.0.1:9090".parse().expect("addr"))
+    );
+    let off =
+        parse(&MONGO.replace("max_connections = 10000", "admin_addr = \"off\"")).expect("valid");
+    assert_eq!(off.admin_addr, None);
+    let (msg, line) =
+        invalid_line(&MONGO.replace("max_connections = 10000", "admin_addr = \"nowhere\""));
+    assert!(msg.contains("admin_addr"), "{msg}");
+    assert_eq!(line, 4);
+}

@@ -1,0 +1,41 @@
+//! The process-wide metrics recorder. Code anywhere records with the `metrics` macros
+//! (`metrics::counter!("puerta_connections_accepted_total").increment(1)`); this renders them in the
+//! Prometheus text format.
+
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot install the metrics recorder: {0}")]
+    Install(#[from] BuildError),
+}
+
+/// Installs the global recorder once. Latency histograms get buckets from 50 µs to 10 s.
+pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
+    const BUCKETS: &[f64] = &[
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets(BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Help texts for the metrics every mode shares.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "puerta_connections_accepted_total",
+        "Client connections accepted"
+    );
+    describe_counter!(
+        "puerta_connections_refused_total",
+        "Client connections refused because max_connections was reached"
+    );
+    describe_gauge!(
+        "puerta_connections_open",
+        "Client connections currently open"
+    );
+}

@@ -1,0 +1,97 @@
+//! The operator's window: Prometheus `/metrics`, `/healthz`, `/backends` and `/affinity` on one port
+//! (`admin_addr`, loopback by default). Modes publish what they know through [`AdminView`]; this module
+//! only serves it, so the HTTP side never reaches into a mode's internals.
+
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+pub use self::metrics::{install_recorder, MetricsError};
+
+/// What a mode exposes to operators.
+pub trait AdminView: Send + Sync + 'static {
+    /// Listening and at least one backend usable.
+    fn ready(&self) -> bool;
+    /// One JSON object per backend: address, weight, health, active connections, ...
+    fn backends(&self) -> serde_json::Value;
+    /// The session affinity table, where the mode has one.
+    fn affinity(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// Filled by the mode once its state exists; empty means "starting" (`/healthz` answers 503).
+#[derive(Clone, Default)]
+pub struct AdminSlot(Arc<OnceLock<Arc<dyn AdminView>>>);
+
+impl AdminSlot {
+    pub fn publish(&self, view: Arc<dyn AdminView>) {
+        let _ = self.0.set(view);
+    }
+
+    fn view(&self) -> Option<&Arc<dyn AdminView>> {
+        self.0.get()
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    slot: AdminSlot,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// Binds `addr` and serves until `shutdown`. A bind failure is returned so the caller can decide how
+/// loud to be; the proxy itself keeps working without its admin port.
+pub async fn serve(
+    addr: SocketAddr,
+    slot: AdminSlot,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "admin endpoints: /metrics /healthz /backends /affinity");
+    let router = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
+        .route("/backends", get(backends))
+        .route("/affinity", get(affinity))
+        .with_state(AdminState { slot, prometheus });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn metrics_page(State(state): State<AdminState>) -> String {
+    state.prometheus.render()
+}
+
+async fn healthz(State(state): State<AdminState>) -> Response {
+    match state.slot.view() {
+        Some(view) if view.ready() => (StatusCode::OK, "ok\n").into_response(),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "no backend up\n").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+    }
+}
+
+async fn backends(State(state): State<AdminState>) -> Response {
+    match state.slot.view() {
+        Some(view) => Json(view.backends()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+    }
+}
+
+async fn affinity(State(state): State<AdminState>) -> Response {
+    match state.slot.view().map(|v| v.affinity()) {
+        Some(Some(table)) => Json(table).into_response(),
+        Some(None) => (StatusCode::NOT_FOUND, "this mode has no affinity table\n").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+    }
+}
