@@ -6,8 +6,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use puerta::redis::resp::Frame;
 use puerta_tests::http::{get, parse_metrics, sample, wait_for};
 use puerta_tests::mongo::{puerta_config, Echo, EchoBackend};
+use puerta_tests::redis_cluster::RedisCluster;
+use puerta_tests::resp_client::RespClient;
 use puerta_tests::{free_port, loopback, Puerta};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -182,5 +185,88 @@ fn admin_addr_off_serves_nothing() -> anyhow::Result<()> {
         .process
         .wait_for_output("admin endpoints disabled", WAIT)?;
     assert!(get(admin, "/healthz").is_err());
+    Ok(())
+}
+
+/// Redis mode: `/backends` lists the cluster nodes with role and slot counts, and `/metrics` counts
+/// commands by name, errors by code, redirects, refreshes and per-node latency.
+#[test]
+fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    let listen = loopback(free_port());
+    let admin = loopback(free_port());
+    let config = format!(
+        "admin_addr = \"{admin}\"\n{}",
+        cluster.puerta_config(listen, "")
+    );
+    let puerta = Puerta::start(&config, listen)?;
+    wait_for(admin, "/healthz", WAIT, |status, _| status == 200)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", puerta.process.output()))?;
+
+    let mut client = RespClient::connect(listen.port())?;
+    for i in 0..5 {
+        assert_eq!(
+            client.call(&format!("SET admin-key-{i} v"))?,
+            Frame::Simple("OK".into())
+        );
+    }
+    client.call("LPUSH admin-list x")?;
+    let wrong = client.call("GET admin-list")?;
+    assert!(
+        matches!(&wrong, Frame::Error(e) if e.starts_with(b"WRONGTYPE")),
+        "{wrong:?}"
+    );
+
+    // Replicas show up in CLUSTER SLOTS once they synced; the periodic refresh picks them up.
+    let body = wait_for(admin, "/backends", Duration::from_secs(60), |_, body| {
+        body.matches("\"role\":\"replica\"").count() == 3
+    })?;
+    let backends: serde_json::Value = serde_json::from_str(&body)?;
+    let nodes = backends.as_array().expect("array of nodes");
+    assert_eq!(nodes.len(), 6, "{backends}");
+    let masters: Vec<_> = nodes.iter().filter(|n| n["role"] == "master").collect();
+    assert_eq!(masters.len(), 3, "{backends}");
+    let slots: u64 = masters.iter().filter_map(|n| n["slots"].as_u64()).sum();
+    assert_eq!(slots, 16384, "{backends}");
+    let replicas = nodes.iter().filter(|n| n["role"] == "replica");
+    assert!(
+        replicas
+            .clone()
+            .all(|r| r["slots"] == 0 && r["replica_of"].is_string()),
+        "{backends}"
+    );
+    assert_eq!(replicas.count(), 3);
+    assert_eq!(get(admin, "/affinity")?.0, 404);
+
+    let (status, text) = get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    let samples = parse_metrics(&text)?;
+    let value = |name: &str, labels: &[&str]| {
+        sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(
+        value("puerta_redis_commands_total", &["command=\"set\""]),
+        5.0
+    );
+    assert_eq!(
+        value("puerta_redis_commands_total", &["command=\"get\""]),
+        1.0
+    );
+    assert_eq!(
+        value("puerta_redis_errors_total", &["kind=\"WRONGTYPE\""]),
+        1.0
+    );
+    assert!(value("puerta_redis_topology_refreshes_total", &[]) >= 1.0);
+    for kind in ["moved", "ask", "tryagain"] {
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(value("puerta_redis_redirects_total", &[&label]), 0.0);
+    }
+    let replies: f64 = samples
+        .iter()
+        .filter(|s| s.name == "puerta_redis_node_latency_seconds_count")
+        .map(|s| s.value)
+        .sum();
+    assert!(replies >= 7.0, "node replies counted: {replies}\n{text}");
+    assert_eq!(value("puerta_connections_open", &[]), 1.0);
     Ok(())
 }

@@ -177,6 +177,9 @@ async fn lost(pubsub: &Option<PubSub>) {
 async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = rx.recv().await {
+        if let Reply::Ready(frame) | Reply::Close(frame) = &reply {
+            super::metrics::reply(frame);
+        }
         let close = match reply {
             Reply::Ready(frame) => {
                 frame.encode(&mut out);
@@ -193,6 +196,7 @@ async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>)
                         fut.await
                     }
                 };
+                super::metrics::reply(&frame);
                 frame.encode(&mut out);
                 false
             }
