@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod command;
 pub mod commands;
 pub mod dispatch;
+pub mod idle;
 pub mod info;
 pub mod local;
 pub mod metrics;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -83,7 +83,7 @@ impl Reader {
                 }
             }
             let read = tokio::select! {
-                r = self.read.read_buf(&mut self.buf) => r,
+                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle_limit(&self.cluster, &self.pubsub)) => r,
                 _ = shutdown.cancelled() => return,
                 _ = lost(&self.pubsub) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
@@ -92,7 +92,11 @@ impl Reader {
                 }
             };
             match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
+                Err(e) => {
+                    super::idle::log_close(self.state.id, &e);
+                    return;
+                }
                 Ok(_) => {}
             }
         }
@@ -164,6 +168,14 @@ impl Reader {
                 Flow::Stop
             }
         }
+    }
+}
+
+/// Subscribed clients are silent by design, so the idle timeout does not apply to them.
+fn idle_limit(cluster: &Cluster, pubsub: &Option<PubSub>) -> Option<std::time::Duration> {
+    match pubsub {
+        Some(_) => None,
+        None => cluster.config.client_idle_timeout,
     }
 }
 
