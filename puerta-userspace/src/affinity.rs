@@ -158,6 +158,26 @@ impl AffinityTable {
         self.lock().len()
     }
 
+    /// After a reload renumbered the backends: `renumber(old)` is the new index, or `None` when the
+    /// backend was removed, which drops the entry (its client is placed afresh next time; its live
+    /// flows drain on the old backend). Returns how many entries were dropped.
+    pub fn renumber(&self, renumber: impl Fn(usize) -> Option<usize>) -> usize {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|ip, e| match renumber(e.backend) {
+            Some(new) => {
+                e.backend = new;
+                self.mirror.upsert(*ip, e);
+                true
+            }
+            None => {
+                self.mirror.remove(*ip);
+                false
+            }
+        });
+        before - entries.len()
+    }
+
     /// A copy of every entry, for the admin endpoint.
     pub fn snapshot(&self) -> Vec<(IpAddr, AffinityEntry)> {
         self.lock().iter().map(|(ip, e)| (*ip, *e)).collect()

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,10 +44,22 @@ pub struct Serve {
     pub flows: TaskTracker,
     /// Where the mode publishes its state for `/healthz`, `/backends`, `/affinity`.
     pub admin: AdminSlot,
+    /// Validated configurations from SIGHUP reloads; the mode applies what it can change live.
+    pub reloads: watch::Receiver<Arc<Config>>,
 }
 
 /// Runs the configured mode until `shutdown` fires, then waits for flows up to the drain deadline.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let (_no_reloads, reloads) = watch::channel(Arc::new(config.clone()));
+    run_with_reloads(config, shutdown, reloads).await
+}
+
+/// [`run`], also applying every configuration published on `reloads` (see `main`'s SIGHUP handler).
+pub async fn run_with_reloads(
+    config: Config,
+    shutdown: CancellationToken,
+    reloads: watch::Receiver<Arc<Config>>,
+) -> Result<(), AppError> {
     let addr = config.listen_addr;
     let listener = TcpListener::bind(addr)
         .await
@@ -62,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         shutdown: shutdown.clone(),
         flows: flows.clone(),
         admin,
+        reloads,
     };
     match serve.config.mode {
         Mode::Mongodb => crate::mongodb::serve(serve).await?,

@@ -1,16 +1,28 @@
 //! The configured backends and whether each is currently healthy. Health checks write the flags; routing
 //! reads them on every new connection, so they are lock-free atomics.
+//!
+//! A backend's live state (health, active flows) sits behind an `Arc` so that a config reload can build
+//! a new list that shares it with the old one for every address that stays: health is not re-learned
+//! and flows that started before the reload keep being counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::config::Endpoint;
+
+#[derive(Debug, Default)]
+pub struct BackendState {
+    up: AtomicBool,
+    /// A health check has decided `up` at least once.
+    checked: AtomicBool,
+    /// Client flows currently connected to this backend (for `/backends` and metrics).
+    active: AtomicU64,
+}
 
 #[derive(Debug)]
 pub struct Backend {
     pub endpoint: Endpoint,
-    up: AtomicBool,
-    /// Client flows currently connected to this backend (for `/backends` and metrics).
-    active: AtomicU64,
+    state: Arc<BackendState>,
 }
 
 /// Backends in config order; the index is the backend's identity everywhere (balancer, affinity table,
@@ -26,11 +38,36 @@ impl Backends {
             .iter()
             .map(|e| Backend {
                 endpoint: e.clone(),
-                up: AtomicBool::new(initially_up),
-                active: AtomicU64::new(0),
+                state: Arc::new(BackendState {
+                    up: AtomicBool::new(initially_up),
+                    ..BackendState::default()
+                }),
             })
             .collect();
         Backends { list }
+    }
+
+    /// The list for a reloaded config: an address already in `previous` keeps its state (weight and
+    /// other endpoint settings come from the new config); a new one starts down and unchecked.
+    pub fn carry_over(endpoints: &[Endpoint], previous: &Backends) -> Backends {
+        let list = endpoints
+            .iter()
+            .map(|e| Backend {
+                endpoint: e.clone(),
+                state: previous
+                    .position(&e.address())
+                    .map(|i| previous.list[i].state.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Backends { list }
+    }
+
+    /// Index of the backend at `address` (`host:port`).
+    pub fn position(&self, address: &str) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|b| b.endpoint.address() == address)
     }
 
     pub fn len(&self) -> usize {
@@ -53,12 +90,22 @@ impl Backends {
     pub fn is_up(&self, index: usize) -> bool {
         self.list
             .get(index)
-            .is_some_and(|b| b.up.load(Ordering::Acquire))
+            .is_some_and(|b| b.state.up.load(Ordering::Acquire))
+    }
+
+    /// The health state if a check has decided it, `None` before the first check.
+    pub fn checked_state(&self, index: usize) -> Option<bool> {
+        let b = self.list.get(index)?;
+        b.state
+            .checked
+            .load(Ordering::Acquire)
+            .then(|| b.state.up.load(Ordering::Acquire))
     }
 
     pub fn set_up(&self, index: usize, up: bool) {
         if let Some(b) = self.list.get(index) {
-            b.up.store(up, Ordering::Release);
+            b.state.up.store(up, Ordering::Release);
+            b.state.checked.store(true, Ordering::Release);
         }
     }
 
@@ -69,7 +116,7 @@ impl Backends {
     /// Counts a flow connected to backend `index` until the returned guard drops.
     pub fn track(&self, index: usize) -> ActiveConnection<'_> {
         if let Some(b) = self.list.get(index) {
-            b.active.fetch_add(1, Ordering::Relaxed);
+            b.state.active.fetch_add(1, Ordering::Relaxed);
         }
         ActiveConnection {
             backends: self,
@@ -81,7 +128,7 @@ impl Backends {
     pub fn active(&self, index: usize) -> u64 {
         self.list
             .get(index)
-            .map_or(0, |b| b.active.load(Ordering::Relaxed))
+            .map_or(0, |b| b.state.active.load(Ordering::Relaxed))
     }
 
     /// Weights in index order, for the balancer.
@@ -99,7 +146,30 @@ pub struct ActiveConnection<'a> {
 impl Drop for ActiveConnection<'_> {
     fn drop(&mut self) {
         if let Some(b) = self.backends.list.get(self.index) {
-            b.active.fetch_sub(1, Ordering::Relaxed);
+            b.state.active.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(list: &[&str]) -> Vec<Endpoint> {
+        list.iter().map(|a| Endpoint::parse(a).unwrap()).collect()
+    }
+
+    #[test]
+    fn carry_over_keeps_state_of_addresses_that_stay() {
+        let old = Backends::new(&endpoints(&["127.0.0.1:1", "127.0.0.1:2"]), false);
+        old.set_up(1, true);
+        let flow = old.track(1);
+        let new = Backends::carry_over(&endpoints(&["127.0.0.1:2", "127.0.0.1:3"]), &old);
+        assert_eq!(new.checked_state(0), Some(true));
+        assert_eq!(new.active(0), 1);
+        assert_eq!(new.checked_state(1), None);
+        assert!(!new.is_up(1));
+        drop(flow);
+        assert_eq!(new.active(0), 0);
     }
 }

@@ -13,6 +13,8 @@ pub mod health;
 pub mod kernel;
 pub mod limits;
 pub mod log_throttle;
+pub mod logging;
 pub mod mongodb;
 pub mod proxy_protocol;
 pub mod redis;
+pub mod reload;

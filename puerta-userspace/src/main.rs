@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use puerta::config::Config;
@@ -23,7 +24,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let log = puerta::logging::init();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -31,11 +32,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if std::env::var_os("RUST_LOG").is_none() {
+        if let Some(level) = &config.log_level {
+            log.set(level);
+        }
+    }
     if cli.check {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, cli.config, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -52,19 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files get plain text that grep can match.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
-}
-
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow::Result<()> {
     match puerta::limits::raise_nofile() {
         Ok(n) => tracing::info!(nofile = n, "file descriptor limit"),
         Err(e) => tracing::warn!("cannot raise RLIMIT_NOFILE: {e}"),
@@ -77,7 +71,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        puerta::app::run(config, shutdown).await
+        let (publish, reloads) = tokio::sync::watch::channel(Arc::new(config.clone()));
+        tokio::spawn(puerta::reload::on_sighup(
+            path,
+            config.clone(),
+            log,
+            publish,
+        ));
+        puerta::app::run_with_reloads(config, shutdown, reloads).await
     })?;
     // Flows still running past the drain deadline are dropped with the runtime.
     runtime.shutdown_background();

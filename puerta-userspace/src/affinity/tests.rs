@@ -163,3 +163,16 @@ async fn cleanup_task_removes_expired_entries() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[test]
+fn renumber_moves_kept_backends_and_drops_removed_ones() {
+    let t = table();
+    let now = Instant::now();
+    t.acquire(ip(1), now, |_| true, || Some(0)).unwrap();
+    t.acquire(ip(2), now, |_| true, || Some(1)).unwrap();
+    // Backend 0 was removed; backend 1 is now at index 0.
+    let dropped = t.renumber(|old| (old == 1).then_some(0));
+    assert_eq!(dropped, 1);
+    assert!(t.get(ip(1)).is_none());
+    assert_eq!(t.get(ip(2)).unwrap().backend, 0);
+}

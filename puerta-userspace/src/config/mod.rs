@@ -47,6 +47,8 @@ pub struct Config {
     /// `client_idle_timeout_sec`: a client that sends nothing for this long is closed (`None` = 0 =
     /// never, the default, as in redis-server: drivers keep idle pooled connections for good reasons).
     pub client_idle_timeout: Option<Duration>,
+    /// `log_level`: a `RUST_LOG`-style filter; `RUST_LOG` wins at start-up, a reload applies this.
+    pub log_level: Option<String>,
     /// Prometheus `/metrics` and the admin endpoints; `None` when configured `"off"`.
     pub admin_addr: Option<SocketAddr>,
     pub mongodb: Option<MongoConfig>,

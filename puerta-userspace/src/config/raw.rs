@@ -24,6 +24,8 @@ struct RawConfig {
     drain_timeout_sec: u64,
     #[serde(default)]
     worker_threads: usize,
+    /// A `RUST_LOG`-style filter (`info`, `puerta=debug,info`); reloadable with SIGHUP.
+    log_level: Option<Spanned<String>>,
     /// Seconds a client may send nothing before it is closed; 0 = never.
     #[serde(default)]
     client_idle_timeout_sec: u64,
@@ -231,6 +233,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         drain_timeout: Duration::from_secs(raw.drain_timeout_sec),
         worker_threads: raw.worker_threads,
         client_idle_timeout: client_idle_timeout(raw.client_idle_timeout_sec),
+        log_level: log_level(&src, raw.log_level.as_ref())?,
         admin_addr,
         mongodb,
         redis,
@@ -321,6 +324,18 @@ fn mongo_endpoint(
     ep.weight = weight;
     ep.proxy_protocol = proxy;
     Ok(ep)
+}
+
+fn log_level(src: &Source, raw: Option<&Spanned<String>>) -> Result<Option<String>, ConfigError> {
+    let Some(level) = raw else { return Ok(None) };
+    match tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
+        Ok(_) => Ok(Some(level.get_ref().clone())),
+        Err(e) => Err(src.invalid(
+            "log_level",
+            level,
+            format!("not a log filter such as \"info\" or \"puerta=debug,info\": {e}"),
+        )),
+    }
 }
 
 fn client_idle_timeout(sec: u64) -> Option<Duration> {

@@ -111,8 +111,12 @@ pub struct Checker<C> {
 impl<C: HealthCheck> Checker<C> {
     pub fn new(backends: Arc<Backends>, check: C, settings: HealthSettings) -> Checker<C> {
         let tracked = (0..backends.len())
-            .map(|_| Tracked {
-                hysteresis: Hysteresis::new(settings.fall, settings.rise),
+            .map(|i| Tracked {
+                hysteresis: Hysteresis::resume(
+                    settings.fall,
+                    settings.rise,
+                    backends.checked_state(i),
+                ),
                 is_mongos: None,
             })
             .collect();

@@ -31,6 +31,14 @@ impl Hysteresis {
         }
     }
 
+    /// Continues from a state decided earlier (a config reload), so hysteresis still applies.
+    pub fn resume(fall: u32, rise: u32, up: Option<bool>) -> Hysteresis {
+        Hysteresis {
+            up,
+            ..Hysteresis::new(fall, rise)
+        }
+    }
+
     pub fn is_up(&self) -> Option<bool> {
         self.up
     }

@@ -7,32 +7,30 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::reload::Live;
 use super::stats::{stats, MongoStats};
 use crate::admin::AdminView;
-use crate::affinity::AffinityTable;
-use crate::backends::Backends;
-use crate::kernel::KernelPath;
 
 pub struct MongoAdminView {
-    pub backends: Arc<Backends>,
-    pub affinity: Option<Arc<AffinityTable>>,
-    pub kernel: Option<KernelPath>,
+    pub live: Arc<Live>,
 }
 
 impl AdminView for MongoAdminView {
     fn ready(&self) -> bool {
-        self.backends.up_count() > 0
+        self.live.current().router.backends().up_count() > 0
     }
 
     fn backends(&self) -> Value {
-        let list: Vec<Value> = (0..self.backends.len())
+        let ctx = self.live.current();
+        let backends = ctx.router.backends();
+        let list: Vec<Value> = (0..backends.len())
             .map(|i| {
-                let endpoint = self.backends.endpoint(i);
+                let endpoint = backends.endpoint(i);
                 json!({
                     "address": endpoint.to_string(),
                     "weight": endpoint.weight,
-                    "health": if self.backends.is_up(i) { "up" } else { "down" },
-                    "active_connections": self.backends.active(i),
+                    "health": if backends.is_up(i) { "up" } else { "down" },
+                    "active_connections": backends.active(i),
                 })
             })
             .collect();
@@ -40,7 +38,9 @@ impl AdminView for MongoAdminView {
     }
 
     fn affinity(&self) -> Option<Value> {
-        let table = self.affinity.as_ref()?;
+        let table = self.live.affinity()?;
+        let ctx = self.live.current();
+        let backends = ctx.router.backends();
         let now = Instant::now();
         let entries: Vec<Value> = table
             .snapshot()
@@ -48,7 +48,8 @@ impl AdminView for MongoAdminView {
             .map(|(ip, entry)| {
                 json!({
                     "client": ip.to_string(),
-                    "backend": self.backends.endpoint(entry.backend).to_string(),
+                    "backend": (entry.backend < backends.len())
+                        .then(|| backends.endpoint(entry.backend).to_string()),
                     "live_connections": entry.live_conns,
                     "idle_sec": now.saturating_duration_since(entry.last_seen).as_secs(),
                 })
@@ -62,20 +63,22 @@ impl AdminView for MongoAdminView {
 
     fn refresh_metrics(&self) {
         refresh_connection_counters();
-        for i in 0..self.backends.len() {
-            let label = self.backends.endpoint(i).to_string();
-            let up = if self.backends.is_up(i) { 1.0 } else { 0.0 };
+        let ctx = self.live.current();
+        let backends = ctx.router.backends();
+        for i in 0..backends.len() {
+            let label = backends.endpoint(i).to_string();
+            let up = if backends.is_up(i) { 1.0 } else { 0.0 };
             metrics::gauge!("puerta_backend_up", "backend" => label.clone()).set(up);
             metrics::gauge!("puerta_backend_active_connections", "backend" => label.clone())
-                .set(self.backends.active(i) as f64);
+                .set(backends.active(i) as f64);
             metrics::gauge!("puerta_backend_weight", "backend" => label)
-                .set(f64::from(self.backends.endpoint(i).weight));
+                .set(f64::from(backends.endpoint(i).weight));
         }
-        let entries = self.affinity.as_ref().map_or(0, |t| t.len());
+        let entries = self.live.affinity().map_or(0, |t| t.len());
         metrics::gauge!("puerta_affinity_entries").set(entries as f64);
         let (up, down) = crate::forward::userspace_bytes_by_direction();
         set_bytes("userspace", up, down);
-        if let Some(kernel) = &self.kernel {
+        if let Some(kernel) = self.live.forwarder().kernel_path() {
             match kernel.counters() {
                 Ok(c) => set_bytes(
                     "kernel",

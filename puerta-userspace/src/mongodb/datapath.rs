@@ -29,7 +29,7 @@ pub fn data_path(config: &MongoConfig) -> Result<DataPath, ForwardError> {
 }
 
 /// Fills the pinned backends map so bpftool can translate affinity entries' backend indices.
-fn describe_backends(kernel: &KernelPath, config: &MongoConfig) {
+pub(super) fn describe_backends(kernel: &KernelPath, config: &MongoConfig) {
     for (index, endpoint) in config.endpoints.iter().enumerate() {
         let ip = endpoint.host.parse().ok();
         if let Err(e) = kernel.set_backend(index as u32, ip, endpoint.port, endpoint.weight) {

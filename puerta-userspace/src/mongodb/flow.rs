@@ -19,7 +19,7 @@ use crate::proxy_protocol;
 /// What every flow shares.
 pub struct FlowContext {
     pub router: Router,
-    pub forwarder: Forwarder,
+    pub forwarder: Arc<Forwarder>,
     pub connect_timeout: Duration,
     pub no_backend_log: LogThrottle,
 }

@@ -6,6 +6,7 @@ mod admin_view;
 mod admission;
 mod datapath;
 mod flow;
+mod reload;
 mod router;
 mod stats;
 
@@ -24,7 +25,7 @@ use crate::health::{Checker, HealthSettings, HelloCheck};
 use crate::log_throttle::LogThrottle;
 use admission::Admission;
 pub use datapath::{data_path, DataPath};
-use flow::FlowContext;
+use reload::Live;
 pub use router::{Route, Router};
 pub use stats::{stats, MongoStats};
 
@@ -42,7 +43,8 @@ pub async fn serve(serve: Serve) -> Result<(), MongoError> {
     // Background tasks end with serve(), whichever way it returns.
     let background = serve.shutdown.child_token();
     let _stop_background = background.clone().drop_guard();
-    start_health_checks(config, backends.clone(), background.clone()).await;
+    let checks = background.child_token();
+    start_health_checks(config, backends.clone(), checks.clone()).await;
     let affinity = config.session_affinity_enabled.then(|| {
         let table = Arc::new(AffinityTable::new(
             config.session_timeout,
@@ -51,26 +53,30 @@ pub async fn serve(serve: Serve) -> Result<(), MongoError> {
         tokio::spawn(affinity::cleanup_task(table.clone(), background.clone()));
         table
     });
-    serve.admin.publish(Arc::new(admin_view::MongoAdminView {
-        backends: backends.clone(),
-        affinity: affinity.clone(),
-        kernel: path.forwarder.kernel_path().cloned(),
-    }));
-    let ctx = Arc::new(FlowContext {
-        router: Router::new(backends, affinity),
-        forwarder: path.forwarder,
-        connect_timeout: config.connect_timeout,
-        no_backend_log: LogThrottle::new(Duration::from_secs(1)),
-    });
+    let live = Arc::new(Live::new(
+        config,
+        backends,
+        affinity,
+        Arc::new(path.forwarder),
+        checks,
+    ));
+    serve
+        .admin
+        .publish(Arc::new(admin_view::MongoAdminView { live: live.clone() }));
+    tokio::spawn(reload::follow(
+        live.clone(),
+        serve.reloads.clone(),
+        background.clone(),
+    ));
     let admission = Admission::new(serve.config.max_connections);
-    accept_loop(&serve, &serve.listener, &admission, &ctx).await;
+    accept_loop(&serve, &serve.listener, &admission, &live).await;
     tracing::info!("stopped accepting MongoDB clients");
     Ok(())
 }
 
 /// Runs the first round before returning, so no client is accepted before backends are known, then
 /// keeps checking in the background.
-async fn start_health_checks(
+pub(crate) async fn start_health_checks(
     config: &MongoConfig,
     backends: Arc<Backends>,
     stop: CancellationToken,
@@ -91,12 +97,7 @@ async fn start_health_checks(
     tokio::spawn(checker.run(stop));
 }
 
-async fn accept_loop(
-    serve: &Serve,
-    listener: &TcpListener,
-    admission: &Admission,
-    ctx: &Arc<FlowContext>,
-) {
+async fn accept_loop(serve: &Serve, listener: &TcpListener, admission: &Admission, live: &Live) {
     let accept_errors = LogThrottle::new(Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
@@ -121,7 +122,7 @@ async fn accept_loop(
         };
         serve
             .flows
-            .spawn(flow::run(ctx.clone(), client, peer, permit));
+            .spawn(flow::run(live.current(), client, peer, permit));
     }
 }
 

@@ -19,6 +19,7 @@ pub mod multikey;
 pub mod pool;
 pub mod pubsub;
 pub mod redirect;
+pub mod reload;
 pub mod resp;
 pub mod router;
 pub mod scan;
@@ -60,6 +61,11 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
     serve.admin.publish(Arc::new(admin_view::RedisAdminView {
         cluster: cluster.clone(),
     }));
+    tokio::spawn(reload::follow(
+        cluster.clone(),
+        serve.reloads.clone(),
+        serve.shutdown.clone(),
+    ));
     tokio::spawn(cluster::refresh::run(
         cluster.clone(),
         serve.shutdown.clone(),

@@ -27,6 +27,8 @@ pub struct Cluster {
     pools: Mutex<HashMap<Arc<str>, Arc<NodePool>>>,
     opts: Arc<ConnectOptions>,
     rotation: AtomicUsize,
+    /// `cluster_nodes`, replaceable by a config reload.
+    seeds: RwLock<Vec<Arc<str>>>,
 }
 
 impl Cluster {
@@ -37,7 +39,13 @@ impl Cluster {
             password: config.backend_password.clone(),
             readonly: config.read_from_replicas,
         });
+        let seeds = config
+            .cluster_nodes
+            .iter()
+            .map(|s| s.address().into())
+            .collect();
         Arc::new(Cluster {
+            seeds: RwLock::new(seeds),
             config,
             stats: Stats::default(),
             map: RwLock::new(SlotMap::default()),
@@ -95,13 +103,17 @@ impl Cluster {
     /// Nodes to ask for the topology: the known ones first, then the configured seeds.
     pub fn refresh_candidates(&self) -> Vec<Arc<str>> {
         let mut nodes = self.read_map().nodes();
-        for seed in &self.config.cluster_nodes {
-            let seed: Arc<str> = seed.address().into();
-            if !nodes.contains(&seed) {
-                nodes.push(seed);
+        for seed in self.seeds.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
             }
         }
         nodes
+    }
+
+    /// New seeds from a reload; used from the next refresh on.
+    pub fn set_seeds(&self, seeds: Vec<Arc<str>>) {
+        *self.seeds.write().unwrap_or_else(|e| e.into_inner()) = seeds;
     }
 
     pub fn pool(&self, addr: &Arc<str>) -> Arc<NodePool> {

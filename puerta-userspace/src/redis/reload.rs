@@ -1,0 +1,66 @@
+//! SIGHUP in Redis mode: new seeds (`cluster_nodes`) are used from the next topology refresh, which is
+//! requested at once; the log level is handled by `main`. Other `[redis]` settings need a restart and
+//! the log says so.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::Cluster;
+use crate::config::{Config, RedisConfig};
+
+pub async fn follow(
+    cluster: Arc<Cluster>,
+    mut reloads: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = reloads.changed() => if changed.is_err() { return },
+        }
+        let config = reloads.borrow_and_update().clone();
+        let Some(new) = &config.redis else {
+            tracing::error!("reload ignored: the new configuration has no [redis] section");
+            continue;
+        };
+        let seeds: Vec<Arc<str>> = new
+            .cluster_nodes
+            .iter()
+            .map(|s| s.address().into())
+            .collect();
+        warn_restart_only(&cluster.config, new);
+        tracing::info!(?seeds, "configuration reloaded (redis seeds)");
+        cluster.set_seeds(seeds);
+        cluster.request_refresh();
+    }
+}
+
+fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
+    let fixed = [
+        ("pool_size", old.pool_size != new.pool_size),
+        (
+            "read_from_replicas",
+            old.read_from_replicas != new.read_from_replicas,
+        ),
+        ("max_redirects", old.max_redirects != new.max_redirects),
+        (
+            "password/users",
+            old.password != new.password || old.users != new.users,
+        ),
+        (
+            "slot_refresh_interval_sec",
+            old.slot_refresh_interval != new.slot_refresh_interval,
+        ),
+        (
+            "connection_timeout_ms",
+            old.connection_timeout != new.connection_timeout,
+        ),
+    ];
+    for (key, changed) in fixed {
+        if changed {
+            tracing::warn!("redis.{key} changed; it takes effect only after a restart");
+        }
+    }
+}
