@@ -1,0 +1,11 @@
+//! Client bytes into the RESP command parser (arrays of bulks and inline commands): never a panic,
+//! and the invariants in `resp_shared` hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+mod resp_shared;
+
+fuzz_target!(|data: &[u8]| {
+    resp_shared::check(data, puerta::redis::resp::parse_command);
+});

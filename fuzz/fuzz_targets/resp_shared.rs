@@ -1,0 +1,49 @@
+//! Shared by the RESP targets: small limits so the size checks are reached, and the invariants every
+//! parse must keep.
+
+use bytes::BytesMut;
+use puerta::redis::resp::{Frame, Limits, ParseError};
+
+pub const LIMITS: Limits = Limits {
+    max_bulk_len: 4096,
+    max_array_len: 256,
+    max_depth: 8,
+    max_inline_len: 1024,
+};
+
+type Parse = fn(&mut BytesMut, &Limits) -> Result<Option<Frame>, ParseError>;
+
+/// Parses `data` fed in two pieces (split where its first byte says) and checks: an incomplete frame
+/// leaves the buffer untouched, a complete one consumes bytes, and a parsed frame re-encodes to a
+/// reply that parses back to itself.
+pub fn check(data: &[u8], parse: Parse) {
+    let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    let mut buf = BytesMut::from(&data[..split]);
+    let before = buf.clone();
+    if let Ok(None) = parse(&mut buf, &LIMITS) {
+        assert_eq!(buf, before, "an incomplete frame must not consume bytes");
+    }
+    buf.extend_from_slice(&data[split..]);
+    for _ in 0..64 {
+        let len = buf.len();
+        match parse(&mut buf, &LIMITS) {
+            Ok(Some(frame)) => {
+                assert!(buf.len() < len, "a parsed frame must consume bytes");
+                roundtrip(&frame);
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+fn roundtrip(frame: &Frame) {
+    let mut out = BytesMut::new();
+    frame.encode(&mut out);
+    assert_eq!(out.len(), frame.encoded_len());
+    let loose = Limits::default();
+    let back = puerta::redis::resp::parse_reply(&mut out, &loose)
+        .expect("an encoded frame parses")
+        .expect("an encoded frame is complete");
+    assert_eq!(&back, frame);
+    assert!(out.is_empty());
+}
