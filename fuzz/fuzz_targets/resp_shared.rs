@@ -14,14 +14,18 @@ pub const LIMITS: Limits = Limits {
 type Parse = fn(&mut BytesMut, &Limits) -> Result<Option<Frame>, ParseError>;
 
 /// Parses `data` fed in two pieces (split where its first byte says) and checks: an incomplete frame
-/// leaves the buffer untouched, a complete one consumes bytes, and a parsed frame re-encodes to a
-/// reply that parses back to itself.
+/// leaves its bytes in the buffer (only skipped empty commands such as a blank inline line may be
+/// consumed, from the front), a complete one consumes bytes, and a parsed frame re-encodes to a reply
+/// that parses back to itself.
 pub fn check(data: &[u8], parse: Parse) {
     let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
     let mut buf = BytesMut::from(&data[..split]);
     let before = buf.clone();
     if let Ok(None) = parse(&mut buf, &LIMITS) {
-        assert_eq!(buf, before, "an incomplete frame must not consume bytes");
+        assert!(
+            before.ends_with(&buf),
+            "an incomplete frame must not consume its own bytes"
+        );
     }
     buf.extend_from_slice(&data[split..]);
     for _ in 0..64 {
@@ -36,14 +40,20 @@ pub fn check(data: &[u8], parse: Parse) {
     }
 }
 
+/// What Puerta writes for a frame must parse, completely, to a frame that encodes to the same bytes.
+/// (Not necessarily to the same frame: the encoder replaces CR/LF inside simple strings and errors,
+/// which the reply parser tolerates; the first fuzz run found exactly that.)
 fn roundtrip(frame: &Frame) {
     let mut out = BytesMut::new();
     frame.encode(&mut out);
     assert_eq!(out.len(), frame.encoded_len());
+    let first = out.clone();
     let loose = Limits::default();
     let back = puerta::redis::resp::parse_reply(&mut out, &loose)
         .expect("an encoded frame parses")
         .expect("an encoded frame is complete");
-    assert_eq!(&back, frame);
-    assert!(out.is_empty());
+    assert!(out.is_empty(), "an encoded frame is exactly one frame");
+    let mut again = BytesMut::new();
+    back.encode(&mut again);
+    assert_eq!(again, first, "encoding is stable");
 }
