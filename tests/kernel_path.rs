@@ -443,3 +443,47 @@ async fn without_bpf_capabilities_auto_falls_back_and_kernel_refuses() -> anyhow
     );
     Ok(())
 }
+
+/// The kernel id of the map pinned at `path`, or None if nothing is pinned there.
+fn pinned_map_id(path: &Path) -> anyhow::Result<Option<u64>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "show", "pinned"])
+        .arg(path)
+        .output()?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(info["id"].as_u64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_replaces_pins_and_only_the_owner_removes_them() -> anyhow::Result<()> {
+    let backend = MongoEcho::start().await?;
+    let pins = PinDir::new("restart");
+    let affinity = pins.0.join("affinity");
+    let first = start(&[backend.addr], "kernel", &pins).await?;
+    wait_for("first pins", || Ok(pinned_map_id(&affinity)?.is_some())).await?;
+    let first_id = pinned_map_id(&affinity)?;
+
+    // A second instance (a restart overlapping the old one) takes the pins over.
+    let second = start(&[backend.addr], "kernel", &pins).await?;
+    wait_for(
+        "pins replaced",
+        || Ok(pinned_map_id(&affinity)? != first_id),
+    )
+    .await?;
+    let second_id = pinned_map_id(&affinity)?;
+    assert!(second_id.is_some());
+
+    // The old instance stopping must not remove the new instance's pins.
+    tokio::task::block_in_place(|| stop(first))?;
+    assert_eq!(pinned_map_id(&affinity)?, second_id);
+    tokio::task::block_in_place(|| stop(second))?;
+    assert_eq!(
+        pinned_map_id(&affinity)?,
+        None,
+        "pins left after clean shutdown"
+    );
+    Ok(())
+}
