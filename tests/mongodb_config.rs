@@ -29,6 +29,11 @@ fn bad_config_exits_2_naming_file_key_and_line() -> anyhow::Result<()> {
             5,
         ),
         (
+            "mode = \"mongodb\"\nlisten_addr = \"127.0.0.1:1\"\nmax_connections = \"many\"\n[mongodb]\nmongos_endpoints = [\"a:1\"]\n",
+            "`max_connections`",
+            3,
+        ),
+        (
             "mode = \"mongodb\"\nlisten_addr = \"127.0.0.1:1\"\n\n[mongodb]\nmongos_endpoints = []\n",
             "mongodb.mongos_endpoints",
             5,

@@ -58,7 +58,7 @@ fn backend_down_and_back() -> anyhow::Result<()> {
     let backends: Vec<_> = stand_ins.iter().map(|s| s.address()).collect();
     let extra = format!(
         "session_affinity_enabled = true\nhealth_check_interval_sec = {INTERVAL_SEC}\n\
-         health_check_timeout_ms = 900\nhealth_fall = {FALL}\nhealth_rise = {RISE}\n"
+         health_fall = {FALL}\nhealth_rise = {RISE}\n"
     );
     let puerta = Puerta::start(&puerta_config(listen, 1000, &backends, &extra), listen)?;
     let log = &puerta.process;

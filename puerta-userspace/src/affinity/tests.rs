@@ -144,3 +144,22 @@ fn mirror_sees_every_change() {
         ]
     );
 }
+
+#[tokio::test]
+async fn cleanup_task_removes_expired_entries() {
+    let t = Arc::new(AffinityTable::new(Duration::ZERO, Arc::new(NoMirror)));
+    let now = Instant::now();
+    t.acquire(ip(1), now, |_| true, || Some(0));
+    t.acquire(ip(2), now, |_| true, || Some(1));
+    t.release(ip(1), now);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(cleanup_task(t.clone(), stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.get(ip(1)).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(t.get(ip(1)).is_none(), "idle entry removed");
+    assert!(t.get(ip(2)).is_some(), "entry with a live connection kept");
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -8,10 +8,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Syntax errors, unknown keys and wrong types, as reported by the TOML parser.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: {}{message}", path.display(), key.as_deref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
     Syntax {
         path: PathBuf,
         line: usize,
+        /// The dotted key written at (or, inside a multi-line value, above) that line, when there is one.
+        key: Option<String>,
         message: String,
     },
     /// A well-typed value that makes no sense (empty list, bad address, zero interval, ...).

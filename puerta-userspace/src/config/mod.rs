@@ -4,6 +4,7 @@
 mod endpoint;
 mod error;
 mod raw;
+mod source;
 
 #[cfg(test)]
 mod tests;

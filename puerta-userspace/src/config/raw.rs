@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::source::{explain, Source};
 use super::{
     Config, ConfigError, Endpoint, Forwarding, Mode, MongoConfig, ProxyProtocol, RedisConfig,
     RedisUser,
@@ -145,41 +146,16 @@ fn default_pool_size() -> Spanned<usize> {
     Spanned::new(0..0, 2)
 }
 
-/// Turns byte spans into line numbers and builds errors that point at them.
-struct Source<'a> {
-    text: &'a str,
-    path: &'a Path,
-}
-
-impl Source<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
-    }
-
-    fn invalid<T>(&self, key: &str, span: &Spanned<T>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_path_buf(),
-            key: key.to_string(),
-            line: self.line_of(span.span().start),
-            message: message.into(),
-        }
-    }
-
-    fn positive(&self, key: &str, value: &Spanned<u64>) -> Result<u64, ConfigError> {
-        match *value.get_ref() {
-            0 => Err(self.invalid(key, value, "must be greater than 0")),
-            v => Ok(v),
-        }
-    }
-}
-
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let src = Source { text, path };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        line: e.span().map(|s| src.line_of(s.start)).unwrap_or(1),
-        message: e.message().to_string(),
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(1);
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            key: src.key_at_line(line),
+            message: explain(e.message()),
+        }
     })?;
     let listen_addr: SocketAddr = raw.listen_addr.get_ref().parse().map_err(|_| {
         src.invalid(

@@ -71,6 +71,19 @@ fn wrong_type_names_line() {
     let (msg, line) =
         invalid_line(&MONGO.replace("max_connections = 10000", "max_connections = \"many\""));
     assert_eq!(line, 4, "{msg}");
+    assert!(msg.contains("`max_connections`"), "{msg}");
+}
+
+#[test]
+fn wrong_type_inside_a_multiline_array_names_the_array() {
+    let text = "mode = \"mongodb\"\nlisten_addr = \"127.0.0.1:1\"\n[mongodb]\nmongos_endpoints = [\n  \"a:1\",\n  7,\n]\n";
+    let (msg, line) = invalid_line(text);
+    assert!((4..=6).contains(&line), "{msg}");
+    assert!(msg.contains("`mongodb.mongos_endpoints`"), "{msg}");
+    assert!(
+        msg.contains("host:port"),
+        "says what an endpoint looks like: {msg}"
+    );
 }
 
 #[test]
@@ -119,4 +132,60 @@ fn duplicate_endpoints_are_rejected() {
     let text = MONGO.replace("10.0.0.2:27017", "mongodb1.example.com:27017");
     let (msg, _) = invalid_line(&text);
     assert!(msg.contains("twice"), "{msg}");
+}
+
+#[test]
+fn mongodb_extensions_parse() {
+    let cfg = parse(
+        r#"
+mode = "mongodb"
+listen_addr = "127.0.0.1:27017"
+[mongodb]
+mongos_endpoints = ["a:1", { address = "b:2", proxy_protocol = "off" }, { address = "[::1]:3", weight = 2 }]
+proxy_protocol = "v1"
+health_check_timeout_ms = 500
+health_fall = 5
+health_rise = 4
+connect_timeout_ms = 250
+forwarding = "userspace"
+session_affinity_enabled = false
+session_timeout_sec = 0
+"#,
+    )
+    .expect("valid");
+    let m = cfg.mongodb();
+    let proxies: Vec<_> = m.endpoints.iter().map(|e| e.proxy_protocol).collect();
+    assert_eq!(
+        proxies,
+        vec![ProxyProtocol::V1, ProxyProtocol::Off, ProxyProtocol::V1],
+        "global default, per-endpoint override"
+    );
+    assert_eq!(m.endpoints[2].host, "::1");
+    assert_eq!(m.endpoints[2].address(), "[::1]:3");
+    assert_eq!(m.endpoints[2].weight, 2);
+    assert_eq!(m.health_check_timeout.as_millis(), 500);
+    assert_eq!((m.health_fall, m.health_rise), (5, 4));
+    assert_eq!(m.connect_timeout.as_millis(), 250);
+    assert_eq!(m.forwarding, Forwarding::Userspace);
+    assert!(!m.session_affinity_enabled);
+    assert!(m.session_timeout.is_zero());
+}
+
+#[test]
+fn bad_mongodb_extension_values_name_their_key() {
+    for (line, key) in [
+        ("proxy_protocol = \"v3\"", "`mongodb.proxy_protocol`"),
+        ("forwarding = \"magic\"", "`mongodb.forwarding`"),
+        ("health_rise = 0", "mongodb.health_rise"),
+        ("connect_timeout_ms = 0", "mongodb.connect_timeout_ms"),
+        (
+            "health_check_timeout_ms = -1",
+            "`mongodb.health_check_timeout_ms`",
+        ),
+    ] {
+        let text = format!("{MONGO}{line}\n");
+        let (msg, n) = invalid_line(&text);
+        assert_eq!(n, 11, "{line}: {msg}");
+        assert!(msg.contains(key), "{line}: {msg}");
+    }
 }

@@ -99,3 +99,36 @@ impl Forwarder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn mongo(forwarding: &str) -> MongoConfig {
+        let text = format!(
+            "mode = \"mongodb\"\nlisten_addr = \"127.0.0.1:1\"\n[mongodb]\n\
+             mongos_endpoints = [\"a:1\"]\nforwarding = \"{forwarding}\"\n"
+        );
+        Config::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .mongodb()
+            .clone()
+    }
+
+    #[test]
+    fn forwarding_choice() {
+        assert_eq!(
+            Forwarder::from_config(&mongo("userspace")).unwrap().name(),
+            "userspace"
+        );
+        assert_eq!(
+            Forwarder::from_config(&mongo("auto")).unwrap().name(),
+            "userspace"
+        );
+        let err = Forwarder::from_config(&mongo("kernel")).unwrap_err();
+        assert!(err.to_string().contains("kernel"), "{err}");
+    }
+}

@@ -81,11 +81,27 @@ struct Tracked {
     is_mongos: Option<bool>,
 }
 
+/// What a probe needs, shared by the per-backend loops.
+struct Prober<C> {
+    backends: Arc<Backends>,
+    check: C,
+    settings: HealthSettings,
+}
+
+impl<C: HealthCheck> Prober<C> {
+    /// One check of backend `index`, bounded by the timeout.
+    async fn probe(&self, index: usize) -> Result<HelloReply, CheckError> {
+        let endpoint = self.backends.endpoint(index);
+        let timeout = self.settings.timeout;
+        tokio::time::timeout(timeout, self.check.check(endpoint))
+            .await
+            .unwrap_or(Err(CheckError::Timeout(timeout)))
+    }
+}
+
 /// Runs the checks and writes the results into [`Backends`].
 pub struct Checker<C> {
-    backends: Arc<Backends>,
-    check: Arc<C>,
-    settings: HealthSettings,
+    prober: Arc<Prober<C>>,
     tracked: Vec<Tracked>,
 }
 
@@ -98,9 +114,11 @@ impl<C: HealthCheck> Checker<C> {
             })
             .collect();
         Checker {
-            backends,
-            check: Arc::new(check),
-            settings,
+            prober: Arc::new(Prober {
+                backends,
+                check,
+                settings,
+            }),
             tracked,
         }
     }
@@ -108,53 +126,64 @@ impl<C: HealthCheck> Checker<C> {
     /// Checks every endpoint once, in parallel, and applies the results.
     pub async fn round(&mut self) {
         let mut probes = JoinSet::new();
-        for (index, endpoint) in self.backends.endpoints().enumerate() {
-            let check = self.check.clone();
-            let endpoint = endpoint.clone();
-            let timeout = self.settings.timeout;
-            probes.spawn(async move {
-                let result = tokio::time::timeout(timeout, check.check(&endpoint))
-                    .await
-                    .unwrap_or(Err(CheckError::Timeout(timeout)));
-                (index, result)
-            });
+        for index in 0..self.tracked.len() {
+            let prober = self.prober.clone();
+            probes.spawn(async move { (index, prober.probe(index).await) });
         }
         while let Some(joined) = probes.join_next().await {
             match joined {
-                Ok((index, result)) => self.apply(index, result),
+                Ok((index, result)) => apply(
+                    &self.prober.backends,
+                    index,
+                    &mut self.tracked[index],
+                    result,
+                ),
                 Err(e) => tracing::error!("health probe task failed: {e}"),
             }
         }
     }
 
-    fn apply(&mut self, index: usize, result: Result<HelloReply, CheckError>) {
-        let endpoint = self.backends.endpoint(index).clone();
-        let tracked = &mut self.tracked[index];
-        if let Ok(reply) = &result {
-            note_kind(&endpoint, &mut tracked.is_mongos, reply.is_mongos);
+    /// Checks every `interval` until `stop` fires. Each backend has its own schedule, so a router that
+    /// hangs until the timeout never delays noticing that another one died.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut loops = JoinSet::new();
+        for (index, tracked) in self.tracked.into_iter().enumerate() {
+            loops.spawn(check_loop(self.prober.clone(), index, tracked));
         }
-        let transition = tracked.hysteresis.record(result.is_ok());
-        if let Some(up) = tracked.hysteresis.is_up() {
-            self.backends.set_up(index, up);
-        }
-        match (transition, &result) {
-            (Some(t), _) => log_transition(&endpoint, t, result.as_ref().err()),
-            (None, Err(e)) => tracing::debug!(backend = %endpoint, "health check failed: {e}"),
-            (None, Ok(_)) => {}
-        }
+        stop.cancelled().await;
+        loops.shutdown().await;
     }
+}
 
-    /// Checks every `interval` until `stop` fires.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; the start-up round already ran
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => self.round().await,
-            }
-        }
+async fn check_loop<C: HealthCheck>(prober: Arc<Prober<C>>, index: usize, mut tracked: Tracked) {
+    let mut tick = tokio::time::interval(prober.settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; the start-up round already ran
+    loop {
+        tick.tick().await;
+        let result = prober.probe(index).await;
+        apply(&prober.backends, index, &mut tracked, result);
+    }
+}
+
+fn apply(
+    backends: &Backends,
+    index: usize,
+    tracked: &mut Tracked,
+    result: Result<HelloReply, CheckError>,
+) {
+    let endpoint = backends.endpoint(index);
+    if let Ok(reply) = &result {
+        note_kind(endpoint, &mut tracked.is_mongos, reply.is_mongos);
+    }
+    let transition = tracked.hysteresis.record(result.is_ok());
+    if let Some(up) = tracked.hysteresis.is_up() {
+        backends.set_up(index, up);
+    }
+    match (transition, &result) {
+        (Some(t), _) => log_transition(endpoint, t, result.as_ref().err()),
+        (None, Err(e)) => tracing::debug!(backend = %endpoint, "health check failed: {e}"),
+        (None, Ok(_)) => {}
     }
 }
 

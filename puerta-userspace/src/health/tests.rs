@@ -9,17 +9,24 @@ use crate::health::bson::{encode, Value};
 
 /// Answers from a per-port switch the test flips.
 #[derive(Default)]
-struct Scripted(Mutex<HashMap<u16, bool>>);
+struct Scripted(Mutex<HashMap<u16, Answer>>);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    Ok,
+    Fail,
+    Hang,
+}
 
 impl HealthCheck for Scripted {
     async fn check(&self, endpoint: &Endpoint) -> Result<HelloReply, CheckError> {
-        let ok = self.0.lock().unwrap().get(&endpoint.port).copied() == Some(true);
-        if ok {
-            Ok(HelloReply { is_mongos: true })
-        } else {
-            Err(CheckError::Connect(
+        let answer = self.0.lock().unwrap().get(&endpoint.port).copied();
+        match answer {
+            Some(Answer::Ok) => Ok(HelloReply { is_mongos: true }),
+            Some(Answer::Hang) => std::future::pending().await,
+            _ => Err(CheckError::Connect(
                 std::io::ErrorKind::ConnectionRefused.into(),
-            ))
+            )),
         }
     }
 }
@@ -42,24 +49,68 @@ const SETTINGS: HealthSettings = HealthSettings {
 async fn checker_applies_fall_and_rise() {
     let backends = Arc::new(Backends::new(&endpoints(&[1, 2]), false));
     let script = Scripted::default();
-    script.0.lock().unwrap().extend([(1, true), (2, false)]);
+    script
+        .0
+        .lock()
+        .unwrap()
+        .extend([(1, Answer::Ok), (2, Answer::Fail)]);
     let mut checker = Checker::new(backends.clone(), script, SETTINGS);
     checker.round().await;
     assert!(backends.is_up(0));
     assert!(!backends.is_up(1));
 
     checker
+        .prober
         .check
         .0
         .lock()
         .unwrap()
-        .extend([(1, false), (2, true)]);
+        .extend([(1, Answer::Fail), (2, Answer::Ok)]);
     checker.round().await;
     checker.round().await;
     assert!(backends.is_up(0), "two failures are below fall = 3");
     assert!(backends.is_up(1), "two successes reach rise = 2");
     checker.round().await;
     assert!(!backends.is_up(0));
+}
+
+#[tokio::test]
+async fn a_hanging_backend_does_not_delay_noticing_a_dead_one() {
+    let backends = Arc::new(Backends::new(&endpoints(&[1, 2]), false));
+    let script = Scripted::default();
+    script
+        .0
+        .lock()
+        .unwrap()
+        .extend([(1, Answer::Ok), (2, Answer::Ok)]);
+    let settings = HealthSettings {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(600),
+        fall: 2,
+        rise: 2,
+    };
+    let mut checker = Checker::new(backends.clone(), script, settings);
+    checker.round().await;
+    checker
+        .prober
+        .check
+        .0
+        .lock()
+        .unwrap()
+        .extend([(1, Answer::Hang), (2, Answer::Fail)]);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(checker.run(stop.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while backends.is_up(1) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !backends.is_up(1),
+        "backend 2 noticed while backend 1 hangs"
+    );
+    assert!(backends.is_up(0), "the hanging one has not timed out yet");
+    stop.cancel();
+    task.await.unwrap();
 }
 
 #[tokio::test]
