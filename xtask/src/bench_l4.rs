@@ -195,7 +195,7 @@ fn start_haproxy(backend: SocketAddr) -> anyhow::Result<Proxy> {
     std::fs::write(
         &config,
         format!(
-            "global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+            "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
              timeout server 60s\nfrontend f\n  bind {addr}\n  default_backend b\nbackend b\n  server s1 {backend}\n"
         ),
     )?;
