@@ -167,7 +167,7 @@ fn start_puerta(
     std::fs::write(
         &config,
         format!(
-            "mode = \"mongodb\"\nlisten_addr = \"{addr}\"\n\n[mongodb]\nmongos_endpoints = [\"{backend}\"]\n\
+            "mode = \"mongodb\"\nlisten_addr = \"{addr}\"\ndrain_timeout_sec = 2\n\n[mongodb]\nmongos_endpoints = [\"{backend}\"]\n\
              forwarding = \"{forwarding}\"\nbpf_pin_dir = \"/sys/fs/bpf/puerta-bench\"\n"
         ),
     )?;

@@ -57,8 +57,10 @@ struct Side {
 }
 
 impl KernelPath {
-    /// Splices `client` and `backend` (both connected, all userspace bytes already written) and
-    /// returns when the pair is finished.
+    /// Splices `client` and `backend` and returns when the pair is finished. Both must be connected,
+    /// everything userspace had to write (PROXY header) must be written, and userspace must not have
+    /// read payload from either socket: the FIN hand-off compares what each socket received with what
+    /// its peer took, counted from the start of the connection.
     pub async fn splice(
         &self,
         client: TcpStream,
