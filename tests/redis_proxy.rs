@@ -95,3 +95,11 @@ fn ask_tryagain_and_moved_during_a_manual_migration() -> anyhow::Result<()> {
     assert!(env.proxy_counter("moved_redirects")? > moved_before);
     Ok(())
 }
+
+#[test]
+fn transactions_blocking_pubsub_scan_and_local_commands() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let out = env.python("redis_features.py", &[])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    Ok(())
+}
