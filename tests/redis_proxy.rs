@@ -103,3 +103,96 @@ fn transactions_blocking_pubsub_scan_and_local_commands() -> anyhow::Result<()> 
     assert!(out.contains("ALL OK"), "{out}");
     Ok(())
 }
+
+#[test]
+fn frontend_auth_with_password_and_users() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start(
+        "password = \"s3cret\"\nusers = [{ name = \"app\", password = \"apppw\" }]",
+    )?;
+    let out = env.python("redis_auth.py", &[])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    Ok(())
+}
+
+/// With `read_from_replicas`, reads are served by replicas (their GET counters move) and are right.
+#[test]
+fn read_from_replicas_serves_reads_from_replicas() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("read_from_replicas = true")?;
+    let out = env.python("redis_replicas.py", &["write"])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    // Redis leaves replicas out of CLUSTER SLOTS until their replication offset is non-zero (after the
+    // first writes): wait for a periodic refresh to pick them up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.proxy_counter("cluster_replicas")? < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never showed up"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = env.python("redis_replicas.py", &["read"])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    let mut replica_gets = 0u64;
+    for (replica, _) in env.cluster.replicas()? {
+        let stats = env.cluster.cli(replica, &["INFO", "commandstats"])?;
+        replica_gets += stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(
+        replica_gets >= 300,
+        "replicas served {replica_gets} GETs; replicas {:?}; proxy INFO {}",
+        env.cluster.replicas()?,
+        env.cli(&["INFO", "proxy"])?
+    );
+    Ok(())
+}
+
+/// `max_connections` refuses extra clients with an error and a close, and frees the slot on disconnect.
+#[test]
+fn max_connections_refuses_cleanly() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let env = ProxiedCluster::start("")?;
+    drop(env.puerta);
+    let listen = puerta_tests::loopback(puerta_tests::free_port());
+    let config = env.cluster.puerta_config(listen, "").replace(
+        "drain_timeout_sec = 2",
+        "drain_timeout_sec = 2\nmax_connections = 2",
+    );
+    let puerta = puerta_tests::Puerta::start(&config, listen)?;
+    // `Puerta::start` probed the port with a connection: wait until that slot is free again.
+    std::thread::sleep(Duration::from_millis(500));
+    let ping = |conn: &mut std::net::TcpStream| -> anyhow::Result<String> {
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        conn.write_all(b"PING\r\n")?;
+        let mut buf = [0u8; 128];
+        let n = conn.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let mut first = std::net::TcpStream::connect(listen)?;
+    let mut second = std::net::TcpStream::connect(listen)?;
+    assert_eq!(ping(&mut first)?, "+PONG\r\n");
+    assert_eq!(ping(&mut second)?, "+PONG\r\n");
+    let mut third = std::net::TcpStream::connect(listen)?;
+    third.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut refused = String::new();
+    third.read_to_string(&mut refused)?;
+    assert_eq!(refused, "-ERR max number of clients reached\r\n");
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut again = std::net::TcpStream::connect(listen)?;
+        match ping(&mut again) {
+            Ok(reply) if reply == "+PONG\r\n" => break,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("slot never freed: {other:?}"),
+        }
+    }
+    drop(puerta);
+    Ok(())
+}

@@ -183,6 +183,21 @@ impl RedisCluster {
             {
                 bail!("node {node} not ok yet");
             }
+            // Every node must know every live peer and each replica's master, or its CLUSTER SLOTS
+            // would still omit replicas.
+            for line in self.cli(node, &["CLUSTER", "NODES"])?.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 8 || fields[2].contains("fail") {
+                    continue;
+                }
+                let replica_without_master = fields[2].contains("slave") && fields[3] == "-";
+                if fields[2].contains("handshake")
+                    || fields[7] != "connected"
+                    || replica_without_master
+                {
+                    bail!("node {node} does not fully know its peers yet: {line}");
+                }
+            }
             let replication = self.cli(node, &["INFO", "replication"])?;
             if replication.contains("role:slave") && !replication.contains("master_link_status:up")
             {
