@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -174,7 +174,7 @@ async fn lost(pubsub: &Option<PubSub>) {
     }
 }
 
-async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Reply>) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = rx.recv().await {
         let close = match reply {
@@ -222,11 +222,45 @@ async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>)
     let _ = flush(&mut write, &mut out).await;
 }
 
-async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     write.write_all(out).await?;
     out.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::sync::oneshot;
+
+    /// Replies that complete in reverse order still leave in request order, and a ready reply behind a
+    /// slow one is not written before it.
+    #[tokio::test]
+    async fn replies_leave_in_request_order() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(16);
+        let writer = tokio::spawn(write_replies(server, rx));
+        let mut senders = Vec::new();
+        for _ in 0..5 {
+            let (s, r) = oneshot::channel::<Frame>();
+            senders.push(s);
+            let fut = async move { r.await.unwrap_or(Frame::Null) };
+            tx.send(Reply::Later(Box::pin(fut))).await.unwrap();
+        }
+        tx.send(Reply::Ready(Frame::Integer(99))).await.unwrap();
+        for (i, s) in senders.into_iter().enumerate().rev() {
+            s.send(Frame::Integer(i as i64)).unwrap();
+            tokio::task::yield_now().await;
+        }
+        tx.send(Reply::Close(wire::ok())).await.unwrap();
+        let mut out = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n:99\r\n+OK\r\n");
+    }
 }
