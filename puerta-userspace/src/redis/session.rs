@@ -23,6 +23,8 @@ use super::wire;
 
 /// Commands a client may have in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT: usize = 1024;
+/// How long replies may still be written after the client stopped sending.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Replies are flushed once this much is buffered even if more are ready.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -41,7 +43,13 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     };
     reader.run(shutdown).await;
     drop(reader);
-    let _ = writer.await;
+    // Replies already on their way are still delivered (a client may half-close after its last
+    // command), but a reply that never comes (a BLPOP with no timeout for a client that left) must not
+    // hold the session and its dedicated backend connection forever.
+    let mut writer = writer;
+    if tokio::time::timeout(LINGER, &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 struct Reader {
