@@ -106,6 +106,12 @@ pub enum CommandError {
     Syntax,
 }
 
+impl CommandError {
+    pub fn to_frame(&self) -> crate::redis::resp::Frame {
+        crate::redis::resp::Frame::error(self.to_string())
+    }
+}
+
 impl CommandSpec {
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0

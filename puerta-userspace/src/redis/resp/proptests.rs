@@ -60,7 +60,65 @@ fn parse_in_two_reads(parse: Parser, wire: &[u8], cut: usize) -> Result<Vec<Fram
     Ok(frames)
 }
 
+/// Feeds `wire` to one `Decoder` in chunks of the given sizes (cycled), parsing after every read.
+fn decode_in_chunks(
+    wire: &[u8],
+    chunks: &[usize],
+    commands: bool,
+) -> Result<Vec<Frame>, ParseError> {
+    let mut decoder = Decoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut fed = 0;
+    for size in chunks.iter().cycle() {
+        let end = (fed + size).min(wire.len());
+        buf.extend_from_slice(&wire[fed..end]);
+        fed = end;
+        loop {
+            let next = if commands {
+                decoder.command(&mut buf)?
+            } else {
+                decoder.reply(&mut buf)?
+            };
+            match next {
+                Some(frame) => frames.push(frame),
+                None => break,
+            }
+        }
+        if fed == wire.len() {
+            break;
+        }
+    }
+    assert!(buf.is_empty(), "left over: {buf:?}");
+    Ok(frames)
+}
+
 proptest! {
+    #[test]
+    fn decoder_reads_replies_in_any_chunking(
+        frames in vec(frame(), 1..5),
+        chunks in vec(1usize..16, 1..8),
+    ) {
+        let wire = encode_all(&frames);
+        prop_assert_eq!(decode_in_chunks(&wire, &chunks, false), Ok(frames));
+    }
+
+    #[test]
+    fn decoder_reads_commands_in_any_chunking(
+        commands in vec(command_args(), 1..5),
+        chunks in vec(1usize..16, 1..8),
+    ) {
+        let mut wire = BytesMut::new();
+        for args in &commands {
+            encode_command(args, &mut wire);
+        }
+        let expected: Vec<Frame> = commands
+            .iter()
+            .map(|args| Frame::Array(args.iter().cloned().map(Frame::Bulk).collect()))
+            .collect();
+        prop_assert_eq!(decode_in_chunks(&wire, &chunks, true), Ok(expected));
+    }
+
     #[test]
     fn frames_round_trip(frame in frame()) {
         let wire = encode_all(std::slice::from_ref(&frame));
