@@ -93,7 +93,50 @@ fn decode_in_chunks(
     Ok(frames)
 }
 
+/// The largest bulk, array, nesting and text line in `frame`.
+#[derive(Default)]
+struct Sizes {
+    bulk: usize,
+    array: usize,
+    depth: usize,
+    line: usize,
+}
+
+fn sizes(frame: &Frame, depth: usize, acc: &mut Sizes) {
+    match frame {
+        Frame::Bulk(b) => acc.bulk = acc.bulk.max(b.len()),
+        Frame::Simple(t) | Frame::Error(t) => acc.line = acc.line.max(t.len()),
+        Frame::Array(items) => {
+            acc.array = acc.array.max(items.len());
+            acc.depth = acc.depth.max(depth + 1);
+            items.iter().for_each(|item| sizes(item, depth + 1, acc));
+        }
+        Frame::Integer(_) | Frame::Null | Frame::NullArray => {}
+    }
+}
+
 proptest! {
+    #[test]
+    fn limits_accept_exactly_the_frames_within_them(
+        frame in frame(),
+        bulk in 0usize..40,
+        array in 0usize..8,
+        depth in 0usize..5,
+        line in 0usize..20,
+    ) {
+        let limits = Limits { max_bulk_len: bulk, max_array_len: array, max_depth: depth, max_inline_len: line };
+        let mut actual = Sizes::default();
+        sizes(&frame, 0, &mut actual);
+        let within = actual.bulk <= bulk && actual.array <= array && actual.depth <= depth && actual.line <= line;
+        let wire = encode_all(std::slice::from_ref(&frame));
+        let parsed = parse_reply(&mut BytesMut::from(&wire[..]), &limits);
+        if within {
+            prop_assert_eq!(parsed, Ok(Some(frame)));
+        } else {
+            prop_assert!(matches!(parsed, Err(ParseError::TooLarge { .. })), "{:?}", parsed);
+        }
+    }
+
     #[test]
     fn decoder_reads_replies_in_any_chunking(
         frames in vec(frame(), 1..5),
