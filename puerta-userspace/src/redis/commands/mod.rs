@@ -6,6 +6,7 @@
 
 mod keys;
 mod lookup;
+mod reply;
 mod table;
 
 #[cfg(test)]
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 pub use keys::{blocks, for_each_key, key_indices};
 pub use lookup::lookup;
+pub use reply::unknown_command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandSpec {
@@ -104,6 +106,12 @@ pub enum CommandError {
     UnbalancedStreams(&'static str),
     #[error("ERR syntax error")]
     Syntax,
+}
+
+impl CommandError {
+    pub fn to_frame(&self) -> crate::redis::resp::Frame {
+        crate::redis::resp::Frame::error(self.to_string())
+    }
 }
 
 impl CommandSpec {
