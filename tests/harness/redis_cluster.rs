@@ -95,9 +95,14 @@ impl RedisCluster {
     /// A Puerta TOML config in Redis mode in front of this cluster; `extra` is appended to `[redis]`.
     pub fn puerta_config(&self, listen: SocketAddr, extra: &str) -> String {
         let seeds: Vec<String> = self.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+        let refresh = if extra.contains("slot_refresh_interval_sec") {
+            ""
+        } else {
+            "slot_refresh_interval_sec = 5\n"
+        };
         format!(
             "mode = \"redis\"\nlisten_addr = \"{listen}\"\ndrain_timeout_sec = 2\n\n[redis]\n\
-             cluster_nodes = [{}]\nslot_refresh_interval_sec = 5\nconnection_timeout_ms = 2000\n{extra}\n",
+             cluster_nodes = [{}]\n{refresh}connection_timeout_ms = 2000\n{extra}\n",
             seeds.join(", ")
         )
     }

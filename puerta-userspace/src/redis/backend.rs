@@ -351,3 +351,80 @@ fn deliver(pending: &Mutex<PendingQueue>, frame: Frame) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A fake node that answers every command with an increasing integer, then hangs up after `n`.
+    async fn counting_node(n: usize) -> Arc<str> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let mut answered = 0;
+            while answered < n {
+                while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
+                    answered += 1;
+                    let reply = format!(":{answered}\r\n");
+                    sock.write_all(reply.as_bytes()).await.unwrap();
+                }
+                if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn opts() -> ConnectOptions {
+        ConnectOptions {
+            timeout: Duration::from_secs(5),
+            username: None,
+            password: None,
+            readonly: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_are_matched_in_order_and_grouped() {
+        let addr = counting_node(4).await;
+        let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+        let one = conn.send(wire::command_bytes(&["A"]), 1);
+        let mut two = BytesMut::new();
+        wire::encode_command(&mut two, &["B"]);
+        wire::encode_command(&mut two, &["C"]);
+        let two = conn.send(two.freeze(), 2);
+        let three = conn.send(wire::command_bytes(&["D"]), 1);
+        assert_eq!(one.await.unwrap().unwrap(), Frame::Integer(1));
+        assert_eq!(
+            two.await.unwrap().unwrap(),
+            Frame::Array(vec![Frame::Integer(2), Frame::Integer(3)])
+        );
+        assert_eq!(three.await.unwrap().unwrap(), Frame::Integer(4));
+        // The node hung up: the next request fails instead of hanging, and the handle says so.
+        let err = conn.call(wire::command_bytes(&["E"]), 1).await.unwrap_err();
+        assert!(matches!(
+            err,
+            BackendError::Lost { .. } | BackendError::NotSent { .. }
+        ));
+        assert!(conn.is_closed());
+    }
+
+    #[tokio::test]
+    async fn refused_connect_is_a_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        drop(listener);
+        let err = BackendConn::connect(addr.clone(), &opts())
+            .await
+            .err()
+            .unwrap();
+        assert!(err.never_sent());
+        assert!(err
+            .to_string()
+            .starts_with(&format!("cannot connect to {addr}")));
+    }
+}

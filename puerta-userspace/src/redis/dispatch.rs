@@ -76,10 +76,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
     }
     let lane = state.lane;
     let Some(spec) = cmd.spec else {
-        return Reply::Ready(wire::error(format!(
-            "ERR unknown command '{}' (Puerta routes only commands whose keys it knows)",
-            wire::text(&cmd.args[0])
-        )));
+        return Reply::Ready(super::commands::unknown_command(&cmd.args));
     };
     let cluster = cluster.clone();
     match cmd.name.as_str() {

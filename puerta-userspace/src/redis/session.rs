@@ -90,6 +90,9 @@ impl Reader {
                     }
                 }
             }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
             let read = tokio::select! {
                 r = self.read.read_buf(&mut self.buf) => r,
                 _ = shutdown.cancelled() => return,

@@ -43,6 +43,9 @@ impl Transaction {
                 "ERR Puerta: SUBSCRIBE inside MULTI is not supported",
             ));
         }
+        if cmd.spec.is_none() {
+            return self.fail(super::commands::unknown_command(&cmd.args));
+        }
         if let Err(e) = cmd.check_arity() {
             return self.fail(e);
         }
