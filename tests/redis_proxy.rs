@@ -197,3 +197,23 @@ fn max_connections_refuses_cleanly() -> anyhow::Result<()> {
     drop(puerta);
     Ok(())
 }
+
+/// SIGTERM: Puerta stops accepting, answers what clients already sent, closes them and exits 0.
+#[test]
+fn sigterm_drains_and_exits_cleanly() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut env = ProxiedCluster::start("")?;
+    let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.write_all(b"SET drain ok\r\n")?;
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf)?;
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    env.puerta.process.signal("TERM");
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest)?;
+    assert!(rest.is_empty(), "{rest:?}");
+    let code = env.puerta.process.wait_exit(Duration::from_secs(30))?;
+    assert_eq!(code, Some(0), "{}", env.puerta.process.output());
+    Ok(())
+}
