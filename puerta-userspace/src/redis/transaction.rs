@@ -57,7 +57,7 @@ impl Transaction {
             match self.slot {
                 Some(bound) if bound != slot => {
                     return self.fail(wire::error(format!(
-                        "CROSSSLOT Puerta: MULTI/EXEC needs all keys in one hash slot; this command's keys are in slot {slot}, the transaction's in slot {bound} (use a {{hash tag}})"
+                        "ERR Puerta: MULTI/EXEC needs all keys in one hash slot (CROSSSLOT); this command's keys are in slot {slot}, the transaction's in slot {bound} (use a {{hash tag}})"
                     )))
                 }
                 _ => self.slot = Some(slot),
@@ -131,7 +131,7 @@ impl Transaction {
         if let Some(w) = &self.watch {
             if w.slot != slot {
                 return wire::error(format!(
-                    "CROSSSLOT Puerta: WATCH keys must share one hash slot with the keys already watched (slot {}), got slot {slot}",
+                    "ERR Puerta: WATCH keys must share one hash slot with the keys already watched (slot {}), got slot {slot}",
                     w.slot
                 ));
             }
