@@ -14,7 +14,7 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use keys::{blocks, for_each_key, key_indices};
+pub use keys::{blocks, command_slot, for_each_key, key_indices};
 pub use lookup::lookup;
 pub use reply::unknown_command;
 
@@ -106,6 +106,8 @@ pub enum CommandError {
     UnbalancedStreams(&'static str),
     #[error("ERR syntax error")]
     Syntax,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
 }
 
 impl CommandError {
