@@ -46,6 +46,7 @@ pub mod flag {
     /// (tools such as redis-benchmark ask) and refuse `CONFIG SET` instead of applying it to one node.
     pub const PROXY: u32 = 1 << 5;
     /// Keys may span slots; the proxy splits per slot and merges: MGET MSET DEL UNLINK EXISTS TOUCH.
+    /// For MSET (`Range` with step 2) each key's value is the argument right after it.
     pub const MULTI_KEY_SPLIT: u32 = 1 << 6;
     /// Needs a backend node but has no key; any master will do (RANDOMKEY, TIME, LASTSAVE, LOLWUT,
     /// PUBLISH — cluster-wide by Redis itself —, PUBSUB introspection, which is node-local in a real
