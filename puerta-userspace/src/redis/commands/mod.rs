@@ -14,7 +14,7 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use keys::{blocks, for_each_key, key_indices};
+pub use keys::{blocks, command_slot, for_each_key, key_indices};
 pub use lookup::lookup;
 pub use reply::unknown_command;
 
@@ -46,6 +46,7 @@ pub mod flag {
     /// (tools such as redis-benchmark ask) and refuse `CONFIG SET` instead of applying it to one node.
     pub const PROXY: u32 = 1 << 5;
     /// Keys may span slots; the proxy splits per slot and merges: MGET MSET DEL UNLINK EXISTS TOUCH.
+    /// For MSET (`Range` with step 2) each key's value is the argument right after it.
     pub const MULTI_KEY_SPLIT: u32 = 1 << 6;
     /// Needs a backend node but has no key; any master will do (RANDOMKEY, TIME, LASTSAVE, LOLWUT,
     /// PUBLISH — cluster-wide by Redis itself —, PUBSUB introspection, which is node-local in a real
@@ -106,6 +107,8 @@ pub enum CommandError {
     UnbalancedStreams(&'static str),
     #[error("ERR syntax error")]
     Syntax,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
 }
 
 impl CommandError {

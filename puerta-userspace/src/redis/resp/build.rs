@@ -19,6 +19,15 @@ pub(super) fn command(raw: &Bytes, count: usize) -> Result<Frame, ParseError> {
     Ok(Frame::Array(args))
 }
 
+/// A command whose argument positions the check pass recorded: no parsing, only slicing.
+pub(super) fn command_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Frame {
+    Frame::Array(
+        args.iter()
+            .map(|&(start, end)| Frame::Bulk(raw.slice(start..end)))
+            .collect(),
+    )
+}
+
 /// Any reply frame.
 pub(super) fn reply(raw: &Bytes) -> Result<Frame, ParseError> {
     value(&mut Cursor::at(raw, 0), raw)

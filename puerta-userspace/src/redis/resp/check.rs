@@ -2,8 +2,14 @@
 //! is resumable: [`Progress`] remembers the last fully validated element of an incomplete frame, so a
 //! large array arriving over many reads is validated in linear time (with a [`super::Decoder`]).
 
+use std::ops::Range;
+
 use super::cursor::{protocol, show, Cursor};
 use super::{Limits, ParseError};
+
+/// Commands with at most this many arguments have their argument positions recorded by the check
+/// pass, so the build pass slices them without parsing the headers again.
+const RECORDED_ARGS: usize = 16;
 
 #[derive(Debug, Default)]
 pub(super) struct Progress {
@@ -12,6 +18,8 @@ pub(super) struct Progress {
     /// Commands: the argument count once the header has been read, and how many are still missing.
     count: Option<usize>,
     remaining: usize,
+    /// Commands: where the first `RECORDED_ARGS` arguments' bytes are.
+    args: [(usize, usize); RECORDED_ARGS],
     /// Replies: elements still expected by each open array, outermost first.
     pending: Vec<usize>,
 }
@@ -22,6 +30,11 @@ impl Progress {
         self.count = None;
         self.remaining = 0;
         self.pending.clear();
+    }
+
+    /// The byte ranges of a complete command's `count` arguments, when they were all recorded.
+    pub fn recorded_args(&self, count: usize) -> Option<&[(usize, usize)]> {
+        self.args.get(..count)
     }
 
     /// Whether the state can belong to `buf` (the caller only appends between calls).
@@ -59,8 +72,11 @@ pub(super) fn command(
                 return Err(protocol(format!("expected '$', got '{}'", show(other))));
             }
         }
-        if bulk(&mut cur, limits, false)?.is_none() {
+        let Some(arg) = bulk(&mut cur, limits, false)? else {
             return Ok(None);
+        };
+        if let Some(slot) = progress.args.get_mut(count - progress.remaining) {
+            *slot = (arg.start, arg.end);
         }
         progress.pos = cur.pos;
         progress.remaining -= 1;
@@ -122,7 +138,7 @@ fn item(cur: &mut Cursor, limits: &Limits, depth: usize) -> Result<Option<Item>,
             cur.line(max, too_long)?.map(|_| ())
         }
         b':' => cur.number("integer")?.map(|_| ()),
-        b'$' => bulk(cur, limits, true)?,
+        b'$' => bulk(cur, limits, true)?.map(|_| ()),
         b'*' => {
             let Some(len) = cur.number("multibulk length")? else {
                 return Ok(None);
@@ -167,14 +183,18 @@ fn array_len(len: i64, limits: &Limits) -> Result<Option<usize>, ParseError> {
     }
 }
 
-/// A bulk string after its `$`: the declared length is checked against the limit before waiting for
-/// the payload.
-fn bulk(cur: &mut Cursor, limits: &Limits, allow_null: bool) -> Result<Option<()>, ParseError> {
+/// A bulk string after its `$`, returning its payload's range (empty for the null bulk). The declared
+/// length is checked against the limit before waiting for the payload.
+fn bulk(
+    cur: &mut Cursor,
+    limits: &Limits,
+    allow_null: bool,
+) -> Result<Option<Range<usize>>, ParseError> {
     let Some(len) = cur.number("bulk length")? else {
         return Ok(None);
     };
     if len == -1 && allow_null {
-        return Ok(Some(()));
+        return Ok(Some(cur.pos..cur.pos));
     }
     if len < 0 {
         return Err(protocol("invalid bulk length".into()));
@@ -186,5 +206,5 @@ fn bulk(cur: &mut Cursor, limits: &Limits, allow_null: bool) -> Result<Option<()
             limit: limits.max_bulk_len,
         });
     }
-    Ok(cur.payload(len as usize)?.map(|_| ()))
+    cur.payload(len as usize)
 }

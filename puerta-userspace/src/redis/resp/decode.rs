@@ -85,7 +85,10 @@ pub(super) fn command(
                     continue;
                 }
                 let raw = buf.split_to(end).freeze();
-                return build::command(&raw, count).map(Some);
+                return match progress.recorded_args(count) {
+                    Some(args) => Ok(Some(build::command_from_ranges(&raw, args))),
+                    None => build::command(&raw, count).map(Some),
+                };
             }
             b'$' | b'+' | b'-' | b':' => {
                 return Err(protocol(format!("expected '*', got '{}'", show(first))))

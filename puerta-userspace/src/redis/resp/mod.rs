@@ -84,7 +84,10 @@ impl ParseError {
 /// returned as an `Array` of `Bulk`s. Consumes the frame's bytes only when it is complete.
 ///
 /// Like Redis, empty commands (`*0\r\n`, `*-1\r\n`, a blank inline line) are consumed and skipped, so a
-/// returned command always has at least one argument.
+/// returned command always has at least one argument. Stricter than Redis, deliberately: a frame
+/// starting with another RESP type byte (`$ + - :`), an inline line with control bytes, a multibulk
+/// count below -1 and a bulk not followed by CRLF are protocol errors (Redis would run them as
+/// garbage commands or skip bytes); the limits are reported as [`ParseError::TooLarge`].
 pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
     decode::command(buf, limits, &mut Default::default())
 }
