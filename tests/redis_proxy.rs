@@ -217,3 +217,83 @@ fn sigterm_drains_and_exits_cleanly() -> anyhow::Result<()> {
     assert_eq!(code, Some(0), "{}", env.puerta.process.output());
     Ok(())
 }
+
+/// A pipelined client's commands for a slot keep their order when the slot moves under them: the
+/// first INCR is redirected (MOVED), and commands the client sends while the rest of the first batch
+/// is still being redirected must not overtake it. Every INCR reply must be the next integer.
+#[test]
+fn pipelined_commands_keep_their_order_across_a_slot_move() -> anyhow::Result<()> {
+    use bytes::BytesMut;
+    use puerta::redis::resp::{encode_command, parse_reply, Frame, Limits};
+    use std::io::{Read, Write};
+
+    let env = ProxiedCluster::start("slot_refresh_interval_sec = 3600")?;
+    let c = &env.cluster;
+    let slot = env
+        .cli(&["CLUSTER", "KEYSLOT", "{ord}c"])?
+        .trim()
+        .to_string();
+    let masters = c.masters()?;
+    let src = *masters
+        .iter()
+        .find(|p| {
+            c.cli(**p, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).is_ok()
+                && c.cli(**p, &["GET", "{ord}c"])
+                    .is_ok_and(|v| !v.contains("MOVED"))
+        })
+        .expect("owner");
+    let dst = *masters.iter().find(|p| **p != src).expect("another master");
+    // The proxy learns the owner now, then the slot (still empty) moves behind its back.
+    assert_eq!(env.cli(&["GET", "{ord}c"])?.trim(), "");
+    let dst_id = c.node_id(dst)?;
+    c.cli(dst, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id])?;
+    for port in masters.iter().filter(|p| **p != dst) {
+        c.cli(*port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id])?;
+    }
+
+    let incr = |n: usize| {
+        let mut out = BytesMut::new();
+        for _ in 0..n {
+            encode_command(
+                &[
+                    bytes::Bytes::from_static(b"INCR"),
+                    bytes::Bytes::from_static(b"{ord}c"),
+                ],
+                &mut out,
+            );
+        }
+        out
+    };
+    let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (first, second) = (2000, 500);
+    conn.write_all(&incr(first))?;
+    let mut input = BytesMut::new();
+    let mut replies = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while replies.len() < first + second {
+        while let Some(frame) = parse_reply(&mut input, &Limits::default())? {
+            replies.push(frame);
+            if replies.len() == 1 {
+                // The first reply means the MOVED was seen; the rest of the batch is still being
+                // redirected while these arrive.
+                conn.write_all(&incr(second))?;
+            }
+        }
+        if replies.len() >= first + second {
+            break;
+        }
+        let n = conn.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "proxy closed after {} replies", replies.len());
+        input.extend_from_slice(&chunk[..n]);
+    }
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(
+            reply,
+            &Frame::Integer(i as i64 + 1),
+            "reply {i} out of order"
+        );
+    }
+    assert!(env.proxy_counter("moved_redirects")? >= 1);
+    Ok(())
+}

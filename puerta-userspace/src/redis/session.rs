@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
@@ -32,9 +32,10 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_replies(write, rx));
+    let (progress, completed) = watch::channel(0u64);
+    let writer = tokio::spawn(write_replies(write, rx, progress));
     let mut reader = Reader {
-        state: ClientState::new(id, &cluster),
+        state: ClientState::new(id, &cluster, completed),
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
@@ -131,6 +132,7 @@ impl Reader {
         if self.tx.send(reply).await.is_err() || close {
             return Flow::Stop;
         }
+        self.state.order.pushed();
         Flow::Continue
     }
 
@@ -185,7 +187,11 @@ async fn lost(pubsub: &Option<PubSub>) {
     }
 }
 
-async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Reply>) {
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut rx: mpsc::Receiver<Reply>,
+    progress: watch::Sender<u64>,
+) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = rx.recv().await {
         let close = match reply {
@@ -221,6 +227,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiv
                 true
             }
         };
+        progress.send_modify(|done| *done += 1);
         if close {
             let _ = flush(&mut write, &mut out).await;
             let _ = write.shutdown().await;
@@ -254,7 +261,8 @@ mod tests {
     async fn replies_leave_in_request_order() {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (tx, rx) = mpsc::channel(16);
-        let writer = tokio::spawn(write_replies(server, rx));
+        let (progress, completed) = watch::channel(0u64);
+        let writer = tokio::spawn(write_replies(server, rx, progress));
         let mut senders = Vec::new();
         for _ in 0..5 {
             let (s, r) = oneshot::channel::<Frame>();
@@ -272,6 +280,7 @@ mod tests {
         let mut client = client;
         client.read_to_end(&mut out).await.unwrap();
         writer.await.unwrap();
+        assert_eq!(*completed.borrow(), 7);
         assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n:99\r\n+OK\r\n");
     }
 }
