@@ -175,6 +175,7 @@ async fn open_unbounded(
             reason: e.to_string(),
         })?;
     let _ = stream.set_nodelay(true);
+    set_keepalive(&stream);
     let mut hello = BytesMut::new();
     let mut expected = 0;
     if let Some(password) = &opts.password {
@@ -221,6 +222,18 @@ async fn open_unbounded(
         }
     }
     Ok((stream, buf))
+}
+
+/// A node that vanishes without closing (power loss, partition) is noticed by TCP keepalive, so the
+/// commands waiting on it fail (and are retried elsewhere) instead of waiting forever.
+fn set_keepalive(stream: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(4);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("cannot enable TCP keepalive: {e}");
+    }
 }
 
 async fn write_loop(
