@@ -75,7 +75,10 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         return Reply::Ready(e);
     }
     if transactional {
-        return state.txn.handle(cluster, &cmd, state.lane).await;
+        return state
+            .txn
+            .handle(cluster, &cmd, state.lane, &mut state.order)
+            .await;
     }
     let lane = state.lane;
     let Some(spec) = cmd.spec else {

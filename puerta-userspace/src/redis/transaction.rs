@@ -14,6 +14,7 @@ use super::backend::{BackendConn, BackendError, ReplyResult};
 use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::Reply;
+use super::order::SlotOrder;
 use super::redirect::{classify, Redirect};
 use super::resp::Frame;
 use super::wire;
@@ -81,7 +82,13 @@ impl Transaction {
     }
 
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
-    pub async fn handle(&mut self, cluster: &Arc<Cluster>, cmd: &Command, lane: usize) -> Reply {
+    pub async fn handle(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        cmd: &Command,
+        lane: usize,
+        order: &mut SlotOrder,
+    ) -> Reply {
         let frame = match cmd.name.as_str() {
             "MULTI" if self.in_multi => wire::error("ERR MULTI calls can not be nested"),
             "MULTI" => {
@@ -97,7 +104,7 @@ impl Transaction {
                 wire::ok()
             }
             "EXEC" if !self.in_multi => wire::error("ERR EXEC without MULTI"),
-            "EXEC" => return self.exec(cluster, lane).await,
+            "EXEC" => return self.exec(cluster, lane, order).await,
             "WATCH" if self.in_multi => wire::error("ERR WATCH inside MULTI is not allowed"),
             "WATCH" => self.watch(cluster, cmd).await,
             _ => return Reply::Ready(wire::error("ERR Puerta: not a transaction command")),
@@ -106,7 +113,7 @@ impl Transaction {
     }
 
     /// Sends the whole transaction now, so that commands after EXEC cannot overtake it.
-    async fn exec(&mut self, cluster: &Arc<Cluster>, lane: usize) -> Reply {
+    async fn exec(&mut self, cluster: &Arc<Cluster>, lane: usize, order: &mut SlotOrder) -> Reply {
         let failed = self.failed;
         let queued = std::mem::take(&mut self.queued);
         let slot = self.slot;
@@ -119,6 +126,7 @@ impl Transaction {
         let payload = transaction_payload(&queued);
         let replies = queued.len() + 2;
         if let Some(w) = watch {
+            order.before_send(w.slot, w.conn.addr()).await;
             let rx = w.conn.send(payload, replies);
             return Reply::Later(Box::pin(async move {
                 let addr = w.conn.addr().clone();
@@ -135,6 +143,9 @@ impl Transaction {
                 "CLUSTERDOWN Puerta: the transaction's slot is not served by any known node",
             ));
         };
+        if let Some(slot) = slot {
+            order.before_send(slot, &addr).await;
+        }
         let first = match cluster.pool(&addr).conn(lane).await {
             Ok(conn) => Ok(conn.send(payload.clone(), replies)),
             Err(e) => Err(e),
