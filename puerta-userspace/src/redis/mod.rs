@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod info;
 pub mod local;
 pub mod multikey;
+pub mod order;
 pub mod pool;
 pub mod pubsub;
 pub mod redirect;

@@ -83,6 +83,10 @@ impl Cluster {
         self.read_map().masters()
     }
 
+    pub fn replica_count(&self) -> usize {
+        self.read_map().replica_count()
+    }
+
     pub fn covered_slots(&self) -> usize {
         self.read_map().covered()
     }
