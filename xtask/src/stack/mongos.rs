@@ -10,7 +10,6 @@ use super::process::Proc;
 use crate::paths;
 
 pub struct MongosStandIns {
-    pub ports: Vec<u16>,
     procs: Vec<Proc>,
 }
 
@@ -28,10 +27,7 @@ impl MongosStandIns {
         for (proc, &port) in procs.iter_mut().zip(ports) {
             wait_for_port(loopback(port), proc, Duration::from_secs(30))?;
         }
-        Ok(MongosStandIns {
-            ports: ports.to_vec(),
-            procs,
-        })
+        Ok(MongosStandIns { procs })
     }
 
     /// Fails if any server has died.

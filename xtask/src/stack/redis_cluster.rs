@@ -5,8 +5,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::net::{loopback, wait_for_port};
 use super::process::Proc;
 use crate::{cmd, interrupt};
@@ -81,17 +79,6 @@ impl RedisCluster {
 
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         self.procs.iter_mut().try_for_each(Proc::ensure_running)
-    }
-
-    /// `redis-cli -p PORT args...` against one node; returns its stdout.
-    pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
-        cmd::output(
-            "redis-cli",
-            Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .args(args),
-        )
-        .with_context(|| format!("redis-cli -p {port} {}", args.join(" ")))
     }
 }
 
