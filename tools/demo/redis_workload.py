@@ -62,7 +62,8 @@ def migrate(front, admin):
         source.get("{demo}:a")
         print("  (direct GET {demo}:a on the old owner unexpectedly succeeded)")
     except redis.exceptions.ResponseError as e:
-        print(f"  direct GET {{demo}}:a on the old owner answers: -{e}")
+        kind = "ASK" if isinstance(e, redis.exceptions.AskError) else type(e).__name__
+        print(f"  direct GET {{demo}}:a on the old owner answers: -{kind} {e}")
     print(f"  GET {{demo}}:a through Puerta: {front.get('{demo}:a')!r}  (ASK followed by Puerta)")
     print(f"  GET {{demo}}:b through Puerta: {front.get('{demo}:b')!r}  (still on the old owner)")
 
@@ -85,11 +86,18 @@ def main():
     parser.add_argument("--nodes", required=True, help="comma-separated ports")
     args = parser.parse_args()
     host, port = args.puerta.rsplit(":", 1)
-    front = redis.Redis(host=host, port=int(port), decode_responses=True, socket_timeout=10)
+    # redis-py 8 opens with HELLO 3 by default; Puerta speaks RESP2.
+    front = redis.Redis(
+        host=host, port=int(port), protocol=2, decode_responses=True, socket_timeout=10
+    )
     admin = redis.Redis(port=int(args.nodes.split(",")[0]), decode_responses=True)
     print(f"PING through Puerta at {args.puerta}: {front.ping()}")
     routing(front, admin)
     migrate(front, admin)
+    stats = front.info("proxy")
+    counters = {k: stats[k] for k in ("moved_redirects", "ask_redirects") if k in stats}
+    if counters:
+        print(f"Puerta's INFO proxy: {counters}  (redirects absorbed, none shown to the client)")
     return 0
 
 

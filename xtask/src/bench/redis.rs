@@ -234,6 +234,7 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> anyhow::Result<String> {
         if Instant::now() > deadline || interrupt::requested() {
             let _ = child.kill();
             let _ = child.wait();
+            interrupt::check()?;
             bail!("redis-benchmark did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::net::{loopback, wait_for_port};
-use super::process::Proc;
+use super::process::{stop_all, Proc};
 use crate::paths;
 
 pub struct MongosStandIns {
@@ -33,5 +33,11 @@ impl MongosStandIns {
     /// Fails if any server has died.
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         self.procs.iter_mut().try_for_each(Proc::ensure_running)
+    }
+}
+
+impl Drop for MongosStandIns {
+    fn drop(&mut self) {
+        stop_all(&mut self.procs);
     }
 }

@@ -77,6 +77,15 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM without waiting, so that a group of servers can shut down in parallel.
+    pub fn terminate(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            }
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; always reaps.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else {
@@ -92,6 +101,14 @@ impl Proc {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// Stops a group of servers in parallel: SIGTERM to all, then each is waited for (and killed if needed).
+pub fn stop_all(procs: &mut [Proc]) {
+    procs.iter_mut().for_each(Proc::terminate);
+    for p in procs {
+        p.stop(Duration::from_secs(3));
     }
 }
 

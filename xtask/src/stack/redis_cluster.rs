@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::net::{loopback, wait_for_port};
-use super::process::Proc;
+use super::process::{stop_all, Proc};
 use crate::{cmd, interrupt};
 
 pub struct RedisCluster {
@@ -99,5 +99,11 @@ fn node_ok(port: u16) -> bool {
             text.contains("cluster_state:ok") && text.contains("cluster_slots_ok:16384")
         }
         Err(_) => false,
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        stop_all(&mut self.procs);
     }
 }
