@@ -14,6 +14,26 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / clock_ticks_per_second())
 }
 
+/// CPU time spent by the whole machine (user, nice, system, irq, softirq over all cores) in seconds.
+/// The kernel path's splicing runs in softirq context and is charged to no process, so per-process
+/// CPU alone would make it look free; this counts it (and the client's and backend's share, which is
+/// the same for every target).
+pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| anyhow::anyhow!("no cpu line in /proc/stat"))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    Ok(busy / clock_ticks_per_second())
+}
+
 fn clock_ticks_per_second() -> f64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -83,5 +103,6 @@ mod tests {
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(rss_kib(pid).unwrap() > 0.0);
         assert!(kernel_kib().unwrap() > 0.0);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
     }
 }

@@ -74,6 +74,7 @@ struct Measured {
     rss_per_conn: Option<f64>,
     kernel_per_conn: Option<f64>,
     bulk_cpu: f64,
+    bulk_machine_cpu: f64,
     bulk_bytes: f64,
     ping_cpu: f64,
     ping_round_trips: f64,
@@ -135,9 +136,11 @@ fn bulk(
     m: &mut Measured,
 ) -> anyhow::Result<()> {
     let before = cpu(pid);
+    let machine_before = procstat::machine_busy_seconds()?;
     m.bulk1.push(work::bulk(addr, 1, bytes)?);
     m.bulk8.push(work::bulk(addr, 8, bytes)?);
     m.bulk_cpu += cpu(pid) - before;
+    m.bulk_machine_cpu += procstat::machine_busy_seconds()? - machine_before;
     m.bulk_bytes += 2.0 * bytes as f64;
     Ok(())
 }
@@ -192,6 +195,7 @@ fn table(targets: &[Target], measured: &[Measured], sizes: &Sizes) -> Table {
         ),
         Column::new("kernel KiB/conn", 2, true),
         Column::new("proxy CPU s/GiB", 3, false),
+        Column::new("machine CPU s/GiB", 3, true),
         Column::new("proxy CPU s/100k RT", 3, false),
     ];
     let rows = targets
@@ -211,6 +215,7 @@ fn table(targets: &[Target], measured: &[Measured], sizes: &Sizes) -> Table {
                     m.rss_per_conn,
                     m.kernel_per_conn,
                     (proxy && m.bulk_bytes > 0.0).then(|| m.bulk_cpu / (m.bulk_bytes / GIB)),
+                    (m.bulk_bytes > 0.0).then(|| m.bulk_machine_cpu / (m.bulk_bytes / GIB)),
                     (proxy && m.ping_round_trips > 0.0)
                         .then(|| m.ping_cpu / (m.ping_round_trips / 100_000.0)),
                 ]
