@@ -33,7 +33,8 @@ pub fn run_all() -> anyhow::Result<()> {
     run(
         "cargo test --workspace",
         cargo()
-            .args(["test", "--workspace"])
+            // Report every failing test, not just those of the first failing test binary.
+            .args(["test", "--workspace", "--no-fail-fast"])
             .env("PUERTA_BIN", paths::puerta_release())
             .env("PUERTA_PYTHON", paths::python()),
     )?;
