@@ -158,6 +158,11 @@ impl AffinityTable {
         self.lock().len()
     }
 
+    /// A copy of every entry, for the admin endpoint.
+    pub fn snapshot(&self) -> Vec<(IpAddr, AffinityEntry)> {
+        self.lock().iter().map(|(ip, e)| (*ip, *e)).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -23,9 +23,53 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
+/// Times one health probe. A no-op until a recorder is installed (admin off, unit tests).
+pub fn record_health_check(
+    endpoint: &crate::config::Endpoint,
+    took: std::time::Duration,
+    ok: bool,
+) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics::histogram!(
+        "puerta_health_check_duration_seconds",
+        "backend" => endpoint.to_string(),
+        "result" => result
+    )
+    .record(took.as_secs_f64());
+}
+
 /// Help texts for the metrics every mode shares.
 fn describe() {
-    use metrics::{describe_counter, describe_gauge};
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "puerta_health_check_duration_seconds",
+        "Duration of health probes (connect + hello), by backend and result"
+    );
+    describe_gauge!(
+        "puerta_backend_up",
+        "1 while the backend passes health checks, 0 while it is down"
+    );
+    describe_gauge!(
+        "puerta_backend_active_connections",
+        "Client flows currently connected to the backend"
+    );
+    describe_gauge!("puerta_backend_weight", "Configured weight of the backend");
+    describe_counter!(
+        "puerta_bytes_total",
+        "Payload bytes forwarded, by data path (userspace or kernel) and direction"
+    );
+    describe_gauge!(
+        "puerta_affinity_entries",
+        "Client IPs in the session affinity table"
+    );
+    describe_counter!(
+        "puerta_backend_connect_failures_total",
+        "Backend connect attempts that failed"
+    );
+    describe_counter!(
+        "puerta_no_backend_total",
+        "Clients closed because no healthy backend would take them"
+    );
     describe_counter!(
         "puerta_connections_accepted_total",
         "Client connections accepted"

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-pub use self::metrics::{install_recorder, MetricsError};
+pub use self::metrics::{install_recorder, record_health_check, MetricsError};
 
 /// What a mode exposes to operators.
 pub trait AdminView: Send + Sync + 'static {
@@ -26,6 +26,9 @@ pub trait AdminView: Send + Sync + 'static {
     fn affinity(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Sets the gauges that are read from state at scrape time (health, map sizes, BPF counters)
+    /// rather than counted as events happen.
+    fn refresh_metrics(&self) {}
 }
 
 /// Filled by the mode once its state exists; empty means "starting" (`/healthz` answers 503).
@@ -70,6 +73,9 @@ pub async fn serve(
 }
 
 async fn metrics_page(State(state): State<AdminState>) -> String {
+    if let Some(view) = state.slot.view() {
+        view.refresh_metrics();
+    }
     state.prometheus.render()
 }
 

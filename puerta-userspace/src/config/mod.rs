@@ -44,6 +44,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
+    /// `client_idle_timeout_sec`: a client that sends nothing for this long is closed (`None` = 0 =
+    /// never, the default, as in redis-server: drivers keep idle pooled connections for good reasons).
+    pub client_idle_timeout: Option<Duration>,
     /// Prometheus `/metrics` and the admin endpoints; `None` when configured `"off"`.
     pub admin_addr: Option<SocketAddr>,
     pub mongodb: Option<MongoConfig>,
@@ -83,6 +86,8 @@ pub struct RedisConfig {
     pub users: Vec<RedisUser>,
     pub backend_username: Option<String>,
     pub backend_password: Option<String>,
+    /// The top-level `client_idle_timeout_sec`, here so that sessions find it next to the rest.
+    pub client_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,9 @@ struct RawConfig {
     drain_timeout_sec: u64,
     #[serde(default)]
     worker_threads: usize,
+    /// Seconds a client may send nothing before it is closed; 0 = never.
+    #[serde(default)]
+    client_idle_timeout_sec: u64,
     /// `"off"` disables the admin/metrics listener.
     #[serde(default = "default_admin_addr")]
     admin_addr: Spanned<String>,
@@ -196,7 +199,13 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let redis = raw
         .redis
         .as_ref()
-        .map(|r| redis(&src, r.get_ref()))
+        .map(|r| {
+            redis(
+                &src,
+                r.get_ref(),
+                client_idle_timeout(raw.client_idle_timeout_sec),
+            )
+        })
         .transpose()?;
     match mode {
         Mode::Mongodb if mongodb.is_none() => {
@@ -221,6 +230,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         max_connections: *raw.max_connections.get_ref(),
         drain_timeout: Duration::from_secs(raw.drain_timeout_sec),
         worker_threads: raw.worker_threads,
+        client_idle_timeout: client_idle_timeout(raw.client_idle_timeout_sec),
         admin_addr,
         mongodb,
         redis,
@@ -313,7 +323,15 @@ fn mongo_endpoint(
     Ok(ep)
 }
 
-fn redis(src: &Source, raw: &RawRedis) -> Result<RedisConfig, ConfigError> {
+fn client_idle_timeout(sec: u64) -> Option<Duration> {
+    (sec > 0).then(|| Duration::from_secs(sec))
+}
+
+fn redis(
+    src: &Source,
+    raw: &RawRedis,
+    client_idle_timeout: Option<Duration>,
+) -> Result<RedisConfig, ConfigError> {
     let list = &raw.cluster_nodes;
     if list.get_ref().is_empty() {
         return Err(src.invalid("redis.cluster_nodes", list, "needs at least one seed node"));
@@ -349,5 +367,6 @@ fn redis(src: &Source, raw: &RawRedis) -> Result<RedisConfig, ConfigError> {
             .collect(),
         backend_username: raw.backend_username.clone(),
         backend_password: raw.backend_password.clone(),
+        client_idle_timeout,
     })
 }

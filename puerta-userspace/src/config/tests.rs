@@ -205,3 +205,17 @@ fn admin_addr_defaults_to_loopback_and_can_be_off() {
     assert!(msg.contains("admin_addr"), "{msg}");
     assert_eq!(line, 4);
 }
+
+#[test]
+fn client_idle_timeout_defaults_to_off_and_reaches_redis_sessions() {
+    let off = parse(MONGO).expect("valid");
+    assert_eq!(off.client_idle_timeout, None);
+    let text = "mode = \"redis\"\nlisten_addr = \"127.0.0.1:1\"\nclient_idle_timeout_sec = 30\n\
+                [redis]\ncluster_nodes = [\"127.0.0.1:7000\"]\n";
+    let cfg = parse(text).expect("valid");
+    assert_eq!(cfg.client_idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(
+        cfg.redis().client_idle_timeout,
+        Some(Duration::from_secs(30))
+    );
+}

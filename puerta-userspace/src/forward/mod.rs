@@ -12,7 +12,9 @@ use tokio::net::TcpStream;
 use crate::config::{Forwarding, MongoConfig};
 use crate::kernel::KernelPath;
 pub use kernel::KernelForwarder;
-pub use userspace::{userspace_bytes, UserspaceForwarder, DEFAULT_BUFFER_SIZE};
+pub use userspace::{
+    userspace_bytes, userspace_bytes_by_direction, UserspaceForwarder, DEFAULT_BUFFER_SIZE,
+};
 
 /// Payload bytes a finished flow moved, per direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

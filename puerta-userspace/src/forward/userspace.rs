@@ -18,8 +18,20 @@ pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 /// must leave this at 0, which is how its tests prove the splice is really in the kernel.
 static USERSPACE_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// The same bytes split by direction, for metrics.
+static CLIENT_TO_BACKEND: AtomicU64 = AtomicU64::new(0);
+static BACKEND_TO_CLIENT: AtomicU64 = AtomicU64::new(0);
+
 pub fn userspace_bytes() -> u64 {
     USERSPACE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Bytes copied through userspace so far, `(client_to_backend, backend_to_client)`.
+pub fn userspace_bytes_by_direction() -> (u64, u64) {
+    (
+        CLIENT_TO_BACKEND.load(Ordering::Relaxed),
+        BACKEND_TO_CLIENT.load(Ordering::Relaxed),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -52,8 +64,18 @@ impl UserspaceForwarder {
         let (mut client_read, mut client_write) = client.split();
         let (mut backend_read, mut backend_write) = backend.split();
         let (client_to_backend, backend_to_client) = tokio::try_join!(
-            copy_then_shutdown(&mut client_read, &mut backend_write, self.buffer_size),
-            copy_then_shutdown(&mut backend_read, &mut client_write, self.buffer_size),
+            copy_then_shutdown(
+                &mut client_read,
+                &mut backend_write,
+                self.buffer_size,
+                &CLIENT_TO_BACKEND
+            ),
+            copy_then_shutdown(
+                &mut backend_read,
+                &mut client_write,
+                self.buffer_size,
+                &BACKEND_TO_CLIENT
+            ),
         )?;
         Ok(FlowBytes {
             client_to_backend,
@@ -67,6 +89,7 @@ async fn copy_then_shutdown<R, W>(
     reader: &mut R,
     writer: &mut W,
     buffer_size: usize,
+    direction: &AtomicU64,
 ) -> io::Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -82,6 +105,7 @@ where
         writer.write_all(&buf[..n]).await?;
         total += n as u64;
         USERSPACE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        direction.fetch_add(n as u64, Ordering::Relaxed);
     }
     writer.shutdown().await?;
     Ok(total)

@@ -93,9 +93,12 @@ impl<C: HealthCheck> Prober<C> {
     async fn probe(&self, index: usize) -> Result<HelloReply, CheckError> {
         let endpoint = self.backends.endpoint(index);
         let timeout = self.settings.timeout;
-        tokio::time::timeout(timeout, self.check.check(endpoint))
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(timeout, self.check.check(endpoint))
             .await
-            .unwrap_or(Err(CheckError::Timeout(timeout)))
+            .unwrap_or(Err(CheckError::Timeout(timeout)));
+        crate::admin::record_health_check(endpoint, started.elapsed(), result.is_ok());
+        result
     }
 }
 

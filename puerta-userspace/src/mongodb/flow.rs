@@ -53,6 +53,7 @@ pub async fn run(
         tracing::warn!("cannot write PROXY header to mongos {endpoint} for {peer}: {e}");
         return;
     }
+    let _counted = ctx.router.backends().track(route.backend);
     tracing::debug!(client = %peer, backend = %endpoint, "flow connected");
     match ctx
         .forwarder

@@ -2,6 +2,7 @@
 //! round-robin over healthy routers and then stick to theirs (session affinity); health comes from
 //! OP_MSG `hello` checks; payload moves through a [`Forwarder`](crate::forward::Forwarder).
 
+mod admin_view;
 mod admission;
 mod datapath;
 mod flow;
@@ -50,6 +51,11 @@ pub async fn serve(serve: Serve) -> Result<(), MongoError> {
         tokio::spawn(affinity::cleanup_task(table.clone(), background.clone()));
         table
     });
+    serve.admin.publish(Arc::new(admin_view::MongoAdminView {
+        backends: backends.clone(),
+        affinity: affinity.clone(),
+        kernel: path.forwarder.kernel_path().cloned(),
+    }));
     let ctx = Arc::new(FlowContext {
         router: Router::new(backends, affinity),
         forwarder: path.forwarder,

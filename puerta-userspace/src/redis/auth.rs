@@ -82,6 +82,7 @@ mod tests {
                 .collect(),
             backend_username: None,
             backend_password: None,
+            client_idle_timeout: None,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +64,8 @@ struct Waiting {
     want: usize,
     got: Vec<Frame>,
     tx: oneshot::Sender<ReplyResult>,
+    /// When the request was queued for writing, for the per-node latency histogram.
+    sent: Instant,
 }
 
 #[derive(Default)]
@@ -270,6 +272,7 @@ async fn write_loop(
                     want: r.replies,
                     got: Vec::new(),
                     tx: r.tx,
+                    sent: Instant::now(),
                 });
             }
         }
@@ -299,10 +302,11 @@ async fn read_loop(
     stop: CancellationToken,
 ) {
     let limits = Limits::default();
+    let latency = super::metrics::node_latency(&addr);
     let reason = loop {
         match resp::parse_reply(&mut buf, &limits) {
             Ok(Some(frame)) => {
-                if !deliver(&pending, frame) {
+                if !deliver(&pending, frame, &latency) {
                     break "reply without a request (stream out of sync)".to_string();
                 }
                 continue;
@@ -342,7 +346,7 @@ async fn read_loop(
 }
 
 /// Hands `frame` to the oldest waiting request. False when nobody waits: the stream is out of sync.
-fn deliver(pending: &Mutex<PendingQueue>, frame: Frame) -> bool {
+fn deliver(pending: &Mutex<PendingQueue>, frame: Frame, latency: &metrics::Histogram) -> bool {
     let done = {
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(front) = p.queue.front_mut() else {
@@ -355,6 +359,7 @@ fn deliver(pending: &Mutex<PendingQueue>, frame: Frame) -> bool {
         p.queue.pop_front()
     };
     if let Some(mut w) = done {
+        super::metrics::record_latency(latency, w.sent.elapsed());
         let frame = if w.want == 1 {
             w.got.pop().unwrap_or(Frame::Null)
         } else {

@@ -58,6 +58,7 @@ impl ClientState {
 
 pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
     Stats::bump(&cluster.stats.commands);
+    super::metrics::command(&cmd);
     if !state.authed && !matches!(cmd.name.as_str(), "AUTH" | "HELLO" | "QUIT") {
         return Reply::Ready(auth::noauth());
     }

@@ -3,6 +3,7 @@
 //! route) → `router` (slot → node, redirects) → `pool` → `backend` (pipelined node connection), and the
 //! reply comes back the same way. `cluster` holds the slot map and refreshes it.
 
+pub mod admin_view;
 pub mod auth;
 pub mod backend;
 pub mod broadcast;
@@ -10,8 +11,10 @@ pub mod cluster;
 pub mod command;
 pub mod commands;
 pub mod dispatch;
+pub mod idle;
 pub mod info;
 pub mod local;
+pub mod metrics;
 pub mod multikey;
 pub mod order;
 pub mod pool;
@@ -54,6 +57,10 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
     } else {
         tracing::warn!("no cluster node answered yet; serving errors until the topology is known");
     }
+    metrics::describe();
+    serve.admin.publish(Arc::new(admin_view::RedisAdminView {
+        cluster: cluster.clone(),
+    }));
     tokio::spawn(cluster::refresh::run(
         cluster.clone(),
         serve.shutdown.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -95,7 +95,7 @@ impl Reader {
                 self.buf.reserve(16 * 1024);
             }
             let read = tokio::select! {
-                r = self.read.read_buf(&mut self.buf) => r,
+                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle_limit(&self.cluster, &self.pubsub)) => r,
                 _ = shutdown.cancelled() => return,
                 _ = lost(&self.pubsub) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
@@ -104,7 +104,11 @@ impl Reader {
                 }
             };
             match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
+                Err(e) => {
+                    super::idle::log_close(self.state.id, &e);
+                    return;
+                }
                 Ok(_) => {}
             }
         }
@@ -180,6 +184,14 @@ impl Reader {
     }
 }
 
+/// Subscribed clients are silent by design, so the idle timeout does not apply to them.
+fn idle_limit(cluster: &Cluster, pubsub: &Option<PubSub>) -> Option<std::time::Duration> {
+    match pubsub {
+        Some(_) => None,
+        None => cluster.config.client_idle_timeout,
+    }
+}
+
 async fn lost(pubsub: &Option<PubSub>) {
     match pubsub {
         Some(p) => p.lost().await,
@@ -194,6 +206,9 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 ) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = rx.recv().await {
+        if let Reply::Ready(frame) | Reply::Close(frame) = &reply {
+            super::metrics::reply(frame);
+        }
         let close = match reply {
             Reply::Ready(frame) => {
                 frame.encode(&mut out);
@@ -210,6 +225,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                         fut.await
                     }
                 };
+                super::metrics::reply(&frame);
                 frame.encode(&mut out);
                 false
             }

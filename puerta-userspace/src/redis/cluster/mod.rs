@@ -87,6 +87,11 @@ impl Cluster {
         self.read_map().replica_count()
     }
 
+    /// A copy of the slot map, for the admin endpoint.
+    pub fn slot_map(&self) -> SlotMap {
+        self.read_map().clone()
+    }
+
     pub fn covered_slots(&self) -> usize {
         self.read_map().covered()
     }

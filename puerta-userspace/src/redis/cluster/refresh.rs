@@ -139,6 +139,7 @@ mod tests {
             users: vec![],
             backend_username: None,
             backend_password: None,
+            client_idle_timeout: None,
         }
     }
 

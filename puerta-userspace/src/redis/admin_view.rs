@@ -1,0 +1,72 @@
+//! What Redis mode shows on the admin port: the cluster nodes as the slot map knows them (role, slots
+//! served, pooled connections), and readiness = listening with a master for at least one slot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::cluster::Cluster;
+use super::slots::SLOT_COUNT;
+use crate::admin::AdminView;
+
+pub struct RedisAdminView {
+    pub cluster: Arc<Cluster>,
+}
+
+#[derive(Default)]
+struct NodeSummary {
+    role: &'static str,
+    slots: usize,
+    replica_of: Option<Arc<str>>,
+}
+
+impl RedisAdminView {
+    /// Every node in the slot map, with how many slots it serves as master.
+    fn nodes(&self) -> BTreeMap<Arc<str>, NodeSummary> {
+        let mut nodes: BTreeMap<Arc<str>, NodeSummary> = BTreeMap::new();
+        let map = self.cluster.slot_map();
+        for slot in 0..SLOT_COUNT {
+            let Some(shard) = map.shard(slot) else {
+                continue;
+            };
+            let master = nodes.entry(shard.master.clone()).or_default();
+            master.role = "master";
+            master.slots += 1;
+            for replica in &shard.replicas {
+                let entry = nodes.entry(replica.clone()).or_default();
+                entry.role = "replica";
+                entry.replica_of = Some(shard.master.clone());
+            }
+        }
+        nodes
+    }
+}
+
+impl AdminView for RedisAdminView {
+    fn ready(&self) -> bool {
+        self.cluster.covered_slots() > 0
+    }
+
+    fn backends(&self) -> Value {
+        let list: Vec<Value> = self
+            .nodes()
+            .into_iter()
+            .map(|(addr, node)| {
+                json!({
+                    "address": &*addr,
+                    "role": node.role,
+                    "slots": node.slots,
+                    "replica_of": node.replica_of.as_deref(),
+                    "active_connections": self.cluster.pool(&addr).live(),
+                })
+            })
+            .collect();
+        Value::Array(list)
+    }
+
+    fn refresh_metrics(&self) {
+        super::metrics::refresh_from_stats(&self.cluster.stats);
+        metrics::gauge!("puerta_redis_covered_slots").set(self.cluster.covered_slots() as f64);
+    }
+}

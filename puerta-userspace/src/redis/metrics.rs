@@ -1,0 +1,115 @@
+//! Redis-mode metrics. Recording is a no-op until the admin port installs a recorder. Label values
+//! are bounded: command names come from the command table (anything else is `unknown`) and error
+//! kinds must look like a Redis error code, so a client cannot grow the series set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::command::Command;
+use super::resp::Frame;
+use super::stats::Stats;
+
+/// One client command, by its table name.
+pub fn command(cmd: &Command) {
+    let name = cmd.spec.map_or("unknown", |s| s.name);
+    metrics::counter!("puerta_redis_commands_total", "command" => name).increment(1);
+}
+
+/// An error reply on its way to a client, by kind (`ERR`, `WRONGTYPE`, `MOVED`, ...).
+pub fn reply(frame: &Frame) {
+    if let Frame::Error(text) = frame {
+        metrics::counter!("puerta_redis_errors_total", "kind" => error_kind(text)).increment(1);
+    }
+}
+
+/// The handle a backend connection records its reply latency into, made once per connection.
+pub fn node_latency(addr: &Arc<str>) -> metrics::Histogram {
+    metrics::histogram!("puerta_redis_node_latency_seconds", "node" => addr.to_string())
+}
+
+pub fn record_latency(histogram: &metrics::Histogram, took: Duration) {
+    histogram.record(took.as_secs_f64());
+}
+
+/// The error code: the first word if it is 1..=24 upper-case letters, `OTHER` otherwise.
+pub fn error_kind(text: &[u8]) -> String {
+    let word = text.split(|b| *b == b' ').next().unwrap_or_default();
+    let looks_like_code =
+        (1..=24).contains(&word.len()) && word.iter().all(|b| b.is_ascii_uppercase() || *b == b'_');
+    if looks_like_code {
+        String::from_utf8_lossy(word).into_owned()
+    } else {
+        "OTHER".to_string()
+    }
+}
+
+/// Counters the mode already keeps for INFO, copied into the recorder at scrape time.
+pub fn refresh_from_stats(stats: &Stats) {
+    let set = |name: &'static str, value: u64| metrics::counter!(name).absolute(value);
+    set(
+        "puerta_connections_accepted_total",
+        Stats::get(&stats.clients_total),
+    );
+    set(
+        "puerta_connections_refused_total",
+        Stats::get(&stats.clients_rejected),
+    );
+    metrics::gauge!("puerta_connections_open").set(Stats::get(&stats.clients_connected) as f64);
+    for (kind, counter) in [
+        ("moved", &stats.moved),
+        ("ask", &stats.ask),
+        ("tryagain", &stats.tryagain),
+    ] {
+        metrics::counter!("puerta_redis_redirects_total", "kind" => kind)
+            .absolute(Stats::get(counter));
+    }
+    set(
+        "puerta_redis_topology_refreshes_total",
+        Stats::get(&stats.refreshes),
+    );
+    set(
+        "puerta_redis_protocol_errors_total",
+        Stats::get(&stats.protocol_errors),
+    );
+    set(
+        "puerta_redis_backend_errors_total",
+        Stats::get(&stats.backend_errors),
+    );
+}
+
+/// Help texts, registered once when the view is published.
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!("puerta_redis_commands_total", "Client commands, by command");
+    describe_counter!(
+        "puerta_redis_errors_total",
+        "Error replies sent to clients, by error code"
+    );
+    describe_counter!(
+        "puerta_redis_redirects_total",
+        "MOVED / ASK / TRYAGAIN replies from cluster nodes"
+    );
+    describe_counter!(
+        "puerta_redis_topology_refreshes_total",
+        "Topology refresh attempts (CLUSTER SLOTS)"
+    );
+    describe_histogram!(
+        "puerta_redis_node_latency_seconds",
+        "Time from writing a request to a node until its reply, by node"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_kind;
+
+    #[test]
+    fn error_kinds_are_codes_or_other() {
+        assert_eq!(error_kind(b"ERR unknown command"), "ERR");
+        assert_eq!(error_kind(b"MOVED 3999 127.0.0.1:6381"), "MOVED");
+        assert_eq!(error_kind(b"CROSSSLOT Keys"), "CROSSSLOT");
+        assert_eq!(error_kind(b"weird lower case"), "OTHER");
+        assert_eq!(error_kind(b""), "OTHER");
+        assert_eq!(error_kind(&[b'A'; 100]), "OTHER");
+    }
+}

@@ -1,0 +1,272 @@
+//! The admin port against a live MongoDB-mode Puerta: `/metrics` is well-formed Prometheus text with
+//! the connection, health, byte and affinity metrics; `/healthz`, `/backends` and `/affinity` tell the
+//! truth about the backends and clients.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use puerta::redis::resp::Frame;
+use puerta_tests::http::{get, parse_metrics, sample, wait_for};
+use puerta_tests::mongo::{puerta_config, Echo, EchoBackend};
+use puerta_tests::redis_cluster::RedisCluster;
+use puerta_tests::resp_client::RespClient;
+use puerta_tests::{free_port, loopback, Puerta};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start(backends: &[String], forwarding: &str) -> anyhow::Result<(Puerta, SocketAddr)> {
+    let listen = loopback(free_port());
+    let admin = loopback(free_port());
+    let config = format!(
+        "admin_addr = \"{admin}\"\n{}",
+        puerta_config(
+            listen,
+            100,
+            backends,
+            &format!(
+                "health_check_interval_sec = 1\nhealth_check_timeout_ms = 500\n\
+                 forwarding = \"{forwarding}\""
+            )
+        )
+    );
+    let puerta = Puerta::start(&config, listen)?;
+    Ok((puerta, admin))
+}
+
+fn echo_once(stream: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
+    stream.write_all(payload)?;
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back)?;
+    anyhow::ensure!(back == payload, "echo mismatch");
+    Ok(())
+}
+
+#[test]
+fn mongodb_admin_endpoints_report_live_state_userspace() -> anyhow::Result<()> {
+    report_live_state("userspace")
+}
+
+/// Runs where the eBPF program loads (root on a BPF-capable kernel); bytes then come from the BPF
+/// counters. Elsewhere `auto` falls back and the same assertions hold for the userspace path.
+#[test]
+fn mongodb_admin_endpoints_report_live_state_auto() -> anyhow::Result<()> {
+    report_live_state("auto")
+}
+
+fn report_live_state(forwarding: &str) -> anyhow::Result<()> {
+    let echo = EchoBackend::start(Echo::Stream)?;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (puerta, admin) = start(&[echo.address(), dead.clone()], forwarding)?;
+    wait_for(admin, "/healthz", WAIT, |status, _| status == 200)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", puerta.process.output()))?;
+
+    // Puerta::start's readiness probe was a flow too: count from after it ended.
+    let before = wait_for(admin, "/metrics", WAIT, |_, body| {
+        body.contains("puerta_connections_open 0")
+    })?;
+    let accepted_before = sample(
+        &parse_metrics(&before)?,
+        "puerta_connections_accepted_total",
+        &[],
+    )
+    .expect("accepted counter");
+
+    let mut client = TcpStream::connect(puerta.listen)?;
+    client.set_read_timeout(Some(WAIT))?;
+    let payload = vec![7u8; 10_000];
+    echo_once(&mut client, &payload)?;
+
+    let backends: serde_json::Value = serde_json::from_str(&get(admin, "/backends")?.1)?;
+    let list = backends.as_array().expect("array of backends");
+    assert_eq!(list.len(), 2, "{backends}");
+    let live = &list[0];
+    assert_eq!(live["address"], echo.address());
+    assert_eq!(live["weight"], 1);
+    assert_eq!(live["health"], "up");
+    assert_eq!(live["active_connections"], 1, "{backends}");
+    assert_eq!(list[1]["address"], dead);
+    assert_eq!(list[1]["health"], "down");
+    assert_eq!(list[1]["active_connections"], 0);
+
+    let affinity: serde_json::Value = serde_json::from_str(&get(admin, "/affinity")?.1)?;
+    let entries = affinity["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{affinity}");
+    assert_eq!(entries[0]["client"], "127.0.0.1");
+    // The readiness probe came from the same IP and has closed; this client is the one live.
+    assert_eq!(entries[0]["backend"], echo.address());
+    assert_eq!(entries[0]["live_connections"], 1);
+
+    let (status, text) = get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    let samples = parse_metrics(&text)?;
+    let value = |name: &str, labels: &[&str]| {
+        sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(
+        value("puerta_connections_accepted_total", &[]),
+        accepted_before + 1.0
+    );
+    assert_eq!(value("puerta_connections_open", &[]), 1.0);
+    assert_eq!(value("puerta_connections_refused_total", &[]), 0.0);
+    let live_label = format!("backend=\"{}\"", echo.address());
+    let dead_label = format!("backend=\"{dead}\"");
+    assert_eq!(value("puerta_backend_up", &[&live_label]), 1.0);
+    assert_eq!(value("puerta_backend_up", &[&dead_label]), 0.0);
+    assert_eq!(
+        value("puerta_backend_active_connections", &[&live_label]),
+        1.0
+    );
+    assert_eq!(value("puerta_affinity_entries", &[]), 1.0);
+    // forwarding = "auto": the kernel path where it loads (root), userspace otherwise.
+    let bytes = |direction: &str| {
+        let label = format!("direction=\"{direction}\"");
+        ["path=\"userspace\"", "path=\"kernel\""]
+            .iter()
+            .filter_map(|path| sample(&samples, "puerta_bytes_total", &[path, &label]))
+            .sum::<f64>()
+    };
+    let (up, down) = (bytes("client_to_backend"), bytes("backend_to_client"));
+    if forwarding == "userspace" {
+        let userspace = sample(
+            &samples,
+            "puerta_bytes_total",
+            &["path=\"userspace\"", "direction=\"client_to_backend\""],
+        );
+        assert_eq!(userspace, Some(10_000.0));
+    }
+    assert_eq!((up, down), (10_000.0, 10_000.0));
+    assert!(
+        value(
+            "puerta_health_check_duration_seconds_count",
+            &[&live_label, "result=\"ok\""]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            "puerta_health_check_duration_seconds_count",
+            &[&dead_label, "result=\"failed\""]
+        ) >= 1.0
+    );
+    assert!(text.contains("# TYPE puerta_health_check_duration_seconds histogram"));
+
+    drop(client);
+    wait_for(admin, "/backends", WAIT, |_, body| {
+        body.contains("\"active_connections\":0") && !body.contains("\"active_connections\":1")
+    })?;
+    Ok(())
+}
+
+#[test]
+fn healthz_is_unavailable_while_no_backend_is_up() -> anyhow::Result<()> {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (_puerta, admin) = start(&[dead], "userspace")?;
+    // 503 "starting" until the first health round is done, then 503 "no backend up".
+    wait_for(admin, "/healthz", WAIT, |status, body| {
+        status == 503 && body.contains("no backend up")
+    })?;
+    let (status, backends) = get(admin, "/backends")?;
+    assert_eq!(status, 200);
+    assert!(backends.contains("\"health\":\"down\""), "{backends}");
+    Ok(())
+}
+
+#[test]
+fn admin_addr_off_serves_nothing() -> anyhow::Result<()> {
+    let echo = EchoBackend::start(Echo::Stream)?;
+    let listen = loopback(free_port());
+    let admin = loopback(free_port());
+    let config = format!(
+        "admin_addr = \"off\"\n{}",
+        puerta_config(listen, 10, &[echo.address()], "")
+    );
+    let puerta = Puerta::start(&config, listen)?;
+    puerta
+        .process
+        .wait_for_output("admin endpoints disabled", WAIT)?;
+    assert!(get(admin, "/healthz").is_err());
+    Ok(())
+}
+
+/// Redis mode: `/backends` lists the cluster nodes with role and slot counts, and `/metrics` counts
+/// commands by name, errors by code, redirects, refreshes and per-node latency.
+#[test]
+fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    let listen = loopback(free_port());
+    let admin = loopback(free_port());
+    let config = format!(
+        "admin_addr = \"{admin}\"\n{}",
+        cluster.puerta_config(listen, "")
+    );
+    let puerta = Puerta::start(&config, listen)?;
+    wait_for(admin, "/healthz", WAIT, |status, _| status == 200)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", puerta.process.output()))?;
+
+    let mut client = RespClient::connect(listen.port())?;
+    for i in 0..5 {
+        assert_eq!(
+            client.call(&format!("SET admin-key-{i} v"))?,
+            Frame::Simple("OK".into())
+        );
+    }
+    client.call("LPUSH admin-list x")?;
+    let wrong = client.call("GET admin-list")?;
+    assert!(
+        matches!(&wrong, Frame::Error(e) if e.starts_with(b"WRONGTYPE")),
+        "{wrong:?}"
+    );
+
+    // Replicas show up in CLUSTER SLOTS once they synced; the periodic refresh picks them up.
+    let body = wait_for(admin, "/backends", Duration::from_secs(60), |_, body| {
+        body.matches("\"role\":\"replica\"").count() == 3
+    })?;
+    let backends: serde_json::Value = serde_json::from_str(&body)?;
+    let nodes = backends.as_array().expect("array of nodes");
+    assert_eq!(nodes.len(), 6, "{backends}");
+    let masters: Vec<_> = nodes.iter().filter(|n| n["role"] == "master").collect();
+    assert_eq!(masters.len(), 3, "{backends}");
+    let slots: u64 = masters.iter().filter_map(|n| n["slots"].as_u64()).sum();
+    assert_eq!(slots, 16384, "{backends}");
+    let replicas = nodes.iter().filter(|n| n["role"] == "replica");
+    assert!(
+        replicas
+            .clone()
+            .all(|r| r["slots"] == 0 && r["replica_of"].is_string()),
+        "{backends}"
+    );
+    assert_eq!(replicas.count(), 3);
+    assert_eq!(get(admin, "/affinity")?.0, 404);
+
+    let (status, text) = get(admin, "/metrics")?;
+    assert_eq!(status, 200);
+    let samples = parse_metrics(&text)?;
+    let value = |name: &str, labels: &[&str]| {
+        sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(
+        value("puerta_redis_commands_total", &["command=\"set\""]),
+        5.0
+    );
+    assert_eq!(
+        value("puerta_redis_commands_total", &["command=\"get\""]),
+        1.0
+    );
+    assert_eq!(
+        value("puerta_redis_errors_total", &["kind=\"WRONGTYPE\""]),
+        1.0
+    );
+    assert!(value("puerta_redis_topology_refreshes_total", &[]) >= 1.0);
+    for kind in ["moved", "ask", "tryagain"] {
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(value("puerta_redis_redirects_total", &[&label]), 0.0);
+    }
+    let replies: f64 = samples
+        .iter()
+        .filter(|s| s.name == "puerta_redis_node_latency_seconds_count")
+        .map(|s| s.value)
+        .sum();
+    assert!(replies >= 7.0, "node replies counted: {replies}\n{text}");
+    assert_eq!(value("puerta_connections_open", &[]), 1.0);
+    Ok(())
+}
