@@ -6,6 +6,7 @@
 //! - `PUERTA_BIN`: the daemon (default `target/debug/puerta`).
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
+pub mod kernel;
 pub mod mongo;
 pub mod mongo_echo;
 pub mod stream;
