@@ -7,6 +7,7 @@
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
 pub mod http;
+pub mod kernel;
 pub mod mongo;
 pub mod mongo_echo;
 pub mod proxied_cluster;

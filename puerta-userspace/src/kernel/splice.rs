@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
 
-/// How long a FIN may wait for the peer to take queued bytes before the pair is aborted instead.
+/// How long a FIN may wait without the peer taking any more queued bytes before the pair is aborted.
 const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Safety net against a missed edge (epoll reports RDHUP/HUP/ERR reliably, so this is rare work even
 /// with 10k idle pairs).
@@ -35,12 +35,15 @@ pub struct Spliced {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpliceError {
-    /// A socket closed before it could enter the sockhash (EOPNOTSUPP). The streams are handed back
-    /// so the caller can finish the flow in userspace without losing what is still queued.
-    #[error("socket no longer established; not spliced")]
-    NotEstablished {
+    /// The pair could not enter the maps: a socket already closed (EOPNOTSUPP, `closed`), or the
+    /// maps are full. Nothing was redirected; the streams are handed back so the caller can finish the
+    /// flow in userspace without losing what is still queued.
+    #[error("not spliced: {reason}")]
+    NotSpliced {
         client: TcpStream,
         backend: TcpStream,
+        closed: bool,
+        reason: String,
     },
     #[error("splice: {0}")]
     Io(#[from] io::Error),
@@ -78,10 +81,12 @@ impl KernelPath {
         );
         if let Err(e) = inserted {
             maps.remove_pair(cookies.0, cookies.1);
-            if is_not_established(&e) {
-                return Err(SpliceError::NotEstablished { client, backend });
-            }
-            return Err(io::Error::other(e.to_string()).into());
+            return Err(SpliceError::NotSpliced {
+                client,
+                backend,
+                closed: is_not_established(&e),
+                reason: e.to_string(),
+            });
         }
         self.inner.live.fetch_add(1, Ordering::Relaxed);
         self.inner.total.fetch_add(1, Ordering::Relaxed);
@@ -186,7 +191,8 @@ fn got_fin(state: u8) -> bool {
 
 /// `from` got a FIN: once `to` has taken everything `from` received, shut `to`'s write side.
 async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted> {
-    let started = Instant::now();
+    let mut progress_at = Instant::now();
+    let mut last_taken = 0;
     let mut pause = Duration::from_micros(200);
     loop {
         let arrived = received(from);
@@ -194,7 +200,11 @@ async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted
         if taken >= arrived {
             break;
         }
-        if started.elapsed() > FIN_DRAIN_LIMIT {
+        if taken > last_taken {
+            last_taken = taken;
+            progress_at = Instant::now();
+        }
+        if progress_at.elapsed() > FIN_DRAIN_LIMIT {
             tracing::warn!(
                 arrived,
                 taken,
