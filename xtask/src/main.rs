@@ -10,7 +10,6 @@ mod setup;
 mod stack;
 mod test;
 
-mod bench_l4;
 mod build_ebpf;
 
 use clap::{Parser, Subcommand};
@@ -45,15 +44,6 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// L4 data paths side by side: direct, Puerta kernel/userspace, HAProxy.
-    BenchL4 {
-        /// Seconds per throughput measurement.
-        #[arg(long, default_value_t = 4.0)]
-        secs: f64,
-        /// Ping-pong round trips.
-        #[arg(long, default_value_t = 20_000)]
-        rounds: usize,
-    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +57,5 @@ fn main() -> anyhow::Result<()> {
             bench::run(suite, quick)
         }
         Command::BuildEbpf { release } => build_ebpf::run(release),
-        Command::BenchL4 { secs, rounds } => bench_l4::run(bench_l4::Options { secs, rounds }),
     }
 }
