@@ -2,7 +2,7 @@
 //! sample calls of every key layout, `key_indices` names the same keys as `COMMAND GETKEYS`.
 
 use bytes::Bytes;
-use puerta::redis::commands::{key_indices, lookup, CommandSpec};
+use puerta::redis::commands::{flag, key_indices, lookup, unknown_command, CommandSpec};
 use puerta::redis::resp::Frame;
 use puerta_tests::resp_client::{start_redis_server, RespClient};
 
@@ -101,6 +101,25 @@ fn arities_match_command_info() -> anyhow::Result<()> {
             "{}",
             spec.name
         );
+        // Where Redis has legacy key positions, ours (as `COMMAND INFO` would show them) agree.
+        let Frame::Array(ours) = spec.info_frame() else {
+            panic!("info_frame of {} is not an array", spec.name);
+        };
+        if info.get(3) != Some(&Frame::Integer(0)) && !spec.has(flag::UNSUPPORTED) {
+            assert_eq!(ours.get(3..6), info.get(3..6), "{}", spec.name);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn unknown_command_error_matches_redis() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_server, port) = start_redis_server(dir.path(), &[])?;
+    let mut client = RespClient::connect(port)?;
+    let long = format!("foo {} b", "x".repeat(200));
+    for line in ["NOSUCH", "nosuch a b", &long] {
+        assert_eq!(client.call(line)?, unknown_command(&words(line)), "{line}");
     }
     Ok(())
 }

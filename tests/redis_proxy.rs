@@ -36,7 +36,8 @@ fn redis_cli_local_commands() -> anyhow::Result<()> {
 /// after `max_redirects`, and once the slot is handed over MOVED is followed.
 #[test]
 fn ask_tryagain_and_moved_during_a_manual_migration() -> anyhow::Result<()> {
-    let env = ProxiedCluster::start("max_redirects = 3")?;
+    // No periodic refresh: only MOVED may teach the proxy about the handover.
+    let env = ProxiedCluster::start("max_redirects = 3\nslot_refresh_interval_sec = 3600")?;
     let c = &env.cluster;
     let slot: u16 = env.cli(&["CLUSTER", "KEYSLOT", "{mig}"])?.trim().parse()?;
     assert_eq!(env.cli(&["SET", "{mig}old", "v1"])?.trim(), "OK");
@@ -93,5 +94,206 @@ fn ask_tryagain_and_moved_during_a_manual_migration() -> anyhow::Result<()> {
     assert_eq!(env.cli(&["GET", "{mig}new"])?.trim(), "v3");
     // `{mig}stay` was never migrated: it is gone from the owner's view, as in Redis itself.
     assert!(env.proxy_counter("moved_redirects")? > moved_before);
+    Ok(())
+}
+
+#[test]
+fn transactions_blocking_pubsub_scan_and_local_commands() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let out = env.python("redis_features.py", &[])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn frontend_auth_with_password_and_users() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start(
+        "password = \"s3cret\"\nusers = [{ name = \"app\", password = \"apppw\" }]",
+    )?;
+    let out = env.python("redis_auth.py", &[])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    Ok(())
+}
+
+/// With `read_from_replicas`, reads are served by replicas (their GET counters move) and are right.
+#[test]
+fn read_from_replicas_serves_reads_from_replicas() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("read_from_replicas = true")?;
+    let out = env.python("redis_replicas.py", &["write"])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    // Redis leaves replicas out of CLUSTER SLOTS until their replication offset is non-zero (after the
+    // first writes): wait for a periodic refresh to pick them up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.proxy_counter("cluster_replicas")? < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas never showed up"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = env.python("redis_replicas.py", &["read"])?;
+    assert!(out.contains("ALL OK"), "{out}");
+    let mut replica_gets = 0u64;
+    for (replica, _) in env.cluster.replicas()? {
+        let stats = env.cluster.cli(replica, &["INFO", "commandstats"])?;
+        replica_gets += stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    assert!(
+        replica_gets >= 300,
+        "replicas served {replica_gets} GETs; replicas {:?}; proxy INFO {}",
+        env.cluster.replicas()?,
+        env.cli(&["INFO", "proxy"])?
+    );
+    Ok(())
+}
+
+/// `max_connections` refuses extra clients with an error and a close, and frees the slot on disconnect.
+#[test]
+fn max_connections_refuses_cleanly() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let env = ProxiedCluster::start("")?;
+    drop(env.puerta);
+    let listen = puerta_tests::loopback(puerta_tests::free_port());
+    let config = env.cluster.puerta_config(listen, "").replace(
+        "drain_timeout_sec = 2",
+        "drain_timeout_sec = 2\nmax_connections = 2",
+    );
+    let puerta = puerta_tests::Puerta::start(&config, listen)?;
+    // `Puerta::start` probed the port with a connection: wait until that slot is free again.
+    std::thread::sleep(Duration::from_millis(500));
+    let ping = |conn: &mut std::net::TcpStream| -> anyhow::Result<String> {
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        conn.write_all(b"PING\r\n")?;
+        let mut buf = [0u8; 128];
+        let n = conn.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let mut first = std::net::TcpStream::connect(listen)?;
+    let mut second = std::net::TcpStream::connect(listen)?;
+    assert_eq!(ping(&mut first)?, "+PONG\r\n");
+    assert_eq!(ping(&mut second)?, "+PONG\r\n");
+    let mut third = std::net::TcpStream::connect(listen)?;
+    third.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut refused = String::new();
+    third.read_to_string(&mut refused)?;
+    assert_eq!(refused, "-ERR max number of clients reached\r\n");
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut again = std::net::TcpStream::connect(listen)?;
+        match ping(&mut again) {
+            Ok(reply) if reply == "+PONG\r\n" => break,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("slot never freed: {other:?}"),
+        }
+    }
+    drop(puerta);
+    Ok(())
+}
+
+/// SIGTERM: Puerta stops accepting, answers what clients already sent, closes them and exits 0.
+#[test]
+fn sigterm_drains_and_exits_cleanly() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut env = ProxiedCluster::start("")?;
+    let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.write_all(b"SET drain ok\r\n")?;
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf)?;
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    env.puerta.process.signal("TERM");
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest)?;
+    assert!(rest.is_empty(), "{rest:?}");
+    let code = env.puerta.process.wait_exit(Duration::from_secs(30))?;
+    assert_eq!(code, Some(0), "{}", env.puerta.process.output());
+    Ok(())
+}
+
+/// A pipelined client's commands for a slot keep their order when the slot moves under them: the
+/// first INCR is redirected (MOVED), and commands the client sends while the rest of the first batch
+/// is still being redirected must not overtake it. Every INCR reply must be the next integer.
+#[test]
+fn pipelined_commands_keep_their_order_across_a_slot_move() -> anyhow::Result<()> {
+    use bytes::BytesMut;
+    use puerta::redis::resp::{encode_command, parse_reply, Frame, Limits};
+    use std::io::{Read, Write};
+
+    let env = ProxiedCluster::start("slot_refresh_interval_sec = 3600")?;
+    let c = &env.cluster;
+    let slot = env
+        .cli(&["CLUSTER", "KEYSLOT", "{ord}c"])?
+        .trim()
+        .to_string();
+    let masters = c.masters()?;
+    let src = *masters
+        .iter()
+        .find(|p| {
+            c.cli(**p, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).is_ok()
+                && c.cli(**p, &["GET", "{ord}c"])
+                    .is_ok_and(|v| !v.contains("MOVED"))
+        })
+        .expect("owner");
+    let dst = *masters.iter().find(|p| **p != src).expect("another master");
+    // The proxy learns the owner now, then the slot (still empty) moves behind its back.
+    assert_eq!(env.cli(&["GET", "{ord}c"])?.trim(), "");
+    let dst_id = c.node_id(dst)?;
+    c.cli(dst, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id])?;
+    for port in masters.iter().filter(|p| **p != dst) {
+        c.cli(*port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id])?;
+    }
+
+    let incr = |n: usize| {
+        let mut out = BytesMut::new();
+        for _ in 0..n {
+            encode_command(
+                &[
+                    bytes::Bytes::from_static(b"INCR"),
+                    bytes::Bytes::from_static(b"{ord}c"),
+                ],
+                &mut out,
+            );
+        }
+        out
+    };
+    let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (first, second) = (2000, 500);
+    conn.write_all(&incr(first))?;
+    let mut input = BytesMut::new();
+    let mut replies = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while replies.len() < first + second {
+        while let Some(frame) = parse_reply(&mut input, &Limits::default())? {
+            replies.push(frame);
+            if replies.len() == 1 {
+                // The first reply means the MOVED was seen; the rest of the batch is still being
+                // redirected while these arrive.
+                conn.write_all(&incr(second))?;
+            }
+        }
+        if replies.len() >= first + second {
+            break;
+        }
+        let n = conn.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "proxy closed after {} replies", replies.len());
+        input.extend_from_slice(&chunk[..n]);
+    }
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(
+            reply,
+            &Frame::Integer(i as i64 + 1),
+            "reply {i} out of order"
+        );
+    }
+    assert!(env.proxy_counter("moved_redirects")? >= 1);
     Ok(())
 }

@@ -13,6 +13,16 @@ fn command(args: &[&[u8]]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A buffer holding `wire` as a connection's read buffer does after its first frame: already split
+/// once, so splitting frames off it no longer pays the one-time promotion to a shared buffer.
+fn read_buffer(wire: &[u8]) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(wire.len() + 1);
+    buf.extend_from_slice(b"+");
+    buf.extend_from_slice(wire);
+    drop(buf.split_to(1));
+    buf
+}
+
 /// Parses every command in `wire` from a fresh buffer each iteration.
 fn bench_parse(c: &mut Criterion, name: &str, wire: &[u8], commands: u64) {
     let limits = Limits::default();
@@ -20,7 +30,7 @@ fn bench_parse(c: &mut Criterion, name: &str, wire: &[u8], commands: u64) {
     group.throughput(Throughput::Elements(commands));
     group.bench_function(name, |b| {
         b.iter_batched_ref(
-            || BytesMut::from(wire),
+            || read_buffer(wire),
             |buf| {
                 while let Some(frame) = parse_command(buf, &limits).expect("valid") {
                     black_box(frame);
@@ -65,7 +75,7 @@ fn parse_benches(c: &mut Criterion) {
     };
     c.bench_function("resp_parse_reply/array_10x32b", |b| {
         b.iter_batched_ref(
-            || BytesMut::from(&reply[..]),
+            || read_buffer(&reply),
             |buf| black_box(parse_reply(buf, &limits).expect("valid")),
             BatchSize::SmallInput,
         )

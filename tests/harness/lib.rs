@@ -7,8 +7,10 @@
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
 pub mod http;
+pub mod kernel;
 pub mod mongo;
 pub mod mongo_echo;
+pub mod proxied_cluster;
 pub mod redis_cluster;
 pub mod resp_client;
 pub mod stream;
@@ -56,9 +58,15 @@ pub fn free_port() -> u16 {
             .expect("bind an ephemeral port")
             .port();
         let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        // Redis cluster bus ports are port + 10000: keep room for them.
-        if port < 55_000 && !taken.contains(&port) {
+        // Redis cluster bus ports are port + 10000: keep room for them, and never hand out a port that
+        // is another one's bus port (or whose bus port is another one's port).
+        let bus = port + 10_000;
+        let clash = taken.contains(&port)
+            || taken.contains(&bus)
+            || taken.contains(&port.wrapping_sub(10_000));
+        if port < 55_000 && !clash && TcpListener::bind(("127.0.0.1", bus)).is_ok() {
             taken.push(port);
+            taken.push(bus);
             return port;
         }
     }

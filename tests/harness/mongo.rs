@@ -89,7 +89,25 @@ pub fn probe(proxy: SocketAddr, sources: &[String]) -> anyhow::Result<Vec<String
     Ok(names)
 }
 
-/// A Puerta MongoDB-mode config; `extra` is appended to the `[mongodb]` section.
+/// The data path the MongoDB suites run with. The same test files are compiled into two targets each
+/// (`mongodb_flows` and `mongodb_flows_kernel`, …): targets whose name ends in `_kernel` run with
+/// `forwarding = "kernel"`, the others with `"userspace"`, so the suite is parametrized, not copied.
+/// `PUERTA_TEST_FORWARDING` overrides both.
+pub fn forwarding() -> String {
+    if let Ok(forced) = std::env::var("PUERTA_TEST_FORWARDING") {
+        return forced;
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.contains("_kernel-") || name.ends_with("_kernel") {
+        "kernel".into()
+    } else {
+        "userspace".into()
+    }
+}
+
+/// A Puerta MongoDB-mode config; `extra` is appended to the `[mongodb]` section, after the
+/// `forwarding` line of [`forwarding`] (unless `extra` sets it).
 pub fn puerta_config(
     listen: SocketAddr,
     max_connections: usize,
@@ -101,9 +119,14 @@ pub fn puerta_config(
         .map(|b| format!("\"{b}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let forwarding = if extra.contains("forwarding") {
+        String::new()
+    } else {
+        format!("forwarding = \"{}\"\n", forwarding())
+    };
     format!(
         "mode = \"mongodb\"\nlisten_addr = \"{listen}\"\nmax_connections = {max_connections}\n\
-         drain_timeout_sec = 60\n\n[mongodb]\nmongos_endpoints = [{list}]\n{extra}\n"
+         drain_timeout_sec = 60\n\n[mongodb]\nmongos_endpoints = [{list}]\n{forwarding}{extra}\n"
     )
 }
 

@@ -24,7 +24,19 @@ acked = {}          # key -> value acknowledged by SET
 uncertain = set()   # keys whose SET failed: may or may not have been applied
 errors = []
 wrong = []
+vanished = []       # reads that found nothing where an acknowledged value was (lost by a kill)
 ops = [0]
+
+
+def check(what, got, expected):
+    """A different value is always wrong; nothing at all is data lost by the cluster (a kill)."""
+    if got == expected.encode():
+        return
+    with lock:
+        if got is None:
+            vanished.append(what)
+        else:
+            wrong.append(f"{what}: {got!r} != {expected!r}")
 
 
 def client(cid):
@@ -48,24 +60,18 @@ def client(cid):
             continue
         try:
             got = r.get(key)
-            if got != value.encode():
-                with lock:
-                    wrong.append(f"GET {key}: {got!r} != {value!r}")
+            check(f"GET {key}", got, value)
             old = random.choice(mine)
             with lock:
                 old_value = acked[old]
-            got = r.get(old)
-            if got != old_value.encode():
-                with lock:
-                    wrong.append(f"GET old {old}: {got!r} != {old_value!r}")
+            check(f"GET old {old}", r.get(old), old_value)
             if len(mine) >= 5 and i % 10 == 0:
                 sample = random.sample(mine, 5)
                 got = r.mget(sample)
                 with lock:
                     exp = [acked[k].encode() for k in sample]
-                if got != exp:
-                    with lock:
-                        wrong.append(f"MGET {sample}: {got!r} != {exp!r}")
+                for k, g, e in zip(sample, got, exp):
+                    check(f"MGET {k}", g, e.decode())
         except Exception as e:  # noqa: BLE001
             with lock:
                 errors.append(f"read {key}: {type(e).__name__}: {e}")
@@ -103,13 +109,13 @@ for start in range(0, len(keys), 500):
 
 summary = {
     "acked": len(acked), "ops": ops[0], "errors": len(errors), "wrong": len(wrong),
-    "missing": len(missing), "uncertain": len(uncertain),
+    "missing": len(missing), "vanished": len(vanished), "uncertain": len(uncertain),
     "first_errors": errors[:5], "first_wrong": wrong[:5], "first_missing": missing[:5],
 }
 print(json.dumps(summary), flush=True)
 ok = not wrong and len(acked) > 0
 if mode == "strict":
-    ok = ok and not errors and not missing
+    ok = ok and not errors and not missing and not vanished
 if ok:
     print("WORKLOAD OK")
 sys.exit(0 if ok else 1)

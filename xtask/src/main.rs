@@ -1,4 +1,14 @@
-//! Developer commands: `cargo xtask <command>`.
+//! Developer commands: `cargo xtask <command>`. Each command lives in its own module; this file only
+//! parses the command line and dispatches.
+
+mod bench;
+mod cmd;
+mod demo;
+mod interrupt;
+mod paths;
+mod setup;
+mod stack;
+mod test;
 
 mod build_ebpf;
 
@@ -12,6 +22,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install whatever is missing (apt packages, rust-src, bpf-linker, bpffs, Python venv).
+    Setup,
+    /// Set up, build, start local backends and Puerta, run a short workload, stay up until Ctrl-C.
+    Demo {
+        #[arg(value_enum, default_value_t = demo::Mode::Mongodb)]
+        mode: demo::Mode,
+    },
+    /// The whole suite: setup, release build, fmt, clippy, tests, quick benchmark.
+    Test,
+    /// End-to-end benchmarks against peers on loopback; tables on stdout, JSON under target/bench/.
+    Bench {
+        #[arg(value_enum, default_value_t = bench::Suite::All)]
+        suite: bench::Suite,
+        /// Small sizes; finishes in under two minutes (what `cargo xtask test` runs).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build the eBPF object (and the daemon that embeds it).
     BuildEbpf {
         #[arg(long)]
@@ -20,7 +47,15 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    interrupt::install()?;
     match Cli::parse().command {
+        Command::Setup => setup::run_setup(),
+        Command::Demo { mode } => demo::run(mode),
+        Command::Test => test::run_all(),
+        Command::Bench { suite, quick } => {
+            setup::run_setup()?;
+            bench::run(suite, quick)
+        }
         Command::BuildEbpf { release } => build_ebpf::run(release),
     }
 }

@@ -1,19 +1,22 @@
 //! The kernel data path behind the [`Forwarder`](super::Forwarder) seam: both sockets go into the
-//! sockmap and payload never reaches userspace. A pair whose client closed before it could be
-//! inserted (the kernel refuses non-established sockets) finishes in userspace instead, so nothing
-//! already queued is lost.
+//! sockmap and payload never reaches userspace. A pair that cannot be inserted — a client that closed
+//! first (the kernel refuses non-established sockets) or full maps — finishes in userspace instead, so
+//! nothing already queued is lost and no client is dropped.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
 use super::{FlowBytes, UserspaceForwarder};
 use crate::kernel::{KernelPath, SpliceError};
+use crate::log_throttle::LogThrottle;
 
-#[derive(Clone)]
 pub struct KernelForwarder {
     kernel: KernelPath,
     fallback: UserspaceForwarder,
+    /// Map-full fallbacks can come in bursts: one line per period.
+    not_spliced_log: LogThrottle,
 }
 
 impl std::fmt::Debug for KernelForwarder {
@@ -29,6 +32,7 @@ impl KernelForwarder {
         KernelForwarder {
             kernel,
             fallback: UserspaceForwarder::default(),
+            not_spliced_log: LogThrottle::new(Duration::from_secs(1)),
         }
     }
 
@@ -51,8 +55,22 @@ impl KernelForwarder {
                 client_to_backend: spliced.client_to_backend,
                 backend_to_client: spliced.backend_to_client,
             }),
-            Err(SpliceError::NotEstablished { client, backend }) => {
-                tracing::debug!("socket closed before splicing; finishing the flow in userspace");
+            Err(SpliceError::NotSpliced {
+                client,
+                backend,
+                closed,
+                reason,
+            }) => {
+                if closed {
+                    tracing::debug!(
+                        "socket closed before splicing; finishing the flow in userspace"
+                    );
+                } else if let Some(n) = self.not_spliced_log.hit(Instant::now()) {
+                    tracing::warn!(
+                        flows = n,
+                        "cannot splice ({reason}); forwarding in userspace"
+                    );
+                }
                 self.fallback.forward(client, backend).await
             }
             Err(SpliceError::Io(e)) => Err(e),

@@ -6,11 +6,11 @@ pub enum KernelError {
     #[error("eBPF object not built into this binary (bpf-linker or nightly rust-src missing at build time; see `cargo xtask build-ebpf`)")]
     NotBuilt,
     #[error("cannot load the eBPF program: {0} (needs CAP_BPF + CAP_NET_ADMIN, or root, and a kernel with sockmap)")]
-    Load(#[from] aya::EbpfError),
+    Load(String),
     #[error("cannot load/attach the stream verdict program: {0} (needs CAP_BPF + CAP_NET_ADMIN)")]
-    Program(#[from] aya::programs::ProgramError),
+    Program(String),
     #[error("eBPF map error: {0}")]
-    Map(#[from] aya::maps::MapError),
+    Map(String),
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
     #[error("program {0} missing from the eBPF object")]
@@ -31,4 +31,23 @@ pub enum KernelError {
     Pin { path: PathBuf, reason: String },
     #[error("close watcher: {0}")]
     Watcher(std::io::Error),
+}
+
+// aya keeps the errno in `source()`; flatten the chain so the one log line carries it.
+impl From<aya::EbpfError> for KernelError {
+    fn from(e: aya::EbpfError) -> Self {
+        KernelError::Load(super::pins::error_chain(&e))
+    }
+}
+
+impl From<aya::programs::ProgramError> for KernelError {
+    fn from(e: aya::programs::ProgramError) -> Self {
+        KernelError::Program(super::pins::error_chain(&e))
+    }
+}
+
+impl From<aya::maps::MapError> for KernelError {
+    fn from(e: aya::maps::MapError) -> Self {
+        KernelError::Map(super::pins::error_chain(&e))
+    }
 }

@@ -34,6 +34,7 @@ pub(super) struct Inner {
     pin_dir: PathBuf,
     // Field order matters for drop: pins go before the program and maps they refer to.
     pins: Mutex<Option<Pins>>,
+    finished: std::sync::atomic::AtomicBool,
     _ebpf: Mutex<Ebpf>,
 }
 
@@ -60,6 +61,8 @@ impl KernelPath {
         pins.pin(affinity.map(), pin_dir, "affinity")?;
         pins.pin(backends.map(), pin_dir, "backends")?;
         pins.pin(counters.map(), pin_dir, "counters")?;
+        pins.pin(peers.map(), pin_dir, "peers")?;
+        pins.pin(socks.map(), pin_dir, "socks")?;
         let maps = Maps {
             socks: Mutex::new(socks),
             peers: Mutex::new(peers),
@@ -75,6 +78,7 @@ impl KernelPath {
             total: AtomicU64::new(0),
             pin_dir: pin_dir.to_path_buf(),
             pins: Mutex::new(Some(pins)),
+            finished: std::sync::atomic::AtomicBool::new(false),
             _ebpf: Mutex::new(ebpf),
         });
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&inner));
@@ -154,29 +158,44 @@ static ACTIVE: Mutex<Option<Weak<Inner>>> = Mutex::new(None);
 /// logged separately and stays 0 for spliced flows) and removes the pins. Later drops are no-ops.
 pub fn finish_active() {
     let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let Some(inner) = active.and_then(|weak| weak.upgrade()) else {
-        return;
-    };
-    let maps = &inner.maps;
-    let (sockets, peers, affinity) = (
-        maps.socket_count(),
-        maps.peer_count(),
-        maps.affinity_count(),
-    );
-    match maps.counters() {
-        Ok(c) => tracing::info!(
-            pairs = inner.total.load(Ordering::Relaxed),
-            live_pairs = inner.live.load(Ordering::Relaxed),
-            kernel_bytes_client_to_backend = c.redirected_client_to_backend.bytes,
-            kernel_bytes_backend_to_client = c.redirected_backend_to_client.bytes,
-            kernel_passed_bytes = c.passed.bytes,
-            kernel_empty_dropped = c.empty_dropped.packets,
-            sockhash_entries = sockets,
-            peer_entries = peers,
-            affinity_entries = affinity,
-            "kernel path totals"
-        ),
-        Err(e) => tracing::warn!("cannot read kernel counters: {e}"),
+    if let Some(inner) = active.and_then(|weak| weak.upgrade()) {
+        inner.finish();
     }
-    drop(inner.pins.lock().unwrap_or_else(|e| e.into_inner()).take());
+}
+
+impl Inner {
+    fn finish(&self) {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let maps = &self.maps;
+        let (sockets, peers, affinity) = (
+            maps.socket_count(),
+            maps.peer_count(),
+            maps.affinity_count(),
+        );
+        match maps.counters() {
+            Ok(c) => tracing::info!(
+                pairs = self.total.load(Ordering::Relaxed),
+                live_pairs = self.live.load(Ordering::Relaxed),
+                kernel_bytes_client_to_backend = c.redirected_client_to_backend.bytes,
+                kernel_bytes_backend_to_client = c.redirected_backend_to_client.bytes,
+                kernel_passed_bytes = c.passed.bytes,
+                kernel_empty_dropped = c.empty_dropped.packets,
+                sockhash_entries = sockets,
+                peer_entries = peers,
+                affinity_entries = affinity,
+                "kernel path totals"
+            ),
+            Err(e) => tracing::warn!("cannot read kernel counters: {e}"),
+        }
+        drop(self.pins.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// The last flow may release the path before the app's shutdown report runs.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }

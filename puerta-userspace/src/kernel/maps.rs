@@ -161,3 +161,40 @@ pub fn monotonic_ns() -> u64 {
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_key_is_family_and_first_four_bytes() {
+        let key = affinity_key("127.0.0.1".parse().expect("ip"));
+        assert_eq!(key.family, AF_INET);
+        assert_eq!(key.addr[..4], [127, 0, 0, 1]);
+        assert!(key.addr[4..].iter().all(|b| *b == 0));
+        assert_eq!(key._pad, [0, 0]);
+    }
+
+    #[test]
+    fn ipv6_key_uses_all_sixteen_bytes() {
+        let key = affinity_key("::1".parse().expect("ip"));
+        assert_eq!(key.family, AF_INET6);
+        assert_eq!(key.addr[15], 1);
+    }
+
+    #[test]
+    fn equal_addresses_give_byte_identical_keys() {
+        // The kernel hashes keys byte for byte: padding must never differ.
+        let a = affinity_key("10.1.2.3".parse().expect("ip"));
+        let b = affinity_key("10.1.2.3".parse().expect("ip"));
+        // SAFETY: AffinityKey is repr(C) plain data of known size.
+        let bytes = |k: &AffinityKey| unsafe {
+            std::slice::from_raw_parts(
+                (k as *const AffinityKey).cast::<u8>(),
+                size_of::<AffinityKey>(),
+            )
+            .to_vec()
+        };
+        assert_eq!(bytes(&a), bytes(&b));
+    }
+}

@@ -3,6 +3,7 @@
 //! FIN/RST and tears pairs down (see docs/kernel.md).
 
 mod error;
+mod inspect;
 mod loader;
 mod maps;
 mod mirror;
@@ -13,6 +14,7 @@ mod splice;
 mod watcher;
 
 pub use error::KernelError;
+pub use inspect::{pinned_counts, PinnedCounts};
 pub use loader::{finish_active, KernelPath};
 pub use maps::{affinity_key, monotonic_ns, CounterTotals};
 pub use mirror::KernelAffinityMirror;

@@ -18,10 +18,11 @@ use tokio::sync::Notify;
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
 
-/// How long a FIN may wait for the peer to take queued bytes before the pair is aborted instead.
+/// How long a FIN may wait without the peer taking any more queued bytes before the pair is aborted.
 const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);
-/// Safety net against a missed edge: states are re-checked at least this often.
-const RECHECK: Duration = Duration::from_secs(1);
+/// Safety net against a missed edge (epoll reports RDHUP/HUP/ERR reliably, so this is rare work even
+/// with 10k idle pairs).
+const RECHECK: Duration = Duration::from_secs(10);
 
 /// What a finished pair moved, counted by TCP itself (userspace never saw the bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,12 +35,15 @@ pub struct Spliced {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpliceError {
-    /// A socket closed before it could enter the sockhash (EOPNOTSUPP). The streams are handed back
-    /// so the caller can finish the flow in userspace without losing what is still queued.
-    #[error("socket no longer established; not spliced")]
-    NotEstablished {
+    /// The pair could not enter the maps: a socket already closed (EOPNOTSUPP, `closed`), or the
+    /// maps are full. Nothing was redirected; the streams are handed back so the caller can finish the
+    /// flow in userspace without losing what is still queued.
+    #[error("not spliced: {reason}")]
+    NotSpliced {
         client: TcpStream,
         backend: TcpStream,
+        closed: bool,
+        reason: String,
     },
     #[error("splice: {0}")]
     Io(#[from] io::Error),
@@ -56,8 +60,10 @@ struct Side {
 }
 
 impl KernelPath {
-    /// Splices `client` and `backend` (both connected, all userspace bytes already written) and
-    /// returns when the pair is finished.
+    /// Splices `client` and `backend` and returns when the pair is finished. Both must be connected,
+    /// everything userspace had to write (PROXY header) must be written, and userspace must not have
+    /// read payload from either socket: the FIN hand-off compares what each socket received with what
+    /// its peer took, counted from the start of the connection.
     pub async fn splice(
         &self,
         client: TcpStream,
@@ -75,10 +81,12 @@ impl KernelPath {
         );
         if let Err(e) = inserted {
             maps.remove_pair(cookies.0, cookies.1);
-            if is_not_established(&e) {
-                return Err(SpliceError::NotEstablished { client, backend });
-            }
-            return Err(io::Error::other(e.to_string()).into());
+            return Err(SpliceError::NotSpliced {
+                client,
+                backend,
+                closed: is_not_established(&e),
+                reason: e.to_string(),
+            });
         }
         self.inner.live.fetch_add(1, Ordering::Relaxed);
         self.inner.total.fetch_add(1, Ordering::Relaxed);
@@ -183,7 +191,8 @@ fn got_fin(state: u8) -> bool {
 
 /// `from` got a FIN: once `to` has taken everything `from` received, shut `to`'s write side.
 async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted> {
-    let started = Instant::now();
+    let mut progress_at = Instant::now();
+    let mut last_taken = 0;
     let mut pause = Duration::from_micros(200);
     loop {
         let arrived = received(from);
@@ -191,7 +200,11 @@ async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted
         if taken >= arrived {
             break;
         }
-        if started.elapsed() > FIN_DRAIN_LIMIT {
+        if taken > last_taken {
+            last_taken = taken;
+            progress_at = Instant::now();
+        }
+        if progress_at.elapsed() > FIN_DRAIN_LIMIT {
             tracing::warn!(
                 arrived,
                 taken,
@@ -234,4 +247,21 @@ fn is_not_established(e: &aya::maps::MapError) -> bool {
     let text = e.to_string();
     matches!(e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EOPNOTSUPP))
         || text.contains("Operation not supported")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_after_a_received_fin() {
+        // ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2: no FIN from the remote yet.
+        for state in 1..=5 {
+            assert!(!got_fin(state), "state {state}");
+        }
+        // TIME_WAIT, CLOSE (orderly), CLOSE_WAIT, LAST_ACK, CLOSING.
+        for state in [6, 7, 8, 9, 11] {
+            assert!(got_fin(state), "state {state}");
+        }
+    }
 }

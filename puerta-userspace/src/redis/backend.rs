@@ -177,6 +177,7 @@ async fn open_unbounded(
             reason: e.to_string(),
         })?;
     let _ = stream.set_nodelay(true);
+    set_keepalive(&stream);
     let mut hello = BytesMut::new();
     let mut expected = 0;
     if let Some(password) = &opts.password {
@@ -223,6 +224,18 @@ async fn open_unbounded(
         }
     }
     Ok((stream, buf))
+}
+
+/// A node that vanishes without closing (power loss, partition) is noticed by TCP keepalive, so the
+/// commands waiting on it fail (and are retried elsewhere) instead of waiting forever.
+fn set_keepalive(stream: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(4);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("cannot enable TCP keepalive: {e}");
+    }
 }
 
 async fn write_loop(
@@ -355,4 +368,81 @@ fn deliver(pending: &Mutex<PendingQueue>, frame: Frame, latency: &metrics::Histo
         let _ = w.tx.send(Ok(frame));
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A fake node that answers every command with an increasing integer, then hangs up after `n`.
+    async fn counting_node(n: usize) -> Arc<str> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let mut answered = 0;
+            while answered < n {
+                while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
+                    answered += 1;
+                    let reply = format!(":{answered}\r\n");
+                    sock.write_all(reply.as_bytes()).await.unwrap();
+                }
+                if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn opts() -> ConnectOptions {
+        ConnectOptions {
+            timeout: Duration::from_secs(5),
+            username: None,
+            password: None,
+            readonly: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_are_matched_in_order_and_grouped() {
+        let addr = counting_node(4).await;
+        let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+        let one = conn.send(wire::command_bytes(&["A"]), 1);
+        let mut two = BytesMut::new();
+        wire::encode_command(&mut two, &["B"]);
+        wire::encode_command(&mut two, &["C"]);
+        let two = conn.send(two.freeze(), 2);
+        let three = conn.send(wire::command_bytes(&["D"]), 1);
+        assert_eq!(one.await.unwrap().unwrap(), Frame::Integer(1));
+        assert_eq!(
+            two.await.unwrap().unwrap(),
+            Frame::Array(vec![Frame::Integer(2), Frame::Integer(3)])
+        );
+        assert_eq!(three.await.unwrap().unwrap(), Frame::Integer(4));
+        // The node hung up: the next request fails instead of hanging, and the handle says so.
+        let err = conn.call(wire::command_bytes(&["E"]), 1).await.unwrap_err();
+        assert!(matches!(
+            err,
+            BackendError::Lost { .. } | BackendError::NotSent { .. }
+        ));
+        assert!(conn.is_closed());
+    }
+
+    #[tokio::test]
+    async fn refused_connect_is_a_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        drop(listener);
+        let err = BackendConn::connect(addr.clone(), &opts())
+            .await
+            .err()
+            .unwrap();
+        assert!(err.never_sent());
+        assert!(err
+            .to_string()
+            .starts_with(&format!("cannot connect to {addr}")));
+    }
 }

@@ -6,38 +6,76 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
+use tokio::sync::oneshot;
+
+use super::backend::{BackendError, ReplyResult};
 use super::cluster::Cluster;
 use super::resp::Frame;
 use super::wire;
 
-/// One command to one node, no redirects (the node is chosen, not the slot).
-pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Frame {
-    let pool = cluster.pool(addr);
-    let conn = match pool.conn(lane).await {
-        Ok(c) => c,
-        Err(e) => return wire::error(format!("ERR Puerta: {e}")),
-    };
-    match conn.call(payload, 1).await {
-        Ok(frame) => frame,
-        Err(e) => wire::error(format!("ERR Puerta: {e}")),
+/// A command already on the wire to one node.
+pub struct Sent {
+    reply: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+}
+
+impl Sent {
+    pub async fn reply(self) -> Frame {
+        let result = match self.reply {
+            Ok(rx) => rx.await.unwrap_or_else(|_| {
+                Err(BackendError::Lost {
+                    addr: "?".into(),
+                    reason: "connection task ended".into(),
+                })
+            }),
+            Err(e) => Err(e),
+        };
+        result.unwrap_or_else(|e| wire::error(format!("ERR Puerta: {e}")))
     }
 }
 
-/// `payload` to every master; answers in master order. Errors if no master is known.
-pub async fn to_masters(
+/// Puts one command on the wire to one node (no redirects: the node is chosen, not the slot).
+pub async fn send_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Sent {
+    let reply = match cluster.pool(addr).conn(lane).await {
+        Ok(conn) => Ok(conn.send(payload, 1)),
+        Err(e) => Err(e),
+    };
+    Sent { reply }
+}
+
+pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Frame {
+    send_node(cluster, addr, payload, lane).await.reply().await
+}
+
+/// Puts `payload` on the wire to every master, in master order. Errors if no master is known.
+pub async fn send_masters(
     cluster: &Cluster,
     payload: Bytes,
     lane: usize,
-) -> Result<Vec<Frame>, Frame> {
+) -> Result<Vec<Sent>, Frame> {
     let masters = cluster.masters();
     if masters.is_empty() {
         cluster.request_refresh();
         return Err(wire::error("CLUSTERDOWN Puerta knows no cluster node yet"));
     }
-    let calls = masters
-        .iter()
-        .map(|addr| call_node(cluster, addr, payload.clone(), lane));
-    Ok(join_all(calls).await)
+    let mut sent = Vec::with_capacity(masters.len());
+    for addr in &masters {
+        sent.push(send_node(cluster, addr, payload.clone(), lane).await);
+    }
+    Ok(sent)
+}
+
+/// The answers of [`send_masters`], in master order.
+pub async fn replies(sent: Vec<Sent>) -> Vec<Frame> {
+    join_all(sent.into_iter().map(Sent::reply)).await
+}
+
+/// `payload` to every master; answers in master order.
+pub async fn to_masters(
+    cluster: &Cluster,
+    payload: Bytes,
+    lane: usize,
+) -> Result<Vec<Frame>, Frame> {
+    Ok(replies(send_masters(cluster, payload, lane).await?).await)
 }
 
 /// The first error among `replies`, if any.

@@ -138,3 +138,63 @@ impl Command {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(words: &[&str]) -> Command {
+        Command::new(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn slots_follow_keys_and_hash_tags() {
+        assert_eq!(cmd(&["get", "foo"]).slot().unwrap(), Some(12182));
+        assert_eq!(cmd(&["PING"]).slot().unwrap(), None);
+        assert_eq!(
+            cmd(&["SUNIONSTORE", "{u}d", "{u}a", "{u}b"])
+                .slot()
+                .unwrap(),
+            Some(key_slot(b"u"))
+        );
+        let Err(Frame::Error(e)) = cmd(&["SUNIONSTORE", "d", "a", "b"]).slot() else {
+            panic!("expected CROSSSLOT");
+        };
+        assert!(e.starts_with(b"CROSSSLOT"));
+        // EVAL with numkeys 0 has no slot; with keys it has theirs.
+        assert_eq!(cmd(&["EVAL", "return 1", "0"]).slot().unwrap(), None);
+        assert_eq!(
+            cmd(&["EVAL", "s", "1", "foo", "arg"]).slot().unwrap(),
+            Some(12182)
+        );
+    }
+
+    #[test]
+    fn arity_blocking_and_readonly() {
+        assert!(cmd(&["GET"]).check_arity().is_err());
+        assert!(cmd(&["GET", "a"]).check_arity().is_ok());
+        assert!(cmd(&["GET", "a"]).readonly());
+        assert!(!cmd(&["SET", "a", "b"]).readonly());
+        assert!(cmd(&["BLPOP", "a", "0"]).blocking());
+        assert!(!cmd(&["XREAD", "STREAMS", "s", "0"]).blocking());
+        assert!(cmd(&["XREAD", "BLOCK", "0", "STREAMS", "s", "0"]).blocking());
+    }
+
+    #[test]
+    fn frames_become_commands() {
+        let frame = Frame::Array(vec![
+            Frame::Bulk(Bytes::from_static(b"get")),
+            Frame::Bulk(Bytes::from_static(b"k")),
+        ]);
+        let c = Command::from_frame(frame).unwrap().unwrap();
+        assert_eq!(c.name, "GET");
+        assert!(Command::from_frame(Frame::Array(vec![])).unwrap().is_none());
+        assert!(Command::from_frame(Frame::Array(vec![Frame::Integer(1)])).is_err());
+        assert_eq!(&c.payload()[..], b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n");
+    }
+}

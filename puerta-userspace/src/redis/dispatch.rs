@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use futures_util::future::{join_all, BoxFuture};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::auth;
-use super::broadcast::{self, to_masters};
+use super::broadcast;
 use super::cluster::Cluster;
 use super::command::Command;
 use super::commands::flag;
 use super::info;
 use super::local;
 use super::multikey;
+use super::order::SlotOrder;
 use super::resp::Frame;
 use super::router::{self, Route};
 use super::scan;
@@ -39,11 +40,13 @@ pub struct ClientState {
     pub name: Option<bytes::Bytes>,
     pub authed: bool,
     pub txn: Transaction,
+    pub order: SlotOrder,
 }
 
 impl ClientState {
-    pub fn new(id: u64, cluster: &Cluster) -> ClientState {
+    pub fn new(id: u64, cluster: &Cluster, completed: watch::Receiver<u64>) -> ClientState {
         ClientState {
+            order: SlotOrder::new(completed),
             id,
             lane: id as usize,
             name: None,
@@ -73,38 +76,40 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         return Reply::Ready(e);
     }
     if transactional {
-        return state.txn.handle(cluster, &cmd, state.lane).await;
+        return state
+            .txn
+            .handle(cluster, &cmd, state.lane, &mut state.order)
+            .await;
     }
     let lane = state.lane;
     let Some(spec) = cmd.spec else {
-        return Reply::Ready(wire::error(format!(
-            "ERR unknown command '{}' (Puerta routes only commands whose keys it knows)",
-            wire::text(&cmd.args[0])
-        )));
+        return Reply::Ready(super::commands::unknown_command(&cmd.args));
     };
     let cluster = cluster.clone();
     match cmd.name.as_str() {
         "SCAN" => later(scan::scan(cluster, cmd, lane)),
         "INFO" => later(info::info(cluster, cmd.arg_upper(1), lane)),
-        "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)),
-        "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays),
+        "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)).await,
+        "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays).await,
         "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
             Reply::Ready(super::pubsub::unsubscribed_reply(&cmd))
         }
         "RESET" => {
-            *state = ClientState::new(state.id, &cluster);
+            state.name = None;
+            state.authed = !auth::required(&cluster.config);
+            state.txn = Transaction::default();
             Reply::Ready(wire::simple("RESET"))
         }
         _ if spec.has(flag::UNSUPPORTED) => Reply::Ready(wire::error(format!(
             "ERR Puerta: '{}' is not supported through the proxy",
             cmd.name.to_lowercase()
         ))),
-        _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok),
+        _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok).await,
         // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
         _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
-            routed(&cluster, cmd.keyless_route(), lane).await
+            routed(&cluster, &mut state.order, cmd.keyless_route(), lane).await
         }
-        _ => keyed(&cluster, cmd, lane).await,
+        _ => keyed(&cluster, &mut state.order, cmd, lane).await,
     }
 }
 
@@ -112,35 +117,50 @@ fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> Repl
     Reply::Later(Box::pin(fut))
 }
 
-fn fan_out(
+/// Sent to every master now (so that later commands cannot overtake it), merged when all answered.
+async fn fan_out(
     cluster: Arc<Cluster>,
     cmd: Command,
     lane: usize,
     merge: fn(Vec<Frame>) -> Frame,
 ) -> Reply {
-    later(async move {
-        match to_masters(&cluster, cmd.payload(), lane).await {
-            Ok(replies) => merge(replies),
-            Err(e) => e,
-        }
-    })
+    match broadcast::send_masters(&cluster, cmd.payload(), lane).await {
+        Ok(sent) => later(async move { merge(broadcast::replies(sent).await) }),
+        Err(e) => Reply::Ready(e),
+    }
 }
 
-async fn routed(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Reply {
-    match router::send(cluster, route, lane).await {
+async fn routed(cluster: &Arc<Cluster>, order: &mut SlotOrder, route: Route, lane: usize) -> Reply {
+    match send_in_order(cluster, order, route, lane).await {
         Ok(inflight) => later(inflight.finish()),
         Err(e) => Reply::Ready(e),
     }
 }
 
-async fn keyed(cluster: &Arc<Cluster>, cmd: Command, lane: usize) -> Reply {
+/// Sends `route`, first letting this client's earlier commands for its slot finish if the slot's node
+/// changed under them (see `order`). Replica reads are not ordered against writes anyway.
+async fn send_in_order(
+    cluster: &Arc<Cluster>,
+    order: &mut SlotOrder,
+    route: Route,
+    lane: usize,
+) -> Result<router::InFlight, Frame> {
+    let addr = router::target(cluster, &route)?;
+    let replica_read = route.readonly && cluster.config.read_from_replicas;
+    if let (Some(slot), false) = (route.slot, replica_read) {
+        order.before_send(slot, &addr).await;
+    }
+    Ok(router::send_to(cluster, route, lane, addr).await)
+}
+
+async fn keyed(cluster: &Arc<Cluster>, order: &mut SlotOrder, cmd: Command, lane: usize) -> Reply {
     let split = match multikey::split(&cmd) {
         Ok(split) => split,
         Err(e) => return Reply::Ready(e),
     };
     let Some(split) = split else {
         return match cmd.route() {
-            Ok(route) => routed(cluster, route, lane).await,
+            Ok(route) => routed(cluster, order, route, lane).await,
             Err(e) => Reply::Ready(e),
         };
     };
@@ -153,7 +173,7 @@ async fn keyed(cluster: &Arc<Cluster>, cmd: Command, lane: usize) -> Reply {
             readonly,
             dedicated: false,
         };
-        match router::send(cluster, route, lane).await {
+        match send_in_order(cluster, order, route, lane).await {
             Ok(f) => inflight.push(f),
             Err(e) => return Reply::Ready(e),
         }

@@ -49,6 +49,7 @@ fn proxy_section(cluster: &Cluster, out: &mut String) {
         ("rejected_connections", Stats::get(&s.clients_rejected)),
         ("total_commands_processed", Stats::get(&s.commands)),
         ("cluster_masters", cluster.masters().len() as u64),
+        ("cluster_replicas", cluster.replica_count() as u64),
         ("cluster_slots_covered", cluster.covered_slots() as u64),
         (
             "backend_connections",

@@ -16,6 +16,7 @@ pub mod info;
 pub mod local;
 pub mod metrics;
 pub mod multikey;
+pub mod order;
 pub mod pool;
 pub mod pubsub;
 pub mod redirect;

@@ -115,3 +115,92 @@ fn merge_values(split: &Split, replies: Vec<Frame>) -> Frame {
     }
     Frame::Array(values)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::slots::key_slot;
+
+    fn cmd(words: &[&str]) -> Command {
+        Command::new(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    fn b(s: &str) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn same_slot_is_not_split() {
+        assert!(split(&cmd(&["MGET", "{a}1", "{a}2"])).unwrap().is_none());
+        assert!(split(&cmd(&["GET", "x"])).unwrap().is_none());
+        assert!(split(&cmd(&["SUNION", "a", "b"])).unwrap().is_none());
+    }
+
+    #[test]
+    fn mget_splits_per_slot_and_merges_in_key_order() {
+        // a and c share a hash tag; b is elsewhere.
+        let c = cmd(&["MGET", "{x}a", "{y}b", "{x}c", "{y}d", "{x}a"]);
+        let s = split(&c).unwrap().unwrap();
+        assert_eq!(s.merge, Merge::Values);
+        assert_eq!(s.parts.len(), 2);
+        assert_eq!(s.parts[0].slot, key_slot(b"x"));
+        assert_eq!(s.parts[0].positions, vec![0, 2, 4]);
+        assert_eq!(s.parts[1].positions, vec![1, 3]);
+        assert_eq!(s.parts[1].args.len(), 3);
+        // Replies arrive per part; the client sees its own key order.
+        let replies = vec![
+            Frame::Array(vec![b("A"), Frame::Null, b("A")]),
+            Frame::Array(vec![b("B"), b("D")]),
+        ];
+        assert_eq!(
+            merge(&s, replies),
+            Frame::Array(vec![b("A"), b("B"), Frame::Null, b("D"), b("A")])
+        );
+    }
+
+    #[test]
+    fn mset_keeps_pairs_together() {
+        let c = cmd(&["MSET", "{x}a", "1", "{y}b", "2", "{x}c", "3"]);
+        let s = split(&c).unwrap().unwrap();
+        assert_eq!(s.merge, Merge::AllOk);
+        let words: Vec<Vec<&[u8]>> = s
+            .parts
+            .iter()
+            .map(|p| p.args.iter().map(|a| a.as_ref()).collect())
+            .collect();
+        assert_eq!(words[0], vec![&b"MSET"[..], b"{x}a", b"1", b"{x}c", b"3"]);
+        assert_eq!(words[1], vec![&b"MSET"[..], b"{y}b", b"2"]);
+        assert_eq!(merge(&s, vec![wire::ok(), wire::ok()]), wire::ok());
+    }
+
+    #[test]
+    fn counts_are_summed_and_errors_win() {
+        for name in ["DEL", "UNLINK", "EXISTS", "TOUCH"] {
+            let c = cmd(&[name, "{x}a", "{y}b", "{x}c"]);
+            let s = split(&c).unwrap().unwrap();
+            assert_eq!(s.merge, Merge::Sum);
+            assert_eq!(
+                merge(&s, vec![Frame::Integer(2), Frame::Integer(1)]),
+                Frame::Integer(3)
+            );
+            let err = wire::error("TRYAGAIN x");
+            assert_eq!(merge(&s, vec![Frame::Integer(2), err.clone()]), err);
+        }
+    }
+
+    #[test]
+    fn a_short_mget_reply_is_an_error_not_a_wrong_answer() {
+        let c = cmd(&["MGET", "{x}a", "{y}b", "{x}c"]);
+        let s = split(&c).unwrap().unwrap();
+        let merged = merge(
+            &s,
+            vec![Frame::Array(vec![b("A")]), Frame::Array(vec![b("B")])],
+        );
+        assert!(matches!(merged, Frame::Error(_)));
+    }
+}

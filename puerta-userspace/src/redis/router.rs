@@ -50,13 +50,23 @@ struct Attempt {
 /// Puts `route` on the wire to the node that owns its slot.
 pub async fn send(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Result<InFlight, Frame> {
     let addr = target(cluster, &route)?;
+    Ok(send_to(cluster, route, lane, addr).await)
+}
+
+/// Puts `route` on the wire to `addr` (from [`target`]).
+pub async fn send_to(
+    cluster: &Arc<Cluster>,
+    route: Route,
+    lane: usize,
+    addr: Arc<str>,
+) -> InFlight {
     let attempt = attempt(cluster, &route, lane, addr, false).await;
-    Ok(InFlight {
+    InFlight {
         cluster: cluster.clone(),
         route,
         lane,
         attempt,
-    })
+    }
 }
 
 /// Sends and waits, following redirects.
@@ -67,7 +77,8 @@ pub async fn execute(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Frame
     }
 }
 
-fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
+/// The node `route` goes to now.
+pub fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
     let node = match route.slot {
         Some(slot) => cluster.node_for(slot, route.readonly),
         None => cluster.any_master(),

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
@@ -23,6 +23,8 @@ use super::wire;
 
 /// Commands a client may have in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT: usize = 1024;
+/// How long replies may still be written after the client stopped sending.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Replies are flushed once this much is buffered even if more are ready.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -30,9 +32,10 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(write_replies(write, rx));
+    let (progress, completed) = watch::channel(0u64);
+    let writer = tokio::spawn(write_replies(write, rx, progress));
     let mut reader = Reader {
-        state: ClientState::new(id, &cluster),
+        state: ClientState::new(id, &cluster, completed),
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
@@ -41,7 +44,13 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     };
     reader.run(shutdown).await;
     drop(reader);
-    let _ = writer.await;
+    // Replies already on their way are still delivered (a client may half-close after its last
+    // command), but a reply that never comes (a BLPOP with no timeout for a client that left) must not
+    // hold the session and its dedicated backend connection forever.
+    let mut writer = writer;
+    if tokio::time::timeout(LINGER, &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 struct Reader {
@@ -81,6 +90,9 @@ impl Reader {
                         return;
                     }
                 }
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
             }
             let read = tokio::select! {
                 r = super::idle::read_buf(&mut self.read, &mut self.buf, idle_limit(&self.cluster, &self.pubsub)) => r,
@@ -124,6 +136,7 @@ impl Reader {
         if self.tx.send(reply).await.is_err() || close {
             return Flow::Stop;
         }
+        self.state.order.pushed();
         Flow::Continue
     }
 
@@ -186,7 +199,11 @@ async fn lost(pubsub: &Option<PubSub>) {
     }
 }
 
-async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut rx: mpsc::Receiver<Reply>,
+    progress: watch::Sender<u64>,
+) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(reply) = rx.recv().await {
         if let Reply::Ready(frame) | Reply::Close(frame) = &reply {
@@ -226,6 +243,7 @@ async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>)
                 true
             }
         };
+        progress.send_modify(|done| *done += 1);
         if close {
             let _ = flush(&mut write, &mut out).await;
             let _ = write.shutdown().await;
@@ -238,11 +256,47 @@ async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>)
     let _ = flush(&mut write, &mut out).await;
 }
 
-async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     write.write_all(out).await?;
     out.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::sync::oneshot;
+
+    /// Replies that complete in reverse order still leave in request order, and a ready reply behind a
+    /// slow one is not written before it.
+    #[tokio::test]
+    async fn replies_leave_in_request_order() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(16);
+        let (progress, completed) = watch::channel(0u64);
+        let writer = tokio::spawn(write_replies(server, rx, progress));
+        let mut senders = Vec::new();
+        for _ in 0..5 {
+            let (s, r) = oneshot::channel::<Frame>();
+            senders.push(s);
+            let fut = async move { r.await.unwrap_or(Frame::Null) };
+            tx.send(Reply::Later(Box::pin(fut))).await.unwrap();
+        }
+        tx.send(Reply::Ready(Frame::Integer(99))).await.unwrap();
+        for (i, s) in senders.into_iter().enumerate().rev() {
+            s.send(Frame::Integer(i as i64)).unwrap();
+            tokio::task::yield_now().await;
+        }
+        tx.send(Reply::Close(wire::ok())).await.unwrap();
+        let mut out = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(*completed.borrow(), 7);
+        assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n:99\r\n+OK\r\n");
+    }
 }

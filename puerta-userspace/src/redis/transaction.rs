@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::backend::BackendConn;
+use tokio::sync::oneshot;
+
+use super::backend::{BackendConn, BackendError, ReplyResult};
 use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::Reply;
+use super::order::SlotOrder;
 use super::redirect::{classify, Redirect};
 use super::resp::Frame;
 use super::wire;
@@ -43,6 +46,9 @@ impl Transaction {
                 "ERR Puerta: SUBSCRIBE inside MULTI is not supported",
             ));
         }
+        if cmd.spec.is_none() {
+            return self.fail(super::commands::unknown_command(&cmd.args));
+        }
         if let Err(e) = cmd.check_arity() {
             return self.fail(e);
         }
@@ -54,7 +60,7 @@ impl Transaction {
             match self.slot {
                 Some(bound) if bound != slot => {
                     return self.fail(wire::error(format!(
-                        "CROSSSLOT Puerta: MULTI/EXEC needs all keys in one hash slot; this command's keys are in slot {slot}, the transaction's in slot {bound} (use a {{hash tag}})"
+                        "ERR Puerta: MULTI/EXEC needs all keys in one hash slot (CROSSSLOT); this command's keys are in slot {slot}, the transaction's in slot {bound} (use a {{hash tag}})"
                     )))
                 }
                 _ => self.slot = Some(slot),
@@ -76,7 +82,13 @@ impl Transaction {
     }
 
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
-    pub async fn handle(&mut self, cluster: &Arc<Cluster>, cmd: &Command, lane: usize) -> Reply {
+    pub async fn handle(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        cmd: &Command,
+        lane: usize,
+        order: &mut SlotOrder,
+    ) -> Reply {
         let frame = match cmd.name.as_str() {
             "MULTI" if self.in_multi => wire::error("ERR MULTI calls can not be nested"),
             "MULTI" => {
@@ -92,7 +104,7 @@ impl Transaction {
                 wire::ok()
             }
             "EXEC" if !self.in_multi => wire::error("ERR EXEC without MULTI"),
-            "EXEC" => return self.exec(cluster, lane),
+            "EXEC" => return self.exec(cluster, lane, order).await,
             "WATCH" if self.in_multi => wire::error("ERR WATCH inside MULTI is not allowed"),
             "WATCH" => self.watch(cluster, cmd).await,
             _ => return Reply::Ready(wire::error("ERR Puerta: not a transaction command")),
@@ -100,7 +112,8 @@ impl Transaction {
         Reply::Ready(frame)
     }
 
-    fn exec(&mut self, cluster: &Arc<Cluster>, lane: usize) -> Reply {
+    /// Sends the whole transaction now, so that commands after EXEC cannot overtake it.
+    async fn exec(&mut self, cluster: &Arc<Cluster>, lane: usize, order: &mut SlotOrder) -> Reply {
         let failed = self.failed;
         let queued = std::mem::take(&mut self.queued);
         let slot = self.slot;
@@ -110,12 +123,43 @@ impl Transaction {
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
+        let payload = transaction_payload(&queued);
+        let replies = queued.len() + 2;
+        if let Some(w) = watch {
+            order.before_send(w.slot, w.conn.addr()).await;
+            let rx = w.conn.send(payload, replies);
+            return Reply::Later(Box::pin(async move {
+                let addr = w.conn.addr().clone();
+                let result = received(rx, &addr).await;
+                drop(w);
+                match result {
+                    Ok(frame) => exec_reply(frame, &addr).unwrap_or_else(|e| e),
+                    Err(e) => wire::error(format!("ERR Puerta: {e}")),
+                }
+            }));
+        }
+        let Some(addr) = transaction_node(cluster, slot) else {
+            return Reply::Ready(wire::error(
+                "CLUSTERDOWN Puerta: the transaction's slot is not served by any known node",
+            ));
+        };
+        if let Some(slot) = slot {
+            order.before_send(slot, &addr).await;
+        }
+        let first = match cluster.pool(&addr).conn(lane).await {
+            Ok(conn) => Ok(conn.send(payload.clone(), replies)),
+            Err(e) => Err(e),
+        };
         let cluster = cluster.clone();
         Reply::Later(Box::pin(async move {
-            match watch {
-                Some(w) => exec_on(&w.conn, &queued).await.unwrap_or_else(|e| e),
-                None => exec_routed(&cluster, slot, &queued, lane).await,
-            }
+            let tx = Routed {
+                cluster,
+                slot,
+                payload,
+                replies,
+                lane,
+            };
+            tx.finish(addr, first).await
         }))
     }
 
@@ -128,7 +172,7 @@ impl Transaction {
         if let Some(w) = &self.watch {
             if w.slot != slot {
                 return wire::error(format!(
-                    "CROSSSLOT Puerta: WATCH keys must share one hash slot with the keys already watched (slot {}), got slot {slot}",
+                    "ERR Puerta: WATCH keys must share one hash slot with the keys already watched (slot {}), got slot {slot}",
                     w.slot
                 ));
             }
@@ -166,72 +210,106 @@ async fn call(conn: &BackendConn, payload: Bytes) -> Frame {
         .unwrap_or_else(|e| wire::error(format!("ERR Puerta: {e}")))
 }
 
-/// `MULTI, queued…, EXEC` in one write; the EXEC reply, or the redirect that aborted it.
-async fn exec_on(conn: &BackendConn, queued: &[Bytes]) -> Result<Frame, Frame> {
+fn transaction_payload(queued: &[Bytes]) -> Bytes {
     let mut payload = BytesMut::new();
     wire::encode_command(&mut payload, &[b"MULTI"]);
     for q in queued {
         payload.extend_from_slice(q);
     }
     wire::encode_command(&mut payload, &[b"EXEC"]);
-    let reply = conn
-        .call(payload.freeze(), queued.len() + 2)
-        .await
-        .map_err(|e| wire::error(format!("ERR Puerta: {e}")))?;
+    payload.freeze()
+}
+
+fn transaction_node(cluster: &Cluster, slot: Option<u16>) -> Option<Arc<str>> {
+    let addr = match slot {
+        Some(s) => cluster.node_for(s, false),
+        None => cluster.any_master(),
+    };
+    if addr.is_none() {
+        cluster.request_refresh();
+    }
+    addr
+}
+
+async fn received(rx: oneshot::Receiver<ReplyResult>, addr: &Arc<str>) -> ReplyResult {
+    rx.await.unwrap_or_else(|_| {
+        Err(BackendError::Lost {
+            addr: addr.clone(),
+            reason: "connection task ended".into(),
+        })
+    })
+}
+
+/// The EXEC reply out of `[MULTI reply, queued replies…, EXEC reply]`, or the redirect that aborted
+/// the transaction (a queued command refused with MOVED/ASK means nothing ran).
+fn exec_reply(reply: Frame, addr: &str) -> Result<Frame, Frame> {
     let Frame::Array(mut replies) = reply else {
         return Err(wire::error("ERR Puerta: unexpected transaction reply"));
     };
     let exec = replies.pop().unwrap_or(Frame::Null);
-    // A queued command refused with MOVED/ASK means the slot is elsewhere: nothing ran.
-    if let Some(redirect) = replies
-        .iter()
-        .skip(1)
-        .find(|r| classify(r, conn.addr()).is_some())
-    {
+    if let Some(redirect) = replies.iter().skip(1).find(|r| classify(r, addr).is_some()) {
         return Err(redirect.clone());
     }
     Ok(exec)
 }
 
-async fn exec_routed(
-    cluster: &Arc<Cluster>,
+/// A transaction without WATCH: may be resent after a redirect, because a redirected transaction
+/// did not run.
+struct Routed {
+    cluster: Arc<Cluster>,
     slot: Option<u16>,
-    queued: &[Bytes],
+    payload: Bytes,
+    replies: usize,
     lane: usize,
-) -> Frame {
-    let mut last = wire::error("ERR Puerta: transaction could not be routed");
-    for attempt in 0..=cluster.config.max_redirects {
-        let addr = match slot {
-            Some(s) => cluster.node_for(s, false),
-            None => cluster.any_master(),
-        };
-        let Some(addr) = addr else {
-            cluster.request_refresh();
-            return wire::error(
-                "CLUSTERDOWN Puerta: the transaction's slot is not served by any known node",
-            );
-        };
-        let conn = match cluster.pool(&addr).conn(lane).await {
-            Ok(c) => c,
-            Err(e) => {
-                cluster.refresh_and_wait(Duration::from_secs(2)).await;
-                last = wire::error(format!("ERR Puerta: {e}"));
-                continue;
-            }
-        };
-        match exec_on(&conn, queued).await {
-            Ok(frame) => return frame,
-            Err(redirect) => {
-                match classify(&redirect, &addr) {
-                    Some(Redirect::Moved { slot, addr }) => cluster.apply_moved(slot, &addr),
-                    Some(_) => {
-                        tokio::time::sleep(Duration::from_millis(20 << attempt.min(4))).await
+}
+
+impl Routed {
+    async fn finish(
+        self,
+        mut addr: Arc<str>,
+        first: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+    ) -> Frame {
+        let cluster = &self.cluster;
+        let mut sent = Some(first);
+        let mut last = wire::error("ERR Puerta: transaction could not be routed");
+        for attempt in 0..=cluster.config.max_redirects {
+            let this = match sent.take() {
+                Some(s) => s,
+                None => {
+                    let Some(next) = transaction_node(cluster, self.slot) else {
+                        return wire::error("CLUSTERDOWN Puerta: the transaction's slot is not served by any known node");
+                    };
+                    addr = next;
+                    match cluster.pool(&addr).conn(self.lane).await {
+                        Ok(conn) => Ok(conn.send(self.payload.clone(), self.replies)),
+                        Err(e) => Err(e),
                     }
-                    None => return redirect,
                 }
-                last = redirect;
+            };
+            let result = match this {
+                Ok(rx) => received(rx, &addr).await,
+                Err(e) => Err(e),
+            };
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(e) if e.never_sent() => {
+                    cluster.refresh_and_wait(Duration::from_secs(2)).await;
+                    last = wire::error(format!("ERR Puerta: {e}"));
+                    continue;
+                }
+                Err(e) => return wire::error(format!("ERR Puerta: {e}")),
+            };
+            let redirect = match exec_reply(reply, &addr) {
+                Ok(exec) => return exec,
+                Err(redirect) => redirect,
+            };
+            match classify(&redirect, &addr) {
+                Some(Redirect::Moved { slot, addr }) => cluster.apply_moved(slot, &addr),
+                Some(_) => tokio::time::sleep(Duration::from_millis(20 << attempt.min(4))).await,
+                None => return redirect,
             }
+            last = redirect;
         }
+        last
     }
-    last
 }

@@ -91,6 +91,10 @@ impl Cluster {
         self.read_map().masters()
     }
 
+    pub fn replica_count(&self) -> usize {
+        self.read_map().replica_count()
+    }
+
     /// A copy of the slot map, for the admin endpoint.
     pub fn slot_map(&self) -> SlotMap {
         self.read_map().clone()

@@ -85,3 +85,88 @@ async fn fetch(cluster: &Cluster, addr: &Arc<str>) -> Result<SlotMap, String> {
         .unwrap_or(addr);
     SlotMap::from_cluster_slots(&reply, host).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, RedisConfig};
+    use crate::redis::resp::{self, Limits};
+    use bytes::BytesMut;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A fake node that answers every CLUSTER SLOTS with "all slots are mine" and counts the queries.
+    async fn fake_node(queries: Arc<AtomicUsize>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let queries = queries.clone();
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::new();
+                    loop {
+                        while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
+                            queries.fetch_add(1, Ordering::SeqCst);
+                            // Slow enough that a burst of triggers lands while one refresh runs.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let reply = format!(
+                                "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n"
+                            );
+                            if sock.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn config(port: u16) -> RedisConfig {
+        RedisConfig {
+            cluster_nodes: vec![Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()],
+            slot_refresh_interval: Duration::from_secs(3600),
+            max_redirects: 5,
+            connection_timeout: Duration::from_secs(5),
+            pool_size: 1,
+            read_from_replicas: false,
+            password: None,
+            users: vec![],
+            backend_username: None,
+            backend_password: None,
+            client_idle_timeout: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_triggers_causes_few_refreshes() {
+        let queries = Arc::new(AtomicUsize::new(0));
+        let port = fake_node(queries.clone()).await;
+        let cluster = Cluster::new(config(port));
+        assert!(refresh_once(&cluster).await);
+        assert_eq!(cluster.covered_slots(), 16384);
+        assert_eq!(cluster.masters().len(), 1);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(cluster.clone(), shutdown.clone()));
+        let before = queries.load(Ordering::SeqCst);
+        for _ in 0..1000 {
+            cluster.request_refresh();
+        }
+        cluster.refresh_and_wait(Duration::from_secs(10)).await;
+        for _ in 0..1000 {
+            cluster.request_refresh();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refreshes = queries.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=4).contains(&refreshes),
+            "2000 triggers caused {refreshes} refreshes"
+        );
+        shutdown.cancel();
+    }
+}

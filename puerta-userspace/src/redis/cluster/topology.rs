@@ -88,6 +88,11 @@ impl SlotMap {
         masters
     }
 
+    /// Distinct replicas.
+    pub fn replica_count(&self) -> usize {
+        self.nodes().len() - self.masters().len()
+    }
+
     /// Every node the map knows, masters first; candidates to ask for the next refresh.
     pub fn nodes(&self) -> Vec<Arc<str>> {
         let mut nodes = self.masters();

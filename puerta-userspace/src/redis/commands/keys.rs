@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::{flag, is_keyword, CommandError, CommandSpec, KeySpec};
+use crate::redis::slots::key_slot;
 
 /// The positions in `args` (`args[0]` = the command name) that are keys, in argument order.
 pub fn key_indices(spec: &CommandSpec, args: &[Bytes]) -> Result<Vec<usize>, CommandError> {
@@ -43,6 +44,23 @@ pub fn for_each_key(
         }
     }
     Ok(())
+}
+
+/// The one slot all keys of this call hash to (`None`: no keys, any node will do), without
+/// allocating; keys in different slots are Redis' CROSSSLOT error. MULTI_KEY_SPLIT commands are
+/// expected to be split per slot before this is asked.
+pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, CommandError> {
+    let mut slot = None;
+    let mut cross = false;
+    for_each_key(spec, args, |i| {
+        let this = key_slot(&args[i]);
+        cross |= slot.is_some_and(|s| s != this);
+        slot = Some(this);
+    })?;
+    if cross {
+        return Err(CommandError::CrossSlot);
+    }
+    Ok(slot)
 }
 
 /// Whether this call will block the connection: BLOCKING commands do, except XREAD/XREADGROUP which

@@ -6,6 +6,7 @@
 
 mod keys;
 mod lookup;
+mod reply;
 mod table;
 
 #[cfg(test)]
@@ -13,8 +14,9 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use keys::{blocks, for_each_key, key_indices};
+pub use keys::{blocks, command_slot, for_each_key, key_indices};
 pub use lookup::lookup;
+pub use reply::unknown_command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandSpec {
@@ -44,6 +46,7 @@ pub mod flag {
     /// (tools such as redis-benchmark ask) and refuse `CONFIG SET` instead of applying it to one node.
     pub const PROXY: u32 = 1 << 5;
     /// Keys may span slots; the proxy splits per slot and merges: MGET MSET DEL UNLINK EXISTS TOUCH.
+    /// For MSET (`Range` with step 2) each key's value is the argument right after it.
     pub const MULTI_KEY_SPLIT: u32 = 1 << 6;
     /// Needs a backend node but has no key; any master will do (RANDOMKEY, TIME, LASTSAVE, LOLWUT,
     /// PUBLISH — cluster-wide by Redis itself —, PUBSUB introspection, which is node-local in a real
@@ -104,6 +107,14 @@ pub enum CommandError {
     UnbalancedStreams(&'static str),
     #[error("ERR syntax error")]
     Syntax,
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+}
+
+impl CommandError {
+    pub fn to_frame(&self) -> crate::redis::resp::Frame {
+        crate::redis::resp::Frame::error(self.to_string())
+    }
 }
 
 impl CommandSpec {

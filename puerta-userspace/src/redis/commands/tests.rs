@@ -174,3 +174,21 @@ fn blocking_calls() {
     assert!(blocking("XREADGROUP GROUP g c BLOCK 0 STREAMS a >"));
     assert!(!blocking("XREADGROUP GROUP BLOCK c STREAMS a >"));
 }
+
+#[test]
+fn command_slot_needs_one_slot() {
+    let slot = |line: &str| {
+        let args = call(line);
+        command_slot(lookup(&args[0]).unwrap(), &args)
+    };
+    let foo = crate::redis::slots::key_slot(b"foo");
+    assert_eq!(slot("GET foo"), Ok(Some(foo)));
+    assert_eq!(slot("PING"), Ok(None));
+    assert_eq!(slot("RENAME {foo}a {foo}b"), Ok(Some(foo)));
+    assert_eq!(slot("RENAME foo bar"), Err(CommandError::CrossSlot));
+    assert_eq!(slot("GET"), Err(CommandError::WrongArity("get")));
+    assert_eq!(
+        CommandError::CrossSlot.to_string(),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+}

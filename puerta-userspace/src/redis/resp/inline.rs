@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::parse::{protocol, show};
+use super::cursor::{protocol, show};
 use super::{Limits, ParseError};
 
 /// One inline command's arguments (empty for a blank line), or `None` until its `\n` has arrived.

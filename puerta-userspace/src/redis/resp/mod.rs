@@ -5,13 +5,16 @@
 //! before waiting for their bytes), then its prefix of the buffer is frozen once and every payload is a
 //! `Bytes` slice of it (zero-copy).
 //!
-//! Known cost: an incomplete frame is re-validated from its start on every call, so a single huge
-//! array trickling in over many reads costs O(elements × reads) header scans. Bulk payloads are
-//! skipped, not scanned, so this only matters for arrays of very many small elements.
+//! The free functions keep no state: an incomplete frame is re-validated from its start on every
+//! call, which costs O(elements × reads) for a huge array trickling in. [`Decoder`] resumes where it
+//! stopped instead; connection loops should use it.
 
+mod build;
+mod check;
+mod cursor;
+mod decode;
 mod encode;
 mod inline;
-mod parse;
 
 #[cfg(test)]
 mod proptests;
@@ -20,6 +23,7 @@ mod tests;
 
 use bytes::{Bytes, BytesMut};
 
+pub use decode::Decoder;
 pub use encode::encode_command;
 
 /// One RESP2 value. Payloads are `Bytes` slices of the read buffer (zero-copy).
@@ -68,18 +72,30 @@ pub enum ParseError {
     },
 }
 
+impl ParseError {
+    /// The reply Redis sends before closing a connection that broke the protocol
+    /// (`-ERR Protocol error: ...`).
+    pub fn to_frame(&self) -> Frame {
+        Frame::error(format!("ERR {self}"))
+    }
+}
+
 /// Parses one client command: a RESP array of bulk strings, or an inline command (`PING\r\n`) which is
 /// returned as an `Array` of `Bulk`s. Consumes the frame's bytes only when it is complete.
 ///
 /// Like Redis, empty commands (`*0\r\n`, `*-1\r\n`, a blank inline line) are consumed and skipped, so a
-/// returned command always has at least one argument.
+/// returned command always has at least one argument. Stricter than Redis, deliberately: a frame
+/// starting with another RESP type byte (`$ + - :`), an inline line with control bytes, a multibulk
+/// count below -1 and a bulk not followed by CRLF are protocol errors (Redis would run them as
+/// garbage commands or skip bytes); the limits are reported as [`ParseError::TooLarge`].
 pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
-    parse::command(buf, limits)
+    decode::command(buf, limits, &mut Default::default())
 }
 
-/// Parses one reply frame (any RESP2 type; no inline form).
+/// Parses one reply frame (any RESP2 type; no inline form). Backend replies can legitimately be larger
+/// than what a client may send (LRANGE of a big list): callers may pass looser limits here.
 pub fn parse_reply(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
-    Ok(parse::reply(buf, limits)?.map(|(frame, _raw)| frame))
+    Ok(parse_reply_raw(buf, limits)?.map(|(frame, _raw)| frame))
 }
 
 /// Like [`parse_reply`], also returning the frame's exact wire bytes, so a proxy can pass a reply
@@ -88,7 +104,7 @@ pub fn parse_reply_raw(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<(Frame, Bytes)>, ParseError> {
-    parse::reply(buf, limits)
+    decode::reply(buf, limits, &mut Default::default())
 }
 
 impl Frame {

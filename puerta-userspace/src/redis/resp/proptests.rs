@@ -36,6 +36,11 @@ fn command_args() -> impl Strategy<Value = Vec<Bytes>> {
     vec(binary(30), 1..8)
 }
 
+/// Past 16 arguments the build pass re-parses instead of using recorded positions.
+fn long_command_args() -> impl Strategy<Value = Vec<Bytes>> {
+    vec(binary(8), 1..24)
+}
+
 fn encode_all(frames: &[Frame]) -> Vec<u8> {
     let mut out = BytesMut::new();
     for frame in frames {
@@ -60,7 +65,108 @@ fn parse_in_two_reads(parse: Parser, wire: &[u8], cut: usize) -> Result<Vec<Fram
     Ok(frames)
 }
 
+/// Feeds `wire` to one `Decoder` in chunks of the given sizes (cycled), parsing after every read.
+fn decode_in_chunks(
+    wire: &[u8],
+    chunks: &[usize],
+    commands: bool,
+) -> Result<Vec<Frame>, ParseError> {
+    let mut decoder = Decoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut fed = 0;
+    for size in chunks.iter().cycle() {
+        let end = (fed + size).min(wire.len());
+        buf.extend_from_slice(&wire[fed..end]);
+        fed = end;
+        loop {
+            let next = if commands {
+                decoder.command(&mut buf)?
+            } else {
+                decoder.reply(&mut buf)?
+            };
+            match next {
+                Some(frame) => frames.push(frame),
+                None => break,
+            }
+        }
+        if fed == wire.len() {
+            break;
+        }
+    }
+    assert!(buf.is_empty(), "left over: {buf:?}");
+    Ok(frames)
+}
+
+/// The largest bulk, array, nesting and text line in `frame`.
+#[derive(Default)]
+struct Sizes {
+    bulk: usize,
+    array: usize,
+    depth: usize,
+    line: usize,
+}
+
+fn sizes(frame: &Frame, depth: usize, acc: &mut Sizes) {
+    match frame {
+        Frame::Bulk(b) => acc.bulk = acc.bulk.max(b.len()),
+        Frame::Simple(t) | Frame::Error(t) => acc.line = acc.line.max(t.len()),
+        Frame::Array(items) => {
+            acc.array = acc.array.max(items.len());
+            acc.depth = acc.depth.max(depth + 1);
+            items.iter().for_each(|item| sizes(item, depth + 1, acc));
+        }
+        Frame::Integer(_) | Frame::Null | Frame::NullArray => {}
+    }
+}
+
 proptest! {
+    #[test]
+    fn limits_accept_exactly_the_frames_within_them(
+        frame in frame(),
+        bulk in 0usize..40,
+        array in 0usize..8,
+        depth in 0usize..5,
+        line in 0usize..20,
+    ) {
+        let limits = Limits { max_bulk_len: bulk, max_array_len: array, max_depth: depth, max_inline_len: line };
+        let mut actual = Sizes::default();
+        sizes(&frame, 0, &mut actual);
+        let within = actual.bulk <= bulk && actual.array <= array && actual.depth <= depth && actual.line <= line;
+        let wire = encode_all(std::slice::from_ref(&frame));
+        let parsed = parse_reply(&mut BytesMut::from(&wire[..]), &limits);
+        if within {
+            prop_assert_eq!(parsed, Ok(Some(frame)));
+        } else {
+            prop_assert!(matches!(parsed, Err(ParseError::TooLarge { .. })), "{:?}", parsed);
+        }
+    }
+
+    #[test]
+    fn decoder_reads_replies_in_any_chunking(
+        frames in vec(frame(), 1..5),
+        chunks in vec(1usize..16, 1..8),
+    ) {
+        let wire = encode_all(&frames);
+        prop_assert_eq!(decode_in_chunks(&wire, &chunks, false), Ok(frames));
+    }
+
+    #[test]
+    fn decoder_reads_commands_in_any_chunking(
+        commands in vec(long_command_args(), 1..5),
+        chunks in vec(1usize..16, 1..8),
+    ) {
+        let mut wire = BytesMut::new();
+        for args in &commands {
+            encode_command(args, &mut wire);
+        }
+        let expected: Vec<Frame> = commands
+            .iter()
+            .map(|args| Frame::Array(args.iter().cloned().map(Frame::Bulk).collect()))
+            .collect();
+        prop_assert_eq!(decode_in_chunks(&wire, &chunks, true), Ok(expected));
+    }
+
     #[test]
     fn frames_round_trip(frame in frame()) {
         let wire = encode_all(std::slice::from_ref(&frame));

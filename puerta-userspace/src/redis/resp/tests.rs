@@ -222,6 +222,10 @@ fn limits_are_checked_before_waiting_for_the_payload() {
         })
     ));
     assert_eq!(
+        encoded(&ParseError::Protocol("invalid bulk length".into()).to_frame()),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
         ParseError::TooLarge {
             what: "bulk length",
             len: 11,
@@ -305,4 +309,27 @@ fn encoding_helpers() {
     );
     assert_eq!(Frame::Array(vec![Frame::Integer(1)]).into_args(), None);
     assert_eq!(Frame::bulk("x").as_bytes(), Some(&Bytes::from_static(b"x")));
+}
+
+#[test]
+fn decoder_resumes_a_large_array_and_recovers_from_a_reset_buffer() {
+    let frame = Frame::Array((0..1000).map(Frame::Integer).collect());
+    let mut wire = BytesMut::new();
+    frame.encode(&mut wire);
+    let mut decoder = Decoder::new(Limits::default());
+    let mut input = BytesMut::new();
+    let mut parsed = None;
+    for chunk in wire.chunks(7) {
+        input.extend_from_slice(chunk);
+        if let Some(done) = decoder.reply(&mut input).unwrap() {
+            parsed = Some(done);
+        }
+    }
+    assert_eq!(parsed, Some(frame));
+
+    // A caller that drops a partial frame (and its buffer) must not confuse the decoder.
+    let mut partial = buf(b"*3\r\n:1\r\n:2\r\n");
+    assert_eq!(decoder.reply(&mut partial), Ok(None));
+    let mut fresh = buf(b":7\r\n");
+    assert_eq!(decoder.reply(&mut fresh), Ok(Some(Frame::Integer(7))));
 }

@@ -1,0 +1,80 @@
+//! Second pass: walk a frame the check pass accepted, now frozen into `Bytes`, and slice its payloads
+//! out of it. "Incomplete" here would be a bug; it is reported as an error, never a panic.
+
+use bytes::Bytes;
+
+use super::cursor::{protocol, Cursor};
+use super::{Frame, ParseError};
+
+/// A multibulk command of `count` bulk strings.
+pub(super) fn command(raw: &Bytes, count: usize) -> Result<Frame, ParseError> {
+    let mut cur = Cursor::at(raw, 1);
+    complete(cur.number("multibulk length")?)?;
+    // Safe to size from `count`: the check pass saw all `count` elements in the buffer.
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        complete(cur.next_byte())?;
+        args.push(bulk(&mut cur, raw)?);
+    }
+    Ok(Frame::Array(args))
+}
+
+/// A command whose argument positions the check pass recorded: no parsing, only slicing.
+pub(super) fn command_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Frame {
+    Frame::Array(
+        args.iter()
+            .map(|&(start, end)| Frame::Bulk(raw.slice(start..end)))
+            .collect(),
+    )
+}
+
+/// Any reply frame.
+pub(super) fn reply(raw: &Bytes) -> Result<Frame, ParseError> {
+    value(&mut Cursor::at(raw, 0), raw)
+}
+
+fn value(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {
+    match complete(cur.next_byte())? {
+        b'+' => Ok(Frame::Simple(line(cur, raw)?)),
+        b'-' => Ok(Frame::Error(line(cur, raw)?)),
+        b':' => Ok(Frame::Integer(complete(cur.number("integer")?)?)),
+        b'$' => bulk(cur, raw),
+        b'*' => {
+            let len = complete(cur.number("multibulk length")?)?;
+            if len < 0 {
+                return Ok(Frame::NullArray);
+            }
+            // Safe to size from `len`: the check pass saw all elements in the buffer. Depth is
+            // bounded by `Limits::max_depth`, so is this recursion.
+            let mut items = Vec::with_capacity(len as usize);
+            for _ in 0..len {
+                items.push(value(cur, raw)?);
+            }
+            Ok(Frame::Array(items))
+        }
+        _ => Err(changed()),
+    }
+}
+
+fn bulk(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {
+    let len = complete(cur.number("bulk length")?)?;
+    if len < 0 {
+        return Ok(Frame::Null);
+    }
+    let range = complete(cur.payload(len as usize)?)?;
+    Ok(Frame::Bulk(raw.slice(range)))
+}
+
+fn line(cur: &mut Cursor, raw: &Bytes) -> Result<Bytes, ParseError> {
+    let start = cur.pos;
+    let text = complete(cur.line(usize::MAX, |_| changed())?)?;
+    Ok(raw.slice(start..start + text.len()))
+}
+
+fn complete<T>(value: Option<T>) -> Result<T, ParseError> {
+    value.ok_or_else(changed)
+}
+
+fn changed() -> ParseError {
+    protocol("internal parser error (frame changed between passes)".into())
+}

@@ -1,0 +1,118 @@
+//! Puerta in front of a [`RedisCluster`]: what the Redis-mode integration tests (and the demo) run.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::redis_cluster::RedisCluster;
+use crate::{free_port, loopback, ChildGuard};
+
+/// A cluster with Puerta in front of it.
+pub struct ProxiedCluster {
+    pub cluster: RedisCluster,
+    pub puerta: crate::Puerta,
+}
+
+impl ProxiedCluster {
+    /// 3 masters + 3 replicas and Puerta; `extra` lines go into `[redis]`.
+    pub fn start(extra: &str) -> anyhow::Result<ProxiedCluster> {
+        Self::start_on(loopback(free_port()), extra)
+    }
+
+    /// Like [`ProxiedCluster::start`], with Puerta listening on `listen` (e.g. a fixed demo port).
+    pub fn start_on(listen: SocketAddr, extra: &str) -> anyhow::Result<ProxiedCluster> {
+        let cluster = RedisCluster::start()?;
+        let puerta = crate::Puerta::start(&cluster.puerta_config(listen, extra), listen)?;
+        Ok(ProxiedCluster { cluster, puerta })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.puerta.listen.port()
+    }
+
+    /// Runs `tests/py/<script>` with the proxy's host and port as the first two arguments, then
+    /// `args`; fails with the script's output unless it exits 0.
+    pub fn python(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::python())
+            .arg(crate::py_script(script))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .args(args)
+            .output()
+            .with_context(|| format!("run {script}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!(
+                "{script} failed ({}):\n{text}\npuerta output:\n{}",
+                out.status,
+                self.puerta.process.output()
+            );
+        }
+        Ok(text)
+    }
+
+    /// `redis-cli -p <proxy> args...` (stdout).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.cluster.cli(self.port(), args)
+    }
+}
+
+impl ProxiedCluster {
+    /// Starts `tests/py/redis_workload.py` with `clients` threads; returns once they run. The workload
+    /// stops when `stop_file` exists.
+    pub fn workload(
+        &self,
+        stop_file: &std::path::Path,
+        clients: usize,
+        mode: &str,
+    ) -> anyhow::Result<ChildGuard> {
+        let mut cmd = Command::new(crate::python());
+        cmd.arg(crate::py_script("redis_workload.py"))
+            .arg("127.0.0.1")
+            .arg(self.port().to_string())
+            .arg(stop_file)
+            .arg(clients.to_string())
+            .arg(mode);
+        let child = ChildGuard::spawn("workload", cmd)?;
+        child.wait_for_output("STARTED", Duration::from_secs(60))?;
+        Ok(child)
+    }
+
+    /// Signals the workload to stop and waits for its verdict; its full output on failure.
+    pub fn finish_workload(
+        &self,
+        mut workload: ChildGuard,
+        stop_file: &std::path::Path,
+    ) -> anyhow::Result<String> {
+        std::fs::write(stop_file, b"stop")?;
+        let code = workload.wait_exit(Duration::from_secs(300))?;
+        let output = workload.output();
+        if code != Some(0) || !output.contains("WORKLOAD OK") {
+            bail!(
+                "workload failed ({code:?}):\n{output}\npuerta output (tail):\n{}",
+                tail(&self.puerta.process.output(), 40)
+            );
+        }
+        Ok(output)
+    }
+
+    /// A counter from the `# Proxy` section of the proxy's INFO.
+    pub fn proxy_counter(&self, name: &str) -> anyhow::Result<u64> {
+        let info = self.cli(&["INFO", "proxy"])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in INFO:\n{info}"))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

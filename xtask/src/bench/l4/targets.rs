@@ -1,0 +1,126 @@
+//! The L4 targets side by side: the backend itself, Puerta (kernel and userspace paths) and HAProxy.
+//! A target that cannot start is kept in the list with the reason, so the table shows it as n/a.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::work;
+use crate::bench::short_reason;
+use crate::stack::net::{free_port, loopback, wait_for_port};
+use crate::stack::process::Proc;
+use crate::stack::puerta::Puerta;
+
+pub struct Target {
+    pub name: String,
+    /// Where clients connect, or why this target is not available.
+    pub addr: Result<SocketAddr, String>,
+    /// The proxy process whose CPU and memory we account (None for direct).
+    pub pid: Option<u32>,
+    _keep: Option<Box<dyn std::any::Any>>,
+}
+
+impl Target {
+    pub fn fail(&mut self, reason: String) {
+        eprintln!("    {}: {reason}", self.name);
+        self.addr = Err(reason);
+    }
+}
+
+/// `max_conns`: what a proxy can hold within the descriptor limit it inherits from us.
+pub fn start_all(backend: SocketAddr, dir: &Path, max_conns: usize) -> Vec<Target> {
+    vec![
+        Target {
+            name: "direct to backend".into(),
+            addr: Ok(backend),
+            pid: None,
+            _keep: None,
+        },
+        puerta("puerta kernel path", "kernel", backend, dir),
+        puerta("puerta userspace path", "userspace", backend, dir),
+        haproxy(1, backend, dir, max_conns),
+        haproxy(2, backend, dir, max_conns),
+    ]
+}
+
+fn puerta(name: &str, forwarding: &str, backend: SocketAddr, dir: &Path) -> Target {
+    let started = (|| {
+        let listen = loopback(free_port()?);
+        let config = format!(
+            "mode = \"mongodb\"\nlisten_addr = \"{listen}\"\nmax_connections = 50000\n\
+             drain_timeout_sec = 1\n\n[mongodb]\nmongos_endpoints = [\"{backend}\"]\n\
+             session_affinity_enabled = true\nhealth_check_interval_sec = 2\n\
+             forwarding = \"{forwarding}\"\n"
+        );
+        let file = format!("puerta-{forwarding}");
+        let mut p = Puerta::start(&file, &config, listen, dir)?;
+        wait_until_forwarding(listen, &mut p.proc)?;
+        Ok::<_, anyhow::Error>(p)
+    })();
+    match started {
+        Ok(p) => Target {
+            name: name.into(),
+            addr: Ok(p.listen),
+            pid: Some(p.proc.pid()),
+            _keep: Some(Box::new(p)),
+        },
+        Err(e) => not_available(name, &e),
+    }
+}
+
+fn haproxy(threads: u32, backend: SocketAddr, dir: &Path, max_conns: usize) -> Target {
+    let name = format!("haproxy mode tcp, nbthread {threads}");
+    let started = (|| {
+        let listen = loopback(free_port()?);
+        let config = format!(
+            "global\n    nbthread {threads}\n    maxconn {max_conns}\n\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 5m\n    timeout server 5m\n\n\
+             listen bench\n    bind {listen}\n    server backend {backend}\n"
+        );
+        let cfg = dir.join(format!("haproxy-{threads}.cfg"));
+        std::fs::write(&cfg, config)?;
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db").arg("-f").arg(&cfg);
+        let mut proc = Proc::spawn(&name, cmd, &dir.join(format!("haproxy-{threads}.log")))?;
+        wait_for_port(listen, &mut proc, Duration::from_secs(10))?;
+        wait_until_forwarding(listen, &mut proc)?;
+        Ok::<_, anyhow::Error>((listen, proc))
+    })();
+    match started {
+        Ok((listen, proc)) => Target {
+            name,
+            addr: Ok(listen),
+            pid: Some(proc.pid()),
+            _keep: Some(Box::new(proc)),
+        },
+        Err(e) => not_available(&name, &e),
+    }
+}
+
+/// A proxy may accept before its first health check passed; wait until an echo goes through.
+fn wait_until_forwarding(addr: SocketAddr, proc: &mut Proc) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        crate::interrupt::check()?;
+        proc.ensure_running()?;
+        match work::probe(addr) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                anyhow::bail!("accepts on {addr} but does not forward: {e:#}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+fn not_available(name: &str, error: &anyhow::Error) -> Target {
+    let reason = short_reason(error);
+    eprintln!("    {name}: not available: {reason}");
+    Target {
+        name: name.into(),
+        addr: Err(reason),
+        pid: None,
+        _keep: None,
+    }
+}
