@@ -7,9 +7,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::logging::LogLevel;
+
+/// Waits for the next configuration `on_sighup` publishes; `None` once `stop` fires or the publisher is
+/// gone. Each mode's reload loop is `while let Some(config) = next_config(..).await { apply }`.
+pub async fn next_config(
+    reloads: &mut watch::Receiver<Arc<Config>>,
+    stop: &CancellationToken,
+) -> Option<Arc<Config>> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        changed = reloads.changed() => match changed {
+            Ok(()) => Some(reloads.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+    }
+}
 
 pub async fn on_sighup(
     path: PathBuf,

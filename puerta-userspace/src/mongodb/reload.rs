@@ -80,12 +80,7 @@ pub async fn follow(
     mut reloads: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = reloads.changed() => if changed.is_err() { return },
-        }
-        let config = reloads.borrow_and_update().clone();
+    while let Some(config) = crate::reload::next_config(&mut reloads, &stop).await {
         match &config.mongodb {
             Some(mongo) => apply(&live, mongo, &stop).await,
             None => {

@@ -18,6 +18,17 @@ pub struct Command {
 }
 
 impl Command {
+    /// A command from plain words, for tests.
+    #[cfg(test)]
+    pub(crate) fn from_words(words: &[&str]) -> Command {
+        Command::new(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
     /// A command from a parsed request: an array of bulk strings. `Ok(None)` for an empty array, which
     /// Redis ignores.
     pub fn from_frame(frame: Frame) -> Result<Option<Command>, Frame> {
@@ -144,12 +155,7 @@ mod tests {
     use super::*;
 
     fn cmd(words: &[&str]) -> Command {
-        Command::new(
-            words
-                .iter()
-                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-                .collect(),
-        )
+        Command::from_words(words)
     }
 
     #[test]

@@ -122,12 +122,7 @@ mod tests {
     use crate::redis::slots::key_slot;
 
     fn cmd(words: &[&str]) -> Command {
-        Command::new(
-            words
-                .iter()
-                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-                .collect(),
-        )
+        Command::from_words(words)
     }
 
     fn b(s: &str) -> Frame {
