@@ -4,6 +4,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod fuzz;
 mod interrupt;
 mod paths;
 mod setup;
@@ -29,7 +30,7 @@ enum Command {
         #[arg(value_enum, default_value_t = demo::Mode::Mongodb)]
         mode: demo::Mode,
     },
-    /// The whole suite: setup, release build, fmt, clippy, tests, quick benchmark.
+    /// The whole suite: setup, release build, fmt, clippy, tests, 60 s of each fuzz target, quick benchmark.
     Test,
     /// End-to-end benchmarks against peers on loopback; tables on stdout, JSON under target/bench/.
     Bench {
@@ -38,6 +39,19 @@ enum Command {
         /// Small sizes; finishes in under two minutes (what `cargo xtask test` runs).
         #[arg(long)]
         quick: bool,
+    },
+    /// Run every cargo-fuzz target (or the named ones) for a bounded time; fails on any crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Stop each target after this many executions.
+        #[arg(long)]
+        runs: Option<u64>,
+        /// `address` or `none` (faster; for long runs).
+        #[arg(long, default_value = "address")]
+        sanitizer: String,
+        targets: Vec<String>,
     },
     /// Build the eBPF object (and the daemon that embeds it).
     BuildEbpf {
@@ -55,6 +69,20 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { suite, quick } => {
             setup::run_setup()?;
             bench::run(suite, quick)
+        }
+        Command::Fuzz {
+            seconds,
+            runs,
+            sanitizer,
+            targets,
+        } => {
+            setup::run_setup()?;
+            fuzz::run_all(&fuzz::Options {
+                seconds,
+                runs,
+                sanitizer,
+                targets,
+            })
         }
         Command::BuildEbpf { release } => build_ebpf::run(release),
     }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::cmd::run;
-use crate::{bench, paths, setup};
+use crate::{bench, fuzz, paths, setup};
 
 pub fn run_all() -> anyhow::Result<()> {
     setup::run_setup()?;
@@ -38,6 +38,12 @@ pub fn run_all() -> anyhow::Result<()> {
             .env("PUERTA_BIN", paths::puerta_release())
             .env("PUERTA_PYTHON", paths::python()),
     )?;
+    fuzz::run_all(&fuzz::Options {
+        seconds: 60,
+        runs: None,
+        sanitizer: "address".to_string(),
+        targets: Vec::new(),
+    })?;
     crate::cmd::step("cargo xtask bench --quick (checks the harness, no thresholds)");
     bench::run(bench::Suite::All, true)?;
     eprintln!("==> test: all steps passed");
