@@ -3,7 +3,8 @@
 //! Spliced sockets are taken out of tokio's reactor (which listens for EPOLLIN and would wake on every
 //! skb) and registered in a private epoll instance for `EPOLLRDHUP` only (`EPOLLHUP`/`EPOLLERR` are
 //! always reported). That epoll fd is itself watched by tokio, so one task dispatches close events to
-//! the pairs' `Notify`s.
+//! the pairs' `Notify`s. That task starts with the first watched socket, so the kernel path can be
+//! loaded before the tokio runtime exists (see [`crate::privileges`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,7 +17,8 @@ use tokio::sync::Notify;
 
 pub struct Watcher {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    /// The dispatch task, once a socket was watched.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -33,7 +35,8 @@ pub struct Watch {
 }
 
 impl Watcher {
-    pub fn start() -> io::Result<Watcher> {
+    /// Creates the private epoll instance; needs no runtime.
+    pub fn new() -> io::Result<Watcher> {
         // SAFETY: plain syscall; the result is checked and owned right away.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -46,17 +49,31 @@ impl Watcher {
             next_token: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
         });
-        let dup = shared.epoll.try_clone()?;
+        Ok(Watcher {
+            shared,
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Starts the dispatch task on the current tokio runtime unless it runs already.
+    fn ensure_dispatch(&self) -> io::Result<()> {
+        let mut task = lock(&self.task);
+        if task.is_some() {
+            return Ok(());
+        }
+        let dup = self.shared.epoll.try_clone()?;
         // SAFETY: `dup` is an OwnedFd moved into the AsyncFd, so it stays open and the same for its lifetime.
         let async_fd =
             unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }
                 .map_err(io::Error::from)?;
-        let task = tokio::spawn(dispatch(async_fd, shared.clone()));
-        Ok(Watcher { shared, task })
+        *task = Some(tokio::spawn(dispatch(async_fd, self.shared.clone())));
+        Ok(())
     }
 
-    /// Registers `fd`; `notify` is signalled on every RDHUP/HUP/ERR edge.
+    /// Registers `fd`; `notify` is signalled on every RDHUP/HUP/ERR edge. Must run inside a tokio
+    /// runtime (the first call starts the dispatch task there).
     pub fn watch(&self, fd: RawFd, notify: Arc<Notify>) -> io::Result<Watch> {
+        self.ensure_dispatch()?;
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         lock(&self.shared.waiters).insert(token, notify);
         let mut event = libc::epoll_event {
@@ -87,7 +104,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
     }
 }
 
