@@ -17,8 +17,15 @@ use tokio::sync::Notify;
 
 pub struct Watcher {
     shared: Arc<Shared>,
-    /// The dispatch task, once a socket was watched.
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Mutex<Dispatch>,
+}
+
+/// The dispatch task starts with the first watched socket. The descriptor it registers with tokio is
+/// duplicated up front, so the process's fd count does not change when that happens.
+enum Dispatch {
+    NotStarted(OwnedFd),
+    Running(tokio::task::JoinHandle<()>),
+    Stopped,
 }
 
 struct Shared {
@@ -49,24 +56,35 @@ impl Watcher {
             next_token: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
         });
+        let dup = shared.epoll.try_clone()?;
         Ok(Watcher {
             shared,
-            task: Mutex::new(None),
+            task: Mutex::new(Dispatch::NotStarted(dup)),
         })
     }
 
     /// Starts the dispatch task on the current tokio runtime unless it runs already.
     fn ensure_dispatch(&self) -> io::Result<()> {
         let mut task = lock(&self.task);
-        if task.is_some() {
+        if !matches!(*task, Dispatch::NotStarted(_)) {
             return Ok(());
         }
-        let dup = self.shared.epoll.try_clone()?;
+        let Dispatch::NotStarted(dup) = std::mem::replace(&mut *task, Dispatch::Stopped) else {
+            return Ok(());
+        };
         // SAFETY: `dup` is an OwnedFd moved into the AsyncFd, so it stays open and the same for its lifetime.
-        let async_fd =
-            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?;
-        *task = Some(tokio::spawn(dispatch(async_fd, self.shared.clone())));
+        let registered =
+            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) };
+        let async_fd = match registered {
+            Ok(async_fd) => async_fd,
+            Err(e) => {
+                // Keep the descriptor: the next watched socket tries again.
+                let (dup, error) = e.into_parts();
+                *task = Dispatch::NotStarted(dup);
+                return Err(error);
+            }
+        };
+        *task = Dispatch::Running(tokio::spawn(dispatch(async_fd, self.shared.clone())));
         Ok(())
     }
 
@@ -104,7 +122,9 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
+        if let Dispatch::Running(task) =
+            std::mem::replace(&mut *lock(&self.task), Dispatch::Stopped)
+        {
             task.abort();
         }
     }
