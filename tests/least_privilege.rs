@@ -100,6 +100,33 @@ fn echo(stream: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `puerta` on `config` as `nobody` holding only `caps` (setpriv syntax, `+bpf,+net_admin`),
+/// the way `contrib/puerta.service` does with AmbientCapabilities; the temp dir holds the config.
+fn spawn_as_nobody(caps: &str, config: &str) -> anyhow::Result<(ChildGuard, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let config_path = dir.path().join("puerta.toml");
+    std::fs::write(&config_path, config)?;
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o644))?;
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg(puerta_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "info");
+    Ok((ChildGuard::spawn("puerta-nobody", cmd)?, dir))
+}
+
+/// A port below 1024 that nothing listens on (127.0.0.0/8 only), for the CAP_NET_BIND_SERVICE case.
+fn free_privileged_port() -> anyhow::Result<u16> {
+    (900..1024)
+        .find(|port| std::net::TcpListener::bind(loopback(*port)).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("no free port in 900..1024"))
+}
+
 /// Removes the pin directory even when the test fails (the process is SIGKILLed by ChildGuard).
 struct PinDir(std::path::PathBuf);
 
@@ -127,22 +154,7 @@ fn kernel_path_runs_as_nobody_with_bpf_and_net_admin_only() -> anyhow::Result<()
         "admin_addr = \"{admin}\"\n{}",
         puerta_config(listen, 100, &[echo.address()], &extra)
     );
-    let dir = tempfile::tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let config_path = dir.path().join("puerta.toml");
-    std::fs::write(&config_path, config)?;
-    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o644))?;
-
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(format!("--inh-caps=-all,{CAPS}"))
-        .arg(format!("--ambient-caps=-all,{CAPS}"))
-        .arg(format!("--bounding-set=-all,{CAPS}"))
-        .arg(puerta_bin())
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "info");
-    let puerta = ChildGuard::spawn("puerta-nobody", cmd)?;
+    let (puerta, _dir) = spawn_as_nobody(CAPS, &config)?;
     if let Err(e) = wait_for_port(listen, WAIT) {
         anyhow::bail!("{e}; output:\n{}", puerta.output());
     }
@@ -253,5 +265,43 @@ fn root_drops_every_capability_once_the_kernel_path_is_loaded() -> anyhow::Resul
     );
     let left: Vec<_> = std::fs::read_dir(&pins.0)?.collect();
     assert!(left.is_empty(), "pins left after shutdown: {left:?}");
+    Ok(())
+}
+
+/// CAP_NET_BIND_SERVICE is used for the bind, before the drop: a `nobody` Puerta listens on a port
+/// below 1024 and still ends with nothing. Userspace forwarding and Redis mode drop everything too.
+#[test]
+fn privileged_port_userspace_and_redis_modes_end_with_no_capabilities() -> anyhow::Result<()> {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch to nobody with chosen capabilities");
+        return Ok(());
+    }
+    let backend = EchoBackend::start(Echo::Stream)?;
+    let low = loopback(free_privileged_port()?);
+    let mongo = format!(
+        "admin_addr = \"off\"\n{}",
+        puerta_config(low, 100, &[backend.address()], "forwarding = \"userspace\"")
+    );
+    let (nobody, _dir) = spawn_as_nobody("+net_bind_service", &mongo)?;
+    if let Err(e) = wait_for_port(low, WAIT) {
+        anyhow::bail!("{e}; output:\n{}", nobody.output());
+    }
+    nobody.wait_for_output("dropped=cap_net_bind_service kept=none", WAIT)?;
+    // CAP_NET_BIND_SERVICE is bit 10.
+    assert_no_capabilities(nobody.pid(), "0000000000000400")?;
+    let mut client = TcpStream::connect(low)?;
+    client.set_read_timeout(Some(WAIT))?;
+    echo(&mut client, b"through userspace, without capabilities")?;
+    drop(nobody);
+
+    let listen = loopback(free_port());
+    let redis = format!(
+        "mode = \"redis\"\nlisten_addr = \"{listen}\"\nadmin_addr = \"off\"\n\
+         [redis]\ncluster_nodes = [\"{}\"]\n",
+        loopback(free_port())
+    );
+    let root = Puerta::start(&redis, listen)?;
+    root.process.wait_for_output("kept=none", WAIT)?;
+    assert_no_capabilities(root.process.pid(), NO_CAPS)?;
     Ok(())
 }
