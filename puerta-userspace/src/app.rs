@@ -10,6 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminSlot;
 use crate::config::{Config, Mode};
+use crate::mongodb::DataPath;
+use crate::startup::{AdminListener, Prepared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -46,28 +48,33 @@ pub struct Serve {
     pub admin: AdminSlot,
     /// Validated configurations from SIGHUP reloads; the mode applies what it can change live.
     pub reloads: watch::Receiver<Arc<Config>>,
+    /// MongoDB mode's data path, loaded by [`crate::startup::prepare`] before the runtime started.
+    pub data_path: Option<DataPath>,
 }
 
 /// Runs the configured mode until `shutdown` fires, then waits for flows up to the drain deadline.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let (_no_reloads, reloads) = watch::channel(Arc::new(config.clone()));
-    run_with_reloads(config, shutdown, reloads).await
+    let prepared = crate::startup::prepare(&config)?;
+    run_prepared(config, prepared, shutdown, reloads).await
 }
 
-/// [`run`], also applying every configuration published on `reloads` (see `main`'s SIGHUP handler).
-pub async fn run_with_reloads(
+/// [`run`] with the privileged steps already done by [`crate::startup::prepare`] (`main` drops
+/// capabilities in between), also applying every configuration published on `reloads` (see `main`'s
+/// SIGHUP handler).
+pub async fn run_prepared(
     config: Config,
+    prepared: Prepared,
     shutdown: CancellationToken,
     reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), AppError> {
     let addr = config.listen_addr;
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = TcpListener::from_std(prepared.listener)
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, mode = ?config.mode, "listening");
     let drain_timeout = config.drain_timeout;
     let serve_mode = config.mode;
-    let admin = start_admin(config.admin_addr, shutdown.clone());
+    let admin = start_admin(prepared.admin, shutdown.clone());
     let flows = TaskTracker::new();
     let serve = Serve {
         config: Arc::new(config),
@@ -76,6 +83,7 @@ pub async fn run_with_reloads(
         flows: flows.clone(),
         admin,
         reloads,
+        data_path: prepared.data_path,
     };
     match serve.config.mode {
         Mode::Mongodb => crate::mongodb::serve(serve).await?,
@@ -107,11 +115,18 @@ pub async fn run_with_reloads(
 
 /// Starts the admin listener in the background. It is an operator aid, not part of the data path: if it
 /// cannot start, the proxy still serves and the log says why.
-fn start_admin(addr: Option<std::net::SocketAddr>, shutdown: CancellationToken) -> AdminSlot {
+fn start_admin(listener: AdminListener, shutdown: CancellationToken) -> AdminSlot {
     let slot = AdminSlot::default();
-    let Some(addr) = addr else {
-        tracing::info!("admin endpoints disabled (admin_addr = \"off\")");
-        return slot;
+    let listener = match listener {
+        AdminListener::Off => {
+            tracing::info!("admin endpoints disabled (admin_addr = \"off\")");
+            return slot;
+        }
+        AdminListener::Failed { addr, error } => {
+            tracing::error!(%addr, "admin endpoints unavailable: {error}");
+            return slot;
+        }
+        AdminListener::Bound(listener) => listener,
     };
     let prometheus = match crate::admin::install_recorder() {
         Ok(handle) => handle,
@@ -122,8 +137,8 @@ fn start_admin(addr: Option<std::net::SocketAddr>, shutdown: CancellationToken) 
     };
     let served = slot.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(addr, served, prometheus, shutdown).await {
-            tracing::error!(%addr, "admin endpoints unavailable: {e}");
+        if let Err(e) = crate::admin::serve(listener, served, prometheus, shutdown).await {
+            tracing::error!("admin endpoints unavailable: {e}");
         }
     });
     slot

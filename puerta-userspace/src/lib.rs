@@ -15,6 +15,8 @@ pub mod limits;
 pub mod log_throttle;
 pub mod logging;
 pub mod mongodb;
+pub mod privileges;
 pub mod proxy_protocol;
 pub mod redis;
 pub mod reload;
+pub mod startup;

@@ -79,6 +79,11 @@ fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow:
         Ok(n) => tracing::info!(nofile = n, "file descriptor limit"),
         Err(e) => tracing::warn!("cannot raise RLIMIT_NOFILE: {e}"),
     }
+    // Everything that may need a capability happens here, on the only thread; then they all go, before
+    // the runtime starts the threads that serve clients.
+    let prepared = puerta::startup::prepare(&config)?;
+    let keep = prepared.capabilities_needed_later();
+    puerta::privileges::drop_process(&keep)?.log();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);
@@ -94,7 +99,7 @@ fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow:
             log,
             publish,
         ));
-        puerta::app::run_with_reloads(config, shutdown, reloads).await
+        puerta::app::run_prepared(config, prepared, shutdown, reloads).await
     })?;
     // Flows still running past the drain deadline are dropped with the runtime.
     runtime.shutdown_background();

@@ -51,15 +51,17 @@ struct AdminState {
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-/// Binds `addr` and serves until `shutdown`. A bind failure is returned so the caller can decide how
-/// loud to be; the proxy itself keeps working without its admin port.
+/// Serves on `listener` (bound and non-blocking; bound before the runtime so that privileges can be
+/// dropped first) until `shutdown`. An error is returned so the caller can decide how loud to be; the
+/// proxy itself keeps working without its admin port.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
     slot: AdminSlot,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "admin endpoints: /metrics /healthz /backends /affinity");
     let router = Router::new()
         .route("/metrics", get(metrics_page))

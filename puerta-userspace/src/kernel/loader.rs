@@ -39,8 +39,8 @@ pub(super) struct Inner {
 }
 
 impl KernelPath {
-    /// Loads the embedded program and pins the user-facing maps under `pin_dir`. Must be called inside
-    /// a tokio runtime (the close watcher registers with its reactor).
+    /// Loads the embedded program and pins the user-facing maps under `pin_dir`. Needs no tokio runtime,
+    /// so `main` can do it before any thread starts and then drop the capabilities it took.
     pub fn load(pin_dir: &Path) -> Result<KernelPath, KernelError> {
         let object = object_bytes().ok_or(KernelError::NotBuilt)?;
         raise_memlock();
@@ -70,7 +70,7 @@ impl KernelPath {
             affinity: Mutex::new(affinity),
             backends: Mutex::new(backends),
         };
-        let watcher = Watcher::start().map_err(KernelError::Watcher)?;
+        let watcher = Watcher::new().map_err(KernelError::Watcher)?;
         let inner = Arc::new(Inner {
             maps,
             watcher,
@@ -98,6 +98,12 @@ impl KernelPath {
     pub fn map_entries(&self) -> (usize, usize, usize) {
         let m = &self.inner.maps;
         (m.socket_count(), m.peer_count(), m.affinity_count())
+    }
+
+    /// Whether a thread without any capability can still use the maps (read the counters), i.e.
+    /// whether the process may drop CAP_BPF after loading. See [`crate::privileges::works_unprivileged`].
+    pub fn maps_usable_without_capabilities(&self) -> bool {
+        crate::privileges::works_unprivileged(|| self.counters().is_ok()).unwrap_or(false)
     }
 
     pub fn live_pairs(&self) -> u64 {

@@ -3,7 +3,8 @@
 //! Spliced sockets are taken out of tokio's reactor (which listens for EPOLLIN and would wake on every
 //! skb) and registered in a private epoll instance for `EPOLLRDHUP` only (`EPOLLHUP`/`EPOLLERR` are
 //! always reported). That epoll fd is itself watched by tokio, so one task dispatches close events to
-//! the pairs' `Notify`s.
+//! the pairs' `Notify`s. That task starts with the first watched socket, so the kernel path can be
+//! loaded before the tokio runtime exists (see [`crate::privileges`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,7 +17,15 @@ use tokio::sync::Notify;
 
 pub struct Watcher {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    task: Mutex<Dispatch>,
+}
+
+/// The dispatch task starts with the first watched socket. The descriptor it registers with tokio is
+/// duplicated up front, so the process's fd count does not change when that happens.
+enum Dispatch {
+    NotStarted(OwnedFd),
+    Running(tokio::task::JoinHandle<()>),
+    Stopped,
 }
 
 struct Shared {
@@ -33,7 +42,8 @@ pub struct Watch {
 }
 
 impl Watcher {
-    pub fn start() -> io::Result<Watcher> {
+    /// Creates the private epoll instance; needs no runtime.
+    pub fn new() -> io::Result<Watcher> {
         // SAFETY: plain syscall; the result is checked and owned right away.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -47,16 +57,41 @@ impl Watcher {
             waiters: Mutex::new(HashMap::new()),
         });
         let dup = shared.epoll.try_clone()?;
-        // SAFETY: `dup` is an OwnedFd moved into the AsyncFd, so it stays open and the same for its lifetime.
-        let async_fd =
-            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?;
-        let task = tokio::spawn(dispatch(async_fd, shared.clone()));
-        Ok(Watcher { shared, task })
+        Ok(Watcher {
+            shared,
+            task: Mutex::new(Dispatch::NotStarted(dup)),
+        })
     }
 
-    /// Registers `fd`; `notify` is signalled on every RDHUP/HUP/ERR edge.
+    /// Starts the dispatch task on the current tokio runtime unless it runs already.
+    fn ensure_dispatch(&self) -> io::Result<()> {
+        let mut task = lock(&self.task);
+        if !matches!(*task, Dispatch::NotStarted(_)) {
+            return Ok(());
+        }
+        let Dispatch::NotStarted(dup) = std::mem::replace(&mut *task, Dispatch::Stopped) else {
+            return Ok(());
+        };
+        // SAFETY: `dup` is an OwnedFd moved into the AsyncFd, so it stays open and the same for its lifetime.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) };
+        let async_fd = match registered {
+            Ok(async_fd) => async_fd,
+            Err(e) => {
+                // Keep the descriptor: the next watched socket tries again.
+                let (dup, error) = e.into_parts();
+                *task = Dispatch::NotStarted(dup);
+                return Err(error);
+            }
+        };
+        *task = Dispatch::Running(tokio::spawn(dispatch(async_fd, self.shared.clone())));
+        Ok(())
+    }
+
+    /// Registers `fd`; `notify` is signalled on every RDHUP/HUP/ERR edge. Must run inside a tokio
+    /// runtime (the first call starts the dispatch task there).
     pub fn watch(&self, fd: RawFd, notify: Arc<Notify>) -> io::Result<Watch> {
+        self.ensure_dispatch()?;
         let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
         lock(&self.shared.waiters).insert(token, notify);
         let mut event = libc::epoll_event {
@@ -87,7 +122,11 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Dispatch::Running(task) =
+            std::mem::replace(&mut *lock(&self.task), Dispatch::Stopped)
+        {
+            task.abort();
+        }
     }
 }
 

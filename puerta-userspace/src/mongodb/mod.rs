@@ -36,9 +36,12 @@ pub enum MongoError {
 }
 
 /// Accepts until `serve.shutdown` fires, spawning every flow on `serve.flows`.
-pub async fn serve(serve: Serve) -> Result<(), MongoError> {
+pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
     let config = serve.config.mongodb();
-    let path = data_path(config)?;
+    let path = match serve.data_path.take() {
+        Some(path) => path,
+        None => data_path(config)?,
+    };
     let backends = Arc::new(Backends::new(&config.endpoints, false));
     // Background tasks end with serve(), whichever way it returns.
     let background = serve.shutdown.child_token();
