@@ -8,6 +8,7 @@ pub mod backends;
 pub mod balancer;
 pub mod config;
 pub mod connect;
+pub mod error_line;
 pub mod forward;
 pub mod health;
 pub mod kernel;

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     match run(config, cli.config, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{}", chain_message(&e));
+            tracing::error!("{}", puerta::error_line::one_line(e.as_ref()));
             let config_problem = e
                 .downcast_ref::<puerta::app::AppError>()
                 .is_some_and(|a| a.is_config_problem());
@@ -55,23 +55,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// The error and its causes on one line, each said once: our error enums already print their source
-/// in their own message (so that a log line of the top error is complete), which `{:#}` would repeat.
-fn chain_message(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
 
 fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow::Result<()> {

@@ -36,18 +36,18 @@ pub enum KernelError {
 // aya keeps the errno in `source()`; flatten the chain so the one log line carries it.
 impl From<aya::EbpfError> for KernelError {
     fn from(e: aya::EbpfError) -> Self {
-        KernelError::Load(super::pins::error_chain(&e))
+        KernelError::Load(crate::error_line::one_line(&e))
     }
 }
 
 impl From<aya::programs::ProgramError> for KernelError {
     fn from(e: aya::programs::ProgramError) -> Self {
-        KernelError::Program(super::pins::error_chain(&e))
+        KernelError::Program(crate::error_line::one_line(&e))
     }
 }
 
 impl From<aya::maps::MapError> for KernelError {
     fn from(e: aya::maps::MapError) -> Self {
-        KernelError::Map(super::pins::error_chain(&e))
+        KernelError::Map(crate::error_line::one_line(&e))
     }
 }

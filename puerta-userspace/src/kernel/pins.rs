@@ -71,7 +71,8 @@ impl Pins {
             path: path.clone(),
             reason,
         };
-        map.pin(&tmp).map_err(|e| pin_err(error_chain(&e)))?;
+        map.pin(&tmp)
+            .map_err(|e| pin_err(crate::error_line::one_line(&e)))?;
         if let Err(e) = std::fs::rename(&tmp, &path) {
             let _ = std::fs::remove_file(&tmp);
             return Err(pin_err(e.to_string()));
@@ -102,16 +103,4 @@ impl Drop for Pins {
             }
         }
     }
-}
-
-/// aya's errors put the errno in `source()`; operators need it in the one log line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
