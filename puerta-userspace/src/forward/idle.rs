@@ -7,7 +7,6 @@
 //! then asks again: one timer and one `getsockopt` per flow per timeout while it is busy, and a close
 //! within a few milliseconds of the deadline once it is not.
 
-use std::future::Future;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -21,24 +20,22 @@ const MIN_RECHECK: Duration = Duration::from_millis(50);
 ///
 /// `client` is a raw fd because the data paths own the socket while this runs beside them: the
 /// caller must poll this only while that socket is open.
-pub fn idle(client: RawFd, timeout: Option<Duration>) -> impl Future<Output = ()> + Send {
-    async move {
-        let Some(timeout) = timeout else {
-            return std::future::pending().await;
-        };
-        loop {
-            let quiet = match sockopt::quiet_for(&client) {
-                Ok(quiet) => quiet,
-                Err(e) => {
-                    tracing::debug!("cannot read TCP_INFO for the idle timeout: {e}");
-                    return std::future::pending().await;
-                }
-            };
-            if quiet >= timeout {
-                return;
+pub async fn idle(client: RawFd, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        let quiet = match sockopt::quiet_for(&client) {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                tracing::debug!("cannot read TCP_INFO for the idle timeout: {e}");
+                return std::future::pending().await;
             }
-            tokio::time::sleep((timeout - quiet).max(MIN_RECHECK)).await;
+        };
+        if quiet >= timeout {
+            return;
         }
+        tokio::time::sleep((timeout - quiet).max(MIN_RECHECK)).await;
     }
 }
 
