@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::logging::LogLevel;
 
 /// Waits for the next configuration `on_sighup` publishes; `None` once `stop` fires or the publisher is
@@ -86,8 +86,9 @@ fn warn_fixed_settings(running: &Config, new: &Config) {
             running.worker_threads != new.worker_threads,
         ),
         (
+            // MongoDB mode applies it to new flows; Redis sessions read it once.
             "client_idle_timeout_sec",
-            running.client_idle_timeout != new.client_idle_timeout,
+            new.mode == Mode::Redis && running.client_idle_timeout != new.client_idle_timeout,
         ),
         (
             "drain_timeout_sec",

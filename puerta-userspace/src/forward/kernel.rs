@@ -45,15 +45,17 @@ impl KernelForwarder {
         client: TcpStream,
         backend: TcpStream,
         backend_index: usize,
+        idle_timeout: Option<Duration>,
     ) -> io::Result<FlowBytes> {
         match self
             .kernel
-            .splice(client, backend, backend_index as u32)
+            .splice(client, backend, backend_index as u32, idle_timeout)
             .await
         {
             Ok(spliced) => Ok(FlowBytes {
                 client_to_backend: spliced.client_to_backend,
                 backend_to_client: spliced.backend_to_client,
+                closed_idle: spliced.closed_idle,
             }),
             Err(SpliceError::NotSpliced {
                 client,
@@ -71,7 +73,9 @@ impl KernelForwarder {
                         "cannot splice ({reason}); forwarding in userspace"
                     );
                 }
-                self.fallback.forward(client, backend).await
+                self.fallback
+                    .forward_until_idle(client, backend, idle_timeout)
+                    .await
             }
             Err(SpliceError::Io(e)) => Err(e),
         }

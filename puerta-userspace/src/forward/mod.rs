@@ -2,10 +2,12 @@
 //! loop and the kernel (eBPF sockmap) splice: the MongoDB mode only ever calls [`Forwarder::forward`]
 //! with two connected sockets that have nothing pending (the PROXY header is already written).
 
+pub(crate) mod idle;
 mod kernel;
 mod userspace;
 
 use std::io;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
@@ -16,11 +18,13 @@ pub use userspace::{
     userspace_bytes, userspace_bytes_by_direction, UserspaceForwarder, DEFAULT_BUFFER_SIZE,
 };
 
-/// Payload bytes a finished flow moved, per direction.
+/// Payload bytes a finished flow moved, per direction, and how it ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FlowBytes {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
+    /// Closed by `client_idle_timeout_sec`, not by either peer.
+    pub closed_idle: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,20 +81,25 @@ impl Forwarder {
 
     /// Moves bytes both ways until both directions have ended, then closes both sockets.
     pub async fn forward(&self, client: TcpStream, backend: TcpStream) -> io::Result<FlowBytes> {
-        self.forward_to(client, backend, 0).await
+        self.forward_to(client, backend, 0, None).await
     }
 
     /// Like [`Forwarder::forward`]; `backend_index` (into the configured endpoints) labels the
-    /// kernel's per-backend byte counters.
+    /// kernel's per-backend byte counters, and a client socket that carries no payload either way for
+    /// `idle_timeout` ends the flow early (both sockets closed, `closed_idle` set).
     pub async fn forward_to(
         &self,
         client: TcpStream,
         backend: TcpStream,
         backend_index: usize,
+        idle_timeout: Option<Duration>,
     ) -> io::Result<FlowBytes> {
         match self {
-            Forwarder::Userspace(u) => u.forward(client, backend).await,
-            Forwarder::Kernel(k) => k.forward(client, backend, backend_index).await,
+            Forwarder::Userspace(u) => u.forward_until_idle(client, backend, idle_timeout).await,
+            Forwarder::Kernel(k) => {
+                k.forward(client, backend, backend_index, idle_timeout)
+                    .await
+            }
         }
     }
 

@@ -4,11 +4,14 @@
 //! (TCP backpressure) instead of growing a queue.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::idle::idle;
 use super::FlowBytes;
 
 /// Per direction. 16 KiB keeps 10k flows at ~320 MiB worst case and still saturates loopback.
@@ -56,59 +59,80 @@ impl UserspaceForwarder {
 
     /// Copies both directions concurrently. An error in either direction (e.g. a reset) ends the whole
     /// pair at once: both sockets are dropped, which closes them.
-    pub async fn forward(
+    pub async fn forward(&self, client: TcpStream, backend: TcpStream) -> io::Result<FlowBytes> {
+        self.forward_until_idle(client, backend, None).await
+    }
+
+    /// Like [`UserspaceForwarder::forward`]; a client socket quiet both ways for `idle_timeout` also
+    /// ends the pair (both sockets closed, `closed_idle` set).
+    pub async fn forward_until_idle(
         &self,
         mut client: TcpStream,
         mut backend: TcpStream,
+        idle_timeout: Option<Duration>,
     ) -> io::Result<FlowBytes> {
+        let watched = client.as_raw_fd();
+        let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
         let (mut client_read, mut client_write) = client.split();
         let (mut backend_read, mut backend_write) = backend.split();
-        let (client_to_backend, backend_to_client) = tokio::try_join!(
-            copy_then_shutdown(
-                &mut client_read,
-                &mut backend_write,
-                self.buffer_size,
-                &CLIENT_TO_BACKEND
-            ),
-            copy_then_shutdown(
-                &mut backend_read,
-                &mut client_write,
-                self.buffer_size,
-                &BACKEND_TO_CLIENT
-            ),
-        )?;
+        let copy = async {
+            tokio::try_join!(
+                copy_then_shutdown(
+                    &mut client_read,
+                    &mut backend_write,
+                    self.buffer_size,
+                    [&up, &CLIENT_TO_BACKEND]
+                ),
+                copy_then_shutdown(
+                    &mut backend_read,
+                    &mut client_write,
+                    self.buffer_size,
+                    [&down, &BACKEND_TO_CLIENT]
+                ),
+            )
+        };
+        // `watched` stays open for the whole select: `client` outlives it.
+        let closed_idle = tokio::select! {
+            copied = copy => {
+                copied?;
+                false
+            }
+            () = idle(watched, idle_timeout) => true,
+        };
         Ok(FlowBytes {
-            client_to_backend,
-            backend_to_client,
+            client_to_backend: up.into_inner(),
+            backend_to_client: down.into_inner(),
+            closed_idle,
         })
     }
 }
 
-/// Copies until EOF, then half-closes the writer so the peer sees the FIN.
+/// Copies until EOF, then half-closes the writer so the peer sees the FIN. Every chunk is added to
+/// `counters` (this flow's and the process-wide one for its direction) as it goes, so a flow cut short
+/// still knows what it moved.
 async fn copy_then_shutdown<R, W>(
     reader: &mut R,
     writer: &mut W,
     buffer_size: usize,
-    direction: &AtomicU64,
-) -> io::Result<u64>
+    counters: [&AtomicU64; 2],
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; buffer_size];
-    let mut total = 0u64;
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
             break;
         }
         writer.write_all(&buf[..n]).await?;
-        total += n as u64;
         USERSPACE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-        direction.fetch_add(n as u64, Ordering::Relaxed);
+        for counter in counters {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
-    writer.shutdown().await?;
-    Ok(total)
+    writer.shutdown().await
 }
 
 #[cfg(test)]

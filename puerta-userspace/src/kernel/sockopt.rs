@@ -4,10 +4,15 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 /// `tcpi_bytes_acked` / `tcpi_bytes_received` offsets in `struct tcp_info` (uapi/linux/tcp.h, stable
 /// since 4.1); libc's `tcp_info` stops before them.
 const TCPI_STATE: usize = 0;
+/// Milliseconds since the socket last sent / received payload (`tcpi_last_data_sent` /
+/// `tcpi_last_data_recv`, u32, present since the first `tcp_info`).
+const TCPI_LAST_DATA_SENT: usize = 44;
+const TCPI_LAST_DATA_RECV: usize = 52;
 const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
 const TCPI_MIN_LEN: usize = TCPI_BYTES_RECEIVED + 8;
@@ -70,6 +75,25 @@ pub fn cookie(sock: &impl AsRawFd) -> io::Result<u64> {
 }
 
 pub fn tcp_counters(sock: &impl AsRawFd) -> io::Result<TcpCounters> {
+    let info = tcp_info(sock)?;
+    Ok(TcpCounters {
+        state: info[TCPI_STATE],
+        bytes_acked: u64_at(&info, TCPI_BYTES_ACKED),
+        bytes_received: u64_at(&info, TCPI_BYTES_RECEIVED),
+    })
+}
+
+/// How long the socket has carried no payload in either direction, as TCP itself keeps it: the
+/// kernel-spliced path never shows its bytes to userspace, so this is the one clock both data paths
+/// share. Pure ACKs, keepalives and window probes do not count as data.
+pub fn quiet_for(sock: &impl AsRawFd) -> io::Result<Duration> {
+    let info = tcp_info(sock)?;
+    let ms = u32_at(&info, TCPI_LAST_DATA_SENT).min(u32_at(&info, TCPI_LAST_DATA_RECV));
+    Ok(Duration::from_millis(u64::from(ms)))
+}
+
+/// The raw `struct tcp_info`, at least [`TCPI_MIN_LEN`] bytes of it.
+fn tcp_info(sock: &impl AsRawFd) -> io::Result<[u8; 256]> {
     let mut buf = [0u8; 256];
     let len = getsockopt_raw(
         sock.as_raw_fd(),
@@ -82,16 +106,19 @@ pub fn tcp_counters(sock: &impl AsRawFd) -> io::Result<TcpCounters> {
             "TCP_INFO too short (kernel older than 4.1)",
         ));
     }
-    let u64_at = |off: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&buf[off..off + 8]);
-        u64::from_ne_bytes(b)
-    };
-    Ok(TcpCounters {
-        state: buf[TCPI_STATE],
-        bytes_acked: u64_at(TCPI_BYTES_ACKED),
-        bytes_received: u64_at(TCPI_BYTES_RECEIVED),
-    })
+    Ok(buf)
+}
+
+fn u64_at(buf: &[u8], off: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[off..off + 8]);
+    u64::from_ne_bytes(b)
+}
+
+fn u32_at(buf: &[u8], off: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[off..off + 4]);
+    u32::from_ne_bytes(b)
 }
 
 fn ioctl_int(sock: &impl AsRawFd, request: libc::Ioctl) -> io::Result<u64> {

@@ -4,6 +4,8 @@
 //! it (RDHUP on the watcher), waits until the peer socket has *taken* every byte that arrived (bytes
 //! still in the psock's redirect queue would otherwise be cut off by an early FIN), and then shuts the
 //! peer's write side. A RST or hard error on either side aborts both (close with linger 0 sends RST).
+//! A client socket with no payload either way for the idle timeout closes both (FIN), through the same
+//! teardown as every other end.
 
 use std::io;
 use std::net::{Shutdown, TcpStream as StdTcpStream};
@@ -17,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
+use crate::forward::idle::idle;
 
 /// How long a FIN may wait without the peer taking any more queued bytes before the pair is aborted.
 const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -31,6 +34,8 @@ pub struct Spliced {
     pub backend_to_client: u64,
     /// Ended by a RST/error on one side (both were reset).
     pub aborted: bool,
+    /// Closed by the idle timeout: nothing moved either way for that long.
+    pub closed_idle: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,7 @@ impl KernelPath {
         client: TcpStream,
         backend: TcpStream,
         backend_index: u32,
+        idle_timeout: Option<Duration>,
     ) -> Result<Spliced, SpliceError> {
         let written_client = sent_so_far(&client)?;
         let written_backend = sent_so_far(&backend)?;
@@ -91,7 +97,12 @@ impl KernelPath {
         self.inner.live.fetch_add(1, Ordering::Relaxed);
         self.inner.total.fetch_add(1, Ordering::Relaxed);
         let result = self
-            .run_pair(client, backend, written_client, written_backend)
+            .run_pair(
+                client,
+                backend,
+                (written_client, written_backend),
+                idle_timeout,
+            )
             .await;
         maps.remove_pair(cookies.0, cookies.1);
         self.inner.live.fetch_sub(1, Ordering::Relaxed);
@@ -102,8 +113,8 @@ impl KernelPath {
         &self,
         client: TcpStream,
         backend: TcpStream,
-        written_client: u64,
-        written_backend: u64,
+        (written_client, written_backend): (u64, u64),
+        idle_timeout: Option<Duration>,
     ) -> Result<Spliced, SpliceError> {
         // Out of tokio's reactor: it would wake on every skb. The watcher reports only RDHUP/HUP/ERR.
         let mut client = Side::new(client.into_std()?, written_client);
@@ -117,12 +128,13 @@ impl KernelPath {
             watcher.watch(client.sock.as_raw_fd(), notify.clone())?,
             watcher.watch(backend.sock.as_raw_fd(), notify.clone())?,
         );
-        let outcome = supervise(&mut client, &mut backend, &notify).await;
+        let outcome = supervise(&mut client, &mut backend, &notify, idle_timeout).await;
         drop(watches);
         let spliced = Spliced {
             client_to_backend: received(&client.sock),
             backend_to_client: received(&backend.sock),
             aborted: outcome.is_err(),
+            closed_idle: matches!(outcome, Ok(Ended::Idle)),
         };
         if outcome.is_err() {
             let _ = sockopt::set_linger_zero(&client.sock);
@@ -145,8 +157,23 @@ impl Side {
 /// Why a pair was aborted rather than closed in order.
 struct Aborted;
 
-/// Waits for close events until both directions have ended (Ok) or one side reset (Err).
-async fn supervise(client: &mut Side, backend: &mut Side, notify: &Notify) -> Result<(), Aborted> {
+/// How a pair that was not aborted ended; either way both sockets are simply closed (FIN).
+enum Ended {
+    /// Both directions finished.
+    Closed,
+    /// The client socket carried nothing either way for the idle timeout.
+    Idle,
+}
+
+/// Waits for close events until both directions have ended or the client is idle (Ok) or one side
+/// reset (Err).
+async fn supervise(
+    client: &mut Side,
+    backend: &mut Side,
+    notify: &Notify,
+    idle_timeout: Option<Duration>,
+) -> Result<Ended, Aborted> {
+    let client_fd = client.sock.as_raw_fd();
     loop {
         let c = state_of(&client.sock)?;
         let b = state_of(&backend.sock)?;
@@ -157,9 +184,14 @@ async fn supervise(client: &mut Side, backend: &mut Side, notify: &Notify) -> Re
             propagate_fin(&backend.sock, client).await?;
         }
         if client.write_shut && backend.write_shut {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
-        let _ = tokio::time::timeout(RECHECK, notify.notified()).await;
+        // `client_fd` stays open: `client` outlives this loop.
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+            () = idle(client_fd, idle_timeout) => return Ok(Ended::Idle),
+        }
     }
 }
 

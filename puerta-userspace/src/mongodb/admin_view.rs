@@ -108,6 +108,10 @@ fn refresh_connection_counters() {
         MongoStats::get(&s.connect_failures),
     );
     set("puerta_no_backend_total", MongoStats::get(&s.no_backend));
+    set(
+        "puerta_client_idle_timeouts_total",
+        MongoStats::get(&s.closed_idle),
+    );
     metrics::gauge!("puerta_connections_open").set(MongoStats::get(&s.active) as f64);
 }
 

@@ -21,7 +21,11 @@ pub struct FlowContext {
     pub router: Router,
     pub forwarder: Arc<Forwarder>,
     pub connect_timeout: Duration,
+    /// `client_idle_timeout_sec` as it was when the flow started.
+    pub idle_timeout: Option<Duration>,
     pub no_backend_log: LogThrottle,
+    /// Idle closes come in waves (a pool of drivers going quiet): one info line per period.
+    pub idle_log: LogThrottle,
 }
 
 /// Runs one flow to its end. Holds the admission permit until then.
@@ -57,9 +61,10 @@ pub async fn run(
     tracing::debug!(client = %peer, backend = %endpoint, "flow connected");
     match ctx
         .forwarder
-        .forward_to(client, backend, route.backend)
+        .forward_to(client, backend, route.backend, ctx.idle_timeout)
         .await
     {
+        Ok(bytes) if bytes.closed_idle => log_idle_close(&ctx, peer),
         Ok(bytes) => tracing::debug!(
             client = %peer,
             backend = %endpoint,
@@ -68,6 +73,21 @@ pub async fn run(
             "flow closed"
         ),
         Err(e) => tracing::debug!(client = %peer, backend = %endpoint, "flow ended: {e}"),
+    }
+}
+
+/// Counts and logs a flow the idle timeout closed: at info at most once per period (saying how many
+/// closes it stands for), at debug otherwise.
+fn log_idle_close(ctx: &FlowContext, peer: SocketAddr) {
+    MongoStats::count(&stats().closed_idle);
+    let idle = ctx.idle_timeout.unwrap_or_default().as_secs();
+    match ctx.idle_log.hit(Instant::now()) {
+        Some(n) => tracing::info!(
+            clients_closed = n,
+            client = %peer,
+            "closed idle client {peer}: no data either way for {idle} s (client_idle_timeout_sec)"
+        ),
+        None => tracing::debug!(client = %peer, "closed idle client {peer}"),
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
     });
     let live = Arc::new(Live::new(
         config,
+        serve.config.client_idle_timeout,
         backends,
         affinity,
         Arc::new(path.forwarder),
@@ -138,6 +139,7 @@ pub fn log_totals() {
         refused = MongoStats::get(&s.refused),
         connect_failures = MongoStats::get(&s.connect_failures),
         no_backend = MongoStats::get(&s.no_backend),
+        closed_idle = MongoStats::get(&s.closed_idle),
         userspace_bytes = crate::forward::userspace_bytes(),
         "mongodb mode totals"
     );

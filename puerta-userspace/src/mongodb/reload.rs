@@ -1,5 +1,5 @@
 //! SIGHUP in MongoDB mode: a new backend list (added, removed, re-weighted), new health settings and
-//! connect timeout take effect without dropping a connection. New flows use the new [`FlowContext`];
+//! connect timeout and `client_idle_timeout_sec` take effect without dropping a connection. New flows use the new [`FlowContext`];
 //! flows already running keep the one they started with, so a removed backend drains naturally.
 //! Addresses that stay keep their health state and counts ([`Backends::carry_over`]).
 
@@ -31,12 +31,19 @@ pub struct Live {
 impl Live {
     pub fn new(
         config: &MongoConfig,
+        idle_timeout: Option<Duration>,
         backends: Arc<Backends>,
         affinity: Option<Arc<AffinityTable>>,
         forwarder: Arc<Forwarder>,
         checks: CancellationToken,
     ) -> Live {
-        let ctx = context(config, backends, affinity.clone(), forwarder.clone());
+        let ctx = context(
+            config,
+            idle_timeout,
+            backends,
+            affinity.clone(),
+            forwarder.clone(),
+        );
         Live {
             ctx: RwLock::new(Arc::new(ctx)),
             checks: Mutex::new(checks),
@@ -62,6 +69,7 @@ impl Live {
 
 fn context(
     config: &MongoConfig,
+    idle_timeout: Option<Duration>,
     backends: Arc<Backends>,
     affinity: Option<Arc<AffinityTable>>,
     forwarder: Arc<Forwarder>,
@@ -70,7 +78,9 @@ fn context(
         router: Router::new(backends, affinity),
         forwarder,
         connect_timeout: config.connect_timeout,
+        idle_timeout,
         no_backend_log: LogThrottle::new(Duration::from_secs(1)),
+        idle_log: LogThrottle::new(Duration::from_secs(1)),
     }
 }
 
@@ -82,7 +92,7 @@ pub async fn follow(
 ) {
     while let Some(config) = crate::reload::next_config(&mut reloads, &stop).await {
         match &config.mongodb {
-            Some(mongo) => apply(&live, mongo, &stop).await,
+            Some(mongo) => apply(&live, mongo, config.client_idle_timeout, &stop).await,
             None => {
                 tracing::error!("reload ignored: the new configuration has no [mongodb] section")
             }
@@ -90,7 +100,12 @@ pub async fn follow(
     }
 }
 
-async fn apply(live: &Live, new: &MongoConfig, stop: &CancellationToken) {
+async fn apply(
+    live: &Live,
+    new: &MongoConfig,
+    idle_timeout: Option<Duration>,
+    stop: &CancellationToken,
+) {
     let old_ctx = live.current();
     let old = old_ctx.router.backends();
     warn_restart_only(&live.config.lock().unwrap_or_else(|e| e.into_inner()), new);
@@ -103,6 +118,7 @@ async fn apply(live: &Live, new: &MongoConfig, stop: &CancellationToken) {
     }
     let next = context(
         new,
+        idle_timeout,
         backends.clone(),
         live.affinity.clone(),
         live.forwarder.clone(),
@@ -116,11 +132,16 @@ async fn apply(live: &Live, new: &MongoConfig, stop: &CancellationToken) {
         checks,
     );
     previous_checks.cancel();
-    log_changes(old, &backends, dropped);
+    log_changes(old, &backends, dropped, idle_timeout);
     *live.config.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
 }
 
-fn log_changes(old: &Backends, new: &Backends, affinity_dropped: usize) {
+fn log_changes(
+    old: &Backends,
+    new: &Backends,
+    affinity_dropped: usize,
+    idle_timeout: Option<Duration>,
+) {
     let added: Vec<String> = new
         .endpoints()
         .filter(|e| old.position(&e.address()).is_none())
@@ -145,7 +166,8 @@ fn log_changes(old: &Backends, new: &Backends, affinity_dropped: usize) {
         ?removed,
         ?reweighted,
         affinity_dropped,
-        "configuration reloaded (mongodb backends and health settings)"
+        client_idle_timeout_sec = idle_timeout.map_or(0, |t| t.as_secs()),
+        "configuration reloaded (mongodb backends, health settings, idle timeout for new flows)"
     );
 }
 

@@ -15,6 +15,8 @@ pub struct MongoStats {
     pub connect_failures: AtomicU64,
     /// Clients closed because no healthy mongos would take them.
     pub no_backend: AtomicU64,
+    /// Flows closed by `client_idle_timeout_sec`.
+    pub closed_idle: AtomicU64,
 }
 
 static STATS: MongoStats = MongoStats {
@@ -23,6 +25,7 @@ static STATS: MongoStats = MongoStats {
     active: AtomicU64::new(0),
     connect_failures: AtomicU64::new(0),
     no_backend: AtomicU64::new(0),
+    closed_idle: AtomicU64::new(0),
 };
 
 pub fn stats() -> &'static MongoStats {

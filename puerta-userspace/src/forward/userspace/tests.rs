@@ -48,7 +48,8 @@ async fn half_close_passes_through_and_reply_still_arrives() {
         bytes,
         FlowBytes {
             client_to_backend: 7,
-            backend_to_client: 22
+            backend_to_client: 22,
+            closed_idle: false,
         }
     );
     assert!(userspace_bytes() >= 29);
@@ -70,4 +71,31 @@ async fn reset_on_one_side_ends_the_pair() {
     // The backend sees its side closed, whether the forwarder saw a reset or a plain EOF.
     let _ = within(backend.read_to_end(&mut rest)).await;
     assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_both_sides_and_keeps_the_counts() {
+    let (mut client, accepted, to_backend, mut backend) = pairs().await;
+    let flow = tokio::spawn(async move {
+        UserspaceForwarder::default()
+            .forward_until_idle(accepted, to_backend, Some(Duration::from_millis(500)))
+            .await
+    });
+    client.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    within(backend.read_exact(&mut got)).await.unwrap();
+    // Then nobody says anything: both ends see the close.
+    let mut rest = Vec::new();
+    within(client.read_to_end(&mut rest)).await.unwrap();
+    within(backend.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+    let bytes = within(flow).await.unwrap().unwrap();
+    assert_eq!(
+        bytes,
+        FlowBytes {
+            client_to_backend: 5,
+            backend_to_client: 0,
+            closed_idle: true,
+        }
+    );
 }
