@@ -38,6 +38,7 @@ impl Cluster {
             username: config.backend_username.clone(),
             password: config.backend_password.clone(),
             readonly: config.read_from_replicas,
+            reply_timeout: config.command_timeout,
         });
         let seeds = config
             .cluster_nodes

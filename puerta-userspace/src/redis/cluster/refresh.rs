@@ -133,6 +133,7 @@ mod tests {
             slot_refresh_interval: Duration::from_secs(3600),
             max_redirects: 5,
             connection_timeout: Duration::from_secs(5),
+            command_timeout: Some(Duration::from_secs(5)),
             pool_size: 1,
             read_from_replicas: false,
             password: None,
