@@ -239,7 +239,8 @@ fn node_that_resets_mid_reply_fails_its_commands_only() -> anyhow::Result<()> {
     written.push((a_key(500), "next".into()));
     written.extend(a_serves_meanwhile(&s, "during")?);
 
-    s.logged_about_b("connection error")?;
+    // Seen by the reader (`connection error`) or, writing the next request, by the writer.
+    s.logged_about_b("fault=\"reset\"")?;
     assert!(s.faults_of_b("reset")? >= 1.0);
 
     s.b().set_fault(Fault::Healthy);
@@ -259,16 +260,16 @@ fn node_that_answers_garbage_is_disconnected_and_reused_after_recovery() -> anyh
     let s = Setup::start()?;
     let mut client = s.client()?;
     let mut written = write_both(&mut client, 10, "before")?;
-    for (fault, logged) in [
-        (Fault::Garbage, "sent a bad reply"),
+    for (fault, why) in [
+        (Fault::Garbage, "bad reply"),
         (Fault::OversizedBulk, "exceeds the limit"),
     ] {
         s.b().set_fault(fault);
         let replies = client.pipeline(&[args(&["GET", &b_key(0)]), args(&["GET", &a_key(0)])])?;
-        assert_error_about(&replies[0], s.b().addr, "bad reply");
+        assert_error_about(&replies[0], s.b().addr, why);
         assert_eq!(replies[1], bulk("before-0"), "{fault:?}");
         written.extend(a_serves_meanwhile(&s, &format!("{fault:?}"))?);
-        s.logged_about_b(logged)?;
+        s.logged_about_b("sent a bad reply")?;
         // The node keeps its side open: only Puerta closing the connections ends them.
         wait_until("connections to B closed", PATIENCE, || {
             s.b().open_connections() == 0
@@ -278,4 +279,17 @@ fn node_that_answers_garbage_is_disconnected_and_reused_after_recovery() -> anyh
     }
     assert!(s.faults_of_b("bad_reply")? >= 2.0);
     assert_all_readable(&s, &written)
+}
+
+#[test]
+fn blocking_commands_may_outlast_the_command_timeout() -> anyhow::Result<()> {
+    let s = Setup::start()?;
+    let mut client = s.client()?;
+    // command_timeout_ms is 1000: a BLPOP that blocks for 2 s runs on its own connection, exempt.
+    let reply = client.call(&format!("BLPOP {} 2", b_key(0)))?;
+    assert_eq!(reply, Frame::NullArray);
+    assert_eq!(client.call(&format!("SET {} v", b_key(0)))?, Frame::ok());
+    assert!(!s.puerta.process.output().contains("no reply within"));
+    assert_eq!(s.faults_of_b("timeout")?, 0.0);
+    Ok(())
 }

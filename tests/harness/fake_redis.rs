@@ -1,6 +1,7 @@
 //! A scriptable fake Redis Cluster for fault tests: each node answers what Puerta asks during topology
 //! discovery (`CLUSTER SLOTS`, plus PING / READONLY / AUTH), serves GET / SET / DEL from memory for the
-//! slots it owns (MOVED otherwise, like a real node), and can be switched at any time to a [`Fault`].
+//! slots it owns (MOVED otherwise, like a real node), answers `BLPOP … timeout` with a nil after the
+//! timeout (it has no lists), and can be switched at any time to a [`Fault`].
 //!
 //! The nodes run on a tokio runtime in a thread of their own, so both sync and async tests can use
 //! them; dropping the [`FakeCluster`] stops the runtime and closes every socket.
@@ -263,6 +264,8 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
 /// What to do after a command.
 enum Step {
     Reply(Frame),
+    /// A blocking command: the reply comes after a while.
+    Later(Duration, Frame),
     Raw(&'static [u8]),
     Hang,
     Reset(Frame),
@@ -279,6 +282,12 @@ async fn serve(mut sock: TcpStream, server: &Server) -> std::io::Result<()> {
             let args = frame.into_args().unwrap_or_default();
             match step(server, &args) {
                 Step::Reply(reply) => reply.encode(&mut out),
+                Step::Later(wait, reply) => {
+                    sock.write_all(&out).await?;
+                    out.clear();
+                    tokio::time::sleep(wait).await;
+                    reply.encode(&mut out);
+                }
                 Step::Raw(bytes) => out.extend_from_slice(bytes),
                 Step::Hang => {
                     sock.write_all(&out).await?;
@@ -320,12 +329,25 @@ async fn discard_until_eof(mut sock: TcpStream) -> std::io::Result<()> {
 fn step(server: &Server, args: &[Bytes]) -> Step {
     let fault = server.state.lock().unwrap_or_else(|e| e.into_inner()).fault;
     match fault {
-        Fault::Healthy => Step::Reply(answer(server, args)),
+        Fault::Healthy => match blocking_wait(args) {
+            Some(wait) => Step::Later(wait, Frame::NullArray),
+            None => Step::Reply(answer(server, args)),
+        },
         Fault::Hang => Step::Hang,
         Fault::ResetMidReply => Step::Reset(answer(server, args)),
         Fault::Garbage => Step::Raw(b"!!oops\r\n"),
         Fault::OversizedBulk => Step::Raw(b"$99999999999\r\n"),
     }
+}
+
+/// `BLPOP key … timeout`: how long a node with no lists blocks before answering nil.
+fn blocking_wait(args: &[Bytes]) -> Option<Duration> {
+    let name = args.first()?;
+    if !name.eq_ignore_ascii_case(b"BLPOP") {
+        return None;
+    }
+    let secs: f64 = std::str::from_utf8(args.last()?).ok()?.parse().ok()?;
+    Some(Duration::from_secs_f64(secs))
 }
 
 fn answer(server: &Server, args: &[Bytes]) -> Frame {

@@ -1,7 +1,7 @@
 //! Backend faults an operator must see without turning on debug logs: a node that stops answering,
 //! resets its connections, sends bytes that are not RESP, or cannot be reached. Each is logged at
-//! `warn` — at most one line per node per second, the line saying how many it stands for, so a
-//! broken node under load cannot flood the log — and counted in
+//! `warn` — at most one line per node and kind of fault per second, the line saying how many it
+//! stands for, so a broken node under load cannot flood the log — and counted in
 //! `puerta_redis_backend_faults_total{node, kind}`.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::log_throttle::LogThrottle;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultKind {
     /// The oldest request on a connection got no reply within `command_timeout_ms`.
     Timeout,
@@ -46,13 +46,13 @@ impl FaultKind {
 
 const LOG_PERIOD: Duration = Duration::from_secs(1);
 
-/// One throttle per node address. Addresses come from the topology, so the map stays small.
-static THROTTLES: LazyLock<Mutex<HashMap<Arc<str>, Arc<LogThrottle>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// One throttle per node address and kind. Addresses come from the topology, so the map stays small.
+type Throttles = HashMap<(Arc<str>, FaultKind), Arc<LogThrottle>>;
+static THROTTLES: LazyLock<Mutex<Throttles>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn throttle(node: &Arc<str>) -> Arc<LogThrottle> {
+fn throttle(node: &Arc<str>, kind: FaultKind) -> Arc<LogThrottle> {
     let mut map = THROTTLES.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(node.clone())
+    map.entry((node.clone(), kind))
         .or_insert_with(|| Arc::new(LogThrottle::new(LOG_PERIOD)))
         .clone()
 }
@@ -65,7 +65,7 @@ pub fn report(node: &Arc<str>, kind: FaultKind, detail: &str, failed: usize) {
         "kind" => kind.label()
     )
     .increment(1);
-    if let Some(faults) = throttle(node).hit(Instant::now()) {
+    if let Some(faults) = throttle(node, kind).hit(Instant::now()) {
         tracing::warn!(
             node = %node,
             fault = kind.label(),
