@@ -193,10 +193,13 @@ fn node_that_hangs_times_out_and_is_reconnected_after_recovery() -> anyhow::Resu
         args(&["GET", &b_key(1)]),
         args(&["SET", &a_key(500), "pipelined"]),
         args(&["GET", &a_key(500)]),
+        args(&["MGET", &a_key(0), &b_key(0)]),
     ])?;
     assert_error_about(&replies[0], s.b().addr, "did not answer");
     assert_eq!(replies[1], Frame::ok());
     assert_eq!(replies[2], bulk("pipelined"));
+    // A command split across both masters fails as a whole: half an MGET would be a wrong answer.
+    assert_error_about(&replies[3], s.b().addr, "did not answer");
     written.push((a_key(500), "pipelined".into()));
 
     let line = s.logged_about_b("no reply within 1000 ms")?;

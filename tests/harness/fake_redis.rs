@@ -1,5 +1,5 @@
 //! A scriptable fake Redis Cluster for fault tests: each node answers what Puerta asks during topology
-//! discovery (`CLUSTER SLOTS`, plus PING / READONLY / AUTH), serves GET / SET / DEL from memory for the
+//! discovery (`CLUSTER SLOTS`, plus PING / READONLY / AUTH), serves GET / SET / DEL / MGET from memory for the
 //! slots it owns (MOVED otherwise, like a real node), answers `BLPOP … timeout` with a nil after the
 //! timeout (it has no lists), and can be switched at any time to a [`Fault`].
 //!
@@ -363,6 +363,7 @@ fn answer(server: &Server, args: &[Bytes]) -> Frame {
             Some(sub) if sub == b"SLOTS".as_slice() => server.layout.cluster_slots(),
             _ => Frame::error("ERR fake node: only CLUSTER SLOTS"),
         },
+        "MGET" if args.len() > 1 => mget(server, &args[1..]),
         "GET" | "SET" | "DEL" => match arg(1) {
             Some(key) => keyed(server, &name, key, arg(2)),
             None => Frame::error("ERR wrong number of arguments"),
@@ -371,14 +372,38 @@ fn answer(server: &Server, args: &[Bytes]) -> Frame {
     }
 }
 
+/// MOVED / CLUSTERDOWN unless this node owns `key`'s slot.
+fn not_here(server: &Server, key: &[u8]) -> Option<Frame> {
+    let slot = key_slot(key);
+    match server.layout.owner_of(slot) {
+        Some(o) if o == server.index => None,
+        Some(o) => Some(Frame::error(format!(
+            "MOVED {slot} {}",
+            server.layout.addrs[o]
+        ))),
+        None => Some(Frame::error("CLUSTERDOWN Hash slot not served")),
+    }
+}
+
+fn mget(server: &Server, keys: &[Bytes]) -> Frame {
+    let slot = key_slot(&keys[0]);
+    if keys.iter().any(|k| key_slot(k) != slot) {
+        return Frame::error("CROSSSLOT Keys in request don't hash to the same slot");
+    }
+    if let Some(redirect) = not_here(server, &keys[0]) {
+        return redirect;
+    }
+    let state = server.state.lock().unwrap_or_else(|e| e.into_inner());
+    Frame::Array(
+        keys.iter()
+            .map(|k| state.data.get(k).cloned().map_or(Frame::Null, Frame::Bulk))
+            .collect(),
+    )
+}
+
 fn keyed(server: &Server, name: &str, key: Bytes, value: Option<Bytes>) -> Frame {
-    let slot = key_slot(&key);
-    let owner = server.layout.owner_of(slot);
-    if owner != Some(server.index) {
-        return match owner {
-            Some(o) => Frame::error(format!("MOVED {slot} {}", server.layout.addrs[o])),
-            None => Frame::error("CLUSTERDOWN Hash slot not served"),
-        };
+    if let Some(redirect) = not_here(server, &key) {
+        return redirect;
     }
     let mut state = server.state.lock().unwrap_or_else(|e| e.into_inner());
     match (name, value) {
