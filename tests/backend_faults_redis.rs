@@ -217,6 +217,10 @@ fn node_that_hangs_times_out_and_is_reconnected_after_recovery() -> anyhow::Resu
         Frame::ok()
     );
     written.push((b_key(1), "after".into()));
+    assert_eq!(
+        client.call(&format!("MGET {} {}", a_key(0), b_key(0)))?,
+        Frame::Array(vec![bulk("before-0"), bulk("before-0")])
+    );
     assert_all_readable(&s, &written)
 }
 
