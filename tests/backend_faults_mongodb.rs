@@ -1,7 +1,8 @@
 //! MongoDB mode with a mongos that goes bad while Puerta runs: one that accepts but never answers is
 //! taken out by the health checks after `health_fall` failures (logged) and new clients go to the
-//! healthy one; one that resets flows mid-stream ends exactly those flows promptly, the others keep
-//! working, and no descriptor is leaked — through the userspace and the kernel data path.
+//! healthy one; one that resets flows mid-stream ends exactly those flows promptly (logged on the
+//! userspace path), the others keep working, and no descriptor is leaked — through the userspace and
+//! the kernel data path.
 //!
 //! A flow already connected to a mongos that stops answering stays open: Puerta forwards bytes and
 //! cannot tell a slow query from a stuck server, so ending it is the client's (driver's) timeout.
@@ -168,6 +169,12 @@ async fn reset_mid_stream(forwarding: &str) -> anyhow::Result<()> {
     assert_eq!(backend.resets(), 20);
 
     echo(&mut long_lived, b"the earlier flow is unaffected").await?;
+    if forwarding == "userspace" {
+        // The userspace path sees which socket failed and blames the mongos (rate-limited). The
+        // kernel path only sees that a spliced pair was aborted.
+        let blamed = format!("mongos {} broke the flow of", backend.addr);
+        tokio::task::block_in_place(|| puerta.process.wait_for_output(&blamed, PATIENCE))?;
+    }
     wait_fds_back_to(pid, baseline).await?;
     backend.set_fault(MongosFault::Healthy);
     echoing_client(puerta.listen).await?;

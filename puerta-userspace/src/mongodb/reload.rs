@@ -71,6 +71,7 @@ fn context(
         forwarder,
         connect_timeout: config.connect_timeout,
         no_backend_log: LogThrottle::new(Duration::from_secs(1)),
+        backend_failure_log: LogThrottle::new(Duration::from_secs(1)),
     }
 }
 
