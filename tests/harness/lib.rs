@@ -6,6 +6,8 @@
 //! - `PUERTA_BIN`: the daemon (default `target/debug/puerta`).
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
+pub mod fake_mongos;
+pub mod fake_redis;
 pub mod http;
 pub mod kernel;
 pub mod mongo;

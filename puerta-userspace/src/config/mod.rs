@@ -79,6 +79,11 @@ pub struct RedisConfig {
     pub slot_refresh_interval: Duration,
     pub max_redirects: u32,
     pub connection_timeout: Duration,
+    /// `command_timeout_ms`: a pooled backend connection whose oldest request has waited this long for
+    /// its reply is declared dead and closed (`None` = 0 = never). A node that accepts and reads but
+    /// never answers would otherwise hold its commands until TCP keepalive, which a live but stuck
+    /// process always passes.
+    pub command_timeout: Option<Duration>,
     /// Backend connections per cluster node, shared by all clients.
     pub pool_size: usize,
     pub read_from_replicas: bool,

@@ -90,6 +90,8 @@ struct RawRedis {
     max_redirects: u32,
     #[serde(default = "default_redis_connect_ms")]
     connection_timeout_ms: Spanned<u64>,
+    #[serde(default = "default_command_timeout_ms")]
+    command_timeout_ms: u64,
     #[serde(default = "default_pool_size")]
     pool_size: Spanned<usize>,
     #[serde(default)]
@@ -152,6 +154,9 @@ fn default_max_redirects() -> u32 {
 }
 fn default_redis_connect_ms() -> Spanned<u64> {
     Spanned::new(0..0, 1_000)
+}
+fn default_command_timeout_ms() -> u64 {
+    5_000
 }
 fn default_pool_size() -> Spanned<usize> {
     Spanned::new(0..0, 2)
@@ -369,6 +374,8 @@ fn redis(
         connection_timeout: Duration::from_millis(
             src.positive("redis.connection_timeout_ms", &raw.connection_timeout_ms)?,
         ),
+        command_timeout: (raw.command_timeout_ms > 0)
+            .then(|| Duration::from_millis(raw.command_timeout_ms)),
         pool_size: *raw.pool_size.get_ref(),
         read_from_replicas: raw.read_from_replicas,
         password: raw.password.clone(),

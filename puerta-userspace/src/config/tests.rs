@@ -51,6 +51,20 @@ connection_timeout_ms = 500
     assert_eq!(r.cluster_nodes.len(), 2);
     assert_eq!(r.max_redirects, 5);
     assert_eq!(r.connection_timeout.as_millis(), 500);
+    assert_eq!(r.command_timeout, Some(std::time::Duration::from_secs(5)));
+}
+
+#[test]
+fn redis_command_timeout_zero_turns_it_off() {
+    let text = "mode = \"redis\"\nlisten_addr = \"127.0.0.1:6379\"\n[redis]\n\
+                cluster_nodes = [\"a:1\"]\ncommand_timeout_ms = ";
+    let off = parse(&format!("{text}0\n")).expect("valid");
+    assert_eq!(off.redis().command_timeout, None);
+    let set = parse(&format!("{text}250\n")).expect("valid");
+    assert_eq!(
+        set.redis().command_timeout,
+        Some(std::time::Duration::from_millis(250))
+    );
 }
 
 fn invalid_line(text: &str) -> (String, usize) {

@@ -15,7 +15,8 @@ use crate::config::{Forwarding, MongoConfig};
 use crate::kernel::KernelPath;
 pub use kernel::KernelForwarder;
 pub use userspace::{
-    userspace_bytes, userspace_bytes_by_direction, UserspaceForwarder, DEFAULT_BUFFER_SIZE,
+    failed_side, userspace_bytes, userspace_bytes_by_direction, Side, UserspaceForwarder,
+    DEFAULT_BUFFER_SIZE,
 };
 
 /// Payload bytes a finished flow moved, per direction, and how it ended.

@@ -58,7 +58,8 @@ impl UserspaceForwarder {
     }
 
     /// Copies both directions concurrently. An error in either direction (e.g. a reset) ends the whole
-    /// pair at once: both sockets are dropped, which closes them.
+    /// pair at once: both sockets are dropped, which closes them. The error says which socket failed
+    /// ([`failed_side`]), so a mongos that resets flows can be told from clients that go away.
     pub async fn forward(&self, client: TcpStream, backend: TcpStream) -> io::Result<FlowBytes> {
         self.forward_until_idle(client, backend, None).await
     }
@@ -78,14 +79,14 @@ impl UserspaceForwarder {
         let copy = async {
             tokio::try_join!(
                 copy_then_shutdown(
-                    &mut client_read,
-                    &mut backend_write,
+                    (&mut client_read, Side::Client),
+                    (&mut backend_write, Side::Backend),
                     self.buffer_size,
                     [&up, &CLIENT_TO_BACKEND]
                 ),
                 copy_then_shutdown(
-                    &mut backend_read,
-                    &mut client_write,
+                    (&mut backend_read, Side::Backend),
+                    (&mut client_write, Side::Client),
                     self.buffer_size,
                     [&down, &BACKEND_TO_CLIENT]
                 ),
@@ -107,12 +108,35 @@ impl UserspaceForwarder {
     }
 }
 
+/// Which socket of a pair an I/O error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{side:?} socket: {source}")]
+struct SideError {
+    side: Side,
+    source: io::Error,
+}
+
+fn on(side: Side) -> impl FnOnce(io::Error) -> io::Error {
+    move |source| io::Error::new(source.kind(), SideError { side, source })
+}
+
+/// The socket whose failure ended a flow, for errors from [`UserspaceForwarder::forward`].
+pub fn failed_side(e: &io::Error) -> Option<Side> {
+    e.get_ref()?.downcast_ref::<SideError>().map(|s| s.side)
+}
+
 /// Copies until EOF, then half-closes the writer so the peer sees the FIN. Every chunk is added to
 /// `counters` (this flow's and the process-wide one for its direction) as it goes, so a flow cut short
 /// still knows what it moved.
 async fn copy_then_shutdown<R, W>(
-    reader: &mut R,
-    writer: &mut W,
+    (reader, from): (&mut R, Side),
+    (writer, to): (&mut W, Side),
     buffer_size: usize,
     counters: [&AtomicU64; 2],
 ) -> io::Result<()>
@@ -122,17 +146,17 @@ where
 {
     let mut buf = vec![0u8; buffer_size];
     loop {
-        let n = reader.read(&mut buf).await?;
+        let n = reader.read(&mut buf).await.map_err(on(from))?;
         if n == 0 {
             break;
         }
-        writer.write_all(&buf[..n]).await?;
+        writer.write_all(&buf[..n]).await.map_err(on(to))?;
         USERSPACE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
         for counter in counters {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
-    writer.shutdown().await
+    writer.shutdown().await.map_err(on(to))
 }
 
 #[cfg(test)]

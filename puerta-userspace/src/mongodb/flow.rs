@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::router::{Route, Router};
 use super::stats::{stats, ActiveFlow, MongoStats};
 use crate::connect::connect;
-use crate::forward::Forwarder;
+use crate::forward::{failed_side, Forwarder, Side};
 use crate::log_throttle::LogThrottle;
 use crate::proxy_protocol;
 
@@ -26,6 +26,8 @@ pub struct FlowContext {
     pub no_backend_log: LogThrottle,
     /// Idle closes come in waves (a pool of drivers going quiet): one info line per period.
     pub idle_log: LogThrottle,
+    /// Flows broken by their mongos (reset mid-stream) can come in bursts: one line per period.
+    pub backend_failure_log: LogThrottle,
 }
 
 /// Runs one flow to its end. Holds the admission permit until then.
@@ -72,6 +74,16 @@ pub async fn run(
             down = bytes.backend_to_client,
             "flow closed"
         ),
+        Err(e) if failed_side(&e) == Some(Side::Backend) => {
+            if let Some(n) = ctx.backend_failure_log.hit(Instant::now()) {
+                tracing::warn!(
+                    client = %peer,
+                    backend = %endpoint,
+                    flows = n,
+                    "mongos {endpoint} broke the flow of {peer}: {e}"
+                );
+            }
+        }
         Err(e) => tracing::debug!(client = %peer, backend = %endpoint, "flow ended: {e}"),
     }
 }

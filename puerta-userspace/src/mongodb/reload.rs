@@ -81,6 +81,7 @@ fn context(
         idle_timeout,
         no_backend_log: LogThrottle::new(Duration::from_secs(1)),
         idle_log: LogThrottle::new(Duration::from_secs(1)),
+        backend_failure_log: LogThrottle::new(Duration::from_secs(1)),
     }
 }
 

@@ -70,6 +70,7 @@ mod tests {
             slot_refresh_interval: std::time::Duration::from_secs(1),
             max_redirects: 5,
             connection_timeout: std::time::Duration::from_secs(1),
+            command_timeout: None,
             pool_size: 1,
             read_from_replicas: false,
             password: password.map(String::from),

@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::fault::{self, FaultKind};
+pub use super::node_connect::{open, ConnectOptions};
 use super::resp::{self, Frame, Limits};
-use super::wire;
 
 /// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,26 +33,35 @@ pub enum BackendError {
         "connection to {addr} lost before the reply ({reason}); the command may have been applied"
     )]
     Lost { addr: Arc<str>, reason: String },
+    #[error(
+        "{addr} did not answer within {ms} ms (connection closed); the command may have been applied"
+    )]
+    Timeout { addr: Arc<str>, ms: u128 },
 }
 
 impl BackendError {
     /// True when the node certainly did not execute the command.
     pub fn never_sent(&self) -> bool {
-        !matches!(self, BackendError::Lost { .. })
+        !matches!(
+            self,
+            BackendError::Lost { .. } | BackendError::Timeout { .. }
+        )
+    }
+
+    /// The node the error is about.
+    pub fn addr(&self) -> &Arc<str> {
+        match self {
+            BackendError::Connect { addr, .. }
+            | BackendError::ConnectTimeout { addr, .. }
+            | BackendError::Handshake { addr, .. }
+            | BackendError::NotSent { addr }
+            | BackendError::Lost { addr, .. }
+            | BackendError::Timeout { addr, .. } => addr,
+        }
     }
 }
 
 pub type ReplyResult = Result<Frame, BackendError>;
-
-/// How to open and authenticate a backend connection.
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    pub timeout: Duration,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Send READONLY so that a replica serves reads for its slots.
-    pub readonly: bool,
-}
 
 struct Request {
     payload: Bytes,
@@ -87,10 +97,15 @@ impl BackendConn {
         opts: &ConnectOptions,
     ) -> Result<BackendConn, BackendError> {
         let (stream, leftover) = open(&addr, opts).await?;
-        Ok(Self::start(addr, stream, leftover))
+        Ok(Self::start(addr, stream, leftover, opts.reply_timeout))
     }
 
-    fn start(addr: Arc<str>, stream: TcpStream, leftover: BytesMut) -> BackendConn {
+    fn start(
+        addr: Arc<str>,
+        stream: TcpStream,
+        leftover: BytesMut,
+        reply_timeout: Option<Duration>,
+    ) -> BackendConn {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
@@ -105,10 +120,13 @@ impl BackendConn {
             stop.clone(),
         ));
         tokio::spawn(read_loop(
-            addr.clone(),
-            read,
-            leftover,
-            pending,
+            Reading {
+                addr: addr.clone(),
+                read,
+                buf: leftover,
+                pending,
+                reply_timeout,
+            },
             closed.clone(),
             stop,
         ));
@@ -149,92 +167,6 @@ impl BackendConn {
                 reason: "connection task ended".into(),
             }),
         }
-    }
-}
-
-/// Connects within the timeout and authenticates. Returns bytes read past the handshake replies.
-pub async fn open(
-    addr: &Arc<str>,
-    opts: &ConnectOptions,
-) -> Result<(TcpStream, BytesMut), BackendError> {
-    match tokio::time::timeout(opts.timeout, open_unbounded(addr, opts)).await {
-        Ok(result) => result,
-        Err(_) => Err(BackendError::ConnectTimeout {
-            addr: addr.clone(),
-            ms: opts.timeout.as_millis(),
-        }),
-    }
-}
-
-async fn open_unbounded(
-    addr: &Arc<str>,
-    opts: &ConnectOptions,
-) -> Result<(TcpStream, BytesMut), BackendError> {
-    let mut stream = TcpStream::connect(&**addr)
-        .await
-        .map_err(|e| BackendError::Connect {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
-    let _ = stream.set_nodelay(true);
-    set_keepalive(&stream);
-    let mut hello = BytesMut::new();
-    let mut expected = 0;
-    if let Some(password) = &opts.password {
-        match &opts.username {
-            Some(user) => {
-                wire::encode_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()])
-            }
-            None => wire::encode_command(&mut hello, &[b"AUTH", password.as_bytes()]),
-        }
-        expected += 1;
-    }
-    if opts.readonly {
-        wire::encode_command(&mut hello, &[b"READONLY"]);
-        expected += 1;
-    }
-    let mut buf = BytesMut::new();
-    if expected == 0 {
-        return Ok((stream, buf));
-    }
-    let handshake = |reason: String| BackendError::Handshake {
-        addr: addr.clone(),
-        reason,
-    };
-    stream
-        .write_all(&hello)
-        .await
-        .map_err(|e| handshake(e.to_string()))?;
-    let limits = Limits::default();
-    while expected > 0 {
-        match resp::parse_reply(&mut buf, &limits).map_err(|e| handshake(e.to_string()))? {
-            Some(Frame::Error(e)) => {
-                return Err(handshake(String::from_utf8_lossy(&e).into_owned()))
-            }
-            Some(_) => expected -= 1,
-            None => {
-                let n = stream
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| handshake(e.to_string()))?;
-                if n == 0 {
-                    return Err(handshake("connection closed".into()));
-                }
-            }
-        }
-    }
-    Ok((stream, buf))
-}
-
-/// A node that vanishes without closing (power loss, partition) is noticed by TCP keepalive, so the
-/// commands waiting on it fail (and are retried elsewhere) instead of waiting forever.
-fn set_keepalive(stream: &TcpStream) {
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(5))
-        .with_retries(4);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
-        tracing::debug!("cannot enable TCP keepalive: {e}");
     }
 }
 
@@ -279,8 +211,19 @@ async fn write_loop(
         if out.is_empty() {
             break;
         }
-        if let Err(e) = write.write_all(&out).await {
-            tracing::debug!(%addr, "backend write failed: {e}");
+        // A node that stops reading fills the socket buffer; the reader's timeout must still be
+        // able to end this write.
+        let written = tokio::select! {
+            r = write.write_all(&out) => r,
+            _ = stop.cancelled() => break,
+        };
+        if let Err(e) = written {
+            fault::report(
+                &addr,
+                FaultKind::of_io(&e),
+                &format!("write failed: {e}"),
+                0,
+            );
             break;
         }
         out.clear();
@@ -293,56 +236,131 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(
+/// The reading half and what it needs to match replies to requests.
+struct Reading {
     addr: Arc<str>,
-    mut read: OwnedReadHalf,
-    mut buf: BytesMut,
+    read: OwnedReadHalf,
+    buf: BytesMut,
     pending: Arc<Mutex<PendingQueue>>,
-    closed: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
+    reply_timeout: Option<Duration>,
+}
+
+/// Why a connection's reading ended.
+struct Ended {
+    /// `None` when the connection ended normally (the last handle was dropped, or an idle connection
+    /// was closed by the node), which is not worth a warning.
+    fault: Option<FaultKind>,
+    reason: String,
+}
+
+impl Ended {
+    fn fault(kind: FaultKind, reason: impl Into<String>) -> Ended {
+        Ended {
+            fault: Some(kind),
+            reason: reason.into(),
+        }
+    }
+}
+
+async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationToken) {
+    let ended = read_replies(&mut r, &stop).await;
+    closed.store(true, Ordering::Release);
+    stop.cancel();
+    let waiting = {
+        let mut p = r.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.closed = true;
+        std::mem::take(&mut p.queue)
+    };
+    let addr = r.addr;
+    // The node closing a connection nobody waits on (its `timeout` setting, a restart) is routine.
+    let fault = match ended.fault {
+        Some(FaultKind::Closed) if waiting.is_empty() => None,
+        other => other,
+    };
+    match fault {
+        Some(kind) => fault::report(&addr, kind, &ended.reason, waiting.len()),
+        None => {
+            tracing::debug!(%addr, lost = waiting.len(), "backend connection ended: {}", ended.reason)
+        }
+    }
+    for w in waiting {
+        let error = match (fault, r.reply_timeout) {
+            (Some(FaultKind::Timeout), Some(t)) => BackendError::Timeout {
+                addr: addr.clone(),
+                ms: t.as_millis(),
+            },
+            _ => BackendError::Lost {
+                addr: addr.clone(),
+                reason: ended.reason.clone(),
+            },
+        };
+        let _ = w.tx.send(Err(error));
+    }
+}
+
+async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
     let limits = Limits::default();
-    let latency = super::metrics::node_latency(&addr);
-    let reason = loop {
-        match resp::parse_reply(&mut buf, &limits) {
+    let latency = super::metrics::node_latency(&r.addr);
+    // Re-armed only when the oldest waiting request changes, not on every read.
+    let overdue = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(overdue);
+    loop {
+        match resp::parse_reply(&mut r.buf, &limits) {
             Ok(Some(frame)) => {
-                if !deliver(&pending, frame, &latency) {
-                    break "reply without a request (stream out of sync)".to_string();
+                if !deliver(&r.pending, frame, &latency) {
+                    return Ended::fault(
+                        FaultKind::BadReply,
+                        "sent a reply nobody asked for (stream out of sync)",
+                    );
                 }
                 continue;
             }
             Ok(None) => {}
-            Err(e) => break format!("bad reply: {e}"),
+            Err(e) => return Ended::fault(FaultKind::BadReply, format!("sent a bad reply: {e}")),
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
+        let deadline = r.reply_timeout.map(|t| reply_deadline(&r.pending, t));
+        if let Some(d) = deadline {
+            if overdue.deadline() != d {
+                overdue.as_mut().reset(d);
+            }
+        }
+        if r.buf.capacity() - r.buf.len() < 4096 {
+            r.buf.reserve(16 * 1024);
         }
         let n = tokio::select! {
-            r = read.read_buf(&mut buf) => r,
-            _ = stop.cancelled() => break "connection closed".to_string(),
+            n = r.read.read_buf(&mut r.buf) => n,
+            _ = stop.cancelled() => {
+                return Ended { fault: None, reason: "connection closed".into() };
+            }
+            _ = &mut overdue, if deadline.is_some() => {
+                if let Some(t) = r.reply_timeout.filter(|t| is_overdue(&r.pending, *t)) {
+                    return Ended::fault(
+                        FaultKind::Timeout,
+                        format!("no reply within {} ms (command_timeout_ms); closing the connection", t.as_millis()),
+                    );
+                }
+                continue;
+            }
         };
         match n {
-            Ok(0) => break "closed by the node".to_string(),
+            Ok(0) => return Ended::fault(FaultKind::Closed, "closed the connection"),
             Ok(_) => {}
-            Err(e) => break e.to_string(),
+            Err(e) => return Ended::fault(FaultKind::of_io(&e), format!("connection error: {e}")),
         }
-    };
-    closed.store(true, Ordering::Release);
-    stop.cancel();
-    let waiting = {
-        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.closed = true;
-        std::mem::take(&mut p.queue)
-    };
-    if !waiting.is_empty() {
-        tracing::debug!(%addr, lost = waiting.len(), "backend connection ended: {reason}");
     }
-    for w in waiting {
-        let _ = w.tx.send(Err(BackendError::Lost {
-            addr: addr.clone(),
-            reason: reason.clone(),
-        }));
-    }
+}
+
+/// When the oldest waiting request times out; with nothing waiting, one timeout from now (a request
+/// queued meanwhile is then noticed at its own deadline by the re-check).
+fn reply_deadline(pending: &Mutex<PendingQueue>, timeout: Duration) -> tokio::time::Instant {
+    let p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    let since = p.queue.front().map_or_else(Instant::now, |w| w.sent);
+    tokio::time::Instant::from_std(since + timeout)
+}
+
+fn is_overdue(pending: &Mutex<PendingQueue>, timeout: Duration) -> bool {
+    let p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    p.queue.front().is_some_and(|w| w.sent.elapsed() >= timeout)
 }
 
 /// Hands `frame` to the oldest waiting request. False when nobody waits: the stream is out of sync.
@@ -371,78 +389,4 @@ fn deliver(pending: &Mutex<PendingQueue>, frame: Frame, latency: &metrics::Histo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::net::TcpListener;
-
-    /// A fake node that answers every command with an increasing integer, then hangs up after `n`.
-    async fn counting_node(n: usize) -> Arc<str> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = BytesMut::new();
-            let mut answered = 0;
-            while answered < n {
-                while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
-                    answered += 1;
-                    let reply = format!(":{answered}\r\n");
-                    sock.write_all(reply.as_bytes()).await.unwrap();
-                }
-                if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                    return;
-                }
-            }
-        });
-        addr
-    }
-
-    fn opts() -> ConnectOptions {
-        ConnectOptions {
-            timeout: Duration::from_secs(5),
-            username: None,
-            password: None,
-            readonly: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn replies_are_matched_in_order_and_grouped() {
-        let addr = counting_node(4).await;
-        let conn = BackendConn::connect(addr, &opts()).await.unwrap();
-        let one = conn.send(wire::command_bytes(&["A"]), 1);
-        let mut two = BytesMut::new();
-        wire::encode_command(&mut two, &["B"]);
-        wire::encode_command(&mut two, &["C"]);
-        let two = conn.send(two.freeze(), 2);
-        let three = conn.send(wire::command_bytes(&["D"]), 1);
-        assert_eq!(one.await.unwrap().unwrap(), Frame::Integer(1));
-        assert_eq!(
-            two.await.unwrap().unwrap(),
-            Frame::Array(vec![Frame::Integer(2), Frame::Integer(3)])
-        );
-        assert_eq!(three.await.unwrap().unwrap(), Frame::Integer(4));
-        // The node hung up: the next request fails instead of hanging, and the handle says so.
-        let err = conn.call(wire::command_bytes(&["E"]), 1).await.unwrap_err();
-        assert!(matches!(
-            err,
-            BackendError::Lost { .. } | BackendError::NotSent { .. }
-        ));
-        assert!(conn.is_closed());
-    }
-
-    #[tokio::test]
-    async fn refused_connect_is_a_clear_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
-        drop(listener);
-        let err = BackendConn::connect(addr.clone(), &opts())
-            .await
-            .err()
-            .unwrap();
-        assert!(err.never_sent());
-        assert!(err
-            .to_string()
-            .starts_with(&format!("cannot connect to {addr}")));
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::backend::{BackendConn, BackendError, ConnectOptions};
+use super::fault::FaultKind;
 
 pub struct NodePool {
     addr: Arc<str>,
@@ -35,14 +36,25 @@ impl NodePool {
             }
         }
         *slot = None;
-        let conn = Arc::new(BackendConn::connect(self.addr.clone(), &self.opts).await?);
+        let conn = BackendConn::connect(self.addr.clone(), &self.opts)
+            .await
+            .inspect_err(|e| {
+                super::fault::report(&self.addr, FaultKind::Connect, &e.to_string(), 0)
+            })?;
+        let conn = Arc::new(conn);
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
-    /// A fresh connection owned by one client (transactions, blocking commands); not pooled.
+    /// A fresh connection owned by one client (WATCH ... EXEC); not pooled.
     pub async fn dedicated(&self) -> Result<BackendConn, BackendError> {
         BackendConn::connect(self.addr.clone(), &self.opts).await
+    }
+
+    /// A fresh connection for one blocking command: no reply timeout, since a BLPOP may rightly wait
+    /// as long as the client asked.
+    pub async fn blocking(&self) -> Result<BackendConn, BackendError> {
+        BackendConn::connect(self.addr.clone(), &self.opts.unbounded()).await
     }
 
     pub fn options(&self) -> &ConnectOptions {

@@ -52,6 +52,10 @@ fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
             "connection_timeout_ms",
             old.connection_timeout != new.connection_timeout,
         ),
+        (
+            "command_timeout_ms",
+            old.command_timeout != new.command_timeout,
+        ),
     ];
     for (key, changed) in fixed {
         if changed {

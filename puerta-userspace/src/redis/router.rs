@@ -112,7 +112,7 @@ async fn attempt(
     let replies = if asking { 2 } else { 1 };
     let pool = cluster.pool(&addr);
     let (reply, conn) = if route.dedicated {
-        match pool.dedicated().await {
+        match pool.blocking().await {
             Ok(conn) => (Ok(conn.send(payload, replies)), Some(conn)),
             Err(e) => (Err(e), None),
         }
@@ -195,7 +195,13 @@ impl InFlight {
             return None;
         }
         tokio::time::sleep(backoff(retries)).await;
-        target(&self.cluster, &self.route).ok().map(|a| (a, false))
+        let next = target(&self.cluster, &self.route).ok()?;
+        // A node that let a command time out would most likely do it again: another full timeout
+        // for nothing. Only a new owner (failover, resharding) is worth the retry.
+        if matches!(e, BackendError::Timeout { .. }) && &next == e.addr() {
+            return None;
+        }
+        Some((next, false))
     }
 
     fn refresh_wait(&self) -> Duration {

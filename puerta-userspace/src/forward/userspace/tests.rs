@@ -99,3 +99,25 @@ async fn idle_timeout_closes_both_sides_and_keeps_the_counts() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_backend_reset_is_blamed_on_the_backend() {
+    let (mut client, accepted, to_backend, mut backend) = pairs().await;
+    let flow = tokio::spawn(async move {
+        UserspaceForwarder::default()
+            .forward(accepted, to_backend)
+            .await
+    });
+    client.write_all(b"request").await.unwrap();
+    let mut got = [0u8; 7];
+    within(backend.read_exact(&mut got)).await.unwrap();
+    backend.write_all(b"half a re").await.unwrap();
+    backend.set_zero_linger().unwrap();
+    drop(backend);
+    let err = within(flow).await.unwrap().unwrap_err();
+    assert_eq!(failed_side(&err), Some(Side::Backend), "{err}");
+    assert!(err.to_string().contains("Backend socket"), "{err}");
+    let mut rest = Vec::new();
+    let _ = within(client.read_to_end(&mut rest)).await;
+    assert!(rest.len() <= 9);
+}

@@ -4,7 +4,7 @@
 pub mod refresh;
 pub mod topology;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub struct Cluster {
     rotation: AtomicUsize,
     /// `cluster_nodes`, replaceable by a config reload.
     seeds: RwLock<Vec<Arc<str>>>,
+    /// Nodes whose last topology query failed: asked last, so that a node that hangs does not make
+    /// every refresh wait for its timeout while others could answer at once.
+    refresh_suspects: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Cluster {
@@ -38,6 +41,7 @@ impl Cluster {
             username: config.backend_username.clone(),
             password: config.backend_password.clone(),
             readonly: config.read_from_replicas,
+            reply_timeout: config.command_timeout,
         });
         let seeds = config
             .cluster_nodes
@@ -54,6 +58,7 @@ impl Cluster {
             pools: Mutex::new(HashMap::new()),
             opts,
             rotation: AtomicUsize::new(0),
+            refresh_suspects: Mutex::new(HashSet::new()),
         })
     }
 
@@ -104,7 +109,8 @@ impl Cluster {
         self.read_map().covered()
     }
 
-    /// Nodes to ask for the topology: the known ones first, then the configured seeds.
+    /// Nodes to ask for the topology: the known ones first, then the configured seeds; nodes whose
+    /// last answer failed go last.
     pub fn refresh_candidates(&self) -> Vec<Arc<str>> {
         let mut nodes = self.read_map().nodes();
         for seed in self.seeds.read().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -112,7 +118,26 @@ impl Cluster {
                 nodes.push(seed.clone());
             }
         }
+        let suspects = self
+            .refresh_suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Stable: the order among the good (and among the suspect) nodes is kept.
+        nodes.sort_by_key(|n| suspects.contains(n));
         nodes
+    }
+
+    /// Records whether `node` answered a topology query.
+    pub fn note_refresh_answer(&self, node: &Arc<str>, answered: bool) {
+        let mut suspects = self
+            .refresh_suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if answered {
+            suspects.remove(node);
+        } else {
+            suspects.insert(node.clone());
+        }
     }
 
     /// New seeds from a reload; used from the next refresh on.

@@ -35,7 +35,9 @@ pub async fn refresh_once(cluster: &Cluster) -> bool {
     let mut best: Option<SlotMap> = None;
     let mut failures = Vec::new();
     for addr in cluster.refresh_candidates() {
-        match fetch(cluster, &addr).await {
+        let fetched = fetch(cluster, &addr).await;
+        cluster.note_refresh_answer(&addr, fetched.is_ok());
+        match fetched {
             Ok(map) => {
                 let covered = map.covered();
                 if best.as_ref().is_none_or(|b| covered > b.covered()) {
@@ -98,11 +100,24 @@ mod tests {
 
     /// A fake node that answers every CLUSTER SLOTS with "all slots are mine" and counts the queries.
     async fn fake_node(queries: Arc<AtomicUsize>) -> u16 {
+        fake_node_sharing_with(queries, None).await
+    }
+
+    /// Like [`fake_node`]; with `other`, slots 0-8191 are said to belong to that port instead.
+    async fn fake_node_sharing_with(queries: Arc<AtomicUsize>, other: Option<u16>) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let node = |first: u16, last: u16, port: u16| {
+            format!("*3\r\n:{first}\r\n:{last}\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n")
+        };
+        let reply = match other {
+            None => format!("*1\r\n{}", node(0, 16383, port)),
+            Some(o) => format!("*2\r\n{}{}", node(0, 8191, o), node(8192, 16383, port)),
+        };
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let queries = queries.clone();
+                let reply = reply.clone();
                 tokio::spawn(async move {
                     let mut buf = BytesMut::new();
                     loop {
@@ -110,9 +125,6 @@ mod tests {
                             queries.fetch_add(1, Ordering::SeqCst);
                             // Slow enough that a burst of triggers lands while one refresh runs.
                             tokio::time::sleep(Duration::from_millis(50)).await;
-                            let reply = format!(
-                                "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n"
-                            );
                             if sock.write_all(reply.as_bytes()).await.is_err() {
                                 return;
                             }
@@ -133,6 +145,7 @@ mod tests {
             slot_refresh_interval: Duration::from_secs(3600),
             max_redirects: 5,
             connection_timeout: Duration::from_secs(5),
+            command_timeout: Some(Duration::from_secs(5)),
             pool_size: 1,
             read_from_replicas: false,
             password: None,
@@ -141,6 +154,57 @@ mod tests {
             backend_password: None,
             client_idle_timeout: None,
         }
+    }
+
+    /// A node that accepts and reads but never answers; counts its connections.
+    async fn silent_node(connections: Arc<AtomicUsize>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 1024];
+                    while sock.read(&mut sink).await.unwrap_or(0) > 0 {}
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_node_that_did_not_answer_is_asked_last() {
+        // The good node says the silent one is a master: a stuck master. Masters are asked in address
+        // order, so pick ports that put the silent one first.
+        let (silent, silent_port, good_port) = loop {
+            let silent = Arc::new(AtomicUsize::new(0));
+            let silent_port = silent_node(silent.clone()).await;
+            let good_port =
+                fake_node_sharing_with(Arc::new(AtomicUsize::new(0)), Some(silent_port)).await;
+            if silent_port.to_string() < good_port.to_string() {
+                break (silent, silent_port, good_port);
+            }
+        };
+        let mut config = config(good_port);
+        config.command_timeout = Some(Duration::from_millis(200));
+        let cluster = Cluster::new(config);
+        assert!(refresh_once(&cluster).await);
+        assert_eq!(silent.load(Ordering::SeqCst), 0);
+        // Next refresh: the known masters are asked in map order, the silent one first; it times out
+        // and the good one answers.
+        assert_eq!(
+            &*cluster.refresh_candidates()[0],
+            format!("127.0.0.1:{silent_port}")
+        );
+        assert!(refresh_once(&cluster).await);
+        assert_eq!(silent.load(Ordering::SeqCst), 1);
+        // From now on the silent node comes after the good one, which covers every slot.
+        for _ in 0..3 {
+            assert!(refresh_once(&cluster).await);
+        }
+        assert_eq!(silent.load(Ordering::SeqCst), 1);
+        let last = cluster.refresh_candidates().pop().unwrap();
+        assert_eq!(&*last, format!("127.0.0.1:{silent_port}"));
     }
 
     #[tokio::test]
