@@ -2,11 +2,12 @@
 //! everything and the other direction keeps working; a RST on either side ends the other within 1 s.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use puerta_tests::kernel::{logged_u64, start, stop, PinDir};
+use puerta_tests::kernel::{assert_spliced_and_clean, start, stop, PinDir};
 use puerta_tests::mongo_echo::MongoEcho;
+use puerta_tests::stream::ends_within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,21 +35,6 @@ async fn handed_pair(
         .context("client reads pong")?;
     assert_eq!(&buf, b"pong");
     Ok((client, server))
-}
-
-/// Reads until EOF or error; returns what was read and whether it ended within `within`.
-async fn ends_within(sock: &mut TcpStream, within: Duration) -> anyhow::Result<Vec<u8>> {
-    let mut got = Vec::new();
-    let started = Instant::now();
-    let mut buf = [0u8; 65536];
-    loop {
-        let left = within.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, sock.read(&mut buf)).await {
-            Err(_) => anyhow::bail!("still open after {within:?} ({} bytes read)", got.len()),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(got),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 fn reset(sock: TcpStream) -> anyhow::Result<()> {
@@ -97,15 +83,6 @@ async fn half_close_and_reset_end_the_pair_within_a_second() -> anyhow::Result<(
     reset(server)?;
     ends_within(&mut client, second).await?;
     let log = tokio::task::block_in_place(|| stop(puerta))?;
-    assert_eq!(
-        logged_u64(&log, "kernel path totals", "peer_entries"),
-        Some(0),
-        "{log}"
-    );
-    assert_eq!(
-        logged_u64(&log, "mongodb mode totals", "userspace_bytes"),
-        Some(0),
-        "{log}"
-    );
+    assert_spliced_and_clean(&log);
     Ok(())
 }

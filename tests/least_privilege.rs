@@ -15,7 +15,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use puerta_tests::http::{get, parse_metrics, sample, wait_for};
-use puerta_tests::mongo::{puerta_config, Echo, EchoBackend};
+use puerta_tests::mongo::{echo, puerta_config, Echo, EchoBackend};
 use puerta_tests::{free_port, loopback, puerta_bin, wait_for_port, ChildGuard, Puerta};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -90,14 +90,6 @@ fn wait_for_kernel_bytes(admin: SocketAddr, expected: f64) -> anyhow::Result<()>
     });
     text.map(|_| ())
         .map_err(|e| anyhow::anyhow!("kernel bytes never reached {expected}: {e}"))
-}
-
-fn echo(stream: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
-    stream.write_all(payload)?;
-    let mut back = vec![0u8; payload.len()];
-    stream.read_exact(&mut back)?;
-    anyhow::ensure!(back == payload, "echo mismatch");
-    Ok(())
 }
 
 /// Starts `puerta` on `config` as `nobody` holding only `caps` (setpriv syntax, `+bpf,+net_admin`),

@@ -8,9 +8,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use puerta_tests::kernel::{fd_count, logged_u64, stop, wait_for, PinDir};
+use puerta_tests::kernel::{
+    assert_spliced_and_clean, fd_count, logged_u64, stop, wait_for, PinDir,
+};
 use puerta_tests::mongo::forwarding;
 use puerta_tests::mongo_echo::MongoEcho;
+use puerta_tests::stream::ends_within;
 use puerta_tests::{free_port, http, loopback, Puerta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -72,22 +75,6 @@ async fn start(backend: SocketAddr, idle: u64) -> anyhow::Result<Proxy> {
     })
 }
 
-/// Reads until EOF or a reset; fails if the socket is still open after `within`. Returns what was
-/// read.
-async fn closed_within(sock: &mut TcpStream, within: Duration) -> anyhow::Result<Vec<u8>> {
-    let started = Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = within.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, sock.read(&mut buf)).await {
-            Err(_) => anyhow::bail!("still open after {within:?} ({} bytes read)", got.len()),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(got),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 async fn echo_once(sock: &mut TcpStream, msg: &[u8]) -> anyhow::Result<()> {
     sock.write_all(msg).await?;
     let mut got = vec![0u8; msg.len()];
@@ -120,16 +107,7 @@ fn stop_checked(proxy: Proxy) -> anyhow::Result<String> {
     let kernel = proxy.kernel;
     let log = stop(proxy.puerta)?;
     if kernel {
-        assert_eq!(
-            logged_u64(&log, "kernel path totals", "peer_entries"),
-            Some(0),
-            "{log}"
-        );
-        assert_eq!(
-            logged_u64(&log, "mongodb mode totals", "userspace_bytes"),
-            Some(0),
-            "spliced, not forwarded in userspace:\n{log}"
-        );
+        assert_spliced_and_clean(&log);
     }
     Ok(log)
 }
@@ -140,7 +118,7 @@ async fn silent_client_is_closed_after_the_timeout() -> anyhow::Result<()> {
     let proxy = start(backend.addr, IDLE.as_secs()).await?;
     let started = Instant::now();
     let mut client = TcpStream::connect(proxy.puerta.listen).await?;
-    let got = closed_within(&mut client, IDLE + SLACK).await?;
+    let got = ends_within(&mut client, IDLE + SLACK).await?;
     assert!(got.is_empty());
     assert!(
         started.elapsed() + JIFFY_SLACK >= IDLE,
@@ -162,7 +140,7 @@ async fn client_stalled_in_the_middle_of_a_message_is_closed() -> anyhow::Result
     let half = half_message();
     client.write_all(&half).await?;
     // The echo returns the fragment (the flow is through), then nothing moves until the close.
-    let got = closed_within(&mut client, IDLE + SLACK).await?;
+    let got = ends_within(&mut client, IDLE + SLACK).await?;
     assert_eq!(got, half);
     tokio::task::block_in_place(|| stop_checked(proxy))?;
     Ok(())
@@ -182,7 +160,7 @@ async fn talking_client_stays_open_past_the_timeout() -> anyhow::Result<()> {
         tokio::time::sleep(IDLE / 4).await;
     }
     // Then it goes quiet, and the timeout applies.
-    closed_within(&mut client, IDLE + SLACK).await?;
+    ends_within(&mut client, IDLE + SLACK).await?;
     tokio::task::block_in_place(|| stop_checked(proxy))?;
     Ok(())
 }
@@ -211,8 +189,8 @@ async fn server_traffic_alone_keeps_the_flow_open_then_both_sides_close() -> any
         assert_eq!(u64::from_le_bytes(got), round);
         tokio::time::sleep(IDLE / 4).await;
     }
-    assert!(closed_within(&mut client, IDLE + SLACK).await?.is_empty());
-    assert!(closed_within(&mut server, SLACK).await?.is_empty());
+    assert!(ends_within(&mut client, IDLE + SLACK).await?.is_empty());
+    assert!(ends_within(&mut server, SLACK).await?.is_empty());
     tokio::task::block_in_place(|| stop_checked(proxy))?;
     Ok(())
 }
@@ -287,7 +265,7 @@ async fn many_idle_clients_do_not_stop_service_and_leave_nothing_behind() -> any
     }
     let mut closes = tokio::task::JoinSet::new();
     for mut sock in stalled {
-        closes.spawn(async move { closed_within(&mut sock, IDLE + SLACK).await.map(drop) });
+        closes.spawn(async move { ends_within(&mut sock, IDLE + SLACK).await.map(drop) });
     }
     while let Some(closed) = closes.join_next().await {
         closed??;
@@ -341,11 +319,11 @@ async fn reload_applies_the_timeout_to_new_flows() -> anyhow::Result<()> {
             .wait_for_output("client_idle_timeout_sec=2", SLACK)
     })?;
     let mut after = TcpStream::connect(listen).await?;
-    closed_within(&mut after, IDLE + SLACK).await?;
+    ends_within(&mut after, IDLE + SLACK).await?;
     // `before` has now been quiet for longer than the new timeout, and is still served.
     echo_once(&mut before, b"still open").await?;
     before.shutdown().await?;
-    closed_within(&mut before, SLACK).await?;
+    ends_within(&mut before, SLACK).await?;
     let admin = proxy.admin;
     wait_for("flows finished", || Ok(open_connections(admin)? == 0.0)).await?;
     tokio::task::block_in_place(|| stop_checked(proxy))?;

@@ -1,12 +1,11 @@
 //! SIGHUP with the real binary: backends added, removed and re-weighted, log level changed, an
 //! established flow untouched, and an invalid file rejected while the old configuration keeps serving.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use puerta_tests::http::{get, wait_for};
-use puerta_tests::mongo::{puerta_config, Echo, EchoBackend};
+use puerta_tests::mongo::{echo, puerta_config, Echo, EchoBackend};
 use puerta_tests::{free_port, loopback, Puerta};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,14 +20,6 @@ fn config(listen: SocketAddr, admin: SocketAddr, backends: &[String], extra: &st
             "health_check_interval_sec = 1\nhealth_check_timeout_ms = 500"
         )
     )
-}
-
-fn echo(stream: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
-    stream.write_all(payload)?;
-    let mut back = vec![0u8; payload.len()];
-    stream.read_exact(&mut back)?;
-    anyhow::ensure!(back == payload, "echo mismatch");
-    Ok(())
 }
 
 fn backends(admin: SocketAddr) -> anyhow::Result<serde_json::Value> {

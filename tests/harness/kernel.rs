@@ -79,6 +79,21 @@ pub fn stop(mut puerta: Puerta) -> anyhow::Result<String> {
     Ok(puerta.process.output())
 }
 
+/// The shutdown totals of a kernel-mode Puerta show every flow was spliced (no payload byte through
+/// userspace) and torn down (no PEERS entry left).
+pub fn assert_spliced_and_clean(log: &str) {
+    assert_eq!(
+        logged_u64(log, "kernel path totals", "peer_entries"),
+        Some(0),
+        "PEERS entries left:\n{log}"
+    );
+    assert_eq!(
+        logged_u64(log, "mongodb mode totals", "userspace_bytes"),
+        Some(0),
+        "spliced, not forwarded in userspace:\n{log}"
+    );
+}
+
 /// `key=value` from the last log line containing `line`.
 pub fn logged_u64(output: &str, line: &str, key: &str) -> Option<u64> {
     let l = output.lines().rev().find(|l| l.contains(line))?;

@@ -141,6 +141,15 @@ pub enum Echo {
 
 /// A TCP echo server in the test process that also answers Puerta's `hello` health checks with
 /// `{ok: 1}`, so Puerta routes to it. Threads end with the test process.
+/// Sends `payload` through an echoing path and checks it comes back whole.
+pub fn echo(stream: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
+    stream.write_all(payload)?;
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back)?;
+    anyhow::ensure!(back == payload, "echo mismatch");
+    Ok(())
+}
+
 pub struct EchoBackend {
     pub port: u16,
 }

@@ -87,7 +87,7 @@ async fn answer_hellos(mut sock: TcpStream) -> std::io::Result<()> {
 }
 
 /// OP_MSG reply with body `{ok: 1.0}`.
-fn ok_reply(response_to: i32) -> Vec<u8> {
+pub fn ok_reply(response_to: i32) -> Vec<u8> {
     let mut doc = Vec::new();
     doc.extend_from_slice(&17i32.to_le_bytes());
     doc.push(0x01);

@@ -42,3 +42,22 @@ pub async fn echo_roundtrip(sock: TcpStream, len: u64, seed: u64) -> anyhow::Res
     anyhow::ensure!(got == len, "received {got} bytes, sent {len}");
     Ok((sent, hash.digest()))
 }
+
+/// Reads until EOF or error and returns what was read; fails if the socket is still open after
+/// `within` (how tests see that Puerta closed a flow).
+pub async fn ends_within(
+    sock: &mut TcpStream,
+    within: std::time::Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, sock.read(&mut buf)).await {
+            Err(_) => anyhow::bail!("still open after {within:?} ({} bytes read)", got.len()),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
