@@ -32,12 +32,15 @@ enum Command {
     /// The whole suite: setup, release build, fmt, clippy, tests, quick benchmark.
     Test,
     /// End-to-end benchmarks against peers on loopback; tables on stdout, JSON under target/bench/.
+    /// `bench soak --minutes N`: both modes under load with backend kills, RSS and fds over time.
     Bench {
         #[arg(value_enum, default_value_t = bench::Suite::All)]
         suite: bench::Suite,
         /// Small sizes; finishes in under two minutes (what `cargo xtask test` runs).
         #[arg(long)]
         quick: bool,
+        #[command(flatten)]
+        soak: bench::SoakArgs,
     },
     /// Build the eBPF object (and the daemon that embeds it).
     BuildEbpf {
@@ -52,9 +55,9 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run_setup(),
         Command::Demo { mode } => demo::run(mode),
         Command::Test => test::run_all(),
-        Command::Bench { suite, quick } => {
+        Command::Bench { suite, quick, soak } => {
             setup::run_setup()?;
-            bench::run(suite, quick)
+            bench::run(suite, quick, soak)
         }
         Command::BuildEbpf { release } => build_ebpf::run(release),
     }

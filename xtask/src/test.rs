@@ -39,7 +39,7 @@ pub fn run_all() -> anyhow::Result<()> {
             .env("PUERTA_PYTHON", paths::python()),
     )?;
     crate::cmd::step("cargo xtask bench --quick (checks the harness, no thresholds)");
-    bench::run(bench::Suite::All, true)?;
+    bench::run(bench::Suite::All, true, bench::SoakArgs::default())?;
     eprintln!("==> test: all steps passed");
     Ok(())
 }
