@@ -7,6 +7,7 @@ kill windows from errors outside them after the run.
 
 import json
 import os
+import re
 import threading
 import time
 
@@ -36,7 +37,7 @@ class Stats:
             self.mismatches += 1
 
     def error(self, exc):
-        kind = f"{type(exc).__name__}: {str(exc)[:60]}"
+        kind = error_kind(exc)
         second = str(int(time.time()))
         with self.lock:
             self.errors += 1
@@ -66,6 +67,17 @@ class Stats:
         with open(tmp, "w") as f:
             json.dump(doc, f)
         os.replace(tmp, self.path)
+
+
+def error_kind(exc):
+    """The exception type and the gist of its message: redis-py's pipeline errors quote the failing
+    command with its key and value, so only what follows "caused error:" is kept, and numbers (slots,
+    ports, counters) are masked so that one kind of failure is one line."""
+    message = str(exc)
+    if "caused error: " in message:
+        message = message.split("caused error: ", 1)[1]
+    message = re.sub(r"\d+", "N", message)
+    return f"{type(exc).__name__}: {message[:70]}"
 
 
 class Pace:

@@ -26,6 +26,9 @@ pub struct Outcome {
     /// (WARN, ERROR) line counts in each daemon's log.
     pub mongodb_log: (usize, usize),
     pub redis_log: (usize, usize),
+    /// The daemons' non-zero failure counters at the end.
+    pub mongodb_error_counters: Vec<(String, f64)>,
+    pub redis_error_counters: Vec<(String, f64)>,
 }
 
 struct Running {
@@ -88,6 +91,8 @@ pub fn run(dir: &Path, plan: &Plan) -> anyhow::Result<Outcome> {
         redis_clients: r.clients.totals(Stack::Redis),
         mongodb_log: log_levels(&r.mongo.puerta.proc.log),
         redis_log: log_levels(&r.redis.puerta.proc.log),
+        mongodb_error_counters: sample::error_counters(r.mongo.admin),
+        redis_error_counters: sample::error_counters(r.redis.admin),
         timeline: r.timeline,
         ended_by,
     };

@@ -97,6 +97,25 @@ pub fn scrape(admin: SocketAddr) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
+/// Every non-zero failure counter the daemon exports (`*_total` series whose name says error, failure,
+/// refused, timeout or no backend), as `name{labels}` and value: what the one-number sum is made of.
+pub fn error_counters(admin: SocketAddr) -> Vec<(String, f64)> {
+    const WORDS: &[&str] = &["error", "failure", "refused", "timeout", "no_backend"];
+    let Some(text) = scrape(admin) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let name = series.split('{').next()?;
+            let value: f64 = value.parse().ok()?;
+            let wanted = name.ends_with("_total") && WORDS.iter().any(|w| name.contains(w));
+            (wanted && value > 0.0).then(|| (series.to_string(), value))
+        })
+        .collect()
+}
+
 /// The sum of every series of metric `name` (all label sets).
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let values: Vec<f64> = series(text, name).map(|(_, v)| v).collect();

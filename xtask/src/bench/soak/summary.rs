@@ -33,6 +33,7 @@ pub struct DaemonSummary {
     pub kernel_bytes: Option<f64>,
     pub log_warn_lines: usize,
     pub log_error_lines: usize,
+    pub error_counters: Vec<(String, f64)>,
 }
 
 #[derive(Serialize)]
@@ -63,8 +64,18 @@ impl Report {
         Report {
             minutes_run: o.samples.last().map_or(0.0, |s| s.t / 60.0),
             forwarding: o.forwarding.clone(),
-            mongodb: daemon(&o.samples, |s| &s.mongodb, o.mongodb_log),
-            redis: daemon(&o.samples, |s| &s.redis, o.redis_log),
+            mongodb: daemon(
+                &o.samples,
+                |s| &s.mongodb,
+                o.mongodb_log,
+                &o.mongodb_error_counters,
+            ),
+            redis: daemon(
+                &o.samples,
+                |s| &s.redis,
+                o.redis_log,
+                &o.redis_error_counters,
+            ),
             mongodb_clients: clients(o, Stack::Mongodb, &o.mongodb_clients),
             redis_clients: clients(o, Stack::Redis, &o.redis_clients),
             ended_by: o.ended_by.clone(),
@@ -151,6 +162,14 @@ impl Report {
             self.forwarding,
             fmt(m.kernel_bytes, 0)
         ));
+        for (stack, d) in [("MongoDB", m), ("Redis", r)] {
+            if !d.error_counters.is_empty() {
+                out.push_str(&format!("\n{stack} daemon failure counters at the end:\n"));
+                for (series, n) in &d.error_counters {
+                    out.push_str(&format!("- `{series}` {n:.0}\n"));
+                }
+            }
+        }
         for (stack, c) in [("MongoDB", mc), ("Redis", rc)] {
             if !c.top_error_kinds.is_empty() {
                 out.push_str(&format!("\n{stack} client errors by kind:\n"));
@@ -203,6 +222,7 @@ fn daemon(
     samples: &[Sample],
     pick: fn(&Sample) -> &DaemonSample,
     (warn, error): (usize, usize),
+    error_counters: &[(String, f64)],
 ) -> DaemonSummary {
     let series = |value: fn(&DaemonSample) -> Option<f64>| {
         let points: Vec<(f64, f64)> = samples
@@ -222,6 +242,7 @@ fn daemon(
         kernel_bytes: last.and_then(|d| d.kernel_bytes),
         log_warn_lines: warn,
         log_error_lines: error,
+        error_counters: error_counters.to_vec(),
     }
 }
 
