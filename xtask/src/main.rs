@@ -33,12 +33,15 @@ enum Command {
     /// The whole suite: setup, release build, fmt, clippy, tests, 60 s of each fuzz target, quick benchmark.
     Test,
     /// End-to-end benchmarks against peers on loopback; tables on stdout, JSON under target/bench/.
+    /// `bench soak --minutes N`: both modes under load with backend kills, RSS and fds over time.
     Bench {
         #[arg(value_enum, default_value_t = bench::Suite::All)]
         suite: bench::Suite,
         /// Small sizes; finishes in under two minutes (what `cargo xtask test` runs).
         #[arg(long)]
         quick: bool,
+        #[command(flatten)]
+        soak: bench::SoakArgs,
     },
     /// Run every cargo-fuzz target (or the named ones) for a bounded time; fails on any crash.
     Fuzz {
@@ -66,9 +69,9 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run_setup(),
         Command::Demo { mode } => demo::run(mode),
         Command::Test => test::run_all(),
-        Command::Bench { suite, quick } => {
+        Command::Bench { suite, quick, soak } => {
             setup::run_setup()?;
-            bench::run(suite, quick)
+            bench::run(suite, quick, soak)
         }
         Command::Fuzz {
             seconds,

@@ -45,7 +45,7 @@ pub fn run_all() -> anyhow::Result<()> {
         targets: Vec::new(),
     })?;
     crate::cmd::step("cargo xtask bench --quick (checks the harness, no thresholds)");
-    bench::run(bench::Suite::All, true)?;
+    bench::run(bench::Suite::All, true, bench::SoakArgs::default())?;
     eprintln!("==> test: all steps passed");
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! `cargo xtask bench [mongodb|redis|all] [--quick]`: Puerta next to its peers on loopback, one
 //! markdown table per suite on stdout and the same data as JSON under `target/bench/`.
+//! `cargo xtask bench soak --minutes N`: both modes under load with backend kills, RSS and descriptors
+//! over time (see `soak/`).
 
 mod l4;
 mod machine;
 mod procstat;
 mod redis;
 mod report;
+mod soak;
 mod stats;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -19,9 +22,22 @@ pub enum Suite {
     Mongodb,
     Redis,
     All,
+    /// Not part of `all`: minutes of load with backend kills, for leaks rather than speed.
+    Soak,
 }
 
-pub fn run(suite: Suite, quick: bool) -> anyhow::Result<()> {
+pub use soak::SoakArgs;
+
+pub fn run(suite: Suite, quick: bool, soak_args: SoakArgs) -> anyhow::Result<()> {
+    if suite == Suite::Soak {
+        if quick {
+            anyhow::bail!("--quick does not apply to soak; use --minutes 0.5 for a quick check");
+        }
+        return soak::run(soak_args);
+    }
+    if soak_args.given() {
+        anyhow::bail!("--minutes, --kill-every and --sample-every apply only to `bench soak`");
+    }
     let nofile = raise_nofile();
     puerta::build_release()?;
     let dir = tempfile::Builder::new().prefix("puerta-bench-").tempdir()?;
@@ -38,7 +54,7 @@ pub fn run(suite: Suite, quick: bool) -> anyhow::Result<()> {
         match suite {
             Suite::Mongodb => "mongodb",
             Suite::Redis => "redis",
-            Suite::All => "all",
+            Suite::All | Suite::Soak => "all",
         },
         if quick { " --quick" } else { "" }
     );

@@ -86,6 +86,14 @@ impl Proc {
         }
     }
 
+    /// SIGKILL and reap at once: a crash as the operator would see it (no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; always reaps.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else {

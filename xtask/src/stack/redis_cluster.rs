@@ -1,7 +1,7 @@
 //! A 6-node Redis Cluster (3 masters, 3 replicas) on loopback, built with the stock tools exactly as an
 //! operator would: `redis-server --cluster-enabled yes` per node, then `redis-cli --cluster create`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,37 +11,74 @@ use crate::{cmd, interrupt};
 
 pub struct RedisCluster {
     pub ports: Vec<u16>,
-    procs: Vec<Proc>,
+    dir: PathBuf,
+    extra_args: Vec<String>,
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    port: u16,
+    /// `None` while killed on purpose (soak), so that it is not reported as dead.
+    proc: Option<Proc>,
+    restarts: usize,
 }
 
 impl RedisCluster {
     /// Starts one node per port (each in its own sub-directory of `dir`; 6 ports give 3 masters with one
     /// replica each) and waits for `cluster_state:ok` on every node.
     pub fn start(ports: &[u16], dir: &Path) -> anyhow::Result<RedisCluster> {
-        let mut procs = Vec::new();
-        for &port in ports {
-            let node_dir = dir.join(format!("redis-{port}"));
-            std::fs::create_dir_all(&node_dir)?;
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&node_dir);
-            let log = dir.join(format!("redis-{port}.log"));
-            procs.push(Proc::spawn(&format!("redis-server :{port}"), cmd, &log)?);
-        }
-        for (proc, &port) in procs.iter_mut().zip(ports) {
-            wait_for_port(loopback(port), proc, Duration::from_secs(15))?;
-        }
+        Self::start_with(ports, dir, &[])
+    }
+
+    /// As [`RedisCluster::start`], with extra `redis-server` arguments for every node (such as a
+    /// shorter `--cluster-node-timeout`).
+    pub fn start_with(
+        ports: &[u16],
+        dir: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<RedisCluster> {
         let mut cluster = RedisCluster {
             ports: ports.to_vec(),
-            procs,
+            dir: dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            nodes: Vec::new(),
         };
+        for &port in ports {
+            let proc = cluster.spawn(port, 0)?;
+            cluster.nodes.push(Node {
+                port,
+                proc: Some(proc),
+                restarts: 0,
+            });
+        }
+        for node in &mut cluster.nodes {
+            if let Some(proc) = node.proc.as_mut() {
+                wait_for_port(loopback(node.port), proc, Duration::from_secs(15))?;
+            }
+        }
         cluster.create()?;
         cluster.wait_ok(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// A restarted node keeps its directory (and so its `nodes.conf`: it rejoins as itself) but logs to
+    /// a file of its own, so the killed one's last words stay readable.
+    fn spawn(&self, port: u16, restarts: usize) -> anyhow::Result<Proc> {
+        let node_dir = self.dir.join(format!("redis-{port}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra_args)
+            .arg("--dir")
+            .arg(&node_dir);
+        let log = match restarts {
+            0 => self.dir.join(format!("redis-{port}.log")),
+            n => self.dir.join(format!("redis-{port}-restart{n}.log")),
+        };
+        Proc::spawn(&format!("redis-server :{port}"), cmd, &log)
     }
 
     fn create(&self) -> anyhow::Result<()> {
@@ -77,8 +114,40 @@ impl RedisCluster {
         }
     }
 
+    /// SIGKILLs the node on `port`, as a crashed server.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(mut proc) = self.node(port).and_then(|n| n.proc.take()) {
+            proc.kill();
+        }
+    }
+
+    /// Starts the killed node on `port` again and waits until it accepts connections; rejoining the
+    /// cluster (as a replica, if it was failed over) is the cluster's business.
+    pub fn restart(&mut self, port: u16) -> anyhow::Result<()> {
+        let restarts = match self.node(port) {
+            None => anyhow::bail!("no redis node on port {port}"),
+            Some(node) if node.proc.is_some() => return Ok(()),
+            Some(node) => node.restarts + 1,
+        };
+        let mut proc = self.spawn(port, restarts)?;
+        wait_for_port(loopback(port), &mut proc, Duration::from_secs(15))?;
+        if let Some(node) = self.node(port) {
+            node.proc = Some(proc);
+            node.restarts = restarts;
+        }
+        Ok(())
+    }
+
+    /// Fails if any node has died (other than one killed on purpose).
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        self.procs.iter_mut().try_for_each(Proc::ensure_running)
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| n.proc.as_mut())
+            .try_for_each(Proc::ensure_running)
+    }
+
+    fn node(&mut self, port: u16) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.port == port)
     }
 }
 
@@ -104,6 +173,7 @@ fn node_ok(port: u16) -> bool {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        stop_all(&mut self.procs);
+        let mut procs: Vec<Proc> = self.nodes.drain(..).filter_map(|n| n.proc).collect();
+        stop_all(&mut procs);
     }
 }
