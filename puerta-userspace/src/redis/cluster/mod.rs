@@ -181,8 +181,27 @@ impl Cluster {
         self.request_refresh();
     }
 
+    /// Installs a new slot map and closes the pools of nodes that are no longer in it: a cluster whose
+    /// nodes come back on new addresses would otherwise keep one idle pool per address ever seen.
+    /// Sessions still holding a dropped pool finish with it; a later redirect to the node makes a new one.
     pub fn install(&self, map: SlotMap) {
+        let nodes: HashSet<Arc<str>> = map.nodes().into_iter().collect();
         *self.write_map() = map;
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let before = pools.len();
+        pools.retain(|addr, _| nodes.contains(addr));
+        if pools.len() < before {
+            tracing::debug!(
+                closed = before - pools.len(),
+                "pools of nodes gone from the slot map dropped"
+            );
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pooled_nodes(&self) -> Vec<Arc<str>> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.keys().cloned().collect()
     }
 
     /// Asks for a refresh; requests that arrive while one runs fold into a single follow-up.

@@ -172,6 +172,23 @@ mod tests {
         port
     }
 
+    #[test]
+    fn installing_a_map_drops_the_pools_of_nodes_that_left() {
+        let cluster = Cluster::new(config(1));
+        let (kept, replaced): (Arc<str>, Arc<str>) =
+            ("127.0.0.1:7001".into(), "127.0.0.1:7002".into());
+        let newcomer: Arc<str> = "127.0.0.1:7003".into();
+        cluster.pool(&kept);
+        cluster.pool(&replaced);
+        let mut map = SlotMap::default();
+        map.set_master(0, &kept);
+        map.set_master(1, &newcomer);
+        cluster.install(map);
+        let mut pooled = cluster.pooled_nodes();
+        pooled.sort();
+        assert_eq!(pooled, vec![kept]);
+    }
+
     #[tokio::test]
     async fn a_node_that_did_not_answer_is_asked_last() {
         // The good node says the silent one is a master: a stuck master. Masters are asked in address
