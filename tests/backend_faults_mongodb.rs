@@ -169,12 +169,9 @@ async fn reset_mid_stream(forwarding: &str) -> anyhow::Result<()> {
     assert_eq!(backend.resets(), 20);
 
     echo(&mut long_lived, b"the earlier flow is unaffected").await?;
-    if forwarding == "userspace" {
-        // The userspace path sees which socket failed and blames the mongos (rate-limited). The
-        // kernel path only sees that a spliced pair was aborted.
-        let blamed = format!("mongos {} broke the flow of", backend.addr);
-        tokio::task::block_in_place(|| puerta.process.wait_for_output(&blamed, PATIENCE))?;
-    }
+    // Both paths see which socket failed and blame the mongos (rate-limited).
+    let blamed = format!("mongos {} broke the flow of", backend.addr);
+    tokio::task::block_in_place(|| puerta.process.wait_for_output(&blamed, PATIENCE))?;
     wait_fds_back_to(pid, baseline).await?;
     backend.set_fault(MongosFault::Healthy);
     echoing_client(puerta.listen).await?;

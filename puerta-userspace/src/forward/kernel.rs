@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::{FlowBytes, UserspaceForwarder};
-use crate::kernel::{KernelPath, SpliceError};
+use super::{failed_on, FlowBytes, UserspaceForwarder};
+use crate::kernel::{KernelPath, SpliceError, Spliced};
 use crate::log_throttle::LogThrottle;
 
 pub struct KernelForwarder {
@@ -52,6 +52,14 @@ impl KernelForwarder {
             .splice(client, backend, backend_index as u32, idle_timeout)
             .await
         {
+            // Reported like the userspace path's errors, so the flow can blame a mongos that resets.
+            Ok(Spliced {
+                aborted_by: Some((side, kind)),
+                ..
+            }) => Err(failed_on(
+                side,
+                io::Error::new(kind, format!("{kind} (spliced pair aborted)")),
+            )),
             Ok(spliced) => Ok(FlowBytes {
                 client_to_backend: spliced.client_to_backend,
                 backend_to_client: spliced.backend_to_client,

@@ -15,8 +15,8 @@ use crate::config::{Forwarding, MongoConfig};
 use crate::kernel::KernelPath;
 pub use kernel::KernelForwarder;
 pub use userspace::{
-    failed_side, userspace_bytes, userspace_bytes_by_direction, Side, UserspaceForwarder,
-    DEFAULT_BUFFER_SIZE,
+    failed_on, failed_side, userspace_bytes, userspace_bytes_by_direction, Side,
+    UserspaceForwarder, DEFAULT_BUFFER_SIZE,
 };
 
 /// Payload bytes a finished flow moved, per direction, and how it ended.

@@ -123,7 +123,13 @@ struct SideError {
 }
 
 fn on(side: Side) -> impl FnOnce(io::Error) -> io::Error {
-    move |source| io::Error::new(source.kind(), SideError { side, source })
+    move |source| failed_on(side, source)
+}
+
+/// `source` marked as coming from `side`'s socket, for [`failed_side`] (the kernel path reports its
+/// aborted pairs this way too).
+pub fn failed_on(side: Side, source: io::Error) -> io::Error {
+    io::Error::new(source.kind(), SideError { side, source })
 }
 
 /// The socket whose failure ended a flow, for errors from [`UserspaceForwarder::forward`].

@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
 use crate::forward::idle::idle;
+/// Which socket of the pair; `Side` below is this module's per-socket state.
+use crate::forward::Side as PairSide;
 
 /// How long a FIN may wait without the peer taking any more queued bytes before the pair is aborted.
 const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -32,8 +34,8 @@ const RECHECK: Duration = Duration::from_secs(10);
 pub struct Spliced {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
-    /// Ended by a RST/error on one side (both were reset).
-    pub aborted: bool,
+    /// Ended by a RST/error: the socket it came from and what it was (both sides were then reset).
+    pub aborted_by: Option<(PairSide, io::ErrorKind)>,
     /// Closed by the idle timeout: nothing moved either way for that long.
     pub closed_idle: bool,
 }
@@ -133,7 +135,7 @@ impl KernelPath {
         let spliced = Spliced {
             client_to_backend: received(&client.sock),
             backend_to_client: received(&backend.sock),
-            aborted: outcome.is_err(),
+            aborted_by: outcome.as_ref().err().map(|a| (a.side, a.kind)),
             closed_idle: matches!(outcome, Ok(Ended::Idle)),
         };
         if outcome.is_err() {
@@ -154,8 +156,20 @@ impl Side {
     }
 }
 
-/// Why a pair was aborted rather than closed in order.
-struct Aborted;
+/// Why a pair was aborted rather than closed in order: which socket failed, and how.
+struct Aborted {
+    side: PairSide,
+    kind: io::ErrorKind,
+}
+
+impl Aborted {
+    fn on(side: PairSide) -> impl FnOnce(io::Error) -> Aborted {
+        move |e| Aborted {
+            side,
+            kind: e.kind(),
+        }
+    }
+}
 
 /// How a pair that was not aborted ended; either way both sockets are simply closed (FIN).
 enum Ended {
@@ -175,13 +189,17 @@ async fn supervise(
 ) -> Result<Ended, Aborted> {
     let client_fd = client.sock.as_raw_fd();
     loop {
-        let c = state_of(&client.sock)?;
-        let b = state_of(&backend.sock)?;
+        let c = state_of(&client.sock).map_err(Aborted::on(PairSide::Client))?;
+        let b = state_of(&backend.sock).map_err(Aborted::on(PairSide::Backend))?;
         if got_fin(c.state) && !backend.write_shut {
-            propagate_fin(&client.sock, backend).await?;
+            propagate_fin(&client.sock, backend)
+                .await
+                .map_err(Aborted::on(PairSide::Backend))?;
         }
         if got_fin(b.state) && !client.write_shut {
-            propagate_fin(&backend.sock, client).await?;
+            propagate_fin(&backend.sock, client)
+                .await
+                .map_err(Aborted::on(PairSide::Client))?;
         }
         if client.write_shut && backend.write_shut {
             return Ok(Ended::Closed);
@@ -195,16 +213,15 @@ async fn supervise(
     }
 }
 
-/// The socket's TCP counters; a reset or errored socket aborts the pair.
-fn state_of(sock: &StdTcpStream) -> Result<TcpCounters, Aborted> {
+/// The socket's TCP counters; a reset or errored socket (the error returned) aborts the pair.
+fn state_of(sock: &StdTcpStream) -> io::Result<TcpCounters> {
     match sockopt::take_error(sock) {
-        Ok(None) => {}
+        Ok(None) => sockopt::tcp_counters(sock),
         Ok(Some(e)) | Err(e) => {
             tracing::debug!("spliced socket error: {e}; aborting pair");
-            return Err(Aborted);
+            Err(e)
         }
     }
-    sockopt::tcp_counters(sock).map_err(|_| Aborted)
 }
 
 /// TCP states in which the remote's FIN has been received. A reset socket is also in CLOSE, but it
@@ -222,13 +239,14 @@ fn got_fin(state: u8) -> bool {
 }
 
 /// `from` got a FIN: once `to` has taken everything `from` received, shut `to`'s write side.
-async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted> {
+/// An error aborts the pair; it is `to`'s fault (it did not take the bytes, or cannot be shut down).
+async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> io::Result<()> {
     let mut progress_at = Instant::now();
     let mut last_taken = 0;
     let mut pause = Duration::from_micros(200);
     loop {
         let arrived = received(from);
-        let taken = taken_by(to).ok_or(Aborted)?;
+        let taken = taken_by(to).ok_or(io::ErrorKind::NotConnected)?;
         if taken >= arrived {
             break;
         }
@@ -242,7 +260,7 @@ async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted
                 taken,
                 "peer did not take queued bytes in time; aborting pair"
             );
-            return Err(Aborted);
+            return Err(io::ErrorKind::TimedOut.into());
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -251,7 +269,7 @@ async fn propagate_fin(from: &StdTcpStream, to: &mut Side) -> Result<(), Aborted
     match to.sock.shutdown(Shutdown::Write) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        Err(_) => Err(Aborted),
+        Err(e) => Err(e),
     }
 }
 
