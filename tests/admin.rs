@@ -61,9 +61,14 @@ fn report_live_state(forwarding: &str) -> anyhow::Result<()> {
     wait_for(admin, "/healthz", WAIT, |status, _| status == 200)
         .map_err(|e| anyhow::anyhow!("{e}\n{}", puerta.process.output()))?;
 
-    // Puerta::start's readiness probe was a flow too: count from after it ended.
+    // Puerta::start's readiness probe was a flow too: count from after it ended. The listener is
+    // bound before the accept loop starts, so the probe may still be queued: wait until it was
+    // accepted and closed.
     let before = wait_for(admin, "/metrics", WAIT, |_, body| {
-        body.contains("puerta_connections_open 0")
+        let accepted = parse_metrics(body)
+            .ok()
+            .and_then(|m| sample(&m, "puerta_connections_accepted_total", &[]));
+        body.contains("puerta_connections_open 0") && accepted.is_some_and(|n| n >= 1.0)
     })?;
     let accepted_before = sample(
         &parse_metrics(&before)?,
