@@ -181,11 +181,17 @@ impl Cluster {
         self.request_refresh();
     }
 
-    /// Installs a new slot map and closes the pools of nodes that are no longer in it: a cluster whose
-    /// nodes come back on new addresses would otherwise keep one idle pool per address ever seen.
-    /// Sessions still holding a dropped pool finish with it; a later redirect to the node makes a new one.
+    /// Installs a new slot map and closes the pools of nodes it no longer routes to: nodes that left,
+    /// and (unless reads go to replicas) old masters that a failover made replicas. Otherwise a cluster
+    /// whose nodes come back on new addresses keeps one idle pool per address ever seen. Sessions still
+    /// holding a dropped pool finish with it; a later redirect to the node makes a new one.
     pub fn install(&self, map: SlotMap) {
-        let nodes: HashSet<Arc<str>> = map.nodes().into_iter().collect();
+        let routed = if self.config.read_from_replicas {
+            map.nodes()
+        } else {
+            map.masters()
+        };
+        let nodes: HashSet<Arc<str>> = routed.into_iter().collect();
         *self.write_map() = map;
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let before = pools.len();

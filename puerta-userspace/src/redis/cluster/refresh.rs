@@ -92,7 +92,7 @@ async fn fetch(cluster: &Cluster, addr: &Arc<str>) -> Result<SlotMap, String> {
 mod tests {
     use super::*;
     use crate::config::{Endpoint, RedisConfig};
-    use crate::redis::resp::{self, Limits};
+    use crate::redis::resp::{self, Frame, Limits};
     use bytes::BytesMut;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,21 +172,50 @@ mod tests {
         port
     }
 
+    /// `CLUSTER SLOTS` with one shard over every slot: `master` and its `replica`.
+    fn one_shard(master: u16, replica: u16) -> SlotMap {
+        let node = |port: u16| {
+            Frame::Array(vec![
+                Frame::Bulk(bytes::Bytes::from_static(b"127.0.0.1")),
+                Frame::Integer(port.into()),
+                Frame::Bulk(bytes::Bytes::from_static(b"id")),
+            ])
+        };
+        let reply = Frame::Array(vec![Frame::Array(vec![
+            Frame::Integer(0),
+            Frame::Integer(16383),
+            node(master),
+            node(replica),
+        ])]);
+        SlotMap::from_cluster_slots(&reply, "127.0.0.1").unwrap()
+    }
+
     #[test]
-    fn installing_a_map_drops_the_pools_of_nodes_that_left() {
+    fn installing_a_map_drops_the_pools_of_nodes_it_no_longer_routes_to() {
         let cluster = Cluster::new(config(1));
-        let (kept, replaced): (Arc<str>, Arc<str>) =
-            ("127.0.0.1:7001".into(), "127.0.0.1:7002".into());
-        let newcomer: Arc<str> = "127.0.0.1:7003".into();
-        cluster.pool(&kept);
-        cluster.pool(&replaced);
-        let mut map = SlotMap::default();
-        map.set_master(0, &kept);
-        map.set_master(1, &newcomer);
-        cluster.install(map);
+        let [promoted, demoted, gone]: [Arc<str>; 3] = [
+            "127.0.0.1:7001".into(),
+            "127.0.0.1:7002".into(),
+            "127.0.0.1:7003".into(),
+        ];
+        for addr in [&promoted, &demoted, &gone] {
+            cluster.pool(addr);
+        }
+        // After a failover: 7001 is master, 7002 its replica, 7003 left the cluster.
+        cluster.install(one_shard(7001, 7002));
+        assert_eq!(cluster.pooled_nodes(), vec![promoted.clone()]);
+
+        // Reading from replicas keeps the replica's pool.
+        let mut replicas_read = config(1);
+        replicas_read.read_from_replicas = true;
+        let cluster = Cluster::new(replicas_read);
+        for addr in [&promoted, &demoted, &gone] {
+            cluster.pool(addr);
+        }
+        cluster.install(one_shard(7001, 7002));
         let mut pooled = cluster.pooled_nodes();
         pooled.sort();
-        assert_eq!(pooled, vec![kept]);
+        assert_eq!(pooled, vec![promoted, demoted]);
     }
 
     #[tokio::test]
