@@ -9,26 +9,17 @@ lands on the same backend. At the end we ask each backend directly whose documen
 
 import argparse
 import multiprocessing
+import pathlib
 import queue
-import socket
 import sys
 
 import pymongo
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from loopback_source import bind_source  # noqa: E402  (tools/ is not a package)
+
 CONNECTIONS_PER_CLIENT = 3
 DOCS_PER_CONNECTION = 100
-
-
-def bind_source(source):
-    """Makes every IPv4 loopback connect() of this process come from `source`."""
-    original = socket.socket.connect
-
-    def connect(self, address):
-        if self.family == socket.AF_INET and address[0].startswith("127."):
-            self.bind((source, 0))
-        return original(self, address)
-
-    socket.socket.connect = connect
 
 
 def client(source, puerta, results):

@@ -7,27 +7,19 @@ descriptor or memory leak. Any exception is counted as an error and followed by 
 """
 
 import argparse
-import socket
+import pathlib
+import sys
 import time
 
 import pymongo
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from loopback_source import bind_source  # noqa: E402  (tools/ is not a package)
 
 from soakstats import Pace, Stats
 
 DOCS_PER_CYCLE = 20
 BATCH_SIZE = 6
-
-
-def bind_source(source):
-    """Makes every IPv4 loopback connect() of this process come from `source` (Puerta pins by IP)."""
-    original = socket.socket.connect
-
-    def connect(self, address):
-        if self.family == socket.AF_INET and address[0].startswith("127."):
-            self.bind((source, 0))
-        return original(self, address)
-
-    socket.socket.connect = connect
 
 
 def new_client(puerta):
