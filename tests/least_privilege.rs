@@ -297,3 +297,58 @@ fn privileged_port_userspace_and_redis_modes_end_with_no_capabilities() -> anyho
     assert_no_capabilities(root.process.pid(), NO_CAPS)?;
     Ok(())
 }
+
+/// Start-up of the kernel path on a busy machine. Before the capability drop a short-lived probe
+/// thread learns whether the BPF maps work without CAP_BPF; it is joined, but the kernel may list it in
+/// `/proc/self/task` a little longer, and start-up used to refuse ("2 threads are running"). With
+/// both CPUs kept busy by this test, eight starts in a row must all reach the drop. The race is rare
+/// (24 starts of the old binary under this load all passed), so this is a smoke test of the whole
+/// start-up under load; the waiting itself is proven by `privileges::tests`.
+#[test]
+fn kernel_path_starts_while_the_machine_is_busy() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if !is_root() {
+        eprintln!("skipped: the kernel path needs root");
+        return Ok(());
+    }
+    let backend = EchoBackend::start(Echo::Stream)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four spinners on two cores; each stops by itself after two minutes at the latest.
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let until = std::time::Instant::now() + Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let result = (0..8).try_for_each(|round| {
+        let listen = loopback(free_port());
+        let pins = PinDir(format!("/sys/fs/bpf/puerta-busy-start-{}", listen.port()).into());
+        let extra = format!(
+            "forwarding = \"kernel\"\nbpf_pin_dir = \"{}\"",
+            pins.0.display()
+        );
+        let config = format!(
+            "admin_addr = \"off\"\n{}",
+            puerta_config(listen, 100, &[backend.address()], &extra)
+        );
+        let puerta =
+            Puerta::start(&config, listen).map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
+        puerta
+            .process
+            .wait_for_output("capabilities dropped", WAIT)?;
+        assert_no_capabilities(puerta.process.pid(), NO_CAPS)?;
+        drop(puerta);
+        Ok(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        let _ = spinner.join();
+    }
+    result
+}

@@ -7,6 +7,8 @@
 //! copies its creator's sets. [`drop_process`] therefore refuses to run while other threads exist;
 //! `main` calls it before the tokio runtime starts, so every later thread starts with nothing.
 
+use std::time::{Duration, Instant};
+
 use caps::errors::CapsError;
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -62,7 +64,7 @@ fn names(caps: &[Capability]) -> String {
 /// Drops every capability but `keep` for the whole process, which must have no other thread yet.
 /// A process without capabilities (an ordinary user) gets a no-op that succeeds.
 pub fn drop_process(keep: &[Capability]) -> Result<Dropped, PrivilegeError> {
-    let threads = thread_count();
+    let threads = settled_thread_count();
     if threads > 1 {
         return Err(PrivilegeError::OtherThreads(threads));
     }
@@ -123,6 +125,29 @@ fn clear_bounding(keep: &CapsHashSet) -> Result<(), PrivilegeError> {
             .map_err(|source| PrivilegeError::Bounding { cap: *cap, source })?;
     }
     Ok(())
+}
+
+/// How long a thread that is already joined may still be listed in `/proc/self/task`. `join` returns
+/// when the kernel clears the thread's tid futex (in `mm_release`), which is before `exit_notify` takes
+/// the task out of the thread group; on a loaded machine the exiting thread can wait for a CPU in
+/// between. A thread that is really running stays listed, so the check still refuses it.
+const THREAD_EXIT_SETTLE: Duration = Duration::from_secs(2);
+
+/// [`thread_count`], re-read until it is 1 or [`THREAD_EXIT_SETTLE`] has passed.
+fn settled_thread_count() -> usize {
+    settle(thread_count, THREAD_EXIT_SETTLE)
+}
+
+/// Calls `count` until it returns at most 1 or `within` has passed, and returns its last answer.
+fn settle(mut count: impl FnMut() -> usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let threads = count();
+        if threads <= 1 || Instant::now() >= deadline {
+            return threads;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Threads of this process (1 if /proc is unreadable: the drop then relies on `main`'s ordering).

@@ -89,9 +89,10 @@ pub fn probe(proxy: SocketAddr, sources: &[String]) -> anyhow::Result<Vec<String
     Ok(names)
 }
 
-/// The data path the MongoDB suites run with. The same test files are compiled into two targets each
-/// (`mongodb_flows` and `mongodb_flows_kernel`, …): targets whose name ends in `_kernel` run with
-/// `forwarding = "kernel"`, the others with `"userspace"`, so the suite is parametrized, not copied.
+/// The data path the MongoDB suites run with. The same test files are compiled into three targets each
+/// (`mongodb_flows`, `mongodb_flows_kernel`, `mongodb_flows_splice`, …): targets whose name ends in
+/// `_kernel` run with `forwarding = "kernel"`, those ending in `_splice` with `"splice"`, the others
+/// with `"userspace"`, so the suite is parametrized, not copied.
 /// `PUERTA_TEST_FORWARDING` overrides both.
 pub fn forwarding() -> String {
     if let Ok(forced) = std::env::var("PUERTA_TEST_FORWARDING") {
@@ -101,6 +102,8 @@ pub fn forwarding() -> String {
     let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name.contains("_kernel-") || name.ends_with("_kernel") {
         "kernel".into()
+    } else if name.contains("_splice-") || name.ends_with("_splice") {
+        "splice".into()
     } else {
         "userspace".into()
     }

@@ -32,6 +32,8 @@ pub enum Forwarding {
     #[default]
     Auto,
     Kernel,
+    /// splice(2) through a pipe per direction: no payload copy, TCP backpressure, no eBPF.
+    Splice,
     Userspace,
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod idle;
 mod kernel;
+mod splice;
 mod userspace;
 
 use std::io;
@@ -14,6 +15,7 @@ use tokio::net::TcpStream;
 use crate::config::{Forwarding, MongoConfig};
 use crate::kernel::KernelPath;
 pub use kernel::KernelForwarder;
+pub use splice::{splice_bytes_by_direction, SpliceForwarder, PIPE_SIZE};
 pub use userspace::{
     failed_on, failed_side, userspace_bytes, userspace_bytes_by_direction, Side,
     UserspaceForwarder, DEFAULT_BUFFER_SIZE,
@@ -32,12 +34,15 @@ pub struct FlowBytes {
 pub enum ForwardError {
     #[error("forwarding = \"kernel\" was requested, but {0}")]
     KernelUnavailable(String),
+    #[error("forwarding = \"splice\" was requested, but this kernel refuses pipes for splice(2): {0}")]
+    SpliceUnavailable(std::io::Error),
 }
 
 /// The data path chosen at start-up for all flows.
 #[derive(Debug)]
 pub enum Forwarder {
     Userspace(UserspaceForwarder),
+    Splice(SpliceForwarder),
     Kernel(KernelForwarder),
 }
 
@@ -49,6 +54,11 @@ impl Forwarder {
             Forwarding::Userspace => {
                 tracing::info!("forwarding in userspace (forwarding = \"userspace\")");
                 Ok(Forwarder::Userspace(UserspaceForwarder::default()))
+            }
+            Forwarding::Splice => {
+                let splice = SpliceForwarder::probe().map_err(ForwardError::SpliceUnavailable)?;
+                tracing::info!("forwarding with splice(2) (forwarding = \"splice\")");
+                Ok(Forwarder::Splice(splice))
             }
             Forwarding::Kernel => match KernelPath::load(&config.bpf_pin_dir) {
                 Ok(kernel) => Ok(Forwarder::kernel(kernel, "forwarding = \"kernel\"")),
@@ -76,7 +86,7 @@ impl Forwarder {
     pub fn kernel_path(&self) -> Option<&KernelPath> {
         match self {
             Forwarder::Kernel(k) => Some(k.kernel()),
-            Forwarder::Userspace(_) => None,
+            Forwarder::Userspace(_) | Forwarder::Splice(_) => None,
         }
     }
 
@@ -97,6 +107,7 @@ impl Forwarder {
     ) -> io::Result<FlowBytes> {
         match self {
             Forwarder::Userspace(u) => u.forward_until_idle(client, backend, idle_timeout).await,
+            Forwarder::Splice(s) => s.forward(client, backend, idle_timeout).await,
             Forwarder::Kernel(k) => {
                 k.forward(client, backend, backend_index, idle_timeout)
                     .await
@@ -107,6 +118,7 @@ impl Forwarder {
     pub fn name(&self) -> &'static str {
         match self {
             Forwarder::Userspace(_) => "userspace",
+            Forwarder::Splice(_) => "splice",
             Forwarder::Kernel(_) => "kernel",
         }
     }
@@ -139,6 +151,10 @@ mod tests {
         assert_eq!(
             Forwarder::from_config(&mongo("userspace")).unwrap().name(),
             "userspace"
+        );
+        assert_eq!(
+            Forwarder::from_config(&mongo("splice")).unwrap().name(),
+            "splice"
         );
         let auto = Forwarder::from_config(&mongo("auto")).unwrap();
         let auto_name = auto.name();

@@ -78,6 +78,8 @@ impl AdminView for MongoAdminView {
         metrics::gauge!("puerta_affinity_entries").set(entries as f64);
         let (up, down) = crate::forward::userspace_bytes_by_direction();
         set_bytes("userspace", up, down);
+        let (up, down) = crate::forward::splice_bytes_by_direction();
+        set_bytes("splice", up, down);
         if let Some(kernel) = self.live.forwarder().kernel_path() {
             match kernel.counters() {
                 Ok(c) => set_bytes(

@@ -88,3 +88,24 @@ fn log_names_are_lowercase_lists() {
     assert_eq!(names(&list), "cap_net_admin,cap_bpf");
     assert_eq!(names(&[]), "none");
 }
+
+/// A joined thread still listed for a few reads (as `/proc/self/task` does on a loaded machine) is
+/// waited for; one that stays is still reported, so a real second thread is refused.
+#[test]
+fn a_thread_that_is_exiting_is_waited_for_a_running_one_is_not() {
+    let mut reads = [2, 2, 2, 1].into_iter();
+    assert_eq!(
+        settle(|| reads.next().unwrap_or(1), Duration::from_secs(5)),
+        1
+    );
+    let mut calls = 0;
+    let stuck = settle(
+        || {
+            calls += 1;
+            2
+        },
+        Duration::from_millis(20),
+    );
+    assert_eq!(stuck, 2);
+    assert!(calls > 1, "re-read before giving up");
+}
