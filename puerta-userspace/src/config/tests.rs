@@ -233,3 +233,17 @@ fn client_idle_timeout_defaults_to_off_and_reaches_redis_sessions() {
         Some(Duration::from_secs(30))
     );
 }
+
+#[test]
+fn every_forwarding_value_parses() {
+    for (value, expected) in [
+        ("auto", Forwarding::Auto),
+        ("kernel", Forwarding::Kernel),
+        ("splice", Forwarding::Splice),
+        ("userspace", Forwarding::Userspace),
+    ] {
+        let text = format!("{MONGO}forwarding = \"{value}\"\n");
+        let cfg = parse(&text).expect(value);
+        assert_eq!(cfg.mongodb().forwarding, expected, "{value}");
+    }
+}

@@ -34,7 +34,9 @@ pub struct FlowBytes {
 pub enum ForwardError {
     #[error("forwarding = \"kernel\" was requested, but {0}")]
     KernelUnavailable(String),
-    #[error("forwarding = \"splice\" was requested, but this kernel refuses pipes for splice(2): {0}")]
+    #[error(
+        "forwarding = \"splice\" was requested, but this kernel refuses pipes for splice(2): {0}"
+    )]
     SpliceUnavailable(std::io::Error),
 }
 

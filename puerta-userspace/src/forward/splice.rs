@@ -176,7 +176,8 @@ impl Pipe {
         // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: F_SETPIPE_SZ takes an int size on an open pipe descriptor.
-        let resized = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as i32) };
+        let resized =
+            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as i32) };
         if resized < 0 {
             tracing::debug!(
                 "F_SETPIPE_SZ {PIPE_SIZE} refused ({}); splicing through a default-sized pipe",

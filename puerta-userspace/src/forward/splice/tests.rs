@@ -121,7 +121,10 @@ async fn a_stalled_backend_blocks_the_client_with_bounded_bytes() {
     let mut quiet_rounds = 0;
     // Push until the client has been refused for 20 rounds in a row: it is blocked.
     while quiet_rounds < 20 && pushed < data.len() {
-        match std::io::Write::write(&mut &std_client, &data[pushed..(pushed + 65536).min(data.len())]) {
+        match std::io::Write::write(
+            &mut &std_client,
+            &data[pushed..(pushed + 65536).min(data.len())],
+        ) {
             Ok(n) => {
                 pushed += n;
                 quiet_rounds = 0;

@@ -1,4 +1,5 @@
-//! The L4 targets side by side: the backend itself, Puerta (kernel and userspace paths) and HAProxy.
+//! The L4 targets side by side: the backend itself, Puerta (kernel, splice and userspace paths) and
+//! HAProxy (with and without forced splice).
 //! A target that cannot start is kept in the list with the reason, so the table shows it as n/a.
 
 use std::net::SocketAddr;
@@ -38,9 +39,11 @@ pub fn start_all(backend: SocketAddr, dir: &Path, max_conns: usize) -> Vec<Targe
             _keep: None,
         },
         puerta("puerta kernel path", "kernel", backend, dir),
+        puerta("puerta splice path", "splice", backend, dir),
         puerta("puerta userspace path", "userspace", backend, dir),
-        haproxy(1, backend, dir, max_conns),
-        haproxy(2, backend, dir, max_conns),
+        haproxy(1, HaproxySplice::Off, backend, dir, max_conns),
+        haproxy(1, HaproxySplice::Forced, backend, dir, max_conns),
+        haproxy(2, HaproxySplice::Off, backend, dir, max_conns),
     ]
 }
 
@@ -69,20 +72,45 @@ fn puerta(name: &str, forwarding: &str, backend: SocketAddr, dir: &Path) -> Targ
     }
 }
 
-fn haproxy(threads: u32, backend: SocketAddr, dir: &Path, max_conns: usize) -> Target {
-    let name = format!("haproxy mode tcp, nbthread {threads}");
+/// HAProxy's own splice(2) use: off by default in `mode tcp`; `Forced` turns on
+/// `option splice-request` and `option splice-response`, the peer a zero-copy path must beat.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HaproxySplice {
+    Off,
+    Forced,
+}
+
+fn haproxy(
+    threads: u32,
+    splice: HaproxySplice,
+    backend: SocketAddr,
+    dir: &Path,
+    max_conns: usize,
+) -> Target {
+    let (suffix, options) = match splice {
+        HaproxySplice::Off => ("", ""),
+        HaproxySplice::Forced => (
+            ", forced splice",
+            "    option splice-request\n    option splice-response\n",
+        ),
+    };
+    let name = format!("haproxy mode tcp, nbthread {threads}{suffix}");
+    let file = format!(
+        "haproxy-{threads}{}",
+        if suffix.is_empty() { "" } else { "-splice" }
+    );
     let started = (|| {
         let listen = loopback(free_port()?);
         let config = format!(
             "global\n    nbthread {threads}\n    maxconn {max_conns}\n\n\
              defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 5m\n    timeout server 5m\n\n\
-             listen bench\n    bind {listen}\n    server backend {backend}\n"
+             listen bench\n    bind {listen}\n{options}    server backend {backend}\n"
         );
-        let cfg = dir.join(format!("haproxy-{threads}.cfg"));
+        let cfg = dir.join(format!("{file}.cfg"));
         std::fs::write(&cfg, config)?;
         let mut cmd = Command::new("haproxy");
         cmd.arg("-db").arg("-f").arg(&cfg);
-        let mut proc = Proc::spawn(&name, cmd, &dir.join(format!("haproxy-{threads}.log")))?;
+        let mut proc = Proc::spawn(&name, cmd, &dir.join(format!("{file}.log")))?;
         wait_for_port(listen, &mut proc, Duration::from_secs(10))?;
         wait_until_forwarding(listen, &mut proc)?;
         Ok::<_, anyhow::Error>((listen, proc))
