@@ -94,6 +94,12 @@ fn haproxy(
             "    option splice-request\n    option splice-response\n",
         ),
     };
+    // Each spliced flow may hold a pipe (two descriptors; `maxpipes` defaults to maxconn/4), which
+    // HAProxy reserves up front: 3/4 of the connections keep it inside the same descriptor limit.
+    let max_conns = match splice {
+        HaproxySplice::Off => max_conns,
+        HaproxySplice::Forced => max_conns * 3 / 4,
+    };
     let name = format!("haproxy mode tcp, nbthread {threads}{suffix}");
     let file = format!(
         "haproxy-{threads}{}",
