@@ -128,12 +128,14 @@ async fn ten_thousand_concurrent_pairs_leave_no_entries_or_fds() -> anyhow::Resu
         // All pairs of the wave alive at once, all in the sockhash.
         let c = counts()?;
         assert_eq!(c.sockets, 2 * wave as usize, "{c:?}");
+        assert_eq!(c.targets, 2 * wave as usize, "{c:?}");
+        assert_eq!(c.flows, 2 * wave as usize, "{c:?}");
         assert_eq!(c.peers, 2 * wave as usize, "{c:?}");
         assert_eq!(c.affinity, 1, "one client IP: {c:?}");
         drop(open);
-        wait_for("sockhash and peers empty", || {
+        wait_for("sockhashes, flows and peers empty", || {
             let c = counts()?;
-            Ok(c.sockets == 0 && c.peers == 0)
+            Ok(c.sockets == 0 && c.targets == 0 && c.flows == 0 && c.peers == 0)
         })
         .await?;
         wait_for("fd count back to baseline", || {

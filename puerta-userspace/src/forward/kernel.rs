@@ -14,6 +14,8 @@ use crate::log_throttle::LogThrottle;
 
 pub struct KernelForwarder {
     kernel: KernelPath,
+    /// `kernel_backlog_kib` in bytes.
+    backlog_limit: u64,
     fallback: UserspaceForwarder,
     /// Map-full fallbacks can come in bursts: one line per period.
     not_spliced_log: LogThrottle,
@@ -28,9 +30,10 @@ impl std::fmt::Debug for KernelForwarder {
 }
 
 impl KernelForwarder {
-    pub fn new(kernel: KernelPath) -> KernelForwarder {
+    pub fn new(kernel: KernelPath, backlog_limit: u64) -> KernelForwarder {
         KernelForwarder {
             kernel,
+            backlog_limit,
             fallback: UserspaceForwarder::default(),
             not_spliced_log: LogThrottle::new(Duration::from_secs(1)),
         }
@@ -49,7 +52,13 @@ impl KernelForwarder {
     ) -> io::Result<FlowBytes> {
         match self
             .kernel
-            .splice(client, backend, backend_index as u32, idle_timeout)
+            .splice(
+                client,
+                backend,
+                backend_index as u32,
+                idle_timeout,
+                self.backlog_limit,
+            )
             .await
         {
             // Reported like the userspace path's errors, so the flow can blame a mongos that resets.

@@ -63,11 +63,11 @@ impl Forwarder {
                 Ok(Forwarder::Splice(splice))
             }
             Forwarding::Kernel => match KernelPath::load(&config.bpf_pin_dir) {
-                Ok(kernel) => Ok(Forwarder::kernel(kernel, "forwarding = \"kernel\"")),
+                Ok(kernel) => Ok(Forwarder::kernel(kernel, config, "forwarding = \"kernel\"")),
                 Err(e) => Err(ForwardError::KernelUnavailable(e.to_string())),
             },
             Forwarding::Auto => match KernelPath::load(&config.bpf_pin_dir) {
-                Ok(kernel) => Ok(Forwarder::kernel(kernel, "forwarding = \"auto\"")),
+                Ok(kernel) => Ok(Forwarder::kernel(kernel, config, "forwarding = \"auto\"")),
                 Err(e) => {
                     tracing::warn!("kernel forwarding unavailable, forwarding in userspace: {e}");
                     Ok(Forwarder::Userspace(UserspaceForwarder::default()))
@@ -76,12 +76,13 @@ impl Forwarder {
         }
     }
 
-    fn kernel(kernel: KernelPath, why: &str) -> Forwarder {
+    fn kernel(kernel: KernelPath, config: &MongoConfig, why: &str) -> Forwarder {
         tracing::info!(
             pin_dir = %kernel.pin_dir().display(),
+            kernel_backlog_kib = config.kernel_backlog / 1024,
             "forwarding in the kernel (eBPF sockmap; {why})"
         );
-        Forwarder::Kernel(KernelForwarder::new(kernel))
+        Forwarder::Kernel(KernelForwarder::new(kernel, config.kernel_backlog))
     }
 
     /// The loaded kernel path, if this forwarder uses it (for the affinity mirror and backends map).

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, SockHash};
+use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, RingBuf, SockHash};
 use aya::programs::SkSkb;
 use aya::Ebpf;
 use puerta_common::{
-    AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, PEERS_MAP, SOCKS_MAP, VERDICT_PROGRAM,
+    AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, PEERS_MAP, SOCKS_MAP,
+    TARGETS_MAP, VERDICT_PROGRAM,
 };
 
+use super::flow_events::FlowEvents;
 use super::maps::Maps;
 use super::pins::{prepare_dir, Pins};
 use super::watcher::Watcher;
@@ -27,6 +29,7 @@ pub struct KernelPath {
 pub(super) struct Inner {
     pub(super) maps: Maps,
     pub(super) watcher: Watcher,
+    pub(super) flow_events: FlowEvents,
     /// Pairs currently spliced.
     pub(super) live: AtomicU64,
     /// Pairs spliced since start.
@@ -52,6 +55,9 @@ impl KernelPath {
             .try_into()?;
         program.load()?;
         program.attach(socks.fd())?;
+        let targets: SockHash<_, u64> = SockHash::try_from(take(&mut ebpf, TARGETS_MAP)?)?;
+        let flows = HashMap::try_from(take(&mut ebpf, FLOWS_MAP)?)?;
+        let events = RingBuf::try_from(take(&mut ebpf, EVENTS_MAP)?)?;
         let peers = HashMap::try_from(take(&mut ebpf, PEERS_MAP)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?)?;
         let affinity = HashMap::try_from(take(&mut ebpf, AFFINITY_MAP)?)?;
@@ -63,8 +69,12 @@ impl KernelPath {
         pins.pin(counters.map(), pin_dir, "counters")?;
         pins.pin(peers.map(), pin_dir, "peers")?;
         pins.pin(socks.map(), pin_dir, "socks")?;
+        pins.pin(targets.map(), pin_dir, "targets")?;
+        pins.pin(flows.map(), pin_dir, "flows")?;
         let maps = Maps {
             socks: Mutex::new(socks),
+            targets: Mutex::new(targets),
+            flows: Mutex::new(flows),
             peers: Mutex::new(peers),
             counters,
             affinity: Mutex::new(affinity),
@@ -74,6 +84,7 @@ impl KernelPath {
         let inner = Arc::new(Inner {
             maps,
             watcher,
+            flow_events: FlowEvents::new(events),
             live: AtomicU64::new(0),
             total: AtomicU64::new(0),
             pin_dir: pin_dir.to_path_buf(),

@@ -3,6 +3,8 @@
 //! FIN/RST and tears pairs down (see docs/kernel.md).
 
 mod error;
+mod flow_control;
+mod flow_events;
 mod inspect;
 mod loader;
 mod maps;

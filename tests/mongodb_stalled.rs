@@ -1,0 +1,138 @@
+//! A peer that stops reading, through the real binary on the path `mongo::forwarding` picks (this
+//! file also runs as `mongodb_stalled_kernel` and `mongodb_stalled_splice`): the other peer is held
+//! back by TCP after a bounded number of bytes, and once the reader resumes every byte arrives, in
+//! order.
+
+use std::time::Duration;
+
+use puerta_tests::kernel::{start, stop, PinDir};
+use puerta_tests::mongo::forwarding;
+use puerta_tests::mongo_echo::MongoEcho;
+use puerta_tests::stream::{drain_hashing, push_until_stalled};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What a writer may get into a stalled path with the defaults: `kernel_backlog_kib` (4 MiB) plus
+/// the socket buffers on the way (a few MiB each).
+const STALL_BOUND: u64 = 32 << 20;
+const TOTAL: u64 = 96 << 20;
+const QUIET: Duration = Duration::from_secs(2);
+
+async fn connected_pair(
+    backend: &mut MongoEcho,
+    puerta: &puerta_tests::Puerta,
+) -> anyhow::Result<(TcpStream, TcpStream)> {
+    let mut client = TcpStream::connect(puerta.listen).await?;
+    client.write_all(b"ping").await?;
+    let rx = backend.accepted.as_mut().expect("handing-over backend");
+    let mut server = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("backend stopped"))?;
+    let mut ping = [0u8; 4];
+    server.read_exact(&mut ping).await?;
+    anyhow::ensure!(&ping == b"ping", "first bytes differ");
+    Ok((client, server))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_reading_holds_the_client_back_and_loses_nothing() -> anyhow::Result<()>
+{
+    let mut backend = MongoEcho::start_handing_over().await?;
+    let pins = PinDir::new("stall-b");
+    let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
+    let (client, server) = connected_pair(&mut backend, &puerta).await?;
+    let (_client_rd, client_wr) = client.into_split();
+    let stalled = push_until_stalled(client_wr, TOTAL, 7, QUIET).await?;
+    let pushed = stalled.pushed_when_blocked;
+    eprintln!("{}: client held back after {pushed} bytes", forwarding());
+    assert!(
+        pushed <= STALL_BOUND,
+        "client pushed {pushed} bytes into a stalled backend"
+    );
+    let (got, got_hash) = drain_hashing(server).await?;
+    let sent_hash = stalled.writer.await??;
+    assert_eq!(got, TOTAL, "bytes lost or added");
+    assert_eq!(got_hash, sent_hash, "bytes reordered or changed");
+    stop(puerta)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_the_backend_back_and_loses_nothing() -> anyhow::Result<()>
+{
+    let mut backend = MongoEcho::start_handing_over().await?;
+    let pins = PinDir::new("stall-c");
+    let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
+    let (client, server) = connected_pair(&mut backend, &puerta).await?;
+    let (_server_rd, server_wr) = server.into_split();
+    let stalled = push_until_stalled(server_wr, TOTAL, 8, QUIET).await?;
+    let pushed = stalled.pushed_when_blocked;
+    eprintln!("{}: backend held back after {pushed} bytes", forwarding());
+    assert!(
+        pushed <= STALL_BOUND,
+        "backend pushed {pushed} bytes to a client that stopped reading"
+    );
+    let (got, got_hash) = drain_hashing(client).await?;
+    let sent_hash = stalled.writer.await??;
+    assert_eq!(got, TOTAL, "bytes lost or added");
+    assert_eq!(got_hash, sent_hash, "bytes reordered or changed");
+    stop(puerta)?;
+    Ok(())
+}
+
+fn mem_available() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .ok_or_else(|| anyhow::anyhow!("no MemAvailable"))?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("bad MemAvailable line"))?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// Many stalled flows at once: what the host loses is what TCP's own buffers hold, per flow about
+/// what one stalled flow pushed, never the unbounded growth of an unregulated redirect queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_stalled_backends_cost_bounded_memory() -> anyhow::Result<()> {
+    const FLOWS: usize = 100;
+    let mut backend = MongoEcho::start_handing_over().await?;
+    let pins = PinDir::new("stall-100");
+    let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
+    let before = mem_available()?;
+    let mut stalled = Vec::new();
+    let mut servers = Vec::new();
+    for i in 0..FLOWS {
+        let (client, server) = connected_pair(&mut backend, &puerta).await?;
+        let (_rd, wr) = client.into_split();
+        stalled.push(tokio::spawn(push_until_stalled(wr, TOTAL, i as u64, QUIET)));
+        servers.push(server);
+    }
+    let mut pushed = 0;
+    let mut writers = Vec::new();
+    for s in stalled {
+        let s = s.await??;
+        pushed += s.pushed_when_blocked;
+        writers.push(s.writer);
+    }
+    let after = mem_available()?;
+    let drop_bytes = before.saturating_sub(after);
+    eprintln!(
+        "{}: {FLOWS} stalled flows pushed {pushed} bytes; MemAvailable fell by {drop_bytes}",
+        forwarding()
+    );
+    assert!(pushed <= FLOWS as u64 * STALL_BOUND, "pushed {pushed}");
+    assert!(
+        drop_bytes <= FLOWS as u64 * STALL_BOUND,
+        "MemAvailable fell by {drop_bytes} for {FLOWS} stalled flows"
+    );
+    for w in writers {
+        w.abort();
+    }
+    drop(servers);
+    stop(puerta)?;
+    Ok(())
+}
