@@ -47,8 +47,7 @@ fn mongodb_admin_endpoints_report_live_state_userspace() -> anyhow::Result<()> {
     report_live_state("userspace")
 }
 
-/// Runs where the eBPF program loads (root on a BPF-capable kernel); bytes then come from the BPF
-/// counters. Elsewhere `auto` falls back and the same assertions hold for the userspace path.
+/// `auto` forwards with splice(2); the same assertions hold for its counters.
 #[test]
 fn mongodb_admin_endpoints_report_live_state_auto() -> anyhow::Result<()> {
     report_live_state("auto")
@@ -123,10 +122,10 @@ fn report_live_state(forwarding: &str) -> anyhow::Result<()> {
         1.0
     );
     assert_eq!(value("puerta_affinity_entries", &[]), 1.0);
-    // forwarding = "auto": the kernel path where it loads (root), userspace otherwise.
+    // Whichever path forwarded (auto is splice).
     let bytes = |direction: &str| {
         let label = format!("direction=\"{direction}\"");
-        ["path=\"userspace\"", "path=\"kernel\""]
+        ["path=\"userspace\"", "path=\"kernel\"", "path=\"splice\""]
             .iter()
             .filter_map(|path| sample(&samples, "puerta_bytes_total", &[path, &label]))
             .sum::<f64>()

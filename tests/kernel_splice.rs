@@ -45,7 +45,7 @@ async fn rig(backend: SocketAddr) -> anyhow::Result<Rig> {
                 let Ok(upstream) = TcpStream::connect(backend).await else {
                     return;
                 };
-                if let Err(e) = k.splice(client, upstream, 0, None, 4 << 20).await {
+                if let Err(e) = k.splice(client, upstream, 0, None).await {
                     eprintln!("splice: {e}");
                 }
             });

@@ -6,21 +6,8 @@
 //! therefore needs two lookups and never depends on addresses or ports (which go to 0 once a socket is
 //! closing).
 
-/// SockHash of the spliced sockets whose incoming bytes the verdict moves *now*, keyed by socket
-/// cookie (`u64`); the verdict program is attached to it. Flow control takes a source socket out of
-/// it while its peer is over the backlog limit, so its bytes stay in its own receive queue and TCP
-/// closes its window.
+/// SockHash of spliced sockets, keyed by socket cookie (`u64`).
 pub const SOCKS_MAP: &str = "SOCKS";
-/// SockHash of every spliced socket for the pair's whole life, with no program attached: the redirect
-/// target of the verdict. Being in it keeps a socket's psock (and the bytes queued *to* it) alive
-/// while the socket is out of [`SOCKS_MAP`].
-pub const TARGETS_MAP: &str = "TARGETS";
-/// Hash map: source socket cookie → [`FlowState`], written by the verdict program only.
-pub const FLOWS_MAP: &str = "FLOWS";
-/// Ring buffer of source socket cookies ([`FlowEvent`]) whose flow crossed [`PeerEntry::check_at`].
-pub const EVENTS_MAP: &str = "EVENTS";
-/// Size of [`EVENTS_MAP`] in bytes (a power of two, a multiple of the page size): 16 bytes per event.
-pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Hash map: socket cookie → [`PeerEntry`].
 pub const PEERS_MAP: &str = "PEERS";
 /// Per-CPU array of [`Counter`]s, indexed by [`counter_index`] and the `COUNTER_*` slots.
@@ -60,34 +47,12 @@ pub const fn counter_index(backend: u32, dir: u32) -> u32 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerEntry {
-    /// Cookie of the socket that receives the redirected bytes (key in [`TARGETS_MAP`]).
+    /// Cookie of the socket that receives the redirected bytes (key in [`SOCKS_MAP`]).
     pub peer_cookie: u64,
     /// Backend index, for the per-backend counters.
     pub backend: u32,
     /// [`DIR_CLIENT_TO_BACKEND`] or [`DIR_BACKEND_TO_CLIENT`].
     pub direction: u32,
-    /// When [`FlowState::redirected`] reaches this, the verdict reports the source cookie on
-    /// [`EVENTS_MAP`] (once per value) so userspace checks the peer's backlog. Written by userspace.
-    pub check_at: u64,
-}
-
-/// Value of [`FLOWS_MAP`]: what the verdict did for one source socket. Only the program writes it
-/// (userspace creates it zeroed), so its counters never race with userspace updates.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowState {
-    /// Payload bytes redirected from this socket to its peer since insertion.
-    pub redirected: u64,
-    /// The [`PeerEntry::check_at`] value last reported on [`EVENTS_MAP`].
-    pub reported_check_at: u64,
-}
-
-/// A record of [`EVENTS_MAP`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEvent {
-    /// Cookie of the source socket whose flow reached its check point.
-    pub cookie: u64,
 }
 
 /// Bytes and skbs, per CPU.
@@ -121,7 +86,7 @@ pub struct AffinityValue {
 }
 
 /// Value of [`BACKENDS_MAP`]: a mongos endpoint (address as configured, when it is an IP literal;
-/// all zero for a host name, which is resolved per connection).
+/// all zero for a host name, which is resolved per connection) and its health as `/backends` shows it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendValue {
@@ -129,26 +94,29 @@ pub struct BackendValue {
     pub port: u16,
     pub addr: [u8; 16],
     pub weight: u32,
+    /// [`BACKEND_UNCHECKED`], [`BACKEND_UP`] or [`BACKEND_DOWN`].
+    pub health: u32,
 }
+
+/// No health check has decided yet (also an unused slot).
+pub const BACKEND_UNCHECKED: u32 = 0;
+pub const BACKEND_UP: u32 = 1;
+pub const BACKEND_DOWN: u32 = 2;
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
-const _: () = assert!(core::mem::size_of::<PeerEntry>() == 24);
-const _: () = assert!(core::mem::size_of::<FlowState>() == 16);
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 8);
+const _: () = assert!(core::mem::size_of::<PeerEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<AffinityKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
-const _: () = assert!(core::mem::size_of::<BackendValue>() == 24);
+const _: () = assert!(core::mem::size_of::<BackendValue>() == 28);
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all types are #[repr(C)], contain only integers, and have explicit padding fields, so
     // every bit pattern is valid and there are no implicit padding bytes.
     unsafe impl aya::Pod for super::PeerEntry {}
-    unsafe impl aya::Pod for super::FlowState {}
-    unsafe impl aya::Pod for super::FlowEvent {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}

@@ -2,37 +2,24 @@
 //! - a zero-length skb is the bare FIN: redirecting or passing it while data is still queued breaks the
 //!   stream, so it is dropped (userspace propagates the FIN itself);
 //! - a socket without a peer entry (being torn down, or not yet paired) gets `SK_PASS`: its bytes stay
-//!   on the socket where userspace can still read them — never drop data;
-//! - the verdict cannot hold an skb back (it is already off the receive queue), so flow control is
-//!   userspace's: the program counts what each source redirected and reports a source once its count
-//!   reaches the check point userspace set; userspace then measures the peer's backlog and, if it is
-//!   over the limit, takes the source out of `SOCKS` until the backlog drained.
+//!   on the socket where userspace can still read them — never drop data.
 
 use aya_ebpf::{
     bindings::sk_action::{SK_DROP, SK_PASS},
-    btf_maps::{Array, HashMap, PerCpuArray, RingBuf, SockHash},
+    btf_maps::{Array, HashMap, PerCpuArray, SockHash},
     helpers::generated::bpf_get_socket_cookie,
     macros::{btf_map, stream_verdict},
     programs::SkBuffContext,
     EbpfContext as _,
 };
 use puerta_common::{
-    counter_index, AffinityKey, AffinityValue, BackendValue, Counter, FlowEvent, FlowState,
-    PeerEntry, COUNTER_EMPTY_DROPPED, COUNTER_PASSED, COUNTER_REDIRECT_FAILED, COUNTER_SLOTS,
-    EVENTS_BYTES, MAX_AFFINITY, MAX_BACKENDS, MAX_SOCKETS,
+    counter_index, AffinityKey, AffinityValue, BackendValue, Counter, PeerEntry,
+    COUNTER_EMPTY_DROPPED, COUNTER_PASSED, COUNTER_REDIRECT_FAILED, COUNTER_SLOTS, MAX_AFFINITY,
+    MAX_BACKENDS, MAX_SOCKETS,
 };
 
 #[btf_map]
 static SOCKS: SockHash<u64, { MAX_SOCKETS as usize }> = SockHash::new();
-
-#[btf_map]
-static TARGETS: SockHash<u64, { MAX_SOCKETS as usize }> = SockHash::new();
-
-#[btf_map]
-static FLOWS: HashMap<u64, FlowState, { MAX_SOCKETS as usize }> = HashMap::new();
-
-#[btf_map]
-static EVENTS: RingBuf<FlowEvent, { EVENTS_BYTES as usize }> = RingBuf::new();
 
 #[btf_map]
 static PEERS: HashMap<u64, PeerEntry, { MAX_SOCKETS as usize }> = HashMap::new();
@@ -66,35 +53,15 @@ fn try_puerta_verdict(ctx: &SkBuffContext) -> Result<u32, u32> {
         return Err(SK_PASS);
     };
     let peer = unsafe { *peer };
-    let Some(flow) = FLOWS.get_ptr_mut(cookie) else {
-        count(COUNTER_PASSED, len);
-        return Err(SK_PASS);
-    };
-    let verdict = TARGETS.redirect_skb(ctx, peer.peer_cookie, 0) as u32;
+    let verdict = SOCKS.redirect_skb(ctx, peer.peer_cookie, 0) as u32;
     if verdict == SK_PASS {
         count(counter_index(peer.backend, peer.direction), len);
-        // SAFETY: a map value pointer; this socket's verdict runs under its socket lock, so the
-        // source's own entry has one writer.
-        unsafe { account(cookie, &mut *flow, &peer, len) };
     } else {
         // The peer left the sockhash between the two lookups: keep the bytes on this socket.
         count(COUNTER_REDIRECT_FAILED, len);
         return Err(SK_PASS);
     }
     Ok(verdict)
-}
-
-/// Adds `len` to the source's redirected bytes and reports it once per check point.
-#[inline(always)]
-fn account(cookie: u64, flow: &mut FlowState, peer: &PeerEntry, len: u32) {
-    flow.redirected += u64::from(len);
-    if flow.redirected >= peer.check_at
-        && flow.reported_check_at != peer.check_at
-        && EVENTS.output(FlowEvent { cookie }, 0).is_ok()
-    {
-        // A full ring buffer leaves it unreported: the next skb tries again.
-        flow.reported_check_at = peer.check_at;
-    }
 }
 
 #[inline(always)]

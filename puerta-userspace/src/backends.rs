@@ -27,9 +27,24 @@ pub struct Backend {
 
 /// Backends in config order; the index is the backend's identity everywhere (balancer, affinity table,
 /// BPF maps).
-#[derive(Debug)]
+/// Something outside the process that shows backend health (the kernel path's pinned backends map),
+/// told of every change the health checks or connect failures make.
+pub trait HealthMirror: Send + Sync {
+    /// `up` is `None` until a check has decided.
+    fn show(&self, index: usize, endpoint: &Endpoint, up: Option<bool>);
+}
+
 pub struct Backends {
     list: Vec<Backend>,
+    mirror: Option<Arc<dyn HealthMirror>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("list", &self.list)
+            .finish()
+    }
 }
 
 impl Backends {
@@ -44,7 +59,16 @@ impl Backends {
                 }),
             })
             .collect();
-        Backends { list }
+        Backends { list, mirror: None }
+    }
+
+    /// Shows every backend's current state through `mirror`, and every later change.
+    pub fn mirrored(mut self, mirror: Arc<dyn HealthMirror>) -> Backends {
+        for index in 0..self.len() {
+            mirror.show(index, self.endpoint(index), self.checked_state(index));
+        }
+        self.mirror = Some(mirror);
+        self
     }
 
     /// The list for a reloaded config: an address already in `previous` keeps its state (weight and
@@ -60,7 +84,7 @@ impl Backends {
                     .unwrap_or_default(),
             })
             .collect();
-        Backends { list }
+        Backends { list, mirror: None }
     }
 
     /// Index of the backend at `address` (`host:port`).
@@ -103,9 +127,13 @@ impl Backends {
     }
 
     pub fn set_up(&self, index: usize, up: bool) {
+        let before = self.checked_state(index);
         if let Some(b) = self.list.get(index) {
             b.state.up.store(up, Ordering::Release);
             b.state.checked.store(true, Ordering::Release);
+            if let Some(mirror) = self.mirror.as_ref().filter(|_| before != Some(up)) {
+                mirror.show(index, &b.endpoint, Some(up));
+            }
         }
     }
 
@@ -171,5 +199,36 @@ mod tests {
         assert!(!new.is_up(1));
         drop(flow);
         assert_eq!(new.active(0), 0);
+    }
+
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<(usize, Option<bool>)>>);
+
+    impl HealthMirror for Seen {
+        fn show(&self, index: usize, _endpoint: &Endpoint, up: Option<bool>) {
+            self.0.lock().unwrap().push((index, up));
+        }
+    }
+
+    #[test]
+    fn the_mirror_sees_the_start_state_and_every_change_once() {
+        let seen = Arc::new(Seen::default());
+        let list = Backends::new(&endpoints(&["127.0.0.1:1", "127.0.0.1:2"]), false)
+            .mirrored(seen.clone());
+        list.set_up(0, true);
+        list.set_up(0, true);
+        list.set_up(1, false);
+        list.set_up(0, false);
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                (0, None),
+                (1, None),
+                (0, Some(true)),
+                (1, Some(false)),
+                (0, Some(false))
+            ]
+        );
     }
 }

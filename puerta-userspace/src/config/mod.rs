@@ -72,10 +72,6 @@ pub struct MongoConfig {
     pub forwarding: Forwarding,
     /// Where the affinity/backends maps are pinned (bpffs).
     pub bpf_pin_dir: std::path::PathBuf,
-    /// `kernel_backlog_kib`, in bytes: how much a spliced flow may have redirected that its target has
-    /// not yet had acknowledged, before the kernel path holds the source back. The kernel's redirect
-    /// queue is charged to no socket, so without this one stalled peer could take the host's memory.
-    pub kernel_backlog: u64,
 }
 
 #[derive(Debug, Clone)]

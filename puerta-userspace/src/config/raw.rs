@@ -61,8 +61,6 @@ struct RawMongo {
     forwarding: Forwarding,
     #[serde(default = "default_pin_dir")]
     bpf_pin_dir: PathBuf,
-    #[serde(default = "default_kernel_backlog_kib")]
-    kernel_backlog_kib: Spanned<u64>,
 }
 
 /// `"host:port"` or `{ address = "host:port", weight = 5, proxy_protocol = "v2" }`.
@@ -145,10 +143,6 @@ fn default_rise() -> Spanned<u32> {
 fn default_connect_timeout_ms() -> Spanned<u64> {
     Spanned::new(0..0, 3_000)
 }
-fn default_kernel_backlog_kib() -> Spanned<u64> {
-    Spanned::new(0..0, 4096)
-}
-
 fn default_pin_dir() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/puerta")
 }
@@ -311,7 +305,6 @@ fn mongo(src: &Source, raw: &RawMongo) -> Result<MongoConfig, ConfigError> {
         ),
         forwarding: raw.forwarding,
         bpf_pin_dir: raw.bpf_pin_dir.clone(),
-        kernel_backlog: src.positive("mongodb.kernel_backlog_kib", &raw.kernel_backlog_kib)? * 1024,
     })
 }
 

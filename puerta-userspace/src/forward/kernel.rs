@@ -14,8 +14,6 @@ use crate::log_throttle::LogThrottle;
 
 pub struct KernelForwarder {
     kernel: KernelPath,
-    /// `kernel_backlog_kib` in bytes.
-    backlog_limit: u64,
     fallback: UserspaceForwarder,
     /// Map-full fallbacks can come in bursts: one line per period.
     not_spliced_log: LogThrottle,
@@ -30,10 +28,9 @@ impl std::fmt::Debug for KernelForwarder {
 }
 
 impl KernelForwarder {
-    pub fn new(kernel: KernelPath, backlog_limit: u64) -> KernelForwarder {
+    pub fn new(kernel: KernelPath) -> KernelForwarder {
         KernelForwarder {
             kernel,
-            backlog_limit,
             fallback: UserspaceForwarder::default(),
             not_spliced_log: LogThrottle::new(Duration::from_secs(1)),
         }
@@ -52,13 +49,7 @@ impl KernelForwarder {
     ) -> io::Result<FlowBytes> {
         match self
             .kernel
-            .splice(
-                client,
-                backend,
-                backend_index as u32,
-                idle_timeout,
-                self.backlog_limit,
-            )
+            .splice(client, backend, backend_index as u32, idle_timeout)
             .await
         {
             // Reported like the userspace path's errors, so the flow can blame a mongos that resets.

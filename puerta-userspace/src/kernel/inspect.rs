@@ -4,18 +4,14 @@
 use std::path::Path;
 
 use aya::maps::{HashMap, MapData, SockHash};
-use puerta_common::{AffinityKey, AffinityValue, FlowState, PeerEntry};
+use puerta_common::{AffinityKey, AffinityValue, PeerEntry};
 
 use super::KernelError;
 
-/// Entries in the pinned maps under `pin_dir`.
+/// Entries in the pinned `socks`, `peers` and `affinity` maps under `pin_dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinnedCounts {
-    /// `socks`: sockets the verdict forwards from now (a held source is missing).
     pub sockets: usize,
-    /// `targets`: every spliced socket.
-    pub targets: usize,
-    pub flows: usize,
     pub peers: usize,
     pub affinity: usize,
 }
@@ -28,17 +24,12 @@ pub fn pinned_counts(pin_dir: &Path) -> Result<PinnedCounts, KernelError> {
         })
     };
     let socks: SockHash<_, u64> = SockHash::try_from(aya::maps::Map::SockHash(open("socks")?))?;
-    let targets: SockHash<_, u64> = SockHash::try_from(aya::maps::Map::SockHash(open("targets")?))?;
-    let flows: HashMap<_, u64, FlowState> =
-        HashMap::try_from(aya::maps::Map::HashMap(open("flows")?))?;
     let peers: HashMap<_, u64, PeerEntry> =
         HashMap::try_from(aya::maps::Map::HashMap(open("peers")?))?;
     let affinity: HashMap<_, AffinityKey, AffinityValue> =
         HashMap::try_from(aya::maps::Map::HashMap(open("affinity")?))?;
     Ok(PinnedCounts {
         sockets: socks.keys().filter(|k| k.is_ok()).count(),
-        targets: targets.keys().filter(|k| k.is_ok()).count(),
-        flows: flows.keys().filter(|k| k.is_ok()).count(),
         peers: peers.keys().filter(|k| k.is_ok()).count(),
         affinity: affinity.keys().filter(|k| k.is_ok()).count(),
     })

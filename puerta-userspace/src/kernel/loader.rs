@@ -5,15 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, RingBuf, SockHash};
+use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, SockHash};
 use aya::programs::SkSkb;
 use aya::Ebpf;
 use puerta_common::{
-    AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, PEERS_MAP, SOCKS_MAP,
-    TARGETS_MAP, VERDICT_PROGRAM,
+    AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, PEERS_MAP, SOCKS_MAP, VERDICT_PROGRAM,
 };
 
-use super::flow_events::FlowEvents;
 use super::maps::Maps;
 use super::pins::{prepare_dir, Pins};
 use super::watcher::Watcher;
@@ -29,7 +27,6 @@ pub struct KernelPath {
 pub(super) struct Inner {
     pub(super) maps: Maps,
     pub(super) watcher: Watcher,
-    pub(super) flow_events: FlowEvents,
     /// Pairs currently spliced.
     pub(super) live: AtomicU64,
     /// Pairs spliced since start.
@@ -55,9 +52,6 @@ impl KernelPath {
             .try_into()?;
         program.load()?;
         program.attach(socks.fd())?;
-        let targets: SockHash<_, u64> = SockHash::try_from(take(&mut ebpf, TARGETS_MAP)?)?;
-        let flows = HashMap::try_from(take(&mut ebpf, FLOWS_MAP)?)?;
-        let events = RingBuf::try_from(take(&mut ebpf, EVENTS_MAP)?)?;
         let peers = HashMap::try_from(take(&mut ebpf, PEERS_MAP)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?)?;
         let affinity = HashMap::try_from(take(&mut ebpf, AFFINITY_MAP)?)?;
@@ -69,12 +63,8 @@ impl KernelPath {
         pins.pin(counters.map(), pin_dir, "counters")?;
         pins.pin(peers.map(), pin_dir, "peers")?;
         pins.pin(socks.map(), pin_dir, "socks")?;
-        pins.pin(targets.map(), pin_dir, "targets")?;
-        pins.pin(flows.map(), pin_dir, "flows")?;
         let maps = Maps {
             socks: Mutex::new(socks),
-            targets: Mutex::new(targets),
-            flows: Mutex::new(flows),
             peers: Mutex::new(peers),
             counters,
             affinity: Mutex::new(affinity),
@@ -84,7 +74,6 @@ impl KernelPath {
         let inner = Arc::new(Inner {
             maps,
             watcher,
-            flow_events: FlowEvents::new(events),
             live: AtomicU64::new(0),
             total: AtomicU64::new(0),
             pin_dir: pin_dir.to_path_buf(),
@@ -137,13 +126,15 @@ impl KernelPath {
         self.inner.maps.remove_affinity(ip)
     }
 
-    /// Describes backend `index` in the pinned backends map (`ip` is `None` for a host name).
+    /// Describes backend `index` in the pinned backends map (`ip` is `None` for a host name;
+    /// `health` is one of `puerta_common::BACKEND_*`).
     pub fn set_backend(
         &self,
         index: u32,
         ip: Option<std::net::IpAddr>,
         port: u16,
         weight: u32,
+        health: u32,
     ) -> Result<(), KernelError> {
         let (family, bytes) = ip.map(super::maps::ip_bytes).unwrap_or_default();
         let value = puerta_common::BackendValue {
@@ -151,6 +142,7 @@ impl KernelPath {
             port,
             addr: bytes,
             weight,
+            health,
         };
         self.inner.maps.set_backend(index, value)
     }
@@ -214,5 +206,17 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+impl KernelPath {
+    /// Empties backend slots `from..` (backends a reload removed).
+    pub fn clear_backends_from(&self, from: u32) {
+        for index in from..puerta_common::MAX_BACKENDS {
+            let _ = self
+                .inner
+                .maps
+                .set_backend(index, puerta_common::BackendValue::default());
+        }
     }
 }

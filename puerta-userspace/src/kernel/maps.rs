@@ -6,17 +6,15 @@ use std::sync::Mutex;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, SockHash};
 use puerta_common::{
-    counter_index, AffinityKey, AffinityValue, BackendValue, Counter, FlowState, PeerEntry,
-    AF_INET, AF_INET6, COUNTER_EMPTY_DROPPED, COUNTER_PASSED, COUNTER_REDIRECT_FAILED,
-    DIR_BACKEND_TO_CLIENT, DIR_CLIENT_TO_BACKEND, MAX_BACKENDS,
+    counter_index, AffinityKey, AffinityValue, BackendValue, Counter, PeerEntry, AF_INET, AF_INET6,
+    COUNTER_EMPTY_DROPPED, COUNTER_PASSED, COUNTER_REDIRECT_FAILED, DIR_BACKEND_TO_CLIENT,
+    DIR_CLIENT_TO_BACKEND, MAX_BACKENDS,
 };
 
 use super::KernelError;
 
 pub struct Maps {
     pub(super) socks: Mutex<SockHash<MapData, u64>>,
-    pub(super) targets: Mutex<SockHash<MapData, u64>>,
-    pub(super) flows: Mutex<HashMap<MapData, u64, FlowState>>,
     pub(super) peers: Mutex<HashMap<MapData, u64, PeerEntry>>,
     pub(super) counters: PerCpuArray<MapData, Counter>,
     pub(super) affinity: Mutex<HashMap<MapData, AffinityKey, AffinityValue>>,
@@ -38,97 +36,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The peer entries of a pair: (client → backend, backend → client), each reporting first once it
-/// has redirected `check_at` bytes.
-pub fn pair_entries(
-    client: u64,
-    backend: u64,
-    backend_index: u32,
-    check_at: u64,
-) -> (PeerEntry, PeerEntry) {
-    let to_backend = PeerEntry {
-        peer_cookie: backend,
-        backend: backend_index,
-        direction: DIR_CLIENT_TO_BACKEND,
-        check_at,
-    };
-    let to_client = PeerEntry {
-        peer_cookie: client,
-        backend: backend_index,
-        direction: DIR_BACKEND_TO_CLIENT,
-        check_at,
-    };
-    (to_backend, to_client)
-}
-
 impl Maps {
-    /// Registers the pair's peer and flow entries, both sockets as redirect targets, then both as
-    /// sources (backend first: it is silent until the client's first bytes reach it, so nothing it
-    /// receives can miss its not-yet-inserted peer).
+    /// Registers the pair's peer entries, then both sockets (backend first: it is silent until the
+    /// client's first bytes reach it, so nothing it receives can miss its not-yet-inserted peer).
     pub fn insert_pair(
         &self,
         client: (u64, i32),
         backend: (u64, i32),
-        entries: (PeerEntry, PeerEntry),
+        backend_index: u32,
     ) -> Result<(), aya::maps::MapError> {
+        let to_backend = PeerEntry {
+            peer_cookie: backend.0,
+            backend: backend_index,
+            direction: DIR_CLIENT_TO_BACKEND,
+        };
+        let to_client = PeerEntry {
+            peer_cookie: client.0,
+            backend: backend_index,
+            direction: DIR_BACKEND_TO_CLIENT,
+        };
         {
             let mut peers = lock(&self.peers);
-            peers.insert(client.0, entries.0, 0)?;
-            peers.insert(backend.0, entries.1, 0)?;
-        }
-        {
-            let mut flows = lock(&self.flows);
-            flows.insert(client.0, FlowState::default(), 0)?;
-            flows.insert(backend.0, FlowState::default(), 0)?;
-        }
-        {
-            let mut targets = lock(&self.targets);
-            targets.insert(backend.0, backend.1, 0)?;
-            targets.insert(client.0, client.1, 0)?;
+            peers.insert(client.0, to_backend, 0)?;
+            peers.insert(backend.0, to_client, 0)?;
         }
         let mut socks = lock(&self.socks);
         socks.insert(backend.0, backend.1, 0)?;
         socks.insert(client.0, client.1, 0)
     }
 
-    /// Removes both sockets and their entries; missing entries are fine (the kernel drops a socket
-    /// from both sockhashes by itself when it is closed).
+    /// Removes both sockets and their peer entries; missing entries are fine (the kernel drops a
+    /// socket from the sockhash by itself when it is closed).
     pub fn remove_pair(&self, client: u64, backend: u64) {
-        for map in [&self.socks, &self.targets] {
-            let mut socks = lock(map);
+        {
+            let mut socks = lock(&self.socks);
             let _ = socks.remove(&client);
             let _ = socks.remove(&backend);
-        }
-        {
-            let mut flows = lock(&self.flows);
-            let _ = flows.remove(&client);
-            let _ = flows.remove(&backend);
         }
         let mut peers = lock(&self.peers);
         let _ = peers.remove(&client);
         let _ = peers.remove(&backend);
-    }
-
-    /// Stops the verdict on `source`: what arrives stays in its receive queue. It stays a redirect
-    /// target (in `TARGETS`), so bytes queued *to* it are kept and still sent.
-    pub fn hold_source(&self, source: u64) -> Result<(), aya::maps::MapError> {
-        lock(&self.socks).remove(&source)
-    }
-
-    /// Runs the verdict on `source` again (for bytes arriving from now on; see `kick_when_quiet`
-    /// for what queued meanwhile). Fails with EOPNOTSUPP once the socket left ESTABLISHED.
-    pub fn release_source(&self, source: (u64, i32)) -> Result<(), aya::maps::MapError> {
-        lock(&self.socks).insert(source.0, source.1, 0)
-    }
-
-    /// Bytes the verdict redirected from `source` since insertion.
-    pub fn redirected(&self, source: u64) -> Result<u64, aya::maps::MapError> {
-        Ok(lock(&self.flows).get(&source, 0)?.redirected)
-    }
-
-    /// Moves `source`'s check point (where the verdict reports it next).
-    pub fn set_peer(&self, source: u64, entry: PeerEntry) -> Result<(), aya::maps::MapError> {
-        lock(&self.peers).insert(source, entry, 0)
     }
 
     /// Sockets currently in the sockhash.

@@ -1,5 +1,6 @@
-//! The affinity table's mirror into the pinned BPF hash map, so `bpftool map dump pinned
-//! …/affinity` shows which mongos each client IP sticks to.
+//! The affinity table's and the backends' mirrors into the pinned BPF maps, so `bpftool map dump
+//! pinned …/affinity` shows which mongos each client IP sticks to and `…/backends` what `/backends`
+//! shows of each mongos.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -8,6 +9,8 @@ use puerta_common::AffinityValue;
 
 use super::{monotonic_ns, KernelPath};
 use crate::affinity::{AffinityEntry, AffinityMirror};
+use crate::backends::HealthMirror;
+use crate::config::Endpoint;
 
 pub struct KernelAffinityMirror {
     kernel: KernelPath,
@@ -35,5 +38,35 @@ impl AffinityMirror for KernelAffinityMirror {
 
     fn remove(&self, ip: IpAddr) {
         self.kernel.remove_affinity(ip);
+    }
+}
+
+pub struct KernelHealthMirror {
+    kernel: KernelPath,
+}
+
+impl KernelHealthMirror {
+    pub fn new(kernel: KernelPath) -> KernelHealthMirror {
+        KernelHealthMirror { kernel }
+    }
+}
+
+impl HealthMirror for KernelHealthMirror {
+    fn show(&self, index: usize, endpoint: &Endpoint, up: Option<bool>) {
+        let health = match up {
+            None => puerta_common::BACKEND_UNCHECKED,
+            Some(true) => puerta_common::BACKEND_UP,
+            Some(false) => puerta_common::BACKEND_DOWN,
+        };
+        let ip = endpoint.host.parse().ok();
+        let set = self
+            .kernel
+            .set_backend(index as u32, ip, endpoint.port, endpoint.weight, health);
+        if let Err(e) = set {
+            tracing::warn!(
+                backend = index,
+                "cannot mirror backend into the BPF map: {e}"
+            );
+        }
     }
 }

@@ -3,8 +3,6 @@
 //! FIN/RST and tears pairs down (see docs/kernel.md).
 
 mod error;
-mod flow_control;
-mod flow_events;
 mod inspect;
 mod loader;
 mod maps;
@@ -19,7 +17,7 @@ pub use error::KernelError;
 pub use inspect::{pinned_counts, PinnedCounts};
 pub use loader::{finish_active, KernelPath};
 pub use maps::{affinity_key, monotonic_ns, CounterTotals};
-pub use mirror::KernelAffinityMirror;
+pub use mirror::{KernelAffinityMirror, KernelHealthMirror};
 pub use object::object_bytes;
 pub use puerta_common::{AffinityValue, Counter};
 pub use splice::{SpliceError, Spliced};

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use super::flow_control::{self, Direction};
 use super::loader::KernelPath;
-use super::maps::{pair_entries, Maps};
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
 use crate::forward::idle::idle;
 /// Which socket of the pair; `Side` below is this module's per-socket state.
@@ -58,7 +56,7 @@ pub enum SpliceError {
     Io(#[from] io::Error),
 }
 
-/// One side of the pair and the direction its bytes leave by.
+/// One side of the pair and where its bytes go.
 struct Side {
     sock: StdTcpStream,
     /// Bytes userspace wrote to this socket before insertion (e.g. the PROXY header); not part of
@@ -66,8 +64,6 @@ struct Side {
     written_before: u64,
     /// The peer's FIN was propagated to this socket (its write side is shut).
     write_shut: bool,
-    /// The flow of bytes arriving on this socket, toward the peer.
-    outgoing: Direction,
 }
 
 impl KernelPath {
@@ -75,25 +71,21 @@ impl KernelPath {
     /// everything userspace had to write (PROXY header) must be written, and userspace must not have
     /// read payload from either socket: the FIN hand-off compares what each socket received with what
     /// its peer took, counted from the start of the connection.
-    /// `backlog_limit` bounds, per direction, what was redirected and not yet acknowledged by the
-    /// target's peer (see [`super::flow_control`]).
     pub async fn splice(
         &self,
         client: TcpStream,
         backend: TcpStream,
         backend_index: u32,
         idle_timeout: Option<Duration>,
-        backlog_limit: u64,
     ) -> Result<Spliced, SpliceError> {
         let written_client = sent_so_far(&client)?;
         let written_backend = sent_so_far(&backend)?;
         let cookies = (sockopt::cookie(&client)?, sockopt::cookie(&backend)?);
         let maps = &self.inner.maps;
-        let entries = pair_entries(cookies.0, cookies.1, backend_index, backlog_limit);
         let inserted = maps.insert_pair(
             (cookies.0, client.as_raw_fd()),
             (cookies.1, backend.as_raw_fd()),
-            entries,
+            backend_index,
         );
         if let Err(e) = inserted {
             maps.remove_pair(cookies.0, cookies.1);
@@ -106,45 +98,39 @@ impl KernelPath {
         }
         self.inner.live.fetch_add(1, Ordering::Relaxed);
         self.inner.total.fetch_add(1, Ordering::Relaxed);
-        let client = Side::new(client.into_std()?, written_client, cookies.0, entries.0);
-        let backend = Side::new(backend.into_std()?, written_backend, cookies.1, entries.1);
         let result = self
-            .run_pair(client, backend, idle_timeout, backlog_limit)
+            .run_pair(
+                client,
+                backend,
+                (written_client, written_backend),
+                idle_timeout,
+            )
             .await;
         maps.remove_pair(cookies.0, cookies.1);
         self.inner.live.fetch_sub(1, Ordering::Relaxed);
         result
     }
 
-    /// Both sockets are out of tokio's reactor (it would wake on every skb): the watcher reports
-    /// RDHUP/HUP/ERR, the flow reports say when a direction needs a look.
     async fn run_pair(
         &self,
-        mut client: Side,
-        mut backend: Side,
+        client: TcpStream,
+        backend: TcpStream,
+        (written_client, written_backend): (u64, u64),
         idle_timeout: Option<Duration>,
-        backlog_limit: u64,
     ) -> Result<Spliced, SpliceError> {
+        // Out of tokio's reactor: it would wake on every skb. The watcher reports only RDHUP/HUP/ERR.
+        let mut client = Side::new(client.into_std()?, written_client);
+        let mut backend = Side::new(backend.into_std()?, written_backend);
+        // Bytes that arrived before insertion are still queued: run the verdict over them now.
+        sockopt::kick_data_ready(&client.sock)?;
+        sockopt::kick_data_ready(&backend.sock)?;
         let notify = Arc::new(Notify::new());
         let watcher = &self.inner.watcher;
         let watches = (
             watcher.watch(client.sock.as_raw_fd(), notify.clone())?,
             watcher.watch(backend.sock.as_raw_fd(), notify.clone())?,
-            self.inner.flow_events.subscribe(
-                [client.outgoing.cookie, backend.outgoing.cookie],
-                notify.clone(),
-            )?,
         );
-        // Bytes that arrived before insertion are still queued: run the verdict over them now.
-        sockopt::kick_data_ready(&client.sock)?;
-        sockopt::kick_data_ready(&backend.sock)?;
-        let pair = Pair {
-            maps: &self.inner.maps,
-            notify: &notify,
-            idle_timeout,
-            backlog_limit,
-        };
-        let outcome = pair.supervise(&mut client, &mut backend).await;
+        let outcome = supervise(&mut client, &mut backend, &notify, idle_timeout).await;
         drop(watches);
         let spliced = Spliced {
             client_to_backend: received(&client.sock),
@@ -161,18 +147,11 @@ impl KernelPath {
 }
 
 impl Side {
-    fn new(
-        sock: StdTcpStream,
-        written_before: u64,
-        cookie: u64,
-        entry: puerta_common::PeerEntry,
-    ) -> Side {
-        let outgoing = Direction::new(cookie, sock.as_raw_fd(), entry);
+    fn new(sock: StdTcpStream, written_before: u64) -> Side {
         Side {
             sock,
             written_before,
             write_shut: false,
-            outgoing,
         }
     }
 }
@@ -200,100 +179,37 @@ enum Ended {
     Idle,
 }
 
-/// What a pair's supervisor needs besides its two sides.
-struct Pair<'a> {
-    maps: &'a Maps,
-    notify: &'a Notify,
+/// Waits for close events until both directions have ended or the client is idle (Ok) or one side
+/// reset (Err).
+async fn supervise(
+    client: &mut Side,
+    backend: &mut Side,
+    notify: &Notify,
     idle_timeout: Option<Duration>,
-    backlog_limit: u64,
-}
-
-impl Pair<'_> {
-    /// Waits for close events and flow reports until both directions have ended or the client is
-    /// idle (Ok) or one side reset (Err).
-    async fn supervise(&self, client: &mut Side, backend: &mut Side) -> Result<Ended, Aborted> {
-        let client_fd = client.sock.as_raw_fd();
-        loop {
-            let c = state_of(&client.sock).map_err(Aborted::on(PairSide::Client))?;
-            let b = state_of(&backend.sock).map_err(Aborted::on(PairSide::Backend))?;
-            self.regulate(client, backend)
-                .map_err(Aborted::on(PairSide::Backend))?;
-            self.regulate(backend, client)
-                .map_err(Aborted::on(PairSide::Client))?;
-            if (got_fin(c.state) || client.outgoing.needs_copy) && !backend.write_shut {
-                self.finish_direction(client, backend)
-                    .await
-                    .map_err(Aborted::on(PairSide::Backend))?;
-            }
-            if (got_fin(b.state) || backend.outgoing.needs_copy) && !client.write_shut {
-                self.finish_direction(backend, client)
-                    .await
-                    .map_err(Aborted::on(PairSide::Client))?;
-            }
-            if client.write_shut && backend.write_shut {
-                return Ok(Ended::Closed);
-            }
-            let recheck = held_poll(client, backend).unwrap_or(RECHECK);
-            // `client_fd` stays open: `client` outlives this loop.
-            tokio::select! {
-                _ = self.notify.notified() => {}
-                _ = tokio::time::sleep(recheck) => {}
-                () = idle(client_fd, self.idle_timeout) => return Ok(Ended::Idle),
-            }
-        }
-    }
-
-    /// Flow control for the bytes leaving `from` toward `to`; a source that cannot be put back is
-    /// finished in userspace (its direction was bounded all along, only its tail is copied).
-    fn regulate(&self, from: &mut Side, to: &Side) -> io::Result<()> {
-        if to.write_shut {
-            return Ok(());
-        }
-        from.outgoing
-            .regulate(self.maps, &to.sock, to.written_before, self.backlog_limit)
-    }
-
-    /// `from` got a FIN, or cannot be a source again: move what is still queued on it (a held
-    /// source's tail) and what it still sends, then shut `to`.
-    async fn finish_direction(&self, from: &mut Side, to: &mut Side) -> io::Result<()> {
-        if from.outgoing.held || from.outgoing.needs_copy {
-            wait_until_taken(from.outgoing.cookie, self.maps, to).await?;
-            let _ = self.maps.hold_source(from.outgoing.cookie);
-            let copied =
-                flow_control::copy_rest(from.sock.as_raw_fd(), to.sock.as_raw_fd()).await?;
-            tracing::debug!(copied, "held spliced direction finished in userspace");
-            from.outgoing.held = false;
-            from.outgoing.needs_copy = false;
-        }
-        propagate_fin(&from.sock, to).await
-    }
-}
-
-/// How soon a held direction wants its backlog looked at again.
-fn held_poll(client: &Side, backend: &Side) -> Option<Duration> {
-    [&client.outgoing, &backend.outgoing]
-        .into_iter()
-        .filter(|d| d.held)
-        .map(|d| d.poll)
-        .min()
-}
-
-/// Waits until `to` has taken (into its send path) every byte the kernel redirected from `from`'s
-/// cookie, so userspace may write after them.
-async fn wait_until_taken(cookie: u64, maps: &Maps, to: &Side) -> io::Result<()> {
-    let mut pause = Duration::from_micros(200);
-    let started = Instant::now();
+) -> Result<Ended, Aborted> {
+    let client_fd = client.sock.as_raw_fd();
     loop {
-        let redirected = maps.redirected(cookie).map_err(io::Error::other)?;
-        let taken = taken_by(to).ok_or(io::ErrorKind::NotConnected)?;
-        if taken >= redirected {
-            return Ok(());
+        let c = state_of(&client.sock).map_err(Aborted::on(PairSide::Client))?;
+        let b = state_of(&backend.sock).map_err(Aborted::on(PairSide::Backend))?;
+        if got_fin(c.state) && !backend.write_shut {
+            propagate_fin(&client.sock, backend)
+                .await
+                .map_err(Aborted::on(PairSide::Backend))?;
         }
-        if started.elapsed() > FIN_DRAIN_LIMIT {
-            return Err(io::ErrorKind::TimedOut.into());
+        if got_fin(b.state) && !client.write_shut {
+            propagate_fin(&backend.sock, client)
+                .await
+                .map_err(Aborted::on(PairSide::Client))?;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
+        if client.write_shut && backend.write_shut {
+            return Ok(Ended::Closed);
+        }
+        // `client_fd` stays open: `client` outlives this loop.
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+            () = idle(client_fd, idle_timeout) => return Ok(Ended::Idle),
+        }
     }
 }
 

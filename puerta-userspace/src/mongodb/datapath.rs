@@ -4,39 +4,39 @@
 use std::sync::Arc;
 
 use crate::affinity::{AffinityMirror, NoMirror};
+use crate::backends::{Backends, HealthMirror};
 use crate::config::MongoConfig;
 use crate::forward::{ForwardError, Forwarder};
-use crate::kernel::{KernelAffinityMirror, KernelPath};
+use crate::kernel::{KernelAffinityMirror, KernelHealthMirror};
 
 pub struct DataPath {
     pub forwarder: Forwarder,
     pub affinity_mirror: Arc<dyn AffinityMirror>,
+    /// `None` when nothing outside the process shows backend health.
+    pub health_mirror: Option<Arc<dyn HealthMirror>>,
 }
 
 pub fn data_path(config: &MongoConfig) -> Result<DataPath, ForwardError> {
     let forwarder = Forwarder::from_config(config)?;
-    let affinity_mirror: Arc<dyn AffinityMirror> = match forwarder.kernel_path() {
-        Some(kernel) => {
-            describe_backends(kernel, config);
-            Arc::new(KernelAffinityMirror::new(kernel.clone()))
-        }
-        None => Arc::new(NoMirror),
-    };
+    let (affinity_mirror, health_mirror): (Arc<dyn AffinityMirror>, Option<Arc<dyn HealthMirror>>) =
+        match forwarder.kernel_path() {
+            Some(kernel) => (
+                Arc::new(KernelAffinityMirror::new(kernel.clone())),
+                Some(Arc::new(KernelHealthMirror::new(kernel.clone()))),
+            ),
+            None => (Arc::new(NoMirror), None),
+        };
     Ok(DataPath {
         forwarder,
         affinity_mirror,
+        health_mirror,
     })
 }
 
-/// Fills the pinned backends map so bpftool can translate affinity entries' backend indices.
-pub(super) fn describe_backends(kernel: &KernelPath, config: &MongoConfig) {
-    for (index, endpoint) in config.endpoints.iter().enumerate() {
-        let ip = endpoint.host.parse().ok();
-        if let Err(e) = kernel.set_backend(index as u32, ip, endpoint.port, endpoint.weight) {
-            tracing::warn!(
-                backend = index,
-                "cannot describe backend in the BPF map: {e}"
-            );
-        }
+/// `backends`, shown through `mirror` if there is one.
+pub fn mirrored(backends: Backends, mirror: Option<&Arc<dyn HealthMirror>>) -> Backends {
+    match mirror {
+        Some(mirror) => backends.mirrored(mirror.clone()),
+        None => backends,
     }
 }

@@ -42,7 +42,10 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         Some(path) => path,
         None => data_path(config)?,
     };
-    let backends = Arc::new(Backends::new(&config.endpoints, false));
+    let backends = Arc::new(datapath::mirrored(
+        Backends::new(&config.endpoints, false),
+        path.health_mirror.as_ref(),
+    ));
     // Background tasks end with serve(), whichever way it returns.
     let background = serve.shutdown.child_token();
     let _stop_background = background.clone().drop_guard();
@@ -62,6 +65,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         backends,
         affinity,
         Arc::new(path.forwarder),
+        path.health_mirror,
         checks,
     ));
     serve

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::flow::FlowContext;
 use super::router::Router;
 use crate::affinity::AffinityTable;
-use crate::backends::Backends;
+use crate::backends::{Backends, HealthMirror};
 use crate::config::{Config, MongoConfig};
 use crate::forward::Forwarder;
 use crate::log_throttle::LogThrottle;
@@ -24,6 +24,8 @@ pub struct Live {
     checks: Mutex<CancellationToken>,
     affinity: Option<Arc<AffinityTable>>,
     forwarder: Arc<Forwarder>,
+    /// Shows every backend list's health outside the process (kernel path).
+    health_mirror: Option<Arc<dyn HealthMirror>>,
     /// The settings in force, to tell what a reload changes.
     config: Mutex<MongoConfig>,
 }
@@ -35,6 +37,7 @@ impl Live {
         backends: Arc<Backends>,
         affinity: Option<Arc<AffinityTable>>,
         forwarder: Arc<Forwarder>,
+        health_mirror: Option<Arc<dyn HealthMirror>>,
         checks: CancellationToken,
     ) -> Live {
         let ctx = context(
@@ -49,6 +52,7 @@ impl Live {
             checks: Mutex::new(checks),
             affinity,
             forwarder,
+            health_mirror,
             config: Mutex::new(config.clone()),
         }
     }
@@ -110,13 +114,16 @@ async fn apply(
     let old_ctx = live.current();
     let old = old_ctx.router.backends();
     warn_restart_only(&live.config.lock().unwrap_or_else(|e| e.into_inner()), new);
-    let backends = Arc::new(Backends::carry_over(&new.endpoints, old));
+    let backends = Arc::new(super::datapath::mirrored(
+        Backends::carry_over(&new.endpoints, old),
+        live.health_mirror.as_ref(),
+    ));
+    if let Some(kernel) = live.forwarder.kernel_path() {
+        kernel.clear_backends_from(new.endpoints.len() as u32);
+    }
     // The new list is checked once before any client is routed by it, as at start-up.
     let checks = stop.child_token();
     super::start_health_checks(new, backends.clone(), checks.clone()).await;
-    if let Some(kernel) = live.forwarder.kernel_path() {
-        super::datapath::describe_backends(kernel, new);
-    }
     let next = context(
         new,
         idle_timeout,

@@ -29,22 +29,58 @@ impl Target {
     }
 }
 
+/// Starts one row's proxy when called.
+type StartTarget<'a> = Box<dyn Fn() -> Target + 'a>;
+
 /// `max_conns`: what a proxy can hold within the descriptor limit it inherits from us.
+/// `PUERTA_BENCH_TARGETS` (comma-separated parts of row names) keeps only matching rows besides the
+/// direct one, for a quick look at one path; `PUERTA_BENCH_MONGODB_EXTRA` is appended to Puerta's
+/// `[mongodb]` section (e.g. `kernel_backlog_kib = 1024`) to measure a setting.
 pub fn start_all(backend: SocketAddr, dir: &Path, max_conns: usize) -> Vec<Target> {
-    vec![
-        Target {
-            name: "direct to backend".into(),
-            addr: Ok(backend),
-            pid: None,
-            _keep: None,
-        },
-        puerta("puerta kernel path", "kernel", backend, dir),
-        puerta("puerta splice path", "splice", backend, dir),
-        puerta("puerta userspace path", "userspace", backend, dir),
-        haproxy(1, HaproxySplice::Off, backend, dir, max_conns),
-        haproxy(1, HaproxySplice::Forced, backend, dir, max_conns),
-        haproxy(2, HaproxySplice::Off, backend, dir, max_conns),
-    ]
+    let only: Vec<String> = std::env::var("PUERTA_BENCH_TARGETS")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let wanted =
+        |name: &str| only.is_empty() || only.iter().any(|part| name.contains(part.as_str()));
+    let all: Vec<(&str, StartTarget<'_>)> = vec![
+        (
+            "puerta kernel path",
+            Box::new(|| puerta("puerta kernel path", "kernel", backend, dir)),
+        ),
+        (
+            "puerta splice path",
+            Box::new(|| puerta("puerta splice path", "splice", backend, dir)),
+        ),
+        (
+            "puerta userspace path",
+            Box::new(|| puerta("puerta userspace path", "userspace", backend, dir)),
+        ),
+        (
+            "haproxy mode tcp, nbthread 1",
+            Box::new(|| haproxy(1, HaproxySplice::Off, backend, dir, max_conns)),
+        ),
+        (
+            "haproxy mode tcp, nbthread 1, forced splice",
+            Box::new(|| haproxy(1, HaproxySplice::Forced, backend, dir, max_conns)),
+        ),
+        (
+            "haproxy mode tcp, nbthread 2",
+            Box::new(|| haproxy(2, HaproxySplice::Off, backend, dir, max_conns)),
+        ),
+    ];
+    let direct = Target {
+        name: "direct to backend".into(),
+        addr: Ok(backend),
+        pid: None,
+        _keep: None,
+    };
+    std::iter::once(direct)
+        .chain(
+            all.into_iter()
+                .filter(|(name, _)| wanted(name))
+                .map(|(_, start)| start()),
+        )
+        .collect()
 }
 
 fn puerta(name: &str, forwarding: &str, backend: SocketAddr, dir: &Path) -> Target {
@@ -54,7 +90,8 @@ fn puerta(name: &str, forwarding: &str, backend: SocketAddr, dir: &Path) -> Targ
             "mode = \"mongodb\"\nlisten_addr = \"{listen}\"\nmax_connections = 50000\n\
              drain_timeout_sec = 1\n\n[mongodb]\nmongos_endpoints = [\"{backend}\"]\n\
              session_affinity_enabled = true\nhealth_check_interval_sec = 2\n\
-             forwarding = \"{forwarding}\"\n"
+             forwarding = \"{forwarding}\"\n{}",
+            std::env::var("PUERTA_BENCH_MONGODB_EXTRA").unwrap_or_default()
         );
         let file = format!("puerta-{forwarding}");
         let mut p = Puerta::start(&file, &config, listen, dir)?;

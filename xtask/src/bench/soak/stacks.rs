@@ -1,5 +1,5 @@
 //! The two stacks a soak runs side by side, each with its admin port on a free port so the daemon's
-//! own metrics can be sampled: MongoDB mode (`forwarding = "auto"`, so the kernel path where it loads)
+//! own metrics can be sampled: MongoDB mode (`forwarding = "auto"`, i.e. splice(2))
 //! in front of three secantusd-py stand-ins, and Redis mode in front of a 6-node cluster.
 
 use std::net::SocketAddr;
