@@ -60,11 +60,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::RedisUser;
 
-    fn config(password: Option<&str>, users: &[(&str, &str)]) -> RedisConfig {
+    pub(crate) fn config(password: Option<&str>, users: &[(&str, &str)]) -> RedisConfig {
         RedisConfig {
             cluster_nodes: vec![],
             slot_refresh_interval: std::time::Duration::from_secs(1),
