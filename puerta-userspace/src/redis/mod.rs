@@ -31,6 +31,7 @@ pub mod scan;
 pub mod session;
 pub mod slots;
 pub mod stats;
+pub mod subscriptions;
 pub mod transaction;
 pub mod version;
 pub mod wire;

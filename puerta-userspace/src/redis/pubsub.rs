@@ -79,7 +79,8 @@ pub async fn start(
     cmd: &Command,
 ) -> Result<(PubSub, mpsc::Receiver<Frame>), Frame> {
     let (frames_tx, frames_rx) = mpsc::channel(1024);
-    let mut pubsub = open(cluster, cmd, Protocol::Resp2, Delivery::Stream(frames_tx)).await?;
+    let addr = node_for(cluster, cmd)?;
+    let mut pubsub = open(cluster, addr, Protocol::Resp2, Delivery::Stream(frames_tx)).await?;
     pubsub
         .write
         .write_all(&cmd.payload())
@@ -88,11 +89,11 @@ pub async fn start(
     Ok((pubsub, frames_rx))
 }
 
-/// RESP3: opens a `HELLO 3` connection whose messages go to `pushes`; commands are then sent with
-/// [`PubSub::command`].
+/// RESP3: opens a `HELLO 3` connection to `addr` whose messages go to `pushes`; commands are then
+/// sent with [`PubSub::command`].
 pub async fn start_resp3(
     cluster: &Arc<Cluster>,
-    cmd: &Command,
+    addr: Arc<str>,
     pushes: mpsc::Sender<Frame>,
 ) -> Result<PubSub, Frame> {
     let waiting = Waiting::default();
@@ -100,23 +101,29 @@ pub async fn start_resp3(
         pushes,
         waiting: waiting.clone(),
     };
-    let mut pubsub = open(cluster, cmd, Protocol::Resp3, delivery).await?;
+    let mut pubsub = open(cluster, addr, Protocol::Resp3, delivery).await?;
     pubsub.waiting = Some(waiting);
     Ok(pubsub)
 }
 
-/// Connects to the node `cmd` subscribes on (the shard channel's for SSUBSCRIBE) and starts the relay.
+/// The node a subscription command goes to: the shard channel's master for the sharded family, any
+/// master for the others (Redis Cluster delivers PUBLISH on every node).
+pub fn node_for(cluster: &Cluster, cmd: &Command) -> Result<Arc<str>, Frame> {
+    let sharded = matches!(cmd.name.as_str(), "SSUBSCRIBE" | "SUNSUBSCRIBE");
+    match cmd.args.get(1) {
+        Some(channel) if sharded => cluster.node_for(key_slot(channel), false),
+        _ => cluster.any_master(),
+    }
+    .ok_or_else(|| wire::error("CLUSTERDOWN Puerta knows no node for this subscription"))
+}
+
+/// Connects to `addr` and starts the relay.
 async fn open(
     cluster: &Arc<Cluster>,
-    cmd: &Command,
+    addr: Arc<str>,
     protocol: Protocol,
     delivery: Delivery,
 ) -> Result<PubSub, Frame> {
-    let addr = match cmd.name.as_str() {
-        "SSUBSCRIBE" => cluster.node_for(key_slot(&cmd.args[1]), false),
-        _ => cluster.any_master(),
-    }
-    .ok_or_else(|| wire::error("CLUSTERDOWN Puerta knows no node for this subscription"))?;
     let opts = cluster.connect_options().speaking(protocol);
     let (stream, leftover) = backend::open(&addr, &opts)
         .await

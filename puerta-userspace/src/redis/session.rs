@@ -21,6 +21,7 @@ use super::dispatch::{dispatch, ClientState, Reply};
 use super::pubsub::{self, PubSub};
 use super::resp::{self, Frame, Limits, Protocol};
 use super::stats::Stats;
+use super::subscriptions::{SubscriptionError, Subscriptions};
 use super::wire;
 
 /// Commands a client may have in flight before the proxy stops reading from it.
@@ -47,6 +48,7 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
         tx,
         pushes,
         pubsub: None,
+        subscriptions: Subscriptions::default(),
     };
     reader.run(shutdown).await;
     drop(reader);
@@ -71,8 +73,10 @@ struct Reader {
     tx: mpsc::Sender<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
-    /// The client's subscribed connection, if it has subscriptions (or is getting its first).
+    /// RESP2: the client's subscribed connection, if it has subscriptions (or is getting its first).
     pubsub: Option<PubSub>,
+    /// RESP3: the client's subscribed connections.
+    subscriptions: Subscriptions,
 }
 
 /// Whether the reader continues after a command.
@@ -106,10 +110,11 @@ impl Reader {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
             }
+            let idle = idle_limit(&self.cluster, self.subscribed());
             let read = tokio::select! {
-                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle_limit(&self.cluster, &self.pubsub)) => r,
+                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
                 _ = shutdown.cancelled() => return,
-                _ = lost(&self.pubsub) => {
+                _ = lost(&self.pubsub, &self.subscriptions) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
                     let _ = self.send(Reply::Close(wire::error(msg))).await;
                     return;
@@ -141,13 +146,12 @@ impl Reader {
         }
         let may_subscribe = self.state.authed && !self.state.txn.in_multi();
         let subscription = pubsub::is_subscription(&cmd);
-        // An UNSUBSCRIBE with nothing subscribed is answered locally, as in RESP2.
-        let subscribed_or_subscribing = self.pubsub.is_some() || !pubsub::is_unsubscribe(&cmd);
-        if resp3 && may_subscribe && subscription && subscribed_or_subscribing {
+        if resp3 && may_subscribe && subscription {
             return self.resp3_subscription(cmd).await;
         }
         if cmd.name == "RESET" {
             self.pubsub = None;
+            self.subscriptions.clear();
         }
         let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
             self.subscribe(cmd).await
@@ -185,45 +189,50 @@ impl Reader {
         }
     }
 
-    /// RESP3: a (un)subscribe command on the client's subscribed connection, opened on the first
-    /// subscribe. Its confirmations are its reply; the reader waits for them only to learn whether
-    /// any subscription is left.
+    /// RESP3: a (un)subscribe command on the subscribed connection(s) it concerns, opened as needed.
+    /// Its confirmations are its reply; the reader waits for them only to learn which connections
+    /// still have subscriptions.
     async fn resp3_subscription(&mut self, cmd: Command) -> Flow {
         if let Err(e) = self.subscription_allowed(&cmd) {
             return self.queue(Reply::Ready(e)).await;
         }
-        if self.pubsub.is_none() {
-            match pubsub::start_resp3(&self.cluster, &cmd, self.pushes.clone()).await {
-                Ok(opened) => self.pubsub = Some(opened),
-                Err(e) => return self.queue(Reply::Ready(e)).await,
-            }
+        let sent = match self
+            .subscriptions
+            .send(&self.cluster, &cmd, &self.pushes)
+            .await
+        {
+            Ok(sent) => sent,
+            Err(SubscriptionError::Refused(e)) => return self.queue(Reply::Ready(e)).await,
+            Err(SubscriptionError::Lost(e)) => return self.pubsub_failed(e).await,
+        };
+        if sent.is_empty() {
+            let reply = Reply::Ready(pubsub::unsubscribed_reply(&cmd));
+            return self.queue(reply).await;
         }
-        let Some(pubsub) = self.pubsub.as_mut() else {
-            return Flow::Continue;
-        };
-        let sent = pubsub.command(&cmd).await;
-        let seq = match sent {
-            Ok((answers, seq)) => {
-                if let Flow::Stop = self.queue(Reply::Relay(answers)).await {
-                    return Flow::Stop;
-                }
-                seq
+        let mut marks = Vec::with_capacity(sent.len());
+        for one in sent {
+            let (answers, mark) = one.split();
+            if let Flow::Stop = self.queue(Reply::Relay(answers)).await {
+                return Flow::Stop;
             }
-            Err(e) => return self.pubsub_failed(e).await,
-        };
-        let Some(pubsub) = self.pubsub.as_mut() else {
-            return Flow::Continue;
-        };
-        match pubsub.subscriptions_after(seq).await {
-            Ok(0) => self.pubsub = None,
-            Ok(_) => {}
-            Err(e) => return self.pubsub_failed(e).await,
+            marks.push(mark);
+        }
+        for mark in marks {
+            if let Err(e) = self.subscriptions.settle(&mark).await {
+                return self.pubsub_failed(e).await;
+            }
         }
         Flow::Continue
     }
 
+    /// Whether any subscription (of either protocol) is open.
+    fn subscribed(&self) -> bool {
+        self.pubsub.is_some() || !self.subscriptions.is_empty()
+    }
+
     async fn pubsub_failed(&mut self, e: String) -> Flow {
         self.pubsub = None;
+        self.subscriptions.clear();
         let msg = format!("ERR Puerta: pub/sub connection failed: {e}");
         let _ = self.send(Reply::Close(wire::error(msg))).await;
         Flow::Stop
@@ -260,17 +269,17 @@ impl Reader {
 }
 
 /// Subscribed clients are silent by design, so the idle timeout does not apply to them.
-fn idle_limit(cluster: &Cluster, pubsub: &Option<PubSub>) -> Option<std::time::Duration> {
-    match pubsub {
-        Some(_) => None,
-        None => cluster.config.client_idle_timeout,
+fn idle_limit(cluster: &Cluster, subscribed: bool) -> Option<std::time::Duration> {
+    match subscribed {
+        true => None,
+        false => cluster.config.client_idle_timeout,
     }
 }
 
-async fn lost(pubsub: &Option<PubSub>) {
+async fn lost(pubsub: &Option<PubSub>, subscriptions: &Subscriptions) {
     match pubsub {
         Some(p) => p.lost().await,
-        None => std::future::pending().await,
+        None => subscriptions.lost().await,
     }
 }
 
