@@ -105,22 +105,23 @@ fn redis_cli_in_both_protocols() -> anyhow::Result<()> {
         let mut written = ["a", "m1", "m2", "m3", "h", "z", "counter", "{tx}a"].map(k);
         written.sort();
         assert_eq!(keys, written);
+        redis_cli_pubsub(&env, flag)?;
     }
-    redis_cli_pubsub(&env)?;
     Ok(())
 }
 
-/// A `redis-cli -3 SUBSCRIBE` in the background gets a message published through the proxy.
-fn redis_cli_pubsub(env: &ProxiedCluster) -> anyhow::Result<()> {
+/// A `redis-cli SUBSCRIBE` in the background gets a message published through the proxy.
+fn redis_cli_pubsub(env: &ProxiedCluster, flag: &str) -> anyhow::Result<()> {
+    let channel = format!("cli{flag}-news");
     let mut subscriber = Command::new("redis-cli")
-        .args(["-3", "-p", &env.port().to_string(), "SUBSCRIBE", "cli-news"])
+        .args([flag, "-p", &env.port().to_string(), "SUBSCRIBE", &channel])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("spawn redis-cli SUBSCRIBE")?;
     let mut delivered = false;
     for _ in 0..100 {
-        let published = cli(env, "-3", &["PUBLISH", "cli-news", "hello"], None)?;
+        let published = cli(env, flag, &["PUBLISH", &channel, "hello"], None)?;
         let receivers: i64 = published.trim_start_matches("(integer) ").parse()?;
         if receivers > 0 {
             delivered = true;
