@@ -2,6 +2,8 @@
 //! standalone redis-server 7 sends, replies Puerta builds itself use RESP3 types, and a subscribed
 //! RESP3 connection gets push frames between the replies of the commands it keeps sending.
 
+use bytes::Bytes;
+use puerta::redis::resp::Frame;
 use puerta_tests::redis_cluster::ProxiedCluster;
 use puerta_tests::resp_client::{start_redis_server, RespClient};
 
@@ -88,6 +90,29 @@ fn replies_built_by_the_proxy_use_resp3_types() -> anyhow::Result<()> {
     c.call_raw(&["HELLO", "2"])?;
     let merged = c.call_raw(&["MGET", "{a}1", "missing"])?;
     assert_eq!(&merged[..], b"*2\r\n$1\r\nx\r\n$-1\r\n");
+    Ok(())
+}
+
+/// Writes pipelined before a HELLO that switches protocols are seen by the reads after it, although
+/// those go over the other protocol's backend connections.
+#[test]
+fn commands_keep_their_order_across_a_protocol_switch() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut c = RespClient::connect(env.port())?;
+    let words = |line: &str| -> Vec<Bytes> {
+        line.split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    };
+    for round in 0..50 {
+        let (hello, value) = (["HELLO 3", "HELLO 2"][round % 2], round.to_string());
+        let replies = c.pipeline(&[
+            words(&format!("SET switch {value}")),
+            words(hello),
+            words("GET switch"),
+        ])?;
+        assert_eq!(replies[2], Frame::bulk(value), "round {round}");
+    }
     Ok(())
 }
 

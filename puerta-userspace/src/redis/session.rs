@@ -153,6 +153,9 @@ impl Reader {
             self.pubsub = None;
             self.subscriptions.clear();
         }
+        if matches!(cmd.name.as_str(), "HELLO" | "RESET") {
+            self.state.order.all_answered().await;
+        }
         let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
             self.subscribe(cmd).await
         } else {
