@@ -21,8 +21,12 @@ use super::dispatch::{dispatch, ClientState, Reply};
 use super::pubsub::{self, PubSub};
 use super::resp::{self, Frame, Limits, Protocol};
 use super::stats::Stats;
-use super::subscriptions::{SubscriptionError, Subscriptions};
+use super::subscriptions::Subscriptions;
 use super::wire;
+
+mod subscribed;
+
+use subscribed::{idle_limit, lost};
 
 /// Commands a client may have in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -177,113 +181,6 @@ impl Reader {
     async fn send(&self, reply: Reply) -> Result<(), mpsc::error::SendError<Slot>> {
         self.tx.send((self.state.protocol(), reply)).await
     }
-
-    /// RESP2: the first subscribe; from here on the client's commands go to its subscribed connection.
-    async fn subscribe(&mut self, cmd: Command) -> Reply {
-        if let Err(e) = self.subscription_allowed(&cmd) {
-            return Reply::Ready(e);
-        }
-        match pubsub::start(&self.cluster, &cmd).await {
-            Ok((pubsub, frames)) => {
-                self.pubsub = Some(pubsub);
-                Reply::Relay(frames)
-            }
-            Err(e) => Reply::Ready(e),
-        }
-    }
-
-    /// RESP3: a (un)subscribe command on the subscribed connection(s) it concerns, opened as needed.
-    /// Its confirmations are its reply; the reader waits for them only to learn which connections
-    /// still have subscriptions.
-    async fn resp3_subscription(&mut self, cmd: Command) -> Flow {
-        if let Err(e) = self.subscription_allowed(&cmd) {
-            return self.queue(Reply::Ready(e)).await;
-        }
-        let sent = match self
-            .subscriptions
-            .send(&self.cluster, &cmd, &self.pushes)
-            .await
-        {
-            Ok(sent) => sent,
-            Err(SubscriptionError::Refused(e)) => return self.queue(Reply::Ready(e)).await,
-            Err(SubscriptionError::Lost(e)) => return self.pubsub_failed(e).await,
-        };
-        if sent.is_empty() {
-            let reply = Reply::Ready(pubsub::unsubscribed_reply(&cmd));
-            return self.queue(reply).await;
-        }
-        let mut marks = Vec::with_capacity(sent.len());
-        for one in sent {
-            let (answers, mark) = one.split();
-            if let Flow::Stop = self.queue(Reply::Relay(answers)).await {
-                return Flow::Stop;
-            }
-            marks.push(mark);
-        }
-        for mark in marks {
-            if let Err(e) = self.subscriptions.settle(&mark).await {
-                return self.pubsub_failed(e).await;
-            }
-        }
-        Flow::Continue
-    }
-
-    /// Whether any subscription (of either protocol) is open.
-    fn subscribed(&self) -> bool {
-        self.pubsub.is_some() || !self.subscriptions.is_empty()
-    }
-
-    async fn pubsub_failed(&mut self, e: String) -> Flow {
-        self.pubsub = None;
-        self.subscriptions.clear();
-        let msg = format!("ERR Puerta: pub/sub connection failed: {e}");
-        let _ = self.send(Reply::Close(wire::error(msg))).await;
-        Flow::Stop
-    }
-
-    /// What Redis checks before subscribing: arity, and one slot for SSUBSCRIBE's shard channels.
-    fn subscription_allowed(&self, cmd: &Command) -> Result<(), Frame> {
-        cmd.check_arity()?;
-        if cmd.name == "SSUBSCRIBE" {
-            cmd.slot()?;
-        }
-        Ok(())
-    }
-
-    async fn in_pubsub(&mut self, cmd: Command) -> Flow {
-        if cmd.name == "QUIT" {
-            self.pubsub = None;
-            let _ = self.send(Reply::Close(wire::ok())).await;
-            return Flow::Stop;
-        }
-        let Some(pubsub) = self.pubsub.as_mut() else {
-            return Flow::Continue;
-        };
-        match pubsub.forward(&cmd).await {
-            Ok(true) => Flow::Continue,
-            Ok(false) => {
-                // Closing our side ends the relay, which lets the writer move past it.
-                self.pubsub = None;
-                Flow::Continue
-            }
-            Err(e) => self.pubsub_failed(e).await,
-        }
-    }
-}
-
-/// Subscribed clients are silent by design, so the idle timeout does not apply to them.
-fn idle_limit(cluster: &Cluster, subscribed: bool) -> Option<std::time::Duration> {
-    match subscribed {
-        true => None,
-        false => cluster.config.client_idle_timeout,
-    }
-}
-
-async fn lost(pubsub: &Option<PubSub>, subscriptions: &Subscriptions) {
-    match pubsub {
-        Some(p) => p.lost().await,
-        None => subscriptions.lost().await,
-    }
 }
 
 async fn write_replies<W: AsyncWrite + Unpin>(
@@ -367,85 +264,4 @@ async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std:
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncReadExt;
-    use tokio::sync::oneshot;
-
-    /// Replies that complete in reverse order still leave in request order, a ready reply behind a
-    /// slow one is not written before it, and each is encoded in its own slot's protocol.
-    #[tokio::test]
-    async fn replies_leave_in_request_order() {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let (tx, rx) = mpsc::channel(16);
-        let (progress, completed) = watch::channel(0u64);
-        let (_pushes, push_rx) = mpsc::channel(1);
-        let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
-        let mut senders = Vec::new();
-        for _ in 0..5 {
-            let (s, r) = oneshot::channel::<Frame>();
-            senders.push(s);
-            let fut = async move { r.await.unwrap_or(Frame::Null) };
-            tx.send((Protocol::Resp2, Reply::Later(Box::pin(fut))))
-                .await
-                .unwrap();
-        }
-        tx.send((Protocol::Resp3, Reply::Ready(Frame::Null)))
-            .await
-            .unwrap();
-        for (i, s) in senders.into_iter().enumerate().rev() {
-            s.send(Frame::Integer(i as i64)).unwrap();
-            tokio::task::yield_now().await;
-        }
-        tx.send((Protocol::Resp2, Reply::Close(wire::ok())))
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let mut client = client;
-        client.read_to_end(&mut out).await.unwrap();
-        writer.await.unwrap();
-        assert_eq!(*completed.borrow(), 7);
-        assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n_\r\n+OK\r\n");
-    }
-
-    /// A push that arrives while a reply is awaited never splits that reply, is not held back behind
-    /// later replies, and replies keep their order.
-    #[tokio::test]
-    async fn pushes_go_between_replies() {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let (tx, rx) = mpsc::channel(16);
-        let (pushes, push_rx) = mpsc::channel(16);
-        let (progress, _completed) = watch::channel(0u64);
-        let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
-        let (slow, slow_rx) = oneshot::channel::<Frame>();
-        let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
-        tx.send((Protocol::Resp3, Reply::Later(Box::pin(fut))))
-            .await
-            .unwrap();
-        tokio::task::yield_now().await;
-        let message = Frame::Push(vec![
-            Frame::bulk("message"),
-            Frame::bulk("c"),
-            Frame::bulk("m"),
-        ]);
-        pushes.send(message).await.unwrap();
-        tokio::task::yield_now().await;
-        slow.send(Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)]))
-            .unwrap();
-        tokio::task::yield_now().await;
-        tx.send((Protocol::Resp3, Reply::Close(wire::ok())))
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let mut client = client;
-        client.read_to_end(&mut out).await.unwrap();
-        writer.await.unwrap();
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let reply = text
-            .find("*2\r\n:1\r\n:2\r\n")
-            .expect("the slow reply, whole");
-        let push = text.find(">3\r\n$7\r\nmessage").expect("the push");
-        let ok = text.find("+OK").expect("the last reply");
-        assert!(push < ok && reply < ok, "{text:?}");
-    }
-}
+mod tests;
