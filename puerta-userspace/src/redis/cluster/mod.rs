@@ -168,12 +168,17 @@ impl Cluster {
             .clone()
     }
 
-    /// Live pooled connections to `addr`, of both protocols.
+    /// Live pooled connections to `addr`, of both protocols (without creating pools).
     pub fn live_connections(&self, addr: &Arc<str>) -> usize {
-        [Protocol::Resp2, Protocol::Resp3]
+        let pools: Vec<Arc<NodePool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|p| self.pool(addr, *p).live())
-            .sum()
+            .filter(|((node, _), _)| node == addr)
+            .map(|(_, pool)| pool.clone())
+            .collect();
+        pools.iter().map(|p| p.live()).sum()
     }
 
     /// How to open a RESP2 connection outside the pools (topology queries).
