@@ -18,8 +18,16 @@ fn redis_cli_local_commands() -> anyhow::Result<()> {
     assert_eq!(env.cli(&["PING"])?.trim(), "PONG");
     assert_eq!(env.cli(&["SET", "foo", "bar"])?.trim(), "OK");
     assert_eq!(env.cli(&["GET", "foo"])?.trim(), "bar");
-    assert_eq!(env.cli(&["CLUSTER", "KEYSLOT", "foo"])?.trim(), "12182");
-    assert!(env.cli(&["CLUSTER", "INFO"])?.contains("cluster_state:ok"));
+    // One standalone server to its clients: no cluster commands, no topology.
+    for sub in [&["KEYSLOT", "foo"][..], &["INFO"], &["NODES"], &["SLOTS"]] {
+        let args: Vec<&str> = std::iter::once("CLUSTER")
+            .chain(sub.iter().copied())
+            .collect();
+        assert_eq!(
+            env.cli(&args)?.trim(),
+            "ERR This instance has cluster support disabled"
+        );
+    }
     assert_eq!(env.cli(&["DBSIZE"])?.trim(), "1");
     let info = env.cli(&["INFO"])?;
     assert!(
@@ -39,7 +47,10 @@ fn ask_tryagain_and_moved_during_a_manual_migration() -> anyhow::Result<()> {
     // No periodic refresh: only MOVED may teach the proxy about the handover.
     let env = ProxiedCluster::start("max_redirects = 3\nslot_refresh_interval_sec = 3600")?;
     let c = &env.cluster;
-    let slot: u16 = env.cli(&["CLUSTER", "KEYSLOT", "{mig}"])?.trim().parse()?;
+    let slot: u16 = c
+        .cli(c.masters()?[0], &["CLUSTER", "KEYSLOT", "{mig}"])?
+        .trim()
+        .parse()?;
     assert_eq!(env.cli(&["SET", "{mig}old", "v1"])?.trim(), "OK");
     assert_eq!(env.cli(&["SET", "{mig}stay", "v2"])?.trim(), "OK");
     let masters = c.masters()?;
@@ -229,8 +240,8 @@ fn pipelined_commands_keep_their_order_across_a_slot_move() -> anyhow::Result<()
 
     let env = ProxiedCluster::start("slot_refresh_interval_sec = 3600")?;
     let c = &env.cluster;
-    let slot = env
-        .cli(&["CLUSTER", "KEYSLOT", "{ord}c"])?
+    let slot = c
+        .cli(c.masters()?[0], &["CLUSTER", "KEYSLOT", "{ord}c"])?
         .trim()
         .to_string();
     let masters = c.masters()?;

@@ -1,4 +1,4 @@
-//! Node bytes into the RESP reply parser (every RESP2 type, nested): never a panic, and the invariants
+//! Node bytes into the RESP reply parser (every RESP2 and RESP3 type, nested): never a panic, and the invariants
 //! in `resp_shared` hold.
 #![no_main]
 

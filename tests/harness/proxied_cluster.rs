@@ -35,8 +35,28 @@ impl ProxiedCluster {
     /// Runs `tests/py/<script>` with the proxy's host and port as the first two arguments, then
     /// `args`; fails with the script's output unless it exits 0.
     pub fn python(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(crate::python())
-            .arg(crate::py_script(script))
+        self.run_client(
+            Command::new(crate::python()).arg(crate::py_script(script)),
+            script,
+            args,
+        )
+    }
+
+    /// Runs `tests/js/<script>` with Node.js (clients from `tests/node_modules`, installed by
+    /// `cargo xtask setup`), like [`ProxiedCluster::python`].
+    pub fn node(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        let path = crate::workspace_root().join("tests/js").join(script);
+        self.run_client(Command::new("node").arg(path), script, args)
+    }
+
+    /// `client HOST PORT args...`; its output, or an error with it (and Puerta's) unless it exits 0.
+    fn run_client(
+        &self,
+        client: &mut Command,
+        script: &str,
+        args: &[&str],
+    ) -> anyhow::Result<String> {
+        let out = client
             .arg("127.0.0.1")
             .arg(self.port().to_string())
             .args(args)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
-use puerta::redis::resp::{encode_command, parse_reply, Frame, Limits};
+use puerta::redis::resp::{encode_command, parse_reply, parse_reply_raw, Frame, Limits};
 
 use crate::{free_port, loopback, wait_for_port, ChildGuard};
 
@@ -62,6 +62,33 @@ impl RespClient {
             .collect();
         let mut replies = self.pipeline(&[args])?;
         replies.pop().context("no reply")
+    }
+
+    /// Sends one command and returns its reply's exact bytes (to tell `_` from `$-1`, `%` from `*`).
+    pub fn call_raw(&mut self, args: &[&str]) -> anyhow::Result<Bytes> {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let mut out = BytesMut::new();
+        encode_command(&args, &mut out);
+        self.conn.write_all(&out)?;
+        self.read_raw()
+    }
+
+    /// The next frame's exact bytes.
+    pub fn read_raw(&mut self) -> anyhow::Result<Bytes> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some((_, raw)) = parse_reply_raw(&mut self.input, &Limits::default())? {
+                return Ok(raw);
+            }
+            let n = self.conn.read(&mut chunk).context("read from redis")?;
+            if n == 0 {
+                bail!("connection closed by the server");
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
     }
 
     pub fn read_reply(&mut self) -> anyhow::Result<Frame> {

@@ -166,7 +166,11 @@ def local_commands():
     assert c.client_getname() == "me" or c.client_getname() == b"me"
     assert r.eval("return redis.call('set', KEYS[1], ARGV[1])", 1, "ev", "x") == b"OK"
     assert r.get("ev") == b"x"
-    assert r.execute_command("CLUSTER", "KEYSLOT", "{user1000}.following") == 3443
+    try:
+        r.execute_command("CLUSTER", "KEYSLOT", "{user1000}.following")
+        raise AssertionError("CLUSTER must be refused: the proxy is one standalone server")
+    except redis.exceptions.ResponseError as e:
+        assert "cluster support disabled" in str(e)
     print("local ok")
 
 

@@ -86,10 +86,8 @@ def main():
     parser.add_argument("--nodes", required=True, help="comma-separated ports")
     args = parser.parse_args()
     host, port = args.puerta.rsplit(":", 1)
-    # redis-py 8 opens with HELLO 3 by default; Puerta speaks RESP2.
-    front = redis.Redis(
-        host=host, port=int(port), protocol=2, decode_responses=True, socket_timeout=10
-    )
+    # redis-py 8's defaults: RESP3 (HELLO 3), which Puerta speaks as well as RESP2.
+    front = redis.Redis(host=host, port=int(port), decode_responses=True, socket_timeout=10)
     admin = redis.Redis(port=int(args.nodes.split(",")[0]), decode_responses=True)
     print(f"PING through Puerta at {args.puerta}: {front.ping()}")
     routing(front, admin)

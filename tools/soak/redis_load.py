@@ -22,7 +22,7 @@ def new_client(host, port):
     return redis.Redis(
         host=host,
         port=port,
-        # redis-py 8 defaults to RESP3 (HELLO 3); Puerta speaks RESP2 and answers NOPROTO.
+        # RESP2, as in the soak runs recorded before Puerta spoke RESP3, so they stay comparable.
         protocol=2,
         socket_timeout=5,
         socket_connect_timeout=2,

@@ -41,7 +41,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// Python modules that must import in the venv (see tools/requirements.txt).
-const PY_IMPORTS: &str = "import secantus, pymongo, redis, mockupdb";
+const PY_IMPORTS: &str = "import secantus, pymongo, redis, mockupdb, glide";
+
+/// Node.js modules that must load from tests/ (see tests/package.json).
+const NODE_REQUIRES: &str = "require('redis'); require('ioredis')";
 
 pub fn run_setup() -> anyhow::Result<()> {
     apt_packages()?;
@@ -49,6 +52,7 @@ pub fn run_setup() -> anyhow::Result<()> {
     bpf_linker()?;
     bpffs();
     venv()?;
+    node_clients()?;
     eprintln!("==> setup: everything is in place");
     Ok(())
 }
@@ -192,4 +196,33 @@ fn venv() -> anyhow::Result<()> {
 
 fn python_ready(python: &Path) -> bool {
     succeeds(Command::new(python).args(["-c", PY_IMPORTS]))
+}
+
+/// `npm ci` from tests/package-lock.json, unless the clients already load. Node.js 20 and npm come
+/// with the machine (Debian's nodejs is 18, older than node-redis 6 and ioredis 6 accept).
+fn node_clients() -> anyhow::Result<()> {
+    let tests = paths::root().join("tests");
+    let ready = || {
+        succeeds(
+            Command::new("node")
+                .args(["-e", NODE_REQUIRES])
+                .current_dir(&tests),
+        )
+    };
+    if ready() {
+        return Ok(());
+    }
+    if !succeeds(Command::new("npm").arg("--version")) {
+        bail!("Node.js 20 or newer with npm is needed for the Node.js client tests (tests/package.json)");
+    }
+    run(
+        "npm ci (tests/package.json)",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&tests),
+    )?;
+    if !ready() {
+        bail!("tests/node_modules still cannot `{NODE_REQUIRES}`");
+    }
+    Ok(())
 }

@@ -58,7 +58,7 @@ impl AdminView for RedisAdminView {
                     "role": node.role,
                     "slots": node.slots,
                     "replica_of": node.replica_of.as_deref(),
-                    "active_connections": self.cluster.pool(&addr).live(),
+                    "active_connections": self.cluster.live_connections(&addr),
                 })
             })
             .collect();

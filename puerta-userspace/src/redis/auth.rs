@@ -23,9 +23,16 @@ pub fn check(config: &RedisConfig, args: &[Bytes]) -> Result<String, Frame> {
         _ => return Err(wire::error("ERR syntax error")),
     };
     if !required(config) {
-        return Err(wire::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+        // Like Redis with a passwordless default user: any password is right for `default` given
+        // by name (clients configured with a user name send it, in AUTH or in HELLO), and the
+        // one-argument form says that nothing is configured.
+        return match args {
+            [_] => Err(wire::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+            _ if user == "default" => Ok(user),
+            _ => Err(wrongpass()),
+        };
     }
     let expected = if user == "default" {
         config
@@ -37,10 +44,12 @@ pub fn check(config: &RedisConfig, args: &[Bytes]) -> Result<String, Frame> {
     };
     match expected {
         Some(p) if constant_time_eq(p.as_bytes(), pass) => Ok(user),
-        _ => Err(wire::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
+        _ => Err(wrongpass()),
     }
+}
+
+fn wrongpass() -> Frame {
+    wire::error("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
 fn find_user<'a>(config: &'a RedisConfig, name: &str) -> Option<&'a str> {
@@ -60,11 +69,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::RedisUser;
 
-    fn config(password: Option<&str>, users: &[(&str, &str)]) -> RedisConfig {
+    pub(crate) fn config(password: Option<&str>, users: &[(&str, &str)]) -> RedisConfig {
         RedisConfig {
             cluster_nodes: vec![],
             slot_refresh_interval: std::time::Duration::from_secs(1),
@@ -121,5 +130,10 @@ mod tests {
             panic!("expected an error");
         };
         assert!(e.starts_with(b"ERR AUTH <password> called without"));
+        assert_eq!(
+            check(&c, &[b("default"), b("anything")]).unwrap(),
+            "default"
+        );
+        assert!(check(&c, &[b("bob"), b("x")]).is_err());
     }
 }

@@ -306,6 +306,12 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
     tokio::pin!(overdue);
     loop {
         match resp::parse_reply(&mut r.buf, &limits) {
+            Ok(Some(Frame::Push(_))) => {
+                // Out-of-band data is no reply: pooled connections never subscribe or track keys,
+                // so there is nobody to give it to, and counting it would shift every reply after it.
+                tracing::debug!(addr = %r.addr, "dropped a push frame on a pooled connection");
+                continue;
+            }
             Ok(Some(frame)) => {
                 if !deliver(&r.pending, frame, &latency) {
                     return Ended::fault(

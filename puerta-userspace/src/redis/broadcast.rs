@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::backend::{BackendError, ReplyResult};
 use super::cluster::Cluster;
+use super::pool::Lane;
 use super::resp::Frame;
 use super::wire;
 
@@ -34,15 +35,15 @@ impl Sent {
 }
 
 /// Puts one command on the wire to one node (no redirects: the node is chosen, not the slot).
-pub async fn send_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Sent {
-    let reply = match cluster.pool(addr).conn(lane).await {
+pub async fn send_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: Lane) -> Sent {
+    let reply = match cluster.pool(addr, lane.protocol).conn(lane).await {
         Ok(conn) => Ok(conn.send(payload, 1)),
         Err(e) => Err(e),
     };
     Sent { reply }
 }
 
-pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: usize) -> Frame {
+pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: Lane) -> Frame {
     send_node(cluster, addr, payload, lane).await.reply().await
 }
 
@@ -50,7 +51,7 @@ pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane:
 pub async fn send_masters(
     cluster: &Cluster,
     payload: Bytes,
-    lane: usize,
+    lane: Lane,
 ) -> Result<Vec<Sent>, Frame> {
     let masters = cluster.masters();
     if masters.is_empty() {
@@ -73,7 +74,7 @@ pub async fn replies(sent: Vec<Sent>) -> Vec<Frame> {
 pub async fn to_masters(
     cluster: &Cluster,
     payload: Bytes,
-    lane: usize,
+    lane: Lane,
 ) -> Result<Vec<Frame>, Frame> {
     Ok(replies(send_masters(cluster, payload, lane).await?).await)
 }

@@ -16,7 +16,8 @@ use super::info;
 use super::local;
 use super::multikey;
 use super::order::SlotOrder;
-use super::resp::Frame;
+use super::pool::Lane;
+use super::resp::{Frame, Protocol};
 use super::router::{self, Route};
 use super::scan;
 use super::stats::Stats;
@@ -35,8 +36,9 @@ pub enum Reply {
 
 pub struct ClientState {
     pub id: u64,
-    /// Which connection of each node's pool this client uses (keeps its commands in order).
-    pub lane: usize,
+    /// Which connection of each node's pool this client uses (keeps its commands in order), in the
+    /// pool of the protocol the client chose with HELLO.
+    pub lane: Lane,
     pub name: Option<bytes::Bytes>,
     pub authed: bool,
     pub txn: Transaction,
@@ -44,11 +46,20 @@ pub struct ClientState {
 }
 
 impl ClientState {
+    pub fn protocol(&self) -> Protocol {
+        self.lane.protocol
+    }
+
+    /// Switches the protocol of the replies from now on, and the pools its commands use.
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.lane.protocol = protocol;
+    }
+
     pub fn new(id: u64, cluster: &Cluster, completed: watch::Receiver<u64>) -> ClientState {
         ClientState {
             order: SlotOrder::new(completed),
             id,
-            lane: id as usize,
+            lane: Lane::resp2(id as usize),
             name: None,
             authed: !auth::required(&cluster.config),
             txn: Transaction::default(),
@@ -88,13 +99,14 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
     let cluster = cluster.clone();
     match cmd.name.as_str() {
         "SCAN" => later(scan::scan(cluster, cmd, lane)),
-        "INFO" => later(info::info(cluster, cmd.arg_upper(1), lane)),
+        "INFO" => later(info::info(cluster, cmd.args, lane)),
         "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)).await,
         "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays).await,
         "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
             Reply::Ready(super::pubsub::unsubscribed_reply(&cmd))
         }
         "RESET" => {
+            state.set_protocol(Protocol::Resp2);
             state.name = None;
             state.authed = !auth::required(&cluster.config);
             state.txn = Transaction::default();
@@ -121,7 +133,7 @@ fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> Repl
 async fn fan_out(
     cluster: Arc<Cluster>,
     cmd: Command,
-    lane: usize,
+    lane: Lane,
     merge: fn(Vec<Frame>) -> Frame,
 ) -> Reply {
     match broadcast::send_masters(&cluster, cmd.payload(), lane).await {
@@ -130,7 +142,7 @@ async fn fan_out(
     }
 }
 
-async fn routed(cluster: &Arc<Cluster>, order: &mut SlotOrder, route: Route, lane: usize) -> Reply {
+async fn routed(cluster: &Arc<Cluster>, order: &mut SlotOrder, route: Route, lane: Lane) -> Reply {
     match send_in_order(cluster, order, route, lane).await {
         Ok(inflight) => later(inflight.finish()),
         Err(e) => Reply::Ready(e),
@@ -143,7 +155,7 @@ async fn send_in_order(
     cluster: &Arc<Cluster>,
     order: &mut SlotOrder,
     route: Route,
-    lane: usize,
+    lane: Lane,
 ) -> Result<router::InFlight, Frame> {
     let addr = router::target(cluster, &route)?;
     let replica_read = route.readonly && cluster.config.read_from_replicas;
@@ -153,7 +165,7 @@ async fn send_in_order(
     Ok(router::send_to(cluster, route, lane, addr).await)
 }
 
-async fn keyed(cluster: &Arc<Cluster>, order: &mut SlotOrder, cmd: Command, lane: usize) -> Reply {
+async fn keyed(cluster: &Arc<Cluster>, order: &mut SlotOrder, cmd: Command, lane: Lane) -> Reply {
     let split = match multikey::split(&cmd) {
         Ok(split) => split,
         Err(e) => return Reply::Ready(e),

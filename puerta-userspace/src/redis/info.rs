@@ -1,5 +1,8 @@
-//! INFO as the proxy answers it: a `# Proxy` section with Puerta's own counters, and a `# Keyspace`
-//! section summed over all masters, so that the cluster looks like one server.
+//! INFO as the proxy answers it: the sections clients read to learn what server they talk to
+//! (`server` with the cluster's `redis_version`, `clients`, `replication` where the proxy is a master
+//! without replicas, `keyspace` summed over all masters) and `proxy` with Puerta's own counters, so
+//! that the cluster looks like one standalone server. Like Redis, no argument or `default` / `all` /
+//! `everything` gives every section, several section names may be given, and unknown ones add nothing.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -8,41 +11,81 @@ use bytes::Bytes;
 
 use super::broadcast::to_masters;
 use super::cluster::Cluster;
+use super::pool::Lane;
 use super::resp::Frame;
 use super::stats::Stats;
+use super::version;
 use super::wire;
 
-pub async fn info(cluster: Arc<Cluster>, section: Option<String>, lane: usize) -> Frame {
-    let section = section.map(|s| s.to_ascii_lowercase());
-    let (proxy, keyspace) = match section.as_deref() {
-        None | Some("all") | Some("everything") | Some("default") => (true, true),
-        Some("server") | Some("proxy") | Some("stats") | Some("clients") => (true, false),
-        Some("keyspace") => (false, true),
-        Some(_) => (false, false),
-    };
+/// Every section, in the order Redis prints them.
+const SECTIONS: &[&str] = &["server", "clients", "replication", "proxy", "keyspace"];
+
+pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame {
+    let wanted = wanted_sections(&args);
     let mut text = String::new();
-    if proxy {
-        proxy_section(&cluster, &mut text);
-    }
-    if keyspace {
-        let payload = wire::command_bytes(&[&b"INFO"[..], b"keyspace"]);
-        match to_masters(&cluster, payload, lane).await {
-            Ok(replies) => keyspace_section(&replies, &mut text),
-            Err(e) => return e,
+    for section in wanted {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        match section {
+            "server" => server_section(&cluster, &mut text).await,
+            "clients" => clients_section(&cluster, &mut text),
+            "replication" => {
+                text.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+            }
+            "proxy" => proxy_section(&cluster, &mut text),
+            _ => {
+                // The proxy reads these replies itself: RESP2, whatever the client speaks.
+                let payload = wire::command_bytes(&[&b"INFO"[..], b"keyspace"]);
+                match to_masters(&cluster, payload, Lane::resp2(lane.index)).await {
+                    Ok(replies) => keyspace_section(&replies, &mut text),
+                    Err(e) => return e,
+                }
+            }
         }
     }
-    Frame::Bulk(Bytes::from(text))
+    Frame::verbatim_text(Bytes::from(text))
+}
+
+/// The known sections named by INFO's arguments (`args[0]` is INFO), in Redis' order.
+fn wanted_sections(args: &[Bytes]) -> Vec<&'static str> {
+    let names: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let everything = names.is_empty()
+        || names
+            .iter()
+            .any(|n| matches!(n.as_str(), "all" | "everything" | "default"));
+    SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| everything || names.iter().any(|n| n == s))
+        .collect()
+}
+
+async fn server_section(cluster: &Cluster, out: &mut String) {
+    let version = version::redis_version(cluster).await;
+    let uptime = cluster.stats.started.elapsed().as_secs();
+    let _ = write!(
+        out,
+        "# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\nproxy:puerta\r\n\
+         puerta_version:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        uptime / 86400
+    );
+}
+
+fn clients_section(cluster: &Cluster, out: &mut String) {
+    let _ = write!(
+        out,
+        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n",
+        Stats::get(&cluster.stats.clients_connected)
+    );
 }
 
 fn proxy_section(cluster: &Cluster, out: &mut String) {
     let s = &cluster.stats;
-    let _ = write!(
-        out,
-        "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\nproxy:puerta\r\n\
-         puerta_version:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-        env!("CARGO_PKG_VERSION"),
-        s.started.elapsed().as_secs()
-    );
     let lines = [
         ("connected_clients", Stats::get(&s.clients_connected)),
         ("total_connections_received", Stats::get(&s.clients_total)),
@@ -66,7 +109,6 @@ fn proxy_section(cluster: &Cluster, out: &mut String) {
     for (name, value) in lines {
         let _ = write!(out, "{name}:{value}\r\n");
     }
-    out.push_str("\r\n");
 }
 
 /// Adds up `dbN:keys=..,expires=..` lines of every master's `INFO keyspace`.
@@ -113,6 +155,26 @@ fn parse_db_fields(fields: &str) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sections(words: &[&'static str]) -> Vec<&'static str> {
+        let args: Vec<Bytes> = words
+            .iter()
+            .map(|w| Bytes::from_static(w.as_bytes()))
+            .collect();
+        wanted_sections(&args)
+    }
+
+    #[test]
+    fn sections_follow_the_arguments() {
+        assert_eq!(sections(&["INFO"]), SECTIONS);
+        assert_eq!(sections(&["INFO", "everything"]), SECTIONS);
+        assert_eq!(sections(&["info", "Replication"]), ["replication"]);
+        assert_eq!(
+            sections(&["INFO", "keyspace", "server"]),
+            ["server", "keyspace"]
+        );
+        assert!(sections(&["INFO", "commandstats"]).is_empty());
+    }
 
     #[test]
     fn sums_keyspace_over_masters() {

@@ -1,6 +1,7 @@
 //! Commands the proxy answers itself because they describe the connection or the (virtual) server, not
-//! the data: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, CLUSTER KEYSLOT/INFO, and the refusal of
-//! commands that make no sense through a proxy.
+//! the data: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, READONLY/READWRITE, and the refusal of
+//! commands that make no sense through a proxy. To its clients the proxy is one standalone server:
+//! CLUSTER gets the answer of a Redis without cluster support, and nothing reveals the nodes behind.
 
 use std::sync::Arc;
 
@@ -11,7 +12,6 @@ use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::{ClientState, Reply};
 use super::resp::Frame;
-use super::slots::key_slot;
 use super::wire;
 
 /// The reply when `cmd` is answered locally, `None` when it goes to the cluster.
@@ -34,9 +34,9 @@ pub fn answer(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) ->
             }
             Err(e) => e,
         },
-        "HELLO" => hello(cluster, state, args),
-        "CLIENT" => client(state, cmd),
-        "CLUSTER" => cluster_command(cluster, cmd),
+        "HELLO" => return Some(super::hello::hello(cluster, state, args)),
+        "CLIENT" => super::client::client(state, cmd),
+        "CLUSTER" => wire::error("ERR This instance has cluster support disabled"),
         "READONLY" | "READWRITE" | "ASKING" => wire::ok(),
         "CONFIG" if !matches!(cmd.arg_upper(1).as_deref(), Some("GET") | Some("HELP")) => {
             unsupported(
@@ -80,97 +80,4 @@ fn select(args: &[Bytes]) -> Frame {
         }
         None => wire::error("ERR value is not an integer or out of range"),
     }
-}
-
-/// HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only.
-fn hello(cluster: &Cluster, state: &mut ClientState, args: &[Bytes]) -> Frame {
-    if let Some(version) = args.get(1) {
-        match version.as_ref() {
-            b"2" => {}
-            b"3" => return wire::error("NOPROTO Puerta speaks RESP2 only"),
-            _ => return wire::error("NOPROTO unsupported protocol version"),
-        }
-    }
-    let mut i = 2;
-    while i < args.len() {
-        let option = String::from_utf8_lossy(&args[i]).to_ascii_uppercase();
-        match option.as_str() {
-            "AUTH" if i + 2 < args.len() => {
-                if let Err(e) = auth::check(&cluster.config, &args[i + 1..i + 3]) {
-                    return e;
-                }
-                state.authed = true;
-                i += 3;
-            }
-            "SETNAME" if i + 1 < args.len() => {
-                state.name = Some(args[i + 1].clone());
-                i += 2;
-            }
-            _ => return wire::error(format!("ERR Syntax error in HELLO option '{option}'")),
-        }
-    }
-    if !state.authed {
-        return auth::noauth();
-    }
-    let pairs: [(&str, Frame); 7] = [
-        ("server", wire::bulk("redis")),
-        ("version", wire::bulk("7.0.0")),
-        ("proto", Frame::Integer(2)),
-        ("id", Frame::Integer(state.id as i64)),
-        ("mode", wire::bulk("standalone")),
-        ("role", wire::bulk("master")),
-        ("modules", Frame::Array(Vec::new())),
-    ];
-    let mut out = Vec::with_capacity(pairs.len() * 2);
-    for (k, v) in pairs {
-        out.push(wire::bulk(k));
-        out.push(v);
-    }
-    Frame::Array(out)
-}
-
-fn client(state: &mut ClientState, cmd: &Command) -> Frame {
-    let args = &cmd.args;
-    match cmd.arg_upper(1).as_deref() {
-        Some("SETNAME") if args.len() == 3 => {
-            state.name = Some(args[2].clone());
-            wire::ok()
-        }
-        Some("GETNAME") => state.name.clone().map(Frame::Bulk).unwrap_or(Frame::Null),
-        Some("ID") => Frame::Integer(state.id as i64),
-        Some("SETINFO") | Some("NO-EVICT") | Some("NO-TOUCH") => wire::ok(),
-        Some(sub) => wire::error(format!(
-            "ERR Puerta: 'client {}' is not supported through the proxy",
-            sub.to_lowercase()
-        )),
-        None => wire::wrong_arity(&args[0]),
-    }
-}
-
-fn cluster_command(cluster: &Cluster, cmd: &Command) -> Frame {
-    match cmd.arg_upper(1).as_deref() {
-        Some("KEYSLOT") if cmd.args.len() == 3 => Frame::Integer(key_slot(&cmd.args[2]) as i64),
-        Some("KEYSLOT") => wire::wrong_arity(b"cluster|keyslot"),
-        Some("INFO") => cluster_info(cluster),
-        Some(sub) => wire::error(format!(
-            "ERR Puerta: 'cluster {}' is not available through the proxy, which presents the cluster as one server",
-            sub.to_lowercase()
-        )),
-        None => wire::wrong_arity(&cmd.args[0]),
-    }
-}
-
-fn cluster_info(cluster: &Cluster) -> Frame {
-    let covered = cluster.covered_slots();
-    let state = if covered == super::slots::SLOT_COUNT as usize {
-        "ok"
-    } else {
-        "fail"
-    };
-    let masters = cluster.masters().len();
-    wire::bulk(format!(
-        "cluster_state:{state}\r\ncluster_slots_assigned:{covered}\r\ncluster_slots_ok:{covered}\r\n\
-         cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{masters}\r\n\
-         cluster_size:{masters}\r\n"
-    ))
 }

@@ -17,7 +17,7 @@ pub fn command(cmd: &Command) {
 
 /// An error reply on its way to a client, by kind (`ERR`, `WRONGTYPE`, `MOVED`, ...).
 pub fn reply(frame: &Frame) {
-    if let Frame::Error(text) = frame {
+    if let Frame::Error(text) | Frame::BlobError(text) = frame {
         metrics::counter!("puerta_redis_errors_total", "kind" => error_kind(text)).increment(1);
     }
 }

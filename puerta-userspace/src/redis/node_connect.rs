@@ -1,5 +1,5 @@
 //! Opening a connection to a cluster node: connect within `connection_timeout_ms`, TCP keepalive,
-//! then AUTH / READONLY before the connection carries any client command.
+//! then AUTH / HELLO 3 / READONLY before the connection carries any client command.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::backend::BackendError;
-use super::resp::{self, Frame, Limits};
+use super::resp::{self, Frame, Limits, Protocol};
 use super::wire;
 
 /// How to open and authenticate a backend connection.
@@ -23,9 +23,19 @@ pub struct ConnectOptions {
     /// `command_timeout_ms` for connections that carry ordinary commands; `None` for connections whose
     /// replies may legitimately take forever (blocking commands) and when the operator turned it off.
     pub reply_timeout: Option<Duration>,
+    /// RESP3 connections send `HELLO 3` so that replies come in the protocol their clients speak.
+    pub protocol: Protocol,
 }
 
 impl ConnectOptions {
+    /// The same, for connections speaking `protocol`.
+    pub fn speaking(&self, protocol: Protocol) -> ConnectOptions {
+        ConnectOptions {
+            protocol,
+            ..self.clone()
+        }
+    }
+
     /// The same, without a reply timeout (blocking commands).
     pub fn unbounded(&self) -> ConnectOptions {
         ConnectOptions {
@@ -70,6 +80,10 @@ async fn open_unbounded(
             }
             None => wire::encode_command(&mut hello, &[b"AUTH", password.as_bytes()]),
         }
+        expected += 1;
+    }
+    if opts.protocol == Protocol::Resp3 {
+        wire::encode_command(&mut hello, &[&b"HELLO"[..], b"3"]);
         expected += 1;
     }
     if opts.readonly {

@@ -51,6 +51,14 @@ impl SlotOrder {
     pub fn pushed(&mut self) {
         self.next += 1;
     }
+
+    /// Waits until every reply queued so far is answered. Switching protocols moves the client's
+    /// commands to the pools of the other protocol, whose connections could overtake the earlier ones.
+    pub async fn all_answered(&mut self) {
+        let queued = self.next;
+        // Err means the writer is gone (client left): nothing to keep in order any more.
+        let _ = self.completed.wait_for(|done| *done >= queued).await;
+    }
 }
 
 #[cfg(test)]
@@ -81,5 +89,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), order.before_send(7, &b))
             .await
             .expect("free once earlier replies are out");
+    }
+
+    #[tokio::test]
+    async fn all_answered_waits_for_every_queued_reply() {
+        let (done, completed) = watch::channel(0u64);
+        let mut order = SlotOrder::new(completed);
+        order.all_answered().await; // nothing queued
+        order.pushed();
+        order.pushed();
+        done.send_replace(1);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), order.all_answered()).await;
+        assert!(waiting.is_err(), "reply 1 is not finished yet");
+        done.send_replace(2);
+        tokio::time::timeout(Duration::from_secs(5), order.all_answered())
+            .await
+            .expect("free once every reply is out");
     }
 }

@@ -1,5 +1,7 @@
 //! A small set of pipelined connections per node, shared by all clients. A client always uses the same
 //! lane, so its commands to one node stay in order; a connect to a slow node only holds up that lane.
+//! Each node has one pool per protocol: a RESP3 client's commands go over connections that said
+//! `HELLO 3`, so the node's replies reach it as they were sent.
 
 use std::sync::Arc;
 
@@ -7,6 +9,25 @@ use tokio::sync::Mutex;
 
 use super::backend::{BackendConn, BackendError, ConnectOptions};
 use super::fault::FaultKind;
+use super::resp::Protocol;
+
+/// Which pooled connection a client uses: the pool of its protocol, the connection `index` (modulo
+/// the pool size) within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub index: usize,
+    pub protocol: Protocol,
+}
+
+impl Lane {
+    /// A RESP2 lane, for the proxy's own queries whose replies it reads itself.
+    pub fn resp2(index: usize) -> Lane {
+        Lane {
+            index,
+            protocol: Protocol::Resp2,
+        }
+    }
+}
 
 pub struct NodePool {
     addr: Arc<str>,
@@ -28,8 +49,8 @@ impl NodePool {
     }
 
     /// The live connection of `lane`, reconnecting it if it broke.
-    pub async fn conn(&self, lane: usize) -> Result<Arc<BackendConn>, BackendError> {
-        let mut slot = self.lanes[lane % self.lanes.len()].lock().await;
+    pub async fn conn(&self, lane: Lane) -> Result<Arc<BackendConn>, BackendError> {
+        let mut slot = self.lanes[lane.index % self.lanes.len()].lock().await;
         if let Some(conn) = slot.as_ref() {
             if !conn.is_closed() {
                 return Ok(conn.clone());

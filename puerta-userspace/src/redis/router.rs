@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::backend::{BackendConn, BackendError, ReplyResult};
 use super::cluster::Cluster;
+use super::pool::Lane;
 use super::redirect::{classify, Redirect};
 use super::resp::Frame;
 use super::stats::Stats;
@@ -35,7 +36,7 @@ pub struct Route {
 pub struct InFlight {
     cluster: Arc<Cluster>,
     route: Route,
-    lane: usize,
+    lane: Lane,
     attempt: Attempt,
 }
 
@@ -48,18 +49,13 @@ struct Attempt {
 }
 
 /// Puts `route` on the wire to the node that owns its slot.
-pub async fn send(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Result<InFlight, Frame> {
+pub async fn send(cluster: &Arc<Cluster>, route: Route, lane: Lane) -> Result<InFlight, Frame> {
     let addr = target(cluster, &route)?;
     Ok(send_to(cluster, route, lane, addr).await)
 }
 
 /// Puts `route` on the wire to `addr` (from [`target`]).
-pub async fn send_to(
-    cluster: &Arc<Cluster>,
-    route: Route,
-    lane: usize,
-    addr: Arc<str>,
-) -> InFlight {
+pub async fn send_to(cluster: &Arc<Cluster>, route: Route, lane: Lane, addr: Arc<str>) -> InFlight {
     let attempt = attempt(cluster, &route, lane, addr, false).await;
     InFlight {
         cluster: cluster.clone(),
@@ -70,7 +66,7 @@ pub async fn send_to(
 }
 
 /// Sends and waits, following redirects.
-pub async fn execute(cluster: &Arc<Cluster>, route: Route, lane: usize) -> Frame {
+pub async fn execute(cluster: &Arc<Cluster>, route: Route, lane: Lane) -> Frame {
     match send(cluster, route, lane).await {
         Ok(inflight) => inflight.finish().await,
         Err(e) => e,
@@ -97,7 +93,7 @@ pub fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
 async fn attempt(
     cluster: &Cluster,
     route: &Route,
-    lane: usize,
+    lane: Lane,
     addr: Arc<str>,
     asking: bool,
 ) -> Attempt {
@@ -110,7 +106,7 @@ async fn attempt(
         route.payload.clone()
     };
     let replies = if asking { 2 } else { 1 };
-    let pool = cluster.pool(&addr);
+    let pool = cluster.pool(&addr, lane.protocol);
     let (reply, conn) = if route.dedicated {
         match pool.blocking().await {
             Ok(conn) => (Ok(conn.send(payload, replies)), Some(conn)),

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::broadcast::call_node;
 use super::cluster::Cluster;
 use super::command::Command;
+use super::pool::Lane;
 use super::resp::Frame;
 use super::wire;
 
@@ -56,7 +57,7 @@ pub fn next(node: usize, node_next: u64, nodes: usize) -> Option<u64> {
     Some(0)
 }
 
-pub async fn scan(cluster: Arc<Cluster>, cmd: Command, lane: usize) -> Frame {
+pub async fn scan(cluster: Arc<Cluster>, cmd: Command, lane: Lane) -> Frame {
     let Some(cursor) = decode(&cmd.args[1]) else {
         return wire::error("ERR invalid cursor");
     };

@@ -2,6 +2,8 @@
 //! its node); the reply slot goes into a bounded FIFO. The writer resolves the FIFO in order, so replies
 //! leave in exactly the order the commands came, whatever node answered first. The FIFO bound is the
 //! client's in-flight limit: a client that pipelines faster than the cluster answers is read slower.
+//! RESP3 push frames (pub/sub messages) come through a second channel and are written between
+//! replies, never inside one, so they cannot change the order of replies.
 
 use std::sync::Arc;
 
@@ -17,9 +19,14 @@ use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::{dispatch, ClientState, Reply};
 use super::pubsub::{self, PubSub};
-use super::resp::{self, Frame, Limits};
+use super::resp::{self, Frame, Limits, Protocol};
 use super::stats::Stats;
+use super::subscriptions::Subscriptions;
 use super::wire;
+
+mod subscribed;
+
+use subscribed::{idle_limit, lost};
 
 /// Commands a client may have in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -27,20 +34,25 @@ const MAX_IN_FLIGHT: usize = 1024;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Replies are flushed once this much is buffered even if more are ready.
 const FLUSH_AT: usize = 64 * 1024;
+/// Push frames waiting for the writer before the node connection that sends them is read slower.
+const MAX_PUSHES: usize = 1024;
 
 pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
+    let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
     let (progress, completed) = watch::channel(0u64);
-    let writer = tokio::spawn(write_replies(write, rx, progress));
+    let writer = tokio::spawn(write_replies(write, rx, push_rx, progress));
     let mut reader = Reader {
         state: ClientState::new(id, &cluster, completed),
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
         tx,
+        pushes,
         pubsub: None,
+        subscriptions: Subscriptions::default(),
     };
     reader.run(shutdown).await;
     drop(reader);
@@ -53,13 +65,22 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     }
 }
 
+/// A reply slot and the protocol the client spoke when it sent the command (HELLO's own reply is
+/// already in the protocol it chose, as in Redis).
+type Slot = (Protocol, Reply);
+
 struct Reader {
     cluster: Arc<Cluster>,
     state: ClientState,
     read: OwnedReadHalf,
     buf: BytesMut,
-    tx: mpsc::Sender<Reply>,
+    tx: mpsc::Sender<Slot>,
+    /// For the RESP3 pub/sub relay: messages to write between replies.
+    pushes: mpsc::Sender<Frame>,
+    /// RESP2: the client's subscribed connection, if it has subscriptions (or is getting its first).
     pubsub: Option<PubSub>,
+    /// RESP3: the client's subscribed connections.
+    subscriptions: Subscriptions,
 }
 
 /// Whether the reader continues after a command.
@@ -84,7 +105,6 @@ impl Reader {
                         Stats::bump(&self.cluster.stats.protocol_errors);
                         tracing::debug!(client = self.state.id, "protocol error: {e}");
                         let _ = self
-                            .tx
                             .send(Reply::Close(wire::error(format!("ERR {e}"))))
                             .await;
                         return;
@@ -94,12 +114,13 @@ impl Reader {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
             }
+            let idle = idle_limit(&self.cluster, self.subscribed());
             let read = tokio::select! {
-                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle_limit(&self.cluster, &self.pubsub)) => r,
+                r = super::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
                 _ = shutdown.cancelled() => return,
-                _ = lost(&self.pubsub) => {
+                _ = lost(&self.pubsub, &self.subscriptions) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
-                    let _ = self.tx.send(Reply::Close(wire::error(msg))).await;
+                    let _ = self.send(Reply::Close(wire::error(msg))).await;
                     return;
                 }
             };
@@ -119,99 +140,76 @@ impl Reader {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Flow::Continue,
             Err(e) => {
-                let _ = self.tx.send(Reply::Close(e)).await;
+                let _ = self.send(Reply::Close(e)).await;
                 return Flow::Stop;
             }
         };
-        if self.pubsub.is_some() {
+        let resp3 = self.state.protocol() == Protocol::Resp3;
+        if self.pubsub.is_some() && !resp3 {
             return self.in_pubsub(cmd).await;
         }
-        let subscribe = matches!(cmd.name.as_str(), "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE");
-        let reply = if subscribe && self.state.authed && !self.state.txn.in_multi() {
+        let may_subscribe = self.state.authed && !self.state.txn.in_multi();
+        let subscription = pubsub::is_subscription(&cmd);
+        if resp3 && may_subscribe && subscription {
+            return self.resp3_subscription(cmd).await;
+        }
+        if cmd.name == "RESET" {
+            self.pubsub = None;
+            self.subscriptions.clear();
+        }
+        if matches!(cmd.name.as_str(), "HELLO" | "RESET") {
+            self.state.order.all_answered().await;
+        }
+        let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
             self.subscribe(cmd).await
         } else {
             dispatch(&self.cluster, &mut self.state, cmd).await
         };
+        self.queue(reply).await
+    }
+
+    /// Puts a reply slot in the FIFO.
+    async fn queue(&mut self, reply: Reply) -> Flow {
         let close = matches!(reply, Reply::Close(_));
-        if self.tx.send(reply).await.is_err() || close {
+        if self.send(reply).await.is_err() || close {
             return Flow::Stop;
         }
         self.state.order.pushed();
         Flow::Continue
     }
 
-    async fn subscribe(&mut self, cmd: Command) -> Reply {
-        if let Err(e) = cmd.check_arity() {
-            return Reply::Ready(e);
-        }
-        if cmd.name == "SSUBSCRIBE" {
-            if let Err(e) = cmd.slot() {
-                return Reply::Ready(e);
-            }
-        }
-        match pubsub::start(&self.cluster, &cmd).await {
-            Ok((pubsub, frames)) => {
-                self.pubsub = Some(pubsub);
-                Reply::Relay(frames)
-            }
-            Err(e) => Reply::Ready(e),
-        }
-    }
-
-    async fn in_pubsub(&mut self, cmd: Command) -> Flow {
-        if cmd.name == "QUIT" {
-            self.pubsub = None;
-            let _ = self.tx.send(Reply::Close(wire::ok())).await;
-            return Flow::Stop;
-        }
-        let Some(pubsub) = self.pubsub.as_mut() else {
-            return Flow::Continue;
-        };
-        match pubsub.forward(&cmd).await {
-            Ok(true) => Flow::Continue,
-            Ok(false) => {
-                // Closing our side ends the relay, which lets the writer move past it.
-                self.pubsub = None;
-                Flow::Continue
-            }
-            Err(e) => {
-                self.pubsub = None;
-                let msg = format!("ERR Puerta: pub/sub connection failed: {e}");
-                let _ = self.tx.send(Reply::Close(wire::error(msg))).await;
-                Flow::Stop
-            }
-        }
-    }
-}
-
-/// Subscribed clients are silent by design, so the idle timeout does not apply to them.
-fn idle_limit(cluster: &Cluster, pubsub: &Option<PubSub>) -> Option<std::time::Duration> {
-    match pubsub {
-        Some(_) => None,
-        None => cluster.config.client_idle_timeout,
-    }
-}
-
-async fn lost(pubsub: &Option<PubSub>) {
-    match pubsub {
-        Some(p) => p.lost().await,
-        None => std::future::pending().await,
+    async fn send(&self, reply: Reply) -> Result<(), mpsc::error::SendError<Slot>> {
+        self.tx.send((self.state.protocol(), reply)).await
     }
 }
 
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut write: W,
-    mut rx: mpsc::Receiver<Reply>,
+    mut rx: mpsc::Receiver<Slot>,
+    mut pushes: mpsc::Receiver<Frame>,
     progress: watch::Sender<u64>,
 ) {
     let mut out = BytesMut::with_capacity(16 * 1024);
-    while let Some(reply) = rx.recv().await {
+    loop {
+        let slot = tokio::select! {
+            slot = rx.recv() => slot,
+            Some(push) = pushes.recv() => {
+                push.encode_in(Protocol::Resp3, &mut out);
+                if rx.is_empty() && pushes.is_empty() && flush(&mut write, &mut out).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some((protocol, reply)) = slot else {
+            break;
+        };
         if let Reply::Ready(frame) | Reply::Close(frame) = &reply {
             super::metrics::reply(frame);
         }
         let close = match reply {
             Reply::Ready(frame) => {
-                frame.encode(&mut out);
+                frame.encode_in(protocol, &mut out);
                 false
             }
             Reply::Later(mut fut) => {
@@ -226,12 +224,12 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     }
                 };
                 super::metrics::reply(&frame);
-                frame.encode(&mut out);
+                frame.encode_in(protocol, &mut out);
                 false
             }
             Reply::Relay(mut frames) => {
                 while let Some(frame) = frames.recv().await {
-                    frame.encode(&mut out);
+                    frame.encode_in(protocol, &mut out);
                     if frames.is_empty() && flush(&mut write, &mut out).await.is_err() {
                         return;
                     }
@@ -239,7 +237,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                 false
             }
             Reply::Close(frame) => {
-                frame.encode(&mut out);
+                frame.encode_in(protocol, &mut out);
                 true
             }
         };
@@ -266,37 +264,4 @@ async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std:
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncReadExt;
-    use tokio::sync::oneshot;
-
-    /// Replies that complete in reverse order still leave in request order, and a ready reply behind a
-    /// slow one is not written before it.
-    #[tokio::test]
-    async fn replies_leave_in_request_order() {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let (tx, rx) = mpsc::channel(16);
-        let (progress, completed) = watch::channel(0u64);
-        let writer = tokio::spawn(write_replies(server, rx, progress));
-        let mut senders = Vec::new();
-        for _ in 0..5 {
-            let (s, r) = oneshot::channel::<Frame>();
-            senders.push(s);
-            let fut = async move { r.await.unwrap_or(Frame::Null) };
-            tx.send(Reply::Later(Box::pin(fut))).await.unwrap();
-        }
-        tx.send(Reply::Ready(Frame::Integer(99))).await.unwrap();
-        for (i, s) in senders.into_iter().enumerate().rev() {
-            s.send(Frame::Integer(i as i64)).unwrap();
-            tokio::task::yield_now().await;
-        }
-        tx.send(Reply::Close(wire::ok())).await.unwrap();
-        let mut out = Vec::new();
-        let mut client = client;
-        client.read_to_end(&mut out).await.unwrap();
-        writer.await.unwrap();
-        assert_eq!(*completed.borrow(), 7);
-        assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n:99\r\n+OK\r\n");
-    }
-}
+mod tests;

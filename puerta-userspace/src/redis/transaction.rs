@@ -15,6 +15,7 @@ use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::Reply;
 use super::order::SlotOrder;
+use super::pool::Lane;
 use super::redirect::{classify, Redirect};
 use super::resp::Frame;
 use super::wire;
@@ -86,7 +87,7 @@ impl Transaction {
         &mut self,
         cluster: &Arc<Cluster>,
         cmd: &Command,
-        lane: usize,
+        lane: Lane,
         order: &mut SlotOrder,
     ) -> Reply {
         let frame = match cmd.name.as_str() {
@@ -106,14 +107,14 @@ impl Transaction {
             "EXEC" if !self.in_multi => wire::error("ERR EXEC without MULTI"),
             "EXEC" => return self.exec(cluster, lane, order).await,
             "WATCH" if self.in_multi => wire::error("ERR WATCH inside MULTI is not allowed"),
-            "WATCH" => self.watch(cluster, cmd).await,
+            "WATCH" => self.watch(cluster, cmd, lane).await,
             _ => return Reply::Ready(wire::error("ERR Puerta: not a transaction command")),
         };
         Reply::Ready(frame)
     }
 
     /// Sends the whole transaction now, so that commands after EXEC cannot overtake it.
-    async fn exec(&mut self, cluster: &Arc<Cluster>, lane: usize, order: &mut SlotOrder) -> Reply {
+    async fn exec(&mut self, cluster: &Arc<Cluster>, lane: Lane, order: &mut SlotOrder) -> Reply {
         let failed = self.failed;
         let queued = std::mem::take(&mut self.queued);
         let slot = self.slot;
@@ -146,7 +147,7 @@ impl Transaction {
         if let Some(slot) = slot {
             order.before_send(slot, &addr).await;
         }
-        let first = match cluster.pool(&addr).conn(lane).await {
+        let first = match cluster.pool(&addr, lane.protocol).conn(lane).await {
             Ok(conn) => Ok(conn.send(payload.clone(), replies)),
             Err(e) => Err(e),
         };
@@ -163,7 +164,7 @@ impl Transaction {
         }))
     }
 
-    async fn watch(&mut self, cluster: &Arc<Cluster>, cmd: &Command) -> Frame {
+    async fn watch(&mut self, cluster: &Arc<Cluster>, cmd: &Command, lane: Lane) -> Frame {
         let slot = match cmd.slot() {
             Ok(Some(slot)) => slot,
             Ok(None) => return wire::wrong_arity(&cmd.args[0]),
@@ -183,7 +184,7 @@ impl Transaction {
             let Some(addr) = cluster.node_for(slot, false) else {
                 return wire::error(format!("CLUSTERDOWN Hash slot {slot} is not served"));
             };
-            let conn = match cluster.pool(&addr).dedicated().await {
+            let conn = match cluster.pool(&addr, lane.protocol).dedicated().await {
                 Ok(c) => c,
                 Err(e) => return wire::error(format!("ERR Puerta: {e}")),
             };
@@ -260,7 +261,7 @@ struct Routed {
     slot: Option<u16>,
     payload: Bytes,
     replies: usize,
-    lane: usize,
+    lane: Lane,
 }
 
 impl Routed {
@@ -280,7 +281,11 @@ impl Routed {
                         return wire::error("CLUSTERDOWN Puerta: the transaction's slot is not served by any known node");
                     };
                     addr = next;
-                    match cluster.pool(&addr).conn(self.lane).await {
+                    match cluster
+                        .pool(&addr, self.lane.protocol)
+                        .conn(self.lane)
+                        .await
+                    {
                         Ok(conn) => Ok(conn.send(self.payload.clone(), self.replies)),
                         Err(e) => Err(e),
                     }

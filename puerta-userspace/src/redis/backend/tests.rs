@@ -33,6 +33,7 @@ fn opts() -> ConnectOptions {
         password: None,
         readonly: false,
         reply_timeout: None,
+        protocol: crate::redis::resp::Protocol::Resp2,
     }
 }
 

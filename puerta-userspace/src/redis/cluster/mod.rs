@@ -13,9 +13,13 @@ use tokio::sync::{watch, Notify};
 
 use super::backend::ConnectOptions;
 use super::pool::NodePool;
+use super::resp::Protocol;
 use super::stats::Stats;
 use crate::config::RedisConfig;
 use topology::SlotMap;
+
+/// One pool per node and protocol.
+type PoolKey = (Arc<str>, Protocol);
 
 pub struct Cluster {
     pub config: RedisConfig,
@@ -24,7 +28,7 @@ pub struct Cluster {
     /// Bumped after every refresh attempt, so a caller can wait for "the next refresh".
     refreshed: watch::Sender<u64>,
     refresh_wanted: Notify,
-    pools: Mutex<HashMap<Arc<str>, Arc<NodePool>>>,
+    pools: Mutex<HashMap<PoolKey, Arc<NodePool>>>,
     opts: Arc<ConnectOptions>,
     rotation: AtomicUsize,
     /// `cluster_nodes`, replaceable by a config reload.
@@ -32,6 +36,8 @@ pub struct Cluster {
     /// Nodes whose last topology query failed: asked last, so that a node that hangs does not make
     /// every refresh wait for its timeout while others could answer at once.
     refresh_suspects: Mutex<HashSet<Arc<str>>>,
+    /// The nodes' `redis_version`, once one told it (see `version`).
+    version: Mutex<Option<Arc<str>>>,
 }
 
 impl Cluster {
@@ -42,6 +48,7 @@ impl Cluster {
             password: config.backend_password.clone(),
             readonly: config.read_from_replicas,
             reply_timeout: config.command_timeout,
+            protocol: Protocol::Resp2,
         });
         let seeds = config
             .cluster_nodes
@@ -59,6 +66,7 @@ impl Cluster {
             opts,
             rotation: AtomicUsize::new(0),
             refresh_suspects: Mutex::new(HashSet::new()),
+            version: Mutex::new(None),
         })
     }
 
@@ -145,20 +153,35 @@ impl Cluster {
         *self.seeds.write().unwrap_or_else(|e| e.into_inner()) = seeds;
     }
 
-    pub fn pool(&self, addr: &Arc<str>) -> Arc<NodePool> {
+    /// The pool of connections to `addr` that speak `protocol`.
+    pub fn pool(&self, addr: &Arc<str>, protocol: Protocol) -> Arc<NodePool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools
-            .entry(addr.clone())
+            .entry((addr.clone(), protocol))
             .or_insert_with(|| {
                 Arc::new(NodePool::new(
                     addr.clone(),
                     self.config.pool_size,
-                    self.opts.clone(),
+                    Arc::new(self.opts.speaking(protocol)),
                 ))
             })
             .clone()
     }
 
+    /// Live pooled connections to `addr`, of both protocols (without creating pools).
+    pub fn live_connections(&self, addr: &Arc<str>) -> usize {
+        let pools: Vec<Arc<NodePool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((node, _), _)| node == addr)
+            .map(|(_, pool)| pool.clone())
+            .collect();
+        pools.iter().map(|p| p.live()).sum()
+    }
+
+    /// How to open a RESP2 connection outside the pools (topology queries).
     pub fn connect_options(&self) -> &ConnectOptions {
         &self.opts
     }
@@ -195,7 +218,7 @@ impl Cluster {
         *self.write_map() = map;
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let before = pools.len();
-        pools.retain(|addr, _| nodes.contains(addr));
+        pools.retain(|(addr, _), _| nodes.contains(addr));
         if pools.len() < before {
             tracing::debug!(
                 closed = before - pools.len(),
@@ -207,7 +230,21 @@ impl Cluster {
     #[cfg(test)]
     pub(crate) fn pooled_nodes(&self) -> Vec<Arc<str>> {
         let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.keys().cloned().collect()
+        let mut nodes: Vec<Arc<str>> = pools.keys().map(|(addr, _)| addr.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    pub fn known_version(&self) -> Option<Arc<str>> {
+        self.version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn remember_version(&self, version: Arc<str>) {
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
     }
 
     /// Asks for a refresh; requests that arrive while one runs fold into a single follow-up.

@@ -199,7 +199,7 @@ mod tests {
             "127.0.0.1:7003".into(),
         ];
         for addr in [&promoted, &demoted, &gone] {
-            cluster.pool(addr);
+            cluster.pool(addr, crate::redis::resp::Protocol::Resp2);
         }
         // After a failover: 7001 is master, 7002 its replica, 7003 left the cluster.
         cluster.install(one_shard(7001, 7002));
@@ -210,7 +210,7 @@ mod tests {
         replicas_read.read_from_replicas = true;
         let cluster = Cluster::new(replicas_read);
         for addr in [&promoted, &demoted, &gone] {
-            cluster.pool(addr);
+            cluster.pool(addr, crate::redis::resp::Protocol::Resp2);
         }
         cluster.install(one_shard(7001, 7002));
         let mut pooled = cluster.pooled_nodes();

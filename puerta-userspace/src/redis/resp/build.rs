@@ -34,26 +34,82 @@ pub(super) fn reply(raw: &Bytes) -> Result<Frame, ParseError> {
 }
 
 fn value(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {
+    // Sizing vectors from declared lengths is safe: the check pass saw every element in the buffer.
+    // Depth is bounded by `Limits::max_depth`, so is this recursion.
     match complete(cur.next_byte())? {
         b'+' => Ok(Frame::Simple(line(cur, raw)?)),
         b'-' => Ok(Frame::Error(line(cur, raw)?)),
         b':' => Ok(Frame::Integer(complete(cur.number("integer")?)?)),
         b'$' => bulk(cur, raw),
+        b'!' => Ok(Frame::BlobError(payload(cur, raw)?)),
+        b'=' => {
+            let data = payload(cur, raw)?;
+            let format = data
+                .get(..3)
+                .and_then(|f| <[u8; 3]>::try_from(f).ok())
+                .ok_or_else(changed)?;
+            Ok(Frame::Verbatim {
+                format,
+                text: data.slice(4..),
+            })
+        }
+        b'_' => line(cur, raw).map(|_| Frame::Null),
+        b'#' => Ok(Frame::Boolean(&line(cur, raw)?[..] == b"t")),
+        b',' => Ok(Frame::Double(line(cur, raw)?)),
+        b'(' => Ok(Frame::BigNumber(line(cur, raw)?)),
         b'*' => {
             let len = complete(cur.number("multibulk length")?)?;
             if len < 0 {
                 return Ok(Frame::NullArray);
             }
-            // Safe to size from `len`: the check pass saw all elements in the buffer. Depth is
-            // bounded by `Limits::max_depth`, so is this recursion.
-            let mut items = Vec::with_capacity(len as usize);
-            for _ in 0..len {
-                items.push(value(cur, raw)?);
-            }
-            Ok(Frame::Array(items))
+            Ok(Frame::Array(items(cur, raw, len)?))
+        }
+        b'~' => Ok(Frame::Set(counted_items(cur, raw)?)),
+        b'>' => Ok(Frame::Push(counted_items(cur, raw)?)),
+        b'%' => Ok(Frame::Map(pairs(cur, raw)?)),
+        b'|' => {
+            let attributes = pairs(cur, raw)?;
+            Ok(Frame::Attribute(attributes, Box::new(value(cur, raw)?)))
         }
         _ => Err(changed()),
     }
+}
+
+fn length(cur: &mut Cursor) -> Result<i64, ParseError> {
+    complete(cur.number("aggregate length")?)
+}
+
+/// A set's or push's length and elements.
+fn counted_items(cur: &mut Cursor, raw: &Bytes) -> Result<Vec<Frame>, ParseError> {
+    let len = length(cur)?;
+    items(cur, raw, len)
+}
+
+fn items(cur: &mut Cursor, raw: &Bytes, len: i64) -> Result<Vec<Frame>, ParseError> {
+    let mut items = Vec::with_capacity(len.max(0) as usize);
+    for _ in 0..len {
+        items.push(value(cur, raw)?);
+    }
+    Ok(items)
+}
+
+/// A map's or attribute's length and key/value pairs.
+fn pairs(cur: &mut Cursor, raw: &Bytes) -> Result<Vec<(Frame, Frame)>, ParseError> {
+    let len = length(cur)?;
+    let mut pairs = Vec::with_capacity(len.max(0) as usize);
+    for _ in 0..len {
+        let key = value(cur, raw)?;
+        pairs.push((key, value(cur, raw)?));
+    }
+    Ok(pairs)
+}
+
+/// The payload of a `!` or `=` frame (never null).
+fn payload(cur: &mut Cursor, raw: &Bytes) -> Result<Bytes, ParseError> {
+    let len = complete(cur.number("bulk length")?)?;
+    let len = usize::try_from(len).map_err(|_| changed())?;
+    let range = complete(cur.payload(len)?)?;
+    Ok(raw.slice(range))
 }
 
 fn bulk(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {

@@ -96,8 +96,8 @@ pub(super) fn reply(
             return Ok(None);
         };
         progress.pos = cur.pos;
-        if let Item::Array(len) = item {
-            progress.pending.push(len);
+        if let Item::Aggregate(children) = item {
+            progress.pending.push(children);
             continue;
         }
         // One element is complete; so are the arrays it was the last element of.
@@ -118,27 +118,27 @@ pub(super) fn reply(
 
 enum Item {
     Complete,
-    /// A non-empty array header: its elements follow.
-    Array(usize),
+    /// The header of an aggregate with this many child frames (at least one) still to come: an
+    /// array's, set's or push's elements, a map's keys and values, an attribute's pairs and then the
+    /// value it annotates.
+    Aggregate(usize),
 }
 
-/// One scalar, or the header of a non-empty array at nesting `depth` (0 = top level).
+/// One scalar, or the header of an aggregate at nesting `depth` (0 = top level).
 fn item(cur: &mut Cursor, limits: &Limits, depth: usize) -> Result<Option<Item>, ParseError> {
     let Some(kind) = cur.next_byte() else {
         return Ok(None);
     };
     let complete = match kind {
-        b'+' | b'-' => {
-            let max = limits.max_inline_len;
-            let too_long = |len| ParseError::TooLarge {
-                what: "simple string",
-                len,
-                limit: max,
-            };
-            cur.line(max, too_long)?.map(|_| ())
-        }
+        b'+' | b'-' => text_line(cur, limits)?.map(|_| ()),
         b':' => cur.number("integer")?.map(|_| ()),
         b'$' => bulk(cur, limits, true)?.map(|_| ()),
+        b'!' => bulk(cur, limits, false)?.map(|_| ()),
+        b'=' => verbatim(cur, limits)?,
+        b'_' | b'#' | b',' | b'(' => match text_line(cur, limits)? {
+            None => None,
+            Some(text) => Some(scalar(kind, text)?),
+        },
         b'*' => {
             let Some(len) = cur.number("multibulk length")? else {
                 return Ok(None);
@@ -146,18 +146,19 @@ fn item(cur: &mut Cursor, limits: &Limits, depth: usize) -> Result<Option<Item>,
             let Some(len) = array_len(len, limits)? else {
                 return Ok(Some(Item::Complete));
             };
-            if depth + 1 > limits.max_depth {
-                return Err(ParseError::TooLarge {
-                    what: "nesting depth",
-                    len: depth + 1,
-                    limit: limits.max_depth,
-                });
-            }
-            return Ok(Some(if len == 0 {
-                Item::Complete
-            } else {
-                Item::Array(len)
-            }));
+            return aggregate(len, depth, limits);
+        }
+        b'%' | b'~' | b'>' | b'|' => {
+            let Some(len) = cur.number("aggregate length")? else {
+                return Ok(None);
+            };
+            let len = resp3_len(len, limits)?;
+            let children = match kind {
+                b'%' => 2 * len,
+                b'|' => 2 * len + 1,
+                _ => len,
+            };
+            return aggregate(children, depth, limits);
         }
         other => {
             return Err(protocol(format!(
@@ -167,6 +168,91 @@ fn item(cur: &mut Cursor, limits: &Limits, depth: usize) -> Result<Option<Item>,
         }
     };
     Ok(complete.map(|()| Item::Complete))
+}
+
+/// An aggregate header counts towards the nesting depth even when it is empty.
+fn aggregate(children: usize, depth: usize, limits: &Limits) -> Result<Option<Item>, ParseError> {
+    if depth + 1 > limits.max_depth {
+        return Err(ParseError::TooLarge {
+            what: "nesting depth",
+            len: depth + 1,
+            limit: limits.max_depth,
+        });
+    }
+    Ok(Some(if children == 0 {
+        Item::Complete
+    } else {
+        Item::Aggregate(children)
+    }))
+}
+
+/// The text after a `+ - _ # , (` type byte, bounded like a simple string.
+fn text_line<'a>(cur: &mut Cursor<'a>, limits: &Limits) -> Result<Option<&'a [u8]>, ParseError> {
+    let max = limits.max_inline_len;
+    let too_long = |len| ParseError::TooLarge {
+        what: "simple string",
+        len,
+        limit: max,
+    };
+    cur.line(max, too_long)
+}
+
+/// Checks the text of a RESP3 null, boolean, double or big number.
+fn scalar(kind: u8, text: &[u8]) -> Result<(), ParseError> {
+    let valid = match kind {
+        b'_' => text.is_empty(),
+        b'#' => text == b"t" || text == b"f",
+        b',' => is_double(text),
+        _ => is_big_number(text),
+    };
+    if valid {
+        return Ok(());
+    }
+    let what = match kind {
+        b'_' => "null",
+        b'#' => "boolean",
+        b',' => "double",
+        _ => "big number",
+    };
+    Err(protocol(format!("invalid {what}")))
+}
+
+fn is_double(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|t| t.parse::<f64>().is_ok())
+}
+
+fn is_big_number(text: &[u8]) -> bool {
+    let digits = text
+        .strip_prefix(b"-")
+        .or_else(|| text.strip_prefix(b"+"))
+        .unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// A verbatim string after its `=`: a bulk whose payload starts with a three-byte format and `:`.
+fn verbatim(cur: &mut Cursor, limits: &Limits) -> Result<Option<()>, ParseError> {
+    let Some(range) = bulk(cur, limits, false)? else {
+        return Ok(None);
+    };
+    match cur.buf.get(range) {
+        Some(payload) if payload.len() >= 4 && payload[3] == b':' => Ok(Some(())),
+        _ => Err(protocol("invalid verbatim string".into())),
+    }
+}
+
+/// Validates a map / set / push / attribute length (RESP3 has no null aggregates).
+fn resp3_len(len: i64, limits: &Limits) -> Result<usize, ParseError> {
+    if len < 0 {
+        return Err(protocol("invalid aggregate length".into()));
+    }
+    if len as u64 > limits.max_array_len as u64 {
+        return Err(ParseError::TooLarge {
+            what: "aggregate length",
+            len: len as usize,
+            limit: limits.max_array_len,
+        });
+    }
+    Ok(len as usize)
 }
 
 /// Validates an array length; `None` is the null array (`*-1`).

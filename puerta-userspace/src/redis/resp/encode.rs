@@ -1,13 +1,17 @@
 //! Wire encoding. Simple strings and errors cannot carry CR or LF; they are replaced by spaces so that
 //! an error message built from arbitrary text can never desynchronise the client's stream.
+//!
+//! For a RESP2 connection the RESP3-only types take the shape Redis gives them there: a map is a
+//! flat key/value array, a set or push an array, a double / big number / verbatim string a bulk string,
+//! a boolean the integer 1 or 0, a blob error a simple error; attributes are dropped.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::Frame;
+use super::{Frame, Protocol};
 
-pub(super) fn frame(frame: &Frame, out: &mut BytesMut) {
-    out.reserve(frame_len(frame));
-    write(frame, out);
+pub(super) fn frame(frame: &Frame, protocol: Protocol, out: &mut BytesMut) {
+    out.reserve(frame_len(frame, protocol));
+    write(frame, protocol, out);
 }
 
 /// Encodes a command (`args[0]` is its name) as an array of bulk strings, the form Redis servers read.
@@ -20,32 +24,105 @@ pub fn encode_command(args: &[Bytes], out: &mut BytesMut) {
     }
 }
 
-fn write(frame: &Frame, out: &mut BytesMut) {
+fn write(frame: &Frame, protocol: Protocol, out: &mut BytesMut) {
+    let resp3 = protocol == Protocol::Resp3;
     match frame {
         Frame::Simple(text) => line(b'+', text, out),
         Frame::Error(text) => line(b'-', text, out),
         Frame::Integer(value) => header(b':', *value, out),
         Frame::Bulk(data) => bulk(data, out),
+        Frame::Null | Frame::NullArray if resp3 => out.put_slice(b"_\r\n"),
         Frame::Null => out.put_slice(b"$-1\r\n"),
-        Frame::Array(items) => {
-            header(b'*', items.len() as i64, out);
-            for item in items {
-                write(item, out);
-            }
-        }
         Frame::NullArray => out.put_slice(b"*-1\r\n"),
+        Frame::Array(items) => aggregate(b'*', items, protocol, out),
+        Frame::Set(items) => aggregate(if resp3 { b'~' } else { b'*' }, items, protocol, out),
+        Frame::Push(items) => aggregate(if resp3 { b'>' } else { b'*' }, items, protocol, out),
+        Frame::Map(pairs) if resp3 => pairs_of(b'%', pairs, protocol, out),
+        Frame::Map(pairs) => {
+            header(b'*', 2 * pairs.len() as i64, out);
+            write_pairs(pairs, protocol, out);
+        }
+        Frame::Double(text) if resp3 => line(b',', text, out),
+        Frame::BigNumber(text) if resp3 => line(b'(', text, out),
+        Frame::Double(text) | Frame::BigNumber(text) => bulk(text, out),
+        Frame::Verbatim { format, text } if resp3 => verbatim(format, text, out),
+        Frame::Verbatim { text, .. } => bulk(text, out),
+        Frame::Boolean(value) if resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
+        Frame::Boolean(value) => header(b':', i64::from(*value), out),
+        Frame::BlobError(data) if resp3 => {
+            header(b'!', data.len() as i64, out);
+            out.put_slice(data);
+            out.put_slice(b"\r\n");
+        }
+        Frame::BlobError(data) => line(b'-', data, out),
+        Frame::Attribute(pairs, value) => {
+            if resp3 {
+                pairs_of(b'|', pairs, protocol, out);
+            }
+            write(value, protocol, out);
+        }
     }
 }
 
-pub(super) fn frame_len(frame: &Frame) -> usize {
+fn aggregate(kind: u8, items: &[Frame], protocol: Protocol, out: &mut BytesMut) {
+    header(kind, items.len() as i64, out);
+    for item in items {
+        write(item, protocol, out);
+    }
+}
+
+fn pairs_of(kind: u8, pairs: &[(Frame, Frame)], protocol: Protocol, out: &mut BytesMut) {
+    header(kind, pairs.len() as i64, out);
+    write_pairs(pairs, protocol, out);
+}
+
+fn write_pairs(pairs: &[(Frame, Frame)], protocol: Protocol, out: &mut BytesMut) {
+    for (key, value) in pairs {
+        write(key, protocol, out);
+        write(value, protocol, out);
+    }
+}
+
+fn verbatim(format: &[u8; 3], text: &[u8], out: &mut BytesMut) {
+    header(b'=', text.len() as i64 + 4, out);
+    out.put_slice(format);
+    out.put_u8(b':');
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
+}
+
+pub(super) fn frame_len(frame: &Frame, protocol: Protocol) -> usize {
+    let resp3 = protocol == Protocol::Resp3;
+    let items_len = |items: &[Frame]| items.iter().map(|i| frame_len(i, protocol)).sum::<usize>();
+    let pairs_len = |pairs: &[(Frame, Frame)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| frame_len(k, protocol) + frame_len(v, protocol))
+            .sum::<usize>()
+    };
     match frame {
         Frame::Simple(text) | Frame::Error(text) => 1 + text.len() + 2,
         Frame::Integer(value) => header_len(*value),
         Frame::Bulk(data) => bulk_len(data),
+        Frame::Null | Frame::NullArray if resp3 => 3,
         Frame::Null | Frame::NullArray => 5,
-        Frame::Array(items) => {
-            header_len(items.len() as i64) + items.iter().map(frame_len).sum::<usize>()
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+            header_len(items.len() as i64) + items_len(items)
         }
+        Frame::Map(pairs) if resp3 => header_len(pairs.len() as i64) + pairs_len(pairs),
+        Frame::Map(pairs) => header_len(2 * pairs.len() as i64) + pairs_len(pairs),
+        Frame::Double(text) | Frame::BigNumber(text) if resp3 => 1 + text.len() + 2,
+        Frame::Double(text) | Frame::BigNumber(text) => bulk_len(text),
+        Frame::Verbatim { text, .. } if resp3 => header_len(text.len() as i64 + 4) + text.len() + 6,
+        Frame::Verbatim { text, .. } => bulk_len(text),
+        // `#t\r\n` or `:1\r\n`
+        Frame::Boolean(_) => 4,
+        Frame::BlobError(data) if resp3 => bulk_len(data),
+        Frame::BlobError(data) => 1 + data.len() + 2,
+        Frame::Attribute(pairs, value) if resp3 => {
+            header_len(pairs.len() as i64) + pairs_len(pairs) + frame_len(value, protocol)
+        }
+        Frame::Attribute(_, value) => frame_len(value, protocol),
     }
 }
 

@@ -1,4 +1,4 @@
-//! RESP2 framing. Check-then-parse: `parse_*` either consumes exactly one whole frame from the buffer or
+//! RESP2 and RESP3 framing. Check-then-parse: `parse_*` either consumes exactly one whole frame from the buffer or
 //! leaves it untouched (`Ok(None)` = incomplete), so a frame split across reads is never an error.
 //!
 //! A complete frame is first validated in place (no allocation, limits enforced on declared lengths
@@ -19,6 +19,8 @@ mod inline;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod resp3_tests;
+#[cfg(test)]
 mod tests;
 
 use bytes::{Bytes, BytesMut};
@@ -26,18 +28,61 @@ use bytes::{Bytes, BytesMut};
 pub use decode::Decoder;
 pub use encode::encode_command;
 
-/// One RESP2 value. Payloads are `Bytes` slices of the read buffer (zero-copy).
+/// The protocol a connection speaks, chosen by `HELLO`. Replies are encoded for it; a RESP3-only
+/// frame written to a RESP2 connection takes the form Redis itself gives it there (a map becomes a
+/// flat array, a double a bulk string, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    /// The `proto` number `HELLO` reports.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// One RESP2 or RESP3 value. Payloads are `Bytes` slices of the read buffer (zero-copy). Text-valued
+/// RESP3 scalars (double, big number) keep the exact text the peer sent, so a reply passed through is
+/// re-encoded byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Simple(Bytes),
     Error(Bytes),
     Integer(i64),
     Bulk(Bytes),
-    /// `$-1\r\n`
+    /// `$-1\r\n` in RESP2, `_\r\n` in RESP3 (which parses to this too).
     Null,
     Array(Vec<Frame>),
-    /// `*-1\r\n`
+    /// `*-1\r\n` in RESP2, `_\r\n` in RESP3.
     NullArray,
+    /// `%`: key/value pairs in the order received.
+    Map(Vec<(Frame, Frame)>),
+    /// `~`
+    Set(Vec<Frame>),
+    /// `,`: the text of the number (`1.5`, `inf`, `-inf`, `nan`, `1e10`).
+    Double(Bytes),
+    /// `(`: the digits, with an optional sign.
+    BigNumber(Bytes),
+    /// `=`: the three-byte format (`txt`, `mkd`) and the text.
+    Verbatim {
+        format: [u8; 3],
+        text: Bytes,
+    },
+    /// `#t` / `#f`
+    Boolean(bool),
+    /// `!`: an error that may contain any bytes.
+    BlobError(Bytes),
+    /// `|`: attributes, and the value they describe (on the wire the attribute map precedes it).
+    Attribute(Vec<(Frame, Frame)>, Box<Frame>),
+    /// `>`: out-of-band data (pub/sub messages, invalidations), not the reply to a command.
+    Push(Vec<Frame>),
 }
 
 /// Bounds that turn abusive input into an error instead of unbounded memory.
@@ -92,7 +137,7 @@ pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame
     decode::command(buf, limits, &mut Default::default())
 }
 
-/// Parses one reply frame (any RESP2 type; no inline form). Backend replies can legitimately be larger
+/// Parses one reply frame (any RESP2 or RESP3 type; no inline form). Backend replies can legitimately be larger
 /// than what a client may send (LRANGE of a big list): callers may pass looser limits here.
 pub fn parse_reply(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
     Ok(parse_reply_raw(buf, limits)?.map(|(frame, _raw)| frame))
@@ -126,11 +171,25 @@ impl Frame {
         Frame::Bulk(data.into())
     }
 
-    /// The payload of a string-like frame (bulk, simple, error).
+    /// The payload of a string-like frame (bulk, simple, error, verbatim text).
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {
-            Frame::Bulk(b) | Frame::Simple(b) | Frame::Error(b) => Some(b),
+            Frame::Bulk(b) | Frame::Simple(b) | Frame::Error(b) | Frame::BlobError(b) => Some(b),
+            Frame::Verbatim { text, .. } => Some(text),
             _ => None,
+        }
+    }
+
+    /// An error reply of either protocol (`-` or `!`).
+    pub fn is_error(&self) -> bool {
+        matches!(self, Frame::Error(_) | Frame::BlobError(_))
+    }
+
+    /// Text as Redis sends it from INFO or CLIENT INFO: verbatim `txt` in RESP3, bulk in RESP2.
+    pub fn verbatim_text(text: impl Into<Bytes>) -> Frame {
+        Frame::Verbatim {
+            format: *b"txt",
+            text: text.into(),
         }
     }
 
@@ -149,13 +208,23 @@ impl Frame {
         }
     }
 
-    /// Appends the wire form of `self` to `out`.
+    /// Appends the RESP2 wire form of `self` to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        encode::frame(self, out)
+        encode::frame(self, Protocol::Resp2, out)
     }
 
     /// The number of bytes [`Frame::encode`] appends.
     pub fn encoded_len(&self) -> usize {
-        encode::frame_len(self)
+        encode::frame_len(self, Protocol::Resp2)
+    }
+
+    /// Appends the wire form of `self` for a connection speaking `protocol`.
+    pub fn encode_in(&self, protocol: Protocol, out: &mut BytesMut) {
+        encode::frame(self, protocol, out)
+    }
+
+    /// The number of bytes [`Frame::encode_in`] appends.
+    pub fn encoded_len_in(&self, protocol: Protocol) -> usize {
+        encode::frame_len(self, protocol)
     }
 }

@@ -32,6 +32,45 @@ fn frame() -> impl Strategy<Value = Frame> {
     leaf.prop_recursive(4, 64, 8, |inner| vec(inner, 0..8).prop_map(Frame::Array))
 }
 
+/// Any frame, RESP3 types included. No `NullArray`: in RESP3 it is the same `_` as `Null`.
+fn frame3() -> impl Strategy<Value = Frame> {
+    let leaf = prop_oneof![
+        line_text().prop_map(Frame::Simple),
+        line_text().prop_map(Frame::Error),
+        any::<i64>().prop_map(Frame::Integer),
+        binary(40).prop_map(Frame::Bulk),
+        Just(Frame::Null),
+        any::<bool>().prop_map(Frame::Boolean),
+        any::<f64>().prop_map(|d| Frame::Double(Bytes::from(d.to_string()))),
+        prop_oneof![Just("inf"), Just("-inf"), Just("nan")]
+            .prop_map(|d| Frame::Double(Bytes::from_static(d.as_bytes()))),
+        any::<i128>().prop_map(|n| Frame::BigNumber(Bytes::from(n.to_string()))),
+        ("[a-z]{3}", binary(40)).prop_map(|(format, text)| Frame::Verbatim {
+            format: format.as_bytes().try_into().unwrap_or(*b"txt"),
+            text,
+        }),
+        binary(40).prop_map(Frame::BlobError),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        let pairs = vec((inner.clone(), inner.clone()), 0..4);
+        prop_oneof![
+            vec(inner.clone(), 0..8).prop_map(Frame::Array),
+            vec(inner.clone(), 0..8).prop_map(Frame::Set),
+            vec(inner.clone(), 0..8).prop_map(Frame::Push),
+            pairs.clone().prop_map(Frame::Map),
+            (pairs, inner).prop_map(|(p, v)| Frame::Attribute(p, Box::new(v))),
+        ]
+    })
+}
+
+fn encode_all_in(protocol: Protocol, frames: &[Frame]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    for frame in frames {
+        frame.encode_in(protocol, &mut out);
+    }
+    out.to_vec()
+}
+
 fn command_args() -> impl Strategy<Value = Vec<Bytes>> {
     vec(binary(30), 1..8)
 }
@@ -108,14 +147,29 @@ struct Sizes {
 }
 
 fn sizes(frame: &Frame, depth: usize, acc: &mut Sizes) {
+    let mut nested = |items: &mut dyn Iterator<Item = &Frame>, len: usize| {
+        acc.array = acc.array.max(len);
+        acc.depth = acc.depth.max(depth + 1);
+        items.for_each(|item| sizes(item, depth + 1, acc));
+    };
     match frame {
-        Frame::Bulk(b) => acc.bulk = acc.bulk.max(b.len()),
-        Frame::Simple(t) | Frame::Error(t) => acc.line = acc.line.max(t.len()),
-        Frame::Array(items) => {
-            acc.array = acc.array.max(items.len());
-            acc.depth = acc.depth.max(depth + 1);
-            items.iter().for_each(|item| sizes(item, depth + 1, acc));
+        Frame::Bulk(b) | Frame::BlobError(b) => acc.bulk = acc.bulk.max(b.len()),
+        Frame::Verbatim { text, .. } => acc.bulk = acc.bulk.max(text.len() + 4),
+        Frame::Simple(t) | Frame::Error(t) | Frame::Double(t) | Frame::BigNumber(t) => {
+            acc.line = acc.line.max(t.len())
         }
+        Frame::Boolean(_) => acc.line = acc.line.max(1),
+        Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+            nested(&mut items.iter(), items.len())
+        }
+        Frame::Map(pairs) => nested(&mut pairs.iter().flat_map(|(k, v)| [k, v]), pairs.len()),
+        Frame::Attribute(pairs, value) => nested(
+            &mut pairs
+                .iter()
+                .flat_map(|(k, v)| [k, v])
+                .chain(std::iter::once(&**value)),
+            pairs.len(),
+        ),
         Frame::Integer(_) | Frame::Null | Frame::NullArray => {}
     }
 }
@@ -140,6 +194,76 @@ proptest! {
         } else {
             prop_assert!(matches!(parsed, Err(ParseError::TooLarge { .. })), "{:?}", parsed);
         }
+    }
+
+    #[test]
+    fn resp3_limits_accept_exactly_the_frames_within_them(
+        frame in frame3(),
+        bulk in 0usize..44,
+        array in 0usize..8,
+        depth in 0usize..5,
+        line in 0usize..40,
+    ) {
+        let limits = Limits { max_bulk_len: bulk, max_array_len: array, max_depth: depth, max_inline_len: line };
+        let mut actual = Sizes::default();
+        sizes(&frame, 0, &mut actual);
+        let within = actual.bulk <= bulk && actual.array <= array && actual.depth <= depth && actual.line <= line;
+        let wire = encode_all_in(Protocol::Resp3, std::slice::from_ref(&frame));
+        let parsed = parse_reply(&mut BytesMut::from(&wire[..]), &limits);
+        if within {
+            prop_assert_eq!(parsed, Ok(Some(frame)));
+        } else {
+            prop_assert!(matches!(parsed, Err(ParseError::TooLarge { .. })), "{:?}", parsed);
+        }
+    }
+
+    #[test]
+    fn resp3_frames_round_trip_byte_for_byte(frame in frame3()) {
+        let wire = encode_all_in(Protocol::Resp3, std::slice::from_ref(&frame));
+        prop_assert_eq!(wire.len(), frame.encoded_len_in(Protocol::Resp3));
+        let mut buf = BytesMut::from(&wire[..]);
+        let (parsed, raw) = parse_reply_raw(&mut buf, &Limits::default()).unwrap().unwrap();
+        prop_assert_eq!(parsed, frame);
+        prop_assert_eq!(&raw[..], &wire[..]);
+    }
+
+    /// What a RESP2 client gets for a RESP3 frame is valid RESP2 and stable when re-encoded.
+    #[test]
+    fn resp3_frames_downgrade_to_stable_resp2(frame in frame3()) {
+        let wire = encode_all_in(Protocol::Resp2, std::slice::from_ref(&frame));
+        prop_assert_eq!(wire.len(), frame.encoded_len_in(Protocol::Resp2));
+        let mut buf = BytesMut::from(&wire[..]);
+        let parsed = parse_reply(&mut buf, &Limits::default()).unwrap().unwrap();
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(encode_all(&[parsed]), wire);
+    }
+
+    #[test]
+    fn decoder_reads_resp3_replies_in_any_chunking(
+        frames in vec(frame3(), 1..5),
+        chunks in vec(1usize..16, 1..8),
+    ) {
+        let wire = encode_all_in(Protocol::Resp3, &frames);
+        prop_assert_eq!(decode_in_chunks(&wire, &chunks, false), Ok(frames));
+    }
+
+    #[test]
+    fn every_prefix_of_a_resp3_frame_is_incomplete_random(frame in frame3()) {
+        let wire = encode_all_in(Protocol::Resp3, &[frame]);
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            prop_assert_eq!(parse_reply(&mut buf, &Limits::default()), Ok(None));
+            prop_assert_eq!(buf.len(), cut);
+        }
+    }
+
+    #[test]
+    fn corrupted_resp3_frames_never_panic(frame in frame3(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = encode_all_in(Protocol::Resp3, &[frame]);
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        let mut buf = BytesMut::from(&wire[..]);
+        while let Ok(Some(_)) = parse_reply(&mut buf, &Limits::default()) {}
     }
 
     #[test]

@@ -268,8 +268,8 @@ fn reply_raw_is_the_exact_wire_form() {
 fn reply_errors() {
     let bad = |input: &[u8]| reply(input).unwrap_err().to_string();
     assert_eq!(
-        bad(b"%1\r\n"),
-        "Protocol error: expected a RESP type byte, got '%'"
+        bad(b"@1\r\n"),
+        "Protocol error: expected a RESP type byte, got '@'"
     );
     assert_eq!(bad(b":1x\r\n"), "Protocol error: invalid integer");
     assert_eq!(bad(b":-0\r\n"), "Protocol error: invalid integer");

@@ -1,0 +1,80 @@
+use super::*;
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+/// Replies that complete in reverse order still leave in request order, a ready reply behind a
+/// slow one is not written before it, and each is encoded in its own slot's protocol.
+#[tokio::test]
+async fn replies_leave_in_request_order() {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = mpsc::channel(16);
+    let (progress, completed) = watch::channel(0u64);
+    let (_pushes, push_rx) = mpsc::channel(1);
+    let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
+    let mut senders = Vec::new();
+    for _ in 0..5 {
+        let (s, r) = oneshot::channel::<Frame>();
+        senders.push(s);
+        let fut = async move { r.await.unwrap_or(Frame::Null) };
+        tx.send((Protocol::Resp2, Reply::Later(Box::pin(fut))))
+            .await
+            .unwrap();
+    }
+    tx.send((Protocol::Resp3, Reply::Ready(Frame::Null)))
+        .await
+        .unwrap();
+    for (i, s) in senders.into_iter().enumerate().rev() {
+        s.send(Frame::Integer(i as i64)).unwrap();
+        tokio::task::yield_now().await;
+    }
+    tx.send((Protocol::Resp2, Reply::Close(wire::ok())))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut client = client;
+    client.read_to_end(&mut out).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(*completed.borrow(), 7);
+    assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n_\r\n+OK\r\n");
+}
+
+/// A push that arrives while a reply is awaited never splits that reply, is not held back behind
+/// later replies, and replies keep their order.
+#[tokio::test]
+async fn pushes_go_between_replies() {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = mpsc::channel(16);
+    let (pushes, push_rx) = mpsc::channel(16);
+    let (progress, _completed) = watch::channel(0u64);
+    let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
+    let (slow, slow_rx) = oneshot::channel::<Frame>();
+    let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
+    tx.send((Protocol::Resp3, Reply::Later(Box::pin(fut))))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    let message = Frame::Push(vec![
+        Frame::bulk("message"),
+        Frame::bulk("c"),
+        Frame::bulk("m"),
+    ]);
+    pushes.send(message).await.unwrap();
+    tokio::task::yield_now().await;
+    slow.send(Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)]))
+        .unwrap();
+    tokio::task::yield_now().await;
+    tx.send((Protocol::Resp3, Reply::Close(wire::ok())))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut client = client;
+    client.read_to_end(&mut out).await.unwrap();
+    writer.await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let reply = text
+        .find("*2\r\n:1\r\n:2\r\n")
+        .expect("the slow reply, whole");
+    let push = text.find(">3\r\n$7\r\nmessage").expect("the push");
+    let ok = text.find("+OK").expect("the last reply");
+    assert!(push < ok && reply < ok, "{text:?}");
+}
