@@ -196,20 +196,6 @@ async fn server_traffic_alone_keeps_the_flow_open_then_both_sides_close() -> any
 }
 
 /// Raises the soft fd limit (this process and the Puerta it starts) so a few hundred pairs fit.
-fn raise_nofile(want: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls with valid pointers.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
-            limit.rlim_cur = want.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 async fn stalled_client(proxy: SocketAddr) -> anyhow::Result<TcpStream> {
     let mut sock = TcpStream::connect(proxy).await?;
     let half = half_message();
@@ -224,7 +210,7 @@ async fn stalled_client(proxy: SocketAddr) -> anyhow::Result<TcpStream> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_clients_do_not_stop_service_and_leave_nothing_behind() -> anyhow::Result<()> {
     const IDLE_CLIENTS: usize = 500;
-    raise_nofile(8192);
+    puerta_tests::pairs::raise_nofile(8192);
     let backend = MongoEcho::start().await?;
     let proxy = start(backend.addr, IDLE.as_secs()).await?;
     let pid = proxy.puerta.process.pid();

@@ -12,6 +12,7 @@ pub mod http;
 pub mod kernel;
 pub mod mongo;
 pub mod mongo_echo;
+pub mod pairs;
 pub mod proxied_cluster;
 pub mod redis_cluster;
 pub mod resp_client;

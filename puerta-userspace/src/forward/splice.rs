@@ -12,14 +12,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::idle::idle;
-use super::userspace::{failed_on, Side};
+use super::userspace::{failed_on, Side, DEFAULT_BUFFER_SIZE};
 use super::FlowBytes;
+use crate::log_throttle::LogThrottle;
 
 /// Per direction. 256 KiB per pipe keeps 10k flows under 5 GiB of pipe pages in the worst case
 /// (pages are only held while data waits) and lets one splice move a full TSO burst on loopback.
@@ -55,6 +57,7 @@ impl SpliceForwarder {
         backend: TcpStream,
         idle_timeout: Option<Duration>,
     ) -> io::Result<FlowBytes> {
+        let _claim = FlowClaim::new();
         let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
         let copy = async {
             tokio::try_join!(
@@ -85,24 +88,72 @@ impl SpliceForwarder {
     }
 }
 
-/// One direction: refill the pipe from `from` only when it is empty, drain it fully into `to`, and
-/// half-close `to` once `from` reached EOF and the pipe is empty.
+/// One direction until `from`'s EOF, then half-close `to`. Each burst (bytes until `from` has
+/// nothing more right now) borrows an empty pipe from [`PIPES`], refills it from `from` only when it
+/// is empty, drains it fully into `to`, and gives it back: an idle connection holds no pipe, only its
+/// two sockets. When no pipe can be had (descriptor limit) the burst is copied in userspace instead of
+/// failing the flow.
 async fn splice_then_shutdown(
     (from, from_side): (&TcpStream, Side),
     (to, to_side): (&TcpStream, Side),
     counters: [&AtomicU64; 2],
 ) -> io::Result<()> {
-    let pipe = Pipe::new()?;
     loop {
-        let filled = from
-            .async_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
-            })
-            .await
-            .map_err(|e| failed_on(from_side, e))?;
-        if filled == 0 {
+        from.readable().await.map_err(|e| failed_on(from_side, e))?;
+        let burst = match PIPES.take() {
+            Ok(pipe) => {
+                let burst = splice_burst(&pipe, (from, from_side), (to, to_side), counters).await?;
+                // Empty on every way out but an error: a pipe that may still hold this flow's bytes
+                // is closed (dropped), never handed to another flow.
+                PIPES.give(pipe);
+                burst
+            }
+            Err(e) => {
+                if let Some(flows) = NO_PIPE_LOG.hit(std::time::Instant::now()) {
+                    tracing::warn!(flows, "no pipe for splice(2) ({e}); copying in userspace");
+                }
+                copy_burst((from, from_side), (to, to_side), counters).await?
+            }
+        };
+        if burst == Burst::Eof {
             break;
         }
+    }
+    socket2::SockRef::from(to)
+        .shutdown(std::net::Shutdown::Write)
+        .or_else(ignore_not_connected)
+        .map_err(|e| failed_on(to_side, e))
+}
+
+/// How a burst ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    /// `from` has nothing more right now.
+    Drained,
+    /// `from` reached EOF.
+    Eof,
+}
+
+/// Pipe failures come in bursts (a descriptor limit): one line per period.
+static NO_PIPE_LOG: LazyLock<LogThrottle> =
+    LazyLock::new(|| LogThrottle::new(Duration::from_secs(1)));
+
+/// Splices until `from` has nothing more right now or reached EOF; leaves the pipe empty.
+async fn splice_burst(
+    pipe: &Pipe,
+    (from, from_side): (&TcpStream, Side),
+    (to, to_side): (&TcpStream, Side),
+    counters: [&AtomicU64; 2],
+) -> io::Result<Burst> {
+    loop {
+        let filled = match from.try_io(Interest::READABLE, || {
+            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
+        }) {
+            Ok(0) => return Ok(Burst::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+            Err(e) => return Err(failed_on(from_side, e)),
+        };
         let mut left = filled;
         while left > 0 {
             let sent = to
@@ -120,10 +171,85 @@ async fn splice_then_shutdown(
             counter.fetch_add(filled as u64, Ordering::Relaxed);
         }
     }
-    socket2::SockRef::from(to)
-        .shutdown(std::net::Shutdown::Write)
-        .or_else(ignore_not_connected)
-        .map_err(|e| failed_on(to_side, e))
+}
+
+/// Copies through a userspace buffer until `from` has nothing more right now or reached EOF: a
+/// burst's fallback without a pipe.
+async fn copy_burst(
+    (from, from_side): (&TcpStream, Side),
+    (to, to_side): (&TcpStream, Side),
+    counters: [&AtomicU64; 2],
+) -> io::Result<Burst> {
+    let mut buf = vec![0u8; DEFAULT_BUFFER_SIZE];
+    loop {
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => return Ok(Burst::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+            Err(e) => return Err(failed_on(from_side, e)),
+        };
+        let mut sent = 0;
+        while sent < n {
+            sent += to
+                .async_io(Interest::WRITABLE, || to.try_write(&buf[sent..n]))
+                .await
+                .map_err(|e| failed_on(to_side, e))?;
+        }
+        for counter in counters {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Empty pipes kept for the next burst, process-wide, so a burst costs no pipe syscalls. At most
+/// [`SPARE_PIPES`], and never more than two per live flow: when the flows are gone, so are the spares.
+static PIPES: PipePool = PipePool {
+    spare: Mutex::new(Vec::new()),
+    flows: AtomicU64::new(0),
+};
+const SPARE_PIPES: usize = 256;
+
+struct PipePool {
+    spare: Mutex<Vec<Pipe>>,
+    flows: AtomicU64,
+}
+
+/// A live flow's claim on spare pipes; its drop trims the spares to what the remaining flows may keep.
+struct FlowClaim;
+
+impl FlowClaim {
+    fn new() -> FlowClaim {
+        PIPES.flows.fetch_add(1, Ordering::Relaxed);
+        FlowClaim
+    }
+}
+
+impl Drop for FlowClaim {
+    fn drop(&mut self) {
+        PIPES.flows.fetch_sub(1, Ordering::Relaxed);
+        let keep = PIPES.keep();
+        let mut spare = PIPES.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.truncate(keep);
+    }
+}
+
+impl PipePool {
+    fn keep(&self) -> usize {
+        let flows = self.flows.load(Ordering::Relaxed) as usize;
+        SPARE_PIPES.min(2 * flows)
+    }
+
+    fn take(&self) -> io::Result<Pipe> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        spare.map_or_else(Pipe::new, Ok)
+    }
+
+    fn give(&self, pipe: Pipe) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < self.keep() {
+            spare.push(pipe);
+        }
+    }
 }
 
 /// A peer that already reset or closed both ways makes `shutdown` fail with ENOTCONN: the FIN has
