@@ -127,6 +127,12 @@ async fn bpftool_shows_client_ip_and_its_backend() -> anyhow::Result<()> {
         anyhow::ensure!(out.status.success(), "bpftool failed: {out:?}");
         Ok(serde_json::from_slice(&out.stdout)?)
     };
+    // The readiness probe (connect, close) is a flow from 127.0.0.1 too; under load it may still be
+    // counted for a moment.
+    wait_for("only the test's connection counted", || {
+        Ok(dump("affinity")?[0]["formatted"]["value"]["conn_count"] == 1)
+    })
+    .await?;
     let affinity = dump("affinity")?;
     let entry = &affinity[0]["formatted"];
     let addr: Vec<u64> = (0..4)
