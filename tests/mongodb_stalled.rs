@@ -53,24 +53,34 @@ async fn connected_pair(
     Ok((client, server))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_that_stops_reading_holds_the_client_back_and_loses_nothing() -> anyhow::Result<()>
-{
+/// Which peer stops reading; the other one writes.
+#[derive(Clone, Copy)]
+enum Stalls {
+    Backend,
+    Client,
+}
+
+/// The writer is held back within [`stall_bound`], then the reader drains every byte in order.
+async fn stalled_peer_holds_the_writer_back(stalls: Stalls) -> anyhow::Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
     let bound = stall_bound()?;
     let mut backend = MongoEcho::start_handing_over().await?;
-    let pins = PinDir::new("stall-b");
+    let pins = PinDir::new("stall");
     let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
     let (client, server) = connected_pair(&mut backend, &puerta).await?;
-    let (_client_rd, client_wr) = client.into_split();
-    let stalled = push_until_stalled(client_wr, TOTAL, 7, QUIET).await?;
+    let (reader, writer) = match stalls {
+        Stalls::Backend => (server, client),
+        Stalls::Client => (client, server),
+    };
+    let (_writer_rd, writer_wr) = writer.into_split();
+    let stalled = push_until_stalled(writer_wr, TOTAL, 7, QUIET).await?;
     let pushed = stalled.pushed_when_blocked;
-    eprintln!("{}: client held back after {pushed} bytes", forwarding());
+    eprintln!("{}: writer held back after {pushed} bytes", forwarding());
     assert!(
         pushed <= bound,
-        "client pushed {pushed} bytes into a stalled backend (bound {bound})"
+        "{pushed} bytes went into a path whose reader stopped (bound {bound})"
     );
-    let (got, got_hash) = drain_hashing(server).await?;
+    let (got, got_hash) = drain_hashing(reader).await?;
     let sent_hash = stalled.writer.await??;
     assert_eq!(got, TOTAL, "bytes lost or added");
     assert_eq!(got_hash, sent_hash, "bytes reordered or changed");
@@ -79,28 +89,15 @@ async fn a_backend_that_stops_reading_holds_the_client_back_and_loses_nothing() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_reading_holds_the_client_back_and_loses_nothing() -> anyhow::Result<()>
+{
+    stalled_peer_holds_the_writer_back(Stalls::Backend).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_the_backend_back_and_loses_nothing() -> anyhow::Result<()>
 {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let bound = stall_bound()?;
-    let mut backend = MongoEcho::start_handing_over().await?;
-    let pins = PinDir::new("stall-c");
-    let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
-    let (client, server) = connected_pair(&mut backend, &puerta).await?;
-    let (_server_rd, server_wr) = server.into_split();
-    let stalled = push_until_stalled(server_wr, TOTAL, 8, QUIET).await?;
-    let pushed = stalled.pushed_when_blocked;
-    eprintln!("{}: backend held back after {pushed} bytes", forwarding());
-    assert!(
-        pushed <= bound,
-        "backend pushed {pushed} bytes to a client that stopped reading (bound {bound})"
-    );
-    let (got, got_hash) = drain_hashing(client).await?;
-    let sent_hash = stalled.writer.await??;
-    assert_eq!(got, TOTAL, "bytes lost or added");
-    assert_eq!(got_hash, sent_hash, "bytes reordered or changed");
-    stop(puerta)?;
-    Ok(())
+    stalled_peer_holds_the_writer_back(Stalls::Client).await
 }
 
 fn mem_available() -> anyhow::Result<u64> {
