@@ -27,20 +27,10 @@ pub async fn echo_roundtrip(sock: TcpStream, len: u64, seed: u64) -> anyhow::Res
         wr.shutdown().await?;
         anyhow::Ok(hash.digest())
     });
-    let mut hash = Xxh3::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut got = 0u64;
-    loop {
-        let n = rd.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        got += n as u64;
-    }
+    let (got, received) = drain_hashing(&mut rd).await?;
     let sent = writer.await??;
     anyhow::ensure!(got == len, "received {got} bytes, sent {len}");
-    Ok((sent, hash.digest()))
+    Ok((sent, received))
 }
 
 /// Reads until EOF or error and returns what was read; fails if the socket is still open after
