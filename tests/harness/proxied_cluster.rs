@@ -42,6 +42,17 @@ impl ProxiedCluster {
         )
     }
 
+    /// [`ProxiedCluster::python`], failing unless the script printed `ALL OK` (the scripts' way of
+    /// saying every check passed).
+    pub fn python_ok(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        all_ok(self.python(script, args)?)
+    }
+
+    /// [`ProxiedCluster::node`], failing unless the script printed `ALL OK`.
+    pub fn node_ok(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        all_ok(self.node(script, args)?)
+    }
+
     /// Runs `tests/js/<script>` with Node.js (clients from `tests/node_modules`, installed by
     /// `cargo xtask setup`), like [`ProxiedCluster::python`].
     pub fn node(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -135,4 +146,9 @@ impl ProxiedCluster {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn all_ok(out: String) -> anyhow::Result<String> {
+    anyhow::ensure!(out.contains("ALL OK"), "{out}");
+    Ok(out)
 }
