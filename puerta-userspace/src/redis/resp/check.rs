@@ -172,13 +172,7 @@ fn item(cur: &mut Cursor, limits: &Limits, depth: usize) -> Result<Option<Item>,
 
 /// An aggregate header counts towards the nesting depth even when it is empty.
 fn aggregate(children: usize, depth: usize, limits: &Limits) -> Result<Option<Item>, ParseError> {
-    if depth + 1 > limits.max_depth {
-        return Err(ParseError::TooLarge {
-            what: "nesting depth",
-            len: depth + 1,
-            limit: limits.max_depth,
-        });
-    }
+    within("nesting depth", depth as u64 + 1, limits.max_depth)?;
     Ok(Some(if children == 0 {
         Item::Complete
     } else {
@@ -240,18 +234,24 @@ fn verbatim(cur: &mut Cursor, limits: &Limits) -> Result<Option<()>, ParseError>
     }
 }
 
+/// The one over-limit check of every declared length and depth.
+fn within(what: &'static str, len: u64, limit: usize) -> Result<(), ParseError> {
+    if len > limit as u64 {
+        return Err(ParseError::TooLarge {
+            what,
+            len: len as usize,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Validates a map / set / push / attribute length (RESP3 has no null aggregates).
 fn resp3_len(len: i64, limits: &Limits) -> Result<usize, ParseError> {
     if len < 0 {
         return Err(protocol("invalid aggregate length".into()));
     }
-    if len as u64 > limits.max_array_len as u64 {
-        return Err(ParseError::TooLarge {
-            what: "aggregate length",
-            len: len as usize,
-            limit: limits.max_array_len,
-        });
-    }
+    within("aggregate length", len as u64, limits.max_array_len)?;
     Ok(len as usize)
 }
 
@@ -260,12 +260,10 @@ fn array_len(len: i64, limits: &Limits) -> Result<Option<usize>, ParseError> {
     match len {
         -1 => Ok(None),
         len if len < -1 => Err(protocol("invalid multibulk length".into())),
-        len if len as u64 > limits.max_array_len as u64 => Err(ParseError::TooLarge {
-            what: "multibulk length",
-            len: len as usize,
-            limit: limits.max_array_len,
-        }),
-        len => Ok(Some(len as usize)),
+        len => {
+            within("multibulk length", len as u64, limits.max_array_len)?;
+            Ok(Some(len as usize))
+        }
     }
 }
 
@@ -285,12 +283,6 @@ fn bulk(
     if len < 0 {
         return Err(protocol("invalid bulk length".into()));
     }
-    if len as u64 > limits.max_bulk_len as u64 {
-        return Err(ParseError::TooLarge {
-            what: "bulk length",
-            len: len as usize,
-            limit: limits.max_bulk_len,
-        });
-    }
+    within("bulk length", len as u64, limits.max_bulk_len)?;
     cur.payload(len as usize)
 }
