@@ -97,6 +97,9 @@ pub struct RedisConfig {
     pub backend_password: Option<String>,
     /// The top-level `client_idle_timeout_sec`, here so that sessions find it next to the rest.
     pub client_idle_timeout: Option<Duration>,
+    /// `client_output_limit_mb` in bytes (`None` = 0 = unlimited): replies held for one client that
+    /// does not read them, past which it is closed, like Redis' `client-output-buffer-limit`.
+    pub client_output_limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,6 +101,8 @@ struct RawRedis {
     users: Vec<RawUser>,
     backend_username: Option<String>,
     backend_password: Option<String>,
+    #[serde(default = "default_client_output_limit_mb")]
+    client_output_limit_mb: u64,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +159,9 @@ fn default_redis_connect_ms() -> Spanned<u64> {
 }
 fn default_command_timeout_ms() -> u64 {
     5_000
+}
+fn default_client_output_limit_mb() -> u64 {
+    64
 }
 fn default_pool_size() -> Spanned<usize> {
     Spanned::new(0..0, 2)
@@ -390,5 +395,9 @@ fn redis(
         backend_username: raw.backend_username.clone(),
         backend_password: raw.backend_password.clone(),
         client_idle_timeout,
+        client_output_limit: (raw.client_output_limit_mb > 0).then(|| {
+            usize::try_from(raw.client_output_limit_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX)
+        }),
     })
 }

@@ -93,6 +93,7 @@ pub(crate) mod tests {
             backend_username: None,
             backend_password: None,
             client_idle_timeout: None,
+            client_output_limit: None,
         }
     }
 

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::fault::{self, FaultKind};
 pub use super::node_connect::{open, ConnectOptions};
-use super::resp::{self, Frame, Limits};
+use super::output::{Charged, OutputBudget};
+use super::resp::{self, Decoder, Frame, Limits};
 
 /// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,17 +64,61 @@ impl BackendError {
 
 pub type ReplyResult = Result<Frame, BackendError>;
 
+/// What a node sent for one request, as the bytes it sent: passed through to a client as they are,
+/// parsed only by whoever must look inside.
+#[derive(Debug)]
+pub enum NodeReply {
+    One(Charged),
+    /// A request of several commands (ASKING + command, MULTI … EXEC): one reply each.
+    Many(Vec<Charged>),
+}
+
+pub type NodeResult = Result<NodeReply, BackendError>;
+
+impl NodeReply {
+    /// The reply as a frame; several replies as an array of them.
+    pub fn frame(&self) -> Frame {
+        match self {
+            NodeReply::One(raw) => parsed(raw),
+            NodeReply::Many(raws) => Frame::Array(raws.iter().map(parsed).collect()),
+        }
+    }
+
+    /// The last reply (the command's own after ASKING).
+    pub fn into_last(self) -> Option<Charged> {
+        match self {
+            NodeReply::One(raw) => Some(raw),
+            NodeReply::Many(raws) => raws.into_iter().last(),
+        }
+    }
+}
+
+/// The frame of bytes the reader already validated; failing here would be a parser bug, which the
+/// client sees as an error reply rather than a crash.
+fn parsed(raw: &Charged) -> Frame {
+    resp::frame_of(raw.bytes())
+        .unwrap_or_else(|e| Frame::error(format!("ERR Puerta: unreadable node reply ({e})")))
+}
+
+/// The frame of a node result, for the proxy's own use of a reply.
+pub fn frame_result(result: NodeResult) -> ReplyResult {
+    result.map(|reply| reply.frame())
+}
+
 struct Request {
     payload: Bytes,
     replies: usize,
-    tx: oneshot::Sender<ReplyResult>,
+    budget: Option<Arc<OutputBudget>>,
+    tx: oneshot::Sender<NodeResult>,
 }
 
-/// A reply slot: `want` replies are collected; one reply is delivered as is, several as an Array.
+/// A reply slot: `want` replies are collected; one reply is delivered as is, several together.
 struct Waiting {
     want: usize,
-    got: Vec<Frame>,
-    tx: oneshot::Sender<ReplyResult>,
+    got: Vec<Charged>,
+    /// The output budget of the client the replies are for; `None` for the proxy's own queries.
+    budget: Option<Arc<OutputBudget>>,
+    tx: oneshot::Sender<NodeResult>,
     /// When the request was queued for writing, for the per-node latency histogram.
     sent: Instant,
 }
@@ -143,11 +188,23 @@ impl BackendConn {
 
     /// Queues `payload` (holding `replies` commands) and returns where the reply will arrive. Requests
     /// sent through one handle reach the node in the order of the calls.
-    pub fn send(&self, payload: Bytes, replies: usize) -> oneshot::Receiver<ReplyResult> {
+    pub fn send(&self, payload: Bytes, replies: usize) -> oneshot::Receiver<NodeResult> {
+        self.send_for(payload, replies, None)
+    }
+
+    /// [`BackendConn::send`] for a client: its replies count against `budget` from the moment they
+    /// are read until the client's writer is done with them.
+    pub fn send_for(
+        &self,
+        payload: Bytes,
+        replies: usize,
+        budget: Option<&Arc<OutputBudget>>,
+    ) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
         let request = Request {
             payload,
             replies: replies.max(1),
+            budget: budget.cloned(),
             tx,
         };
         if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
@@ -161,7 +218,7 @@ impl BackendConn {
     /// Sends and waits.
     pub async fn call(&self, payload: Bytes, replies: usize) -> ReplyResult {
         match self.send(payload, replies).await {
-            Ok(result) => result,
+            Ok(result) => frame_result(result),
             Err(_) => Err(BackendError::Lost {
                 addr: self.addr.clone(),
                 reason: "connection task ended".into(),
@@ -185,6 +242,10 @@ async fn write_loop(
             _ = stop.cancelled() => None,
         };
         let Some(first) = first else { break };
+        // Let every task that is ready in this scheduler turn queue its request first, so they leave
+        // in one write: without this the runtime runs this task right after the first sender (its
+        // LIFO slot) and every command costs the node a write, a wake-up and a read.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         while out.len() < 256 * 1024 {
             match rx.try_recv() {
@@ -203,6 +264,7 @@ async fn write_loop(
                 p.queue.push_back(Waiting {
                     want: r.replies,
                     got: Vec::new(),
+                    budget: r.budget,
                     tx: r.tx,
                     sent: Instant::now(),
                 });
@@ -299,21 +361,21 @@ async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationTo
 }
 
 async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
-    let limits = Limits::default();
+    let mut decoder = Decoder::new(Limits::default());
     let latency = super::metrics::node_latency(&r.addr);
     // Re-armed only when the oldest waiting request changes, not on every read.
     let overdue = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(overdue);
     loop {
-        match resp::parse_reply(&mut r.buf, &limits) {
-            Ok(Some(Frame::Push(_))) => {
+        match decoder.reply_bytes(&mut r.buf) {
+            Ok(Some(raw)) if raw.first() == Some(&b'>') => {
                 // Out-of-band data is no reply: pooled connections never subscribe or track keys,
                 // so there is nobody to give it to, and counting it would shift every reply after it.
                 tracing::debug!(addr = %r.addr, "dropped a push frame on a pooled connection");
                 continue;
             }
-            Ok(Some(frame)) => {
-                if !deliver(&r.pending, frame, &latency) {
+            Ok(Some(raw)) => {
+                if !deliver(&r.pending, raw, &latency) {
                     return Ended::fault(
                         FaultKind::BadReply,
                         "sent a reply nobody asked for (stream out of sync)",
@@ -369,28 +431,33 @@ fn is_overdue(pending: &Mutex<PendingQueue>, timeout: Duration) -> bool {
     p.queue.front().is_some_and(|w| w.sent.elapsed() >= timeout)
 }
 
-/// Hands `frame` to the oldest waiting request. False when nobody waits: the stream is out of sync.
-fn deliver(pending: &Mutex<PendingQueue>, frame: Frame, latency: &metrics::Histogram) -> bool {
-    let done = {
+/// Hands `raw` to the oldest waiting request. False when nobody waits: the stream is out of sync.
+fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogram) -> bool {
+    let (w, reply) = {
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(front) = p.queue.front_mut() else {
             return false;
         };
-        front.got.push(frame);
-        if front.got.len() < front.want {
-            return true;
-        }
-        p.queue.pop_front()
-    };
-    if let Some(mut w) = done {
-        super::metrics::record_latency(latency, w.sent.elapsed());
-        let frame = if w.want == 1 {
-            w.got.pop().unwrap_or(Frame::Null)
-        } else {
-            Frame::Array(w.got)
+        let raw = match &front.budget {
+            Some(budget) => budget.charge(raw),
+            None => Charged::free(raw),
         };
-        let _ = w.tx.send(Ok(frame));
-    }
+        let reply = if front.want > 1 {
+            front.got.push(raw);
+            if front.got.len() < front.want {
+                return true;
+            }
+            NodeReply::Many(std::mem::take(&mut front.got))
+        } else {
+            NodeReply::One(raw)
+        };
+        let Some(w) = p.queue.pop_front() else {
+            return false;
+        };
+        (w, reply)
+    };
+    super::metrics::record_latency(latency, w.sent.elapsed());
+    let _ = w.tx.send(Ok(reply));
     true
 }
 

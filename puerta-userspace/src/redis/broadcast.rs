@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 
 use tokio::sync::oneshot;
 
-use super::backend::{BackendError, ReplyResult};
+use super::backend::{frame_result, BackendError, NodeResult};
 use super::cluster::Cluster;
 use super::pool::Lane;
 use super::resp::Frame;
@@ -16,18 +16,18 @@ use super::wire;
 
 /// A command already on the wire to one node.
 pub struct Sent {
-    reply: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+    reply: Result<oneshot::Receiver<NodeResult>, BackendError>,
 }
 
 impl Sent {
     pub async fn reply(self) -> Frame {
         let result = match self.reply {
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
+            Ok(rx) => frame_result(rx.await.unwrap_or_else(|_| {
                 Err(BackendError::Lost {
                     addr: "?".into(),
                     reason: "connection task ended".into(),
                 })
-            }),
+            })),
             Err(e) => Err(e),
         };
         result.unwrap_or_else(|e| wire::error(format!("ERR Puerta: {e}")))

@@ -114,7 +114,12 @@ mod tests {
 
     fn state() -> ClientState {
         let cluster = Cluster::new(crate::redis::auth::tests::config(None, &[]));
-        ClientState::new(42, &cluster, tokio::sync::watch::channel(0).1)
+        ClientState::new(
+            42,
+            &cluster,
+            tokio::sync::watch::channel(0).1,
+            crate::redis::output::OutputBudget::new(None, 42, None),
+        )
     }
 
     fn run(state: &mut ClientState, words: &[&str]) -> Frame {

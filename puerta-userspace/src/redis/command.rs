@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::commands::{self, flag, CommandSpec};
-use super::resp::Frame;
+use super::resp::{Frame, RawCommand};
 use super::router::Route;
 use super::slots::key_slot;
 use super::wire;
@@ -13,8 +13,63 @@ pub struct Command {
     /// `args[0]` is the command name as the client sent it.
     pub args: Vec<Bytes>,
     /// Upper-case name, for matching.
-    pub name: String,
+    pub name: Name,
     pub spec: Option<&'static CommandSpec>,
+    /// The bytes the client sent, forwarded as they are; `None` when they must be encoded (an
+    /// inline command, or one the proxy built).
+    wire: Option<Bytes>,
+}
+
+/// A command name in upper case, kept inline: matching a name must not allocate. Only unknown
+/// commands can be longer than this, and they are cut (no table name is that long).
+#[derive(Clone, Copy)]
+pub struct Name {
+    bytes: [u8; Name::MAX],
+    len: u8,
+}
+
+impl Name {
+    const MAX: usize = 32;
+
+    fn new(raw: &[u8]) -> Name {
+        let mut bytes = [0u8; Name::MAX];
+        let len = raw.len().min(Name::MAX);
+        for (to, from) in bytes.iter_mut().zip(&raw[..len]) {
+            // Non-ASCII bytes cannot be part of a known name; '?' keeps the name valid UTF-8.
+            *to = if from.is_ascii() {
+                from.to_ascii_uppercase()
+            } else {
+                b'?'
+            };
+        }
+        Name {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 impl Command {
@@ -58,9 +113,21 @@ impl Command {
     }
 
     pub fn new(args: Vec<Bytes>) -> Command {
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let name = Name::new(&args[0]);
         let spec = commands::lookup(&args[0]);
-        Command { args, name, spec }
+        Command {
+            args,
+            name,
+            spec,
+            wire: None,
+        }
+    }
+
+    /// A command as parsed from the client: forwarded as the bytes it came in.
+    pub fn from_raw(raw: RawCommand) -> Command {
+        let mut cmd = Command::new(raw.args);
+        cmd.wire = raw.wire;
+        cmd
     }
 
     /// Upper-case text of argument `i`, if present.
@@ -125,8 +192,12 @@ impl Command {
             .is_some_and(|spec| commands::blocks(spec, &self.args))
     }
 
+    /// The command's wire form: the client's own bytes when it sent the multibulk form.
     pub fn payload(&self) -> Bytes {
-        wire::command_bytes(&self.args)
+        match &self.wire {
+            Some(wire) => wire.clone(),
+            None => wire::command_bytes(&self.args),
+        }
     }
 
     /// The command routed by its keys.
@@ -202,5 +273,26 @@ mod tests {
         assert!(Command::from_frame(Frame::Array(vec![])).unwrap().is_none());
         assert!(Command::from_frame(Frame::Array(vec![Frame::Integer(1)])).is_err());
         assert_eq!(&c.payload()[..], b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n");
+    }
+
+    #[test]
+    fn parsed_commands_keep_their_wire_bytes() {
+        // The client's exact bytes go to the node (its spelling of the name included).
+        let mut buf = bytes::BytesMut::from(&b"*2\r\n$3\r\ngEt\r\n$1\r\nk\r\nPING\r\n"[..]);
+        let limits = crate::redis::resp::Limits::default();
+        let raw = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        let c = Command::from_raw(raw);
+        assert_eq!(c.name, "GET");
+        assert_eq!(&c.payload()[..], b"*2\r\n$3\r\ngEt\r\n$1\r\nk\r\n");
+        let inline = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        let c = Command::from_raw(inline);
+        assert_eq!(&c.payload()[..], b"*1\r\n$4\r\nPING\r\n");
+        let long = Command::new(vec![Bytes::from(vec![b'x'; 40])]);
+        assert_eq!(long.name.len(), 32);
+        assert!(long.spec.is_none());
     }
 }

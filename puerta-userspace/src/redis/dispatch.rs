@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use futures_util::future::{join_all, BoxFuture};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
+use super::answer::Answer;
 use super::auth;
 use super::broadcast;
 use super::cluster::Cluster;
@@ -16,9 +18,10 @@ use super::info;
 use super::local;
 use super::multikey;
 use super::order::SlotOrder;
+use super::output::OutputBudget;
 use super::pool::Lane;
 use super::resp::{Frame, Protocol};
-use super::router::{self, Route};
+use super::router::{self, Route, Sender};
 use super::scan;
 use super::stats::Stats;
 use super::transaction::Transaction;
@@ -27,7 +30,7 @@ use super::wire;
 /// A reply slot in the client's FIFO; the writer resolves them strictly in order.
 pub enum Reply {
     Ready(Frame),
-    Later(BoxFuture<'static, Frame>),
+    Later(BoxFuture<'static, Answer>),
     /// Pub/sub: every frame from the channel, until it closes.
     Relay(mpsc::Receiver<Frame>),
     /// Write this, then close the connection.
@@ -43,6 +46,8 @@ pub struct ClientState {
     pub authed: bool,
     pub txn: Transaction,
     pub order: SlotOrder,
+    /// `client_output_limit_mb`: node replies held for this client.
+    pub budget: Arc<OutputBudget>,
 }
 
 impl ClientState {
@@ -55,8 +60,22 @@ impl ClientState {
         self.lane.protocol = protocol;
     }
 
-    pub fn new(id: u64, cluster: &Cluster, completed: watch::Receiver<u64>) -> ClientState {
+    /// Who sends this client's commands, for the router.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            lane: self.lane,
+            budget: Some(self.budget.clone()),
+        }
+    }
+
+    pub fn new(
+        id: u64,
+        cluster: &Cluster,
+        completed: watch::Receiver<u64>,
+        budget: Arc<OutputBudget>,
+    ) -> ClientState {
         ClientState {
+            budget,
             order: SlotOrder::new(completed),
             id,
             lane: Lane::resp2(id as usize),
@@ -119,14 +138,19 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok).await,
         // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
         _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
-            routed(&cluster, &mut state.order, cmd.keyless_route(), lane).await
+            let sender = state.sender();
+            routed(&cluster, &mut state.order, cmd.keyless_route(), sender).await
         }
-        _ => keyed(&cluster, &mut state.order, cmd, lane).await,
+        _ => {
+            let sender = state.sender();
+            keyed(&cluster, &mut state.order, cmd, sender).await
+        }
     }
 }
 
-fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> Reply {
-    Reply::Later(Box::pin(fut))
+/// A reply the proxy builds once `fut` is done.
+pub fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> Reply {
+    Reply::Later(Box::pin(fut.map(Answer::Built)))
 }
 
 /// Sent to every master now (so that later commands cannot overtake it), merged when all answered.
@@ -142,9 +166,14 @@ async fn fan_out(
     }
 }
 
-async fn routed(cluster: &Arc<Cluster>, order: &mut SlotOrder, route: Route, lane: Lane) -> Reply {
-    match send_in_order(cluster, order, route, lane).await {
-        Ok(inflight) => later(inflight.finish()),
+async fn routed(
+    cluster: &Arc<Cluster>,
+    order: &mut SlotOrder,
+    route: Route,
+    sender: Sender,
+) -> Reply {
+    match send_in_order(cluster, order, route, sender).await {
+        Ok(inflight) => Reply::Later(Box::pin(inflight.finish())),
         Err(e) => Reply::Ready(e),
     }
 }
@@ -155,24 +184,29 @@ async fn send_in_order(
     cluster: &Arc<Cluster>,
     order: &mut SlotOrder,
     route: Route,
-    lane: Lane,
+    sender: Sender,
 ) -> Result<router::InFlight, Frame> {
     let addr = router::target(cluster, &route)?;
     let replica_read = route.readonly && cluster.config.read_from_replicas;
     if let (Some(slot), false) = (route.slot, replica_read) {
         order.before_send(slot, &addr).await;
     }
-    Ok(router::send_to(cluster, route, lane, addr).await)
+    Ok(router::send_to(cluster, route, sender, addr).await)
 }
 
-async fn keyed(cluster: &Arc<Cluster>, order: &mut SlotOrder, cmd: Command, lane: Lane) -> Reply {
+async fn keyed(
+    cluster: &Arc<Cluster>,
+    order: &mut SlotOrder,
+    cmd: Command,
+    sender: Sender,
+) -> Reply {
     let split = match multikey::split(&cmd) {
         Ok(split) => split,
         Err(e) => return Reply::Ready(e),
     };
     let Some(split) = split else {
         return match cmd.route() {
-            Ok(route) => routed(cluster, order, route, lane).await,
+            Ok(route) => routed(cluster, order, route, sender).await,
             Err(e) => Reply::Ready(e),
         };
     };
@@ -185,13 +219,16 @@ async fn keyed(cluster: &Arc<Cluster>, order: &mut SlotOrder, cmd: Command, lane
             readonly,
             dedicated: false,
         };
-        match send_in_order(cluster, order, route, lane).await {
+        match send_in_order(cluster, order, route, sender.clone()).await {
             Ok(f) => inflight.push(f),
             Err(e) => return Reply::Ready(e),
         }
     }
     later(async move {
         let replies = join_all(inflight.into_iter().map(|f| f.finish())).await;
-        multikey::merge(&split, replies)
+        multikey::merge(
+            &split,
+            replies.into_iter().map(Answer::into_frame).collect(),
+        )
     })
 }

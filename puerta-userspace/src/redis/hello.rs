@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::auth;
 use super::client::valid_name;
 use super::cluster::Cluster;
-use super::dispatch::{ClientState, Reply};
+use super::dispatch::{later, ClientState, Reply};
 use super::resp::{Frame, Protocol};
 use super::version;
 use super::wire;
@@ -46,10 +46,10 @@ pub fn hello(cluster: &Arc<Cluster>, state: &mut ClientState, args: &[Bytes]) ->
     }
     let (id, protocol) = (state.id, state.protocol());
     let cluster = cluster.clone();
-    Reply::Later(Box::pin(async move {
+    later(async move {
         let version = version::redis_version(&cluster).await;
         reply(id, protocol, &version)
-    }))
+    })
 }
 
 fn parse(args: &[Bytes]) -> Result<Hello, Frame> {

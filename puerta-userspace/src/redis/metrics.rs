@@ -2,22 +2,40 @@
 //! are bounded: command names come from the command table (anything else is `unknown`) and error
 //! kinds must look like a Redis error code, so a client cannot grow the series set.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::command::Command;
+use super::commands;
 use super::resp::Frame;
 use super::stats::Stats;
 
+/// `puerta_redis_commands_total` per table entry, resolved once: counting a command is then one
+/// atomic add instead of a registry lookup.
+static COMMAND_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
+
 /// One client command, by its table name.
 pub fn command(cmd: &Command) {
-    let name = cmd.spec.map_or("unknown", |s| s.name);
-    metrics::counter!("puerta_redis_commands_total", "command" => name).increment(1);
+    let counters = COMMAND_COUNTERS.get();
+    match (cmd.spec.and_then(commands::index), counters) {
+        (Some(i), Some(counters)) => counters[i].increment(1),
+        _ => {
+            let name = cmd.spec.map_or("unknown", |s| s.name);
+            metrics::counter!("puerta_redis_commands_total", "command" => name).increment(1)
+        }
+    }
 }
 
 /// An error reply on its way to a client, by kind (`ERR`, `WRONGTYPE`, `MOVED`, ...).
 pub fn reply(frame: &Frame) {
     if let Frame::Error(text) | Frame::BlobError(text) = frame {
+        reply_error(Some(text));
+    }
+}
+
+/// [`reply`] for the text of an error reply (`None` for any other reply).
+pub fn reply_error(text: Option<&[u8]>) {
+    if let Some(text) = text {
         metrics::counter!("puerta_redis_errors_total", "kind" => error_kind(text)).increment(1);
     }
 }
@@ -77,9 +95,20 @@ pub fn refresh_from_stats(stats: &Stats) {
     );
 }
 
-/// Help texts, registered once when the view is published.
+/// Help texts, registered once when the view is published; also resolves the per-command counters
+/// (the recorder is installed by then).
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram};
+    COMMAND_COUNTERS.get_or_init(|| {
+        commands::all()
+            .iter()
+            .map(|spec| metrics::counter!("puerta_redis_commands_total", "command" => spec.name))
+            .collect()
+    });
+    describe_counter!(
+        "puerta_redis_clients_closed_total",
+        "Clients closed by the proxy, by reason (output_limit: replies it did not read)"
+    );
     describe_counter!("puerta_redis_commands_total", "Client commands, by command");
     describe_counter!(
         "puerta_redis_errors_total",

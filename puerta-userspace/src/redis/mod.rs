@@ -4,6 +4,7 @@
 //! reply comes back the same way. `cluster` holds the slot map and refreshes it.
 
 pub mod admin_view;
+pub mod answer;
 pub mod auth;
 pub mod backend;
 pub mod broadcast;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod multikey;
 pub mod node_connect;
 pub mod order;
+pub mod output;
 pub mod pool;
 pub mod pubsub;
 pub mod redirect;

@@ -22,6 +22,17 @@ pub fn classify(reply: &Frame, node: &str) -> Option<Redirect> {
     let Frame::Error(text) = reply else {
         return None;
     };
+    classify_error(text, node)
+}
+
+/// Like [`classify`], for the wire bytes of a reply: only an error reply (`-`) is looked at, and only
+/// its first line, so a reply passed through costs one byte comparison.
+pub fn classify_wire(reply: &[u8], node: &str) -> Option<Redirect> {
+    let text = reply.strip_prefix(b"-")?;
+    classify_error(text.strip_suffix(b"\r\n").unwrap_or(text), node)
+}
+
+fn classify_error(text: &[u8], node: &str) -> Option<Redirect> {
     let text = std::str::from_utf8(text).ok()?;
     let mut words = text.split(' ');
     match words.next()? {
@@ -94,6 +105,23 @@ mod tests {
             classify(&err("CLUSTERDOWN The cluster is down"), "x:1"),
             Some(Redirect::ClusterDown)
         );
+    }
+
+    #[test]
+    fn reads_redirects_from_wire_bytes() {
+        assert_eq!(
+            classify_wire(b"-MOVED 3999 127.0.0.1:6381\r\n", "x:1"),
+            Some(Redirect::Moved {
+                slot: 3999,
+                addr: "127.0.0.1:6381".into()
+            })
+        );
+        assert_eq!(
+            classify_wire(b"-TRYAGAIN x\r\n", "x:1"),
+            Some(Redirect::TryAgain)
+        );
+        assert_eq!(classify_wire(b"$5\r\nMOVED\r\n", "x:1"), None);
+        assert_eq!(classify_wire(b"-ERR MOVED\r\n", "x:1"), None);
     }
 
     #[test]

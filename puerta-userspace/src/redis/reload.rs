@@ -56,6 +56,10 @@ fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
             "command_timeout_ms",
             old.command_timeout != new.command_timeout,
         ),
+        (
+            "client_output_limit_mb",
+            old.client_output_limit != new.client_output_limit,
+        ),
     ];
     for (key, changed) in fixed {
         if changed {

@@ -12,10 +12,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::backend::{BackendConn, BackendError, ReplyResult};
+use super::answer::Answer;
+use super::backend::{BackendConn, BackendError, NodeResult};
 use super::cluster::Cluster;
+use super::output::{Charged, OutputBudget};
 use super::pool::Lane;
-use super::redirect::{classify, Redirect};
+use super::redirect::{classify_wire, Redirect};
 use super::resp::Frame;
 use super::stats::Stats;
 use super::wire;
@@ -36,40 +38,37 @@ pub struct Route {
 pub struct InFlight {
     cluster: Arc<Cluster>,
     route: Route,
-    lane: Lane,
+    sender: Sender,
     attempt: Attempt,
+}
+
+/// Who sends: the lane of the client's pools, and the budget its replies count against.
+#[derive(Clone)]
+pub struct Sender {
+    pub lane: Lane,
+    pub budget: Option<Arc<OutputBudget>>,
 }
 
 struct Attempt {
     addr: Arc<str>,
-    asking: bool,
-    reply: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+    reply: Result<oneshot::Receiver<NodeResult>, BackendError>,
     /// Keeps a dedicated connection open until its reply is in.
     _conn: Option<BackendConn>,
 }
 
-/// Puts `route` on the wire to the node that owns its slot.
-pub async fn send(cluster: &Arc<Cluster>, route: Route, lane: Lane) -> Result<InFlight, Frame> {
-    let addr = target(cluster, &route)?;
-    Ok(send_to(cluster, route, lane, addr).await)
-}
-
 /// Puts `route` on the wire to `addr` (from [`target`]).
-pub async fn send_to(cluster: &Arc<Cluster>, route: Route, lane: Lane, addr: Arc<str>) -> InFlight {
-    let attempt = attempt(cluster, &route, lane, addr, false).await;
+pub async fn send_to(
+    cluster: &Arc<Cluster>,
+    route: Route,
+    sender: Sender,
+    addr: Arc<str>,
+) -> InFlight {
+    let attempt = attempt(cluster, &route, &sender, addr, false).await;
     InFlight {
         cluster: cluster.clone(),
         route,
-        lane,
+        sender,
         attempt,
-    }
-}
-
-/// Sends and waits, following redirects.
-pub async fn execute(cluster: &Arc<Cluster>, route: Route, lane: Lane) -> Frame {
-    match send(cluster, route, lane).await {
-        Ok(inflight) => inflight.finish().await,
-        Err(e) => e,
     }
 }
 
@@ -93,7 +92,7 @@ pub fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
 async fn attempt(
     cluster: &Cluster,
     route: &Route,
-    lane: Lane,
+    sender: &Sender,
     addr: Arc<str>,
     asking: bool,
 ) -> Attempt {
@@ -106,21 +105,21 @@ async fn attempt(
         route.payload.clone()
     };
     let replies = if asking { 2 } else { 1 };
-    let pool = cluster.pool(&addr, lane.protocol);
+    let pool = cluster.pool(&addr, sender.lane.protocol);
+    let budget = sender.budget.as_ref();
     let (reply, conn) = if route.dedicated {
         match pool.blocking().await {
-            Ok(conn) => (Ok(conn.send(payload, replies)), Some(conn)),
+            Ok(conn) => (Ok(conn.send_for(payload, replies, budget)), Some(conn)),
             Err(e) => (Err(e), None),
         }
     } else {
-        match pool.conn(lane).await {
-            Ok(conn) => (Ok(conn.send(payload, replies)), None),
+        match pool.conn(sender.lane).await {
+            Ok(conn) => (Ok(conn.send_for(payload, replies, budget)), None),
             Err(e) => (Err(e), None),
         }
     };
     Attempt {
         addr,
-        asking,
         reply,
         _conn: conn,
     }
@@ -128,26 +127,26 @@ async fn attempt(
 
 impl InFlight {
     /// Waits for the reply, following redirects until a final answer or `max_redirects`.
-    pub async fn finish(mut self) -> Frame {
+    pub async fn finish(mut self) -> Answer {
         let max = self.cluster.config.max_redirects;
         let mut retries = 0u32;
         loop {
             let outcome = wait(&mut self.attempt).await;
             let next = match &outcome {
-                Ok(frame) => match classify(frame, &self.attempt.addr) {
-                    None => return outcome.unwrap_or(Frame::Null),
+                Ok(raw) => match classify_wire(raw.bytes(), &self.attempt.addr) {
+                    None => return final_answer(outcome),
                     Some(redirect) => self.follow(redirect, retries).await,
                 },
                 Err(e) => self.after_backend_error(e, retries).await,
             };
             let Some((addr, asking)) = next else {
-                return final_error(outcome);
+                return final_answer(outcome);
             };
             if retries >= max {
-                return final_error(outcome);
+                return final_answer(outcome);
             }
             retries += 1;
-            self.attempt = attempt(&self.cluster, &self.route, self.lane, addr, asking).await;
+            self.attempt = attempt(&self.cluster, &self.route, &self.sender, addr, asking).await;
         }
     }
 
@@ -205,31 +204,24 @@ impl InFlight {
     }
 }
 
-async fn wait(attempt: &mut Attempt) -> ReplyResult {
+/// The command's reply (after ASKING, the second of the two).
+async fn wait(attempt: &mut Attempt) -> Result<Charged, BackendError> {
+    let lost = || BackendError::Lost {
+        addr: attempt.addr.clone(),
+        reason: "connection task ended".into(),
+    };
     let rx = match &mut attempt.reply {
         Ok(rx) => rx,
         Err(e) => return Err(e.clone()),
     };
-    let reply = rx.await.unwrap_or_else(|_| {
-        Err(BackendError::Lost {
-            addr: attempt.addr.clone(),
-            reason: "connection task ended".into(),
-        })
-    })?;
-    if !attempt.asking {
-        return Ok(reply);
-    }
-    // ASKING + command were sent together: the command's reply is the second one.
-    match reply {
-        Frame::Array(mut both) if both.len() == 2 => Ok(both.pop().unwrap_or(Frame::Null)),
-        other => Ok(other),
-    }
+    let reply = rx.await.unwrap_or_else(|_| Err(lost()))?;
+    reply.into_last().ok_or_else(lost)
 }
 
-fn final_error(outcome: ReplyResult) -> Frame {
+fn final_answer(outcome: Result<Charged, BackendError>) -> Answer {
     match outcome {
-        Ok(frame) => frame,
-        Err(e) => wire::error(format!("ERR Puerta: {e}")),
+        Ok(raw) => Answer::Node(raw),
+        Err(e) => Answer::Built(wire::error(format!("ERR Puerta: {e}"))),
     }
 }
 

@@ -15,11 +15,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::answer::Answer;
 use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::{dispatch, ClientState, Reply};
+use super::output::OutputBudget;
 use super::pubsub::{self, PubSub};
-use super::resp::{self, Frame, Limits, Protocol};
+use super::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
 use super::stats::Stats;
 use super::subscriptions::Subscriptions;
 use super::wire;
@@ -39,16 +41,23 @@ const MAX_PUSHES: usize = 1024;
 
 pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let budget = OutputBudget::new(
+        cluster.config.client_output_limit,
+        id,
+        stream.peer_addr().ok(),
+    );
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
     let (progress, completed) = watch::channel(0u64);
-    let writer = tokio::spawn(write_replies(write, rx, push_rx, progress));
+    let output = Output::new(write, budget.clone());
+    let writer = tokio::spawn(write_replies(output, rx, push_rx, progress));
     let mut reader = Reader {
-        state: ClientState::new(id, &cluster, completed),
+        state: ClientState::new(id, &cluster, completed, budget),
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
+        decoder: Decoder::new(Limits::default()),
         tx,
         pushes,
         pubsub: None,
@@ -74,6 +83,7 @@ struct Reader {
     state: ClientState,
     read: OwnedReadHalf,
     buf: BytesMut,
+    decoder: Decoder,
     tx: mpsc::Sender<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
@@ -91,12 +101,11 @@ enum Flow {
 
 impl Reader {
     async fn run(&mut self, shutdown: CancellationToken) {
-        let limits = Limits::default();
         loop {
             loop {
-                match resp::parse_command(&mut self.buf, &limits) {
-                    Ok(Some(frame)) => {
-                        if let Flow::Stop = self.command(frame).await {
+                match self.decoder.command_args(&mut self.buf) {
+                    Ok(Some(raw)) => {
+                        if let Flow::Stop = self.command(raw).await {
                             return;
                         }
                     }
@@ -118,6 +127,7 @@ impl Reader {
             let read = tokio::select! {
                 r = super::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
                 _ = shutdown.cancelled() => return,
+                _ = self.state.budget.exceeded() => return,
                 _ = lost(&self.pubsub, &self.subscriptions) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
                     let _ = self.send(Reply::Close(wire::error(msg))).await;
@@ -135,15 +145,8 @@ impl Reader {
         }
     }
 
-    async fn command(&mut self, frame: Frame) -> Flow {
-        let cmd = match Command::from_frame(frame) {
-            Ok(Some(cmd)) => cmd,
-            Ok(None) => return Flow::Continue,
-            Err(e) => {
-                let _ = self.send(Reply::Close(e)).await;
-                return Flow::Stop;
-            }
-        };
+    async fn command(&mut self, raw: RawCommand) -> Flow {
+        let cmd = Command::from_raw(raw);
         let resp3 = self.state.protocol() == Protocol::Resp3;
         if self.pubsub.is_some() && !resp3 {
             return self.in_pubsub(cmd).await;
@@ -183,84 +186,151 @@ impl Reader {
     }
 }
 
+/// The client socket's write side: replies are gathered into one buffer and written once per turn;
+/// a node's reply too big to be worth copying is written from its own bytes.
+struct Output<W> {
+    write: W,
+    out: BytesMut,
+    budget: Arc<OutputBudget>,
+}
+
+/// The client is gone, or was closed for its output limit: the writer stops.
+struct Gone;
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    fn new(write: W, budget: Arc<OutputBudget>) -> Output<W> {
+        Output {
+            write,
+            out: BytesMut::with_capacity(16 * 1024),
+            budget,
+        }
+    }
+
+    async fn answer(&mut self, protocol: Protocol, answer: Answer) -> Result<(), Gone> {
+        super::metrics::reply_error(answer.error_text());
+        match answer {
+            Answer::Node(raw) if raw.bytes().len() >= FLUSH_AT => {
+                self.flush().await?;
+                // Written while still charged to the client: it is in memory until written.
+                self.write_all(raw.bytes()).await
+            }
+            answer => {
+                answer.encode_in(protocol, &mut self.out);
+                Ok(())
+            }
+        }
+    }
+
+    fn frame(&mut self, protocol: Protocol, frame: &Frame) {
+        if frame.is_error() {
+            super::metrics::reply(frame);
+        }
+        frame.encode_in(protocol, &mut self.out);
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_all(&out).await;
+        self.out = out;
+        self.out.clear();
+        written
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Gone> {
+        tokio::select! {
+            r = self.write.write_all(bytes) => r.map_err(|_| Gone),
+            _ = self.budget.exceeded() => Err(Gone),
+        }
+    }
+
+    /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
+    async fn wait<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Gone> {
+        tokio::select! {
+            v = fut => Ok(v),
+            _ = self.budget.exceeded() => Err(Gone),
+        }
+    }
+}
+
 async fn write_replies<W: AsyncWrite + Unpin>(
-    mut write: W,
+    mut output: Output<W>,
     mut rx: mpsc::Receiver<Slot>,
     mut pushes: mpsc::Receiver<Frame>,
     progress: watch::Sender<u64>,
 ) {
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    if write_loop(&mut output, &mut rx, &mut pushes, &progress)
+        .await
+        .is_ok()
+    {
+        let _ = output.flush().await;
+        let _ = output.write.shutdown().await;
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    output: &mut Output<W>,
+    rx: &mut mpsc::Receiver<Slot>,
+    pushes: &mut mpsc::Receiver<Frame>,
+    progress: &watch::Sender<u64>,
+) -> Result<(), Gone> {
     loop {
         let slot = tokio::select! {
             slot = rx.recv() => slot,
             Some(push) = pushes.recv() => {
-                push.encode_in(Protocol::Resp3, &mut out);
-                if rx.is_empty() && pushes.is_empty() && flush(&mut write, &mut out).await.is_err() {
-                    return;
+                push.encode_in(Protocol::Resp3, &mut output.out);
+                if rx.is_empty() && pushes.is_empty() {
+                    output.flush().await?;
                 }
                 continue;
             }
+            _ = output.budget.exceeded() => return Err(Gone),
         };
         let Some((protocol, reply)) = slot else {
-            break;
+            return Ok(());
         };
-        if let Reply::Ready(frame) | Reply::Close(frame) = &reply {
-            super::metrics::reply(frame);
-        }
         let close = match reply {
             Reply::Ready(frame) => {
-                frame.encode_in(protocol, &mut out);
+                output.frame(protocol, &frame);
                 false
             }
             Reply::Later(mut fut) => {
-                let frame = match (&mut fut).now_or_never() {
-                    Some(frame) => frame,
+                let answer = match (&mut fut).now_or_never() {
+                    Some(answer) => answer,
                     None => {
                         // Do not hold finished replies back while waiting for a slow one.
-                        if flush(&mut write, &mut out).await.is_err() {
-                            return;
-                        }
-                        fut.await
+                        output.flush().await?;
+                        output.wait(fut).await?
                     }
                 };
-                super::metrics::reply(&frame);
-                frame.encode_in(protocol, &mut out);
+                output.answer(protocol, answer).await?;
                 false
             }
             Reply::Relay(mut frames) => {
-                while let Some(frame) = frames.recv().await {
-                    frame.encode_in(protocol, &mut out);
-                    if frames.is_empty() && flush(&mut write, &mut out).await.is_err() {
-                        return;
+                while let Some(frame) = output.wait(frames.recv()).await? {
+                    output.frame(protocol, &frame);
+                    if frames.is_empty() {
+                        output.flush().await?;
                     }
                 }
                 false
             }
             Reply::Close(frame) => {
-                frame.encode_in(protocol, &mut out);
+                output.frame(protocol, &frame);
                 true
             }
         };
         progress.send_modify(|done| *done += 1);
         if close {
-            let _ = flush(&mut write, &mut out).await;
-            let _ = write.shutdown().await;
-            return;
+            // The caller flushes and shuts the socket down.
+            return Ok(());
         }
-        if (rx.is_empty() || out.len() >= FLUSH_AT) && flush(&mut write, &mut out).await.is_err() {
-            return;
+        if rx.is_empty() || output.out.len() >= FLUSH_AT {
+            output.flush().await?;
         }
     }
-    let _ = flush(&mut write, &mut out).await;
-}
-
-async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    write.write_all(out).await?;
-    out.clear();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use bytes::{Bytes, BytesMut};
 
 use tokio::sync::oneshot;
 
-use super::backend::{BackendConn, BackendError, ReplyResult};
+use super::backend::{frame_result, BackendConn, BackendError, NodeResult, ReplyResult};
 use super::cluster::Cluster;
 use super::command::Command;
-use super::dispatch::Reply;
+use super::dispatch::{later, Reply};
 use super::order::SlotOrder;
 use super::pool::Lane;
 use super::redirect::{classify, Redirect};
@@ -129,7 +129,7 @@ impl Transaction {
         if let Some(w) = watch {
             order.before_send(w.slot, w.conn.addr()).await;
             let rx = w.conn.send(payload, replies);
-            return Reply::Later(Box::pin(async move {
+            return later(async move {
                 let addr = w.conn.addr().clone();
                 let result = received(rx, &addr).await;
                 drop(w);
@@ -137,7 +137,7 @@ impl Transaction {
                     Ok(frame) => exec_reply(frame, &addr).unwrap_or_else(|e| e),
                     Err(e) => wire::error(format!("ERR Puerta: {e}")),
                 }
-            }));
+            });
         }
         let Some(addr) = transaction_node(cluster, slot) else {
             return Reply::Ready(wire::error(
@@ -152,7 +152,7 @@ impl Transaction {
             Err(e) => Err(e),
         };
         let cluster = cluster.clone();
-        Reply::Later(Box::pin(async move {
+        later(async move {
             let tx = Routed {
                 cluster,
                 slot,
@@ -161,7 +161,7 @@ impl Transaction {
                 lane,
             };
             tx.finish(addr, first).await
-        }))
+        })
     }
 
     async fn watch(&mut self, cluster: &Arc<Cluster>, cmd: &Command, lane: Lane) -> Frame {
@@ -232,13 +232,13 @@ fn transaction_node(cluster: &Cluster, slot: Option<u16>) -> Option<Arc<str>> {
     addr
 }
 
-async fn received(rx: oneshot::Receiver<ReplyResult>, addr: &Arc<str>) -> ReplyResult {
-    rx.await.unwrap_or_else(|_| {
+async fn received(rx: oneshot::Receiver<NodeResult>, addr: &Arc<str>) -> ReplyResult {
+    frame_result(rx.await.unwrap_or_else(|_| {
         Err(BackendError::Lost {
             addr: addr.clone(),
             reason: "connection task ended".into(),
         })
-    })
+    }))
 }
 
 /// The EXEC reply out of `[MULTI reply, queued replies…, EXEC reply]`, or the redirect that aborted
@@ -268,7 +268,7 @@ impl Routed {
     async fn finish(
         self,
         mut addr: Arc<str>,
-        first: Result<oneshot::Receiver<ReplyResult>, BackendError>,
+        first: Result<oneshot::Receiver<NodeResult>, BackendError>,
     ) -> Frame {
         let cluster = &self.cluster;
         let mut sent = Some(first);

@@ -122,12 +122,14 @@ async fn replies_are_matched_in_order_and_grouped() {
     wire::encode_command(&mut two, &["C"]);
     let two = conn.send(two.freeze(), 2);
     let three = conn.send(wire::command_bytes(&["D"]), 1);
-    assert_eq!(one.await.unwrap().unwrap(), Frame::Integer(1));
+    assert_eq!(one.await.unwrap().unwrap().frame(), Frame::Integer(1));
     assert_eq!(
-        two.await.unwrap().unwrap(),
+        two.await.unwrap().unwrap().frame(),
         Frame::Array(vec![Frame::Integer(2), Frame::Integer(3)])
     );
-    assert_eq!(three.await.unwrap().unwrap(), Frame::Integer(4));
+    // Passed through: the node's own bytes, not a re-encoding.
+    let three = three.await.unwrap().unwrap().into_last().unwrap();
+    assert_eq!(&three.bytes()[..], b":4\r\n");
     // The node hung up: the next request fails instead of hanging, and the handle says so.
     let err = conn.call(wire::command_bytes(&["E"]), 1).await.unwrap_err();
     assert!(matches!(

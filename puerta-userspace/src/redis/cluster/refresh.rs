@@ -153,6 +153,7 @@ mod tests {
             backend_username: None,
             backend_password: None,
             client_idle_timeout: None,
+            client_output_limit: None,
         }
     }
 

@@ -18,6 +18,19 @@ pub use keys::{blocks, command_slot, for_each_key, key_indices};
 pub use lookup::lookup;
 pub use reply::unknown_command;
 
+/// Every command the proxy knows, in table order.
+pub fn all() -> &'static [CommandSpec] {
+    table::COMMANDS
+}
+
+/// The position of `spec` in [`all`], so per-command state can live in a plain array.
+pub fn index(spec: &'static CommandSpec) -> Option<usize> {
+    let offset =
+        (spec as *const CommandSpec as usize).checked_sub(table::COMMANDS.as_ptr() as usize)?;
+    let index = offset / std::mem::size_of::<CommandSpec>();
+    (index < table::COMMANDS.len()).then_some(index)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandSpec {
     /// Lower case, as Redis prints it in errors and `COMMAND`.

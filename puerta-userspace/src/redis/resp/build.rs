@@ -6,26 +6,27 @@ use bytes::Bytes;
 use super::cursor::{protocol, Cursor};
 use super::{Frame, ParseError};
 
-/// A multibulk command of `count` bulk strings.
-pub(super) fn command(raw: &Bytes, count: usize) -> Result<Frame, ParseError> {
+/// The arguments of a multibulk command of `count` bulk strings.
+pub(super) fn command_args(raw: &Bytes, count: usize) -> Result<Vec<Bytes>, ParseError> {
     let mut cur = Cursor::at(raw, 1);
     complete(cur.number("multibulk length")?)?;
     // Safe to size from `count`: the check pass saw all `count` elements in the buffer.
     let mut args = Vec::with_capacity(count);
     for _ in 0..count {
         complete(cur.next_byte())?;
-        args.push(bulk(&mut cur, raw)?);
+        match bulk(&mut cur, raw)? {
+            Frame::Bulk(arg) => args.push(arg),
+            _ => return Err(changed()),
+        }
     }
-    Ok(Frame::Array(args))
+    Ok(args)
 }
 
 /// A command whose argument positions the check pass recorded: no parsing, only slicing.
-pub(super) fn command_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Frame {
-    Frame::Array(
-        args.iter()
-            .map(|&(start, end)| Frame::Bulk(raw.slice(start..end)))
-            .collect(),
-    )
+pub(super) fn args_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Vec<Bytes> {
+    args.iter()
+        .map(|&(start, end)| raw.slice(start..end))
+        .collect()
 }
 
 /// Any reply frame.

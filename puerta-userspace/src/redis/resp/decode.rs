@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::check::{self, Progress};
 use super::cursor::{protocol, show};
-use super::{build, inline, Frame, Limits, ParseError};
+use super::{build, inline, Frame, Limits, ParseError, RawCommand};
 
 /// A parser for one direction of one connection. It remembers how far it validated an incomplete
 /// frame, so a frame arriving over many reads costs linear time: the free functions
@@ -32,6 +32,11 @@ impl Decoder {
 
     /// See [`super::parse_command`].
     pub fn command(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
+        Ok(self.command_args(buf)?.map(RawCommand::into_frame))
+    }
+
+    /// See [`super::parse_command_args`].
+    pub fn command_args(&mut self, buf: &mut BytesMut) -> Result<Option<RawCommand>, ParseError> {
         self.sync(buf);
         let result = command(buf, &self.limits, &mut self.progress);
         self.settle(&result);
@@ -41,6 +46,15 @@ impl Decoder {
     /// See [`super::parse_reply`].
     pub fn reply(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ParseError> {
         Ok(self.reply_raw(buf)?.map(|(frame, _raw)| frame))
+    }
+
+    /// One whole reply's wire bytes, validated but not built into a [`Frame`]: what a proxy passing
+    /// replies through needs. [`super::frame_of`] builds the frame later if someone must look inside.
+    pub fn reply_bytes(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ParseError> {
+        self.sync(buf);
+        let result = check::reply(buf, &self.limits, &mut self.progress);
+        self.settle(&result);
+        Ok(result?.map(|end| buf.split_to(end).freeze()))
     }
 
     /// See [`super::parse_reply_raw`].
@@ -69,7 +83,7 @@ pub(super) fn command(
     buf: &mut BytesMut,
     limits: &Limits,
     progress: &mut Progress,
-) -> Result<Option<Frame>, ParseError> {
+) -> Result<Option<RawCommand>, ParseError> {
     loop {
         let Some(&first) = buf.first() else {
             return Ok(None);
@@ -85,10 +99,14 @@ pub(super) fn command(
                     continue;
                 }
                 let raw = buf.split_to(end).freeze();
-                return match progress.recorded_args(count) {
-                    Some(args) => Ok(Some(build::command_from_ranges(&raw, args))),
-                    None => build::command(&raw, count).map(Some),
+                let args = match progress.recorded_args(count) {
+                    Some(args) => build::args_from_ranges(&raw, args),
+                    None => build::command_args(&raw, count)?,
                 };
+                return Ok(Some(RawCommand {
+                    args,
+                    wire: Some(raw),
+                }));
             }
             b'$' | b'+' | b'-' | b':' => {
                 return Err(protocol(format!("expected '*', got '{}'", show(first))))
@@ -96,11 +114,7 @@ pub(super) fn command(
             _ => match inline::parse(buf, limits)? {
                 None => return Ok(None),
                 Some(args) if args.is_empty() => continue,
-                Some(args) => {
-                    return Ok(Some(Frame::Array(
-                        args.into_iter().map(Frame::Bulk).collect(),
-                    )))
-                }
+                Some(args) => return Ok(Some(RawCommand { args, wire: None })),
             },
         }
     }

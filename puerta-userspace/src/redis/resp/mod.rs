@@ -134,7 +134,31 @@ impl ParseError {
 /// count below -1 and a bulk not followed by CRLF are protocol errors (Redis would run them as
 /// garbage commands or skip bytes); the limits are reported as [`ParseError::TooLarge`].
 pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
+    Ok(parse_command_args(buf, limits)?.map(RawCommand::into_frame))
+}
+
+/// Like [`parse_command`], without building a frame: the arguments, and the command's exact wire
+/// bytes, which a proxy forwards as they are.
+pub fn parse_command_args(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<RawCommand>, ParseError> {
     decode::command(buf, limits, &mut Default::default())
+}
+
+/// One client command as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCommand {
+    /// At least one; slices of the read buffer.
+    pub args: Vec<Bytes>,
+    /// The multibulk form's bytes; `None` for an inline command, which must be re-encoded.
+    pub wire: Option<Bytes>,
+}
+
+impl RawCommand {
+    pub fn into_frame(self) -> Frame {
+        Frame::Array(self.args.into_iter().map(Frame::Bulk).collect())
+    }
 }
 
 /// Parses one reply frame (any RESP2 or RESP3 type; no inline form). Backend replies can legitimately be larger
@@ -150,6 +174,11 @@ pub fn parse_reply_raw(
     limits: &Limits,
 ) -> Result<Option<(Frame, Bytes)>, ParseError> {
     decode::reply(buf, limits, &mut Default::default())
+}
+
+/// The frame of one reply's wire bytes as [`Decoder::reply_bytes`] returned them.
+pub fn frame_of(raw: &Bytes) -> Result<Frame, ParseError> {
+    build::reply(raw)
 }
 
 impl Frame {

@@ -1,4 +1,5 @@
 use super::*;
+use futures_util::FutureExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -10,15 +11,18 @@ async fn replies_leave_in_request_order() {
     let (tx, rx) = mpsc::channel(16);
     let (progress, completed) = watch::channel(0u64);
     let (_pushes, push_rx) = mpsc::channel(1);
-    let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
+    let writer = tokio::spawn(write_replies(output(server), rx, push_rx, progress));
     let mut senders = Vec::new();
     for _ in 0..5 {
         let (s, r) = oneshot::channel::<Frame>();
         senders.push(s);
         let fut = async move { r.await.unwrap_or(Frame::Null) };
-        tx.send((Protocol::Resp2, Reply::Later(Box::pin(fut))))
-            .await
-            .unwrap();
+        tx.send((
+            Protocol::Resp2,
+            Reply::Later(Box::pin(fut.map(Answer::Built))),
+        ))
+        .await
+        .unwrap();
     }
     tx.send((Protocol::Resp3, Reply::Ready(Frame::Null)))
         .await
@@ -46,12 +50,15 @@ async fn pushes_go_between_replies() {
     let (tx, rx) = mpsc::channel(16);
     let (pushes, push_rx) = mpsc::channel(16);
     let (progress, _completed) = watch::channel(0u64);
-    let writer = tokio::spawn(write_replies(server, rx, push_rx, progress));
+    let writer = tokio::spawn(write_replies(output(server), rx, push_rx, progress));
     let (slow, slow_rx) = oneshot::channel::<Frame>();
     let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
-    tx.send((Protocol::Resp3, Reply::Later(Box::pin(fut))))
-        .await
-        .unwrap();
+    tx.send((
+        Protocol::Resp3,
+        Reply::Later(Box::pin(fut.map(Answer::Built))),
+    ))
+    .await
+    .unwrap();
     tokio::task::yield_now().await;
     let message = Frame::Push(vec![
         Frame::bulk("message"),
@@ -77,4 +84,8 @@ async fn pushes_go_between_replies() {
     let push = text.find(">3\r\n$7\r\nmessage").expect("the push");
     let ok = text.find("+OK").expect("the last reply");
     assert!(push < ok && reply < ok, "{text:?}");
+}
+
+fn output<W: AsyncWrite + Unpin>(write: W) -> Output<W> {
+    Output::new(write, OutputBudget::new(None, 1, None))
 }

@@ -1,0 +1,134 @@
+//! `client_output_limit_mb`: the bytes of replies that have arrived from the nodes for one client and
+//! are not yet written to its socket. A client that pipelines big reads and never reads the replies
+//! would otherwise make the proxy hold every one of them. Replies are charged when a node connection
+//! hands them over and released when the last holder drops them (after the write), so the count is
+//! exact whatever path the reply takes; crossing the limit closes that client only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+/// One client's reply bytes in the proxy.
+#[derive(Debug)]
+pub struct OutputBudget {
+    held: AtomicUsize,
+    limit: Option<usize>,
+    over: AtomicBool,
+    /// Cancelled once the limit was crossed: the session closes the client.
+    exceeded: CancellationToken,
+    client: u64,
+    peer: Option<SocketAddr>,
+}
+
+impl OutputBudget {
+    pub fn new(limit: Option<usize>, client: u64, peer: Option<SocketAddr>) -> Arc<OutputBudget> {
+        Arc::new(OutputBudget {
+            held: AtomicUsize::new(0),
+            limit,
+            over: AtomicBool::new(false),
+            exceeded: CancellationToken::new(),
+            client,
+            peer,
+        })
+    }
+
+    /// Counts `bytes` against the client until the returned value is dropped.
+    pub fn charge(self: &Arc<Self>, bytes: Bytes) -> Charged {
+        let held = self.held.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        if self.limit.is_some_and(|limit| held > limit) && !self.over.swap(true, Ordering::Relaxed)
+        {
+            self.close_for_limit(held);
+        }
+        Charged {
+            bytes,
+            budget: Some(self.clone()),
+        }
+    }
+
+    fn close_for_limit(&self, held: usize) {
+        metrics::counter!("puerta_redis_clients_closed_total", "reason" => "output_limit")
+            .increment(1);
+        tracing::warn!(
+            client = self.client,
+            peer = ?self.peer,
+            held_bytes = held,
+            limit_bytes = self.limit.unwrap_or(0),
+            "closing client: replies it does not read exceed client_output_limit_mb"
+        );
+        self.exceeded.cancel();
+    }
+
+    /// Resolves once the limit was crossed.
+    pub async fn exceeded(&self) {
+        self.exceeded.cancelled().await
+    }
+
+    pub fn is_exceeded(&self) -> bool {
+        self.exceeded.is_cancelled()
+    }
+
+    /// Bytes held now, for CLIENT LIST style views and tests.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Reply bytes counted against a client's [`OutputBudget`] while they live.
+#[derive(Debug)]
+pub struct Charged {
+    bytes: Bytes,
+    budget: Option<Arc<OutputBudget>>,
+}
+
+impl Charged {
+    /// Bytes owned by nobody's budget (the proxy's own queries).
+    pub fn free(bytes: Bytes) -> Charged {
+        Charged {
+            bytes,
+            budget: None,
+        }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.held.fetch_sub(self.bytes.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_until_dropped_and_trips_once_past_the_limit() {
+        let budget = OutputBudget::new(Some(10), 1, None);
+        let a = budget.charge(Bytes::from_static(b"123456"));
+        assert_eq!(budget.held(), 6);
+        assert!(!budget.is_exceeded());
+        drop(a);
+        assert_eq!(budget.held(), 0);
+        let a = budget.charge(Bytes::from_static(b"123456"));
+        let b = budget.charge(Bytes::from_static(b"123456"));
+        assert!(budget.is_exceeded());
+        drop((a, b));
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn no_limit_never_trips() {
+        let budget = OutputBudget::new(None, 1, None);
+        let _big = budget.charge(Bytes::from(vec![0u8; 1 << 20]));
+        assert!(!budget.is_exceeded());
+        assert_eq!(Charged::free(Bytes::from_static(b"x")).bytes().len(), 1);
+    }
+}
