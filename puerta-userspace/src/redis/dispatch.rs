@@ -19,7 +19,7 @@ use super::local;
 use super::multikey;
 use super::order::SlotOrder;
 use super::output::OutputBudget;
-use super::pool::Lane;
+use super::pool::{Lane, LaneCache};
 use super::resp::{Frame, Protocol};
 use super::router::{self, Route, Sender};
 use super::scan;
@@ -48,6 +48,8 @@ pub struct ClientState {
     pub order: SlotOrder,
     /// `client_output_limit_mb`: node replies held for this client.
     pub budget: Arc<OutputBudget>,
+    /// The client's lane connection of each node it talks to.
+    pub conns: LaneCache,
 }
 
 impl ClientState {
@@ -76,6 +78,7 @@ impl ClientState {
     ) -> ClientState {
         ClientState {
             budget,
+            conns: LaneCache::default(),
             order: SlotOrder::new(completed),
             id,
             lane: Lane::resp2(id as usize),
@@ -138,13 +141,9 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok).await,
         // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
         _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
-            let sender = state.sender();
-            routed(&cluster, &mut state.order, cmd.keyless_route(), sender).await
+            routed(&cluster, state, cmd.keyless_route()).await
         }
-        _ => {
-            let sender = state.sender();
-            keyed(&cluster, &mut state.order, cmd, sender).await
-        }
+        _ => keyed(&cluster, state, cmd).await,
     }
 }
 
@@ -166,47 +165,49 @@ async fn fan_out(
     }
 }
 
-async fn routed(
-    cluster: &Arc<Cluster>,
-    order: &mut SlotOrder,
-    route: Route,
-    sender: Sender,
-) -> Reply {
-    match send_in_order(cluster, order, route, sender).await {
+async fn routed(cluster: &Arc<Cluster>, state: &mut ClientState, route: Route) -> Reply {
+    match send_in_order(cluster, state, route).await {
         Ok(inflight) => Reply::Later(Box::pin(inflight.finish())),
         Err(e) => Reply::Ready(e),
     }
 }
 
-/// Sends `route`, first letting this client's earlier commands for its slot finish if the slot's node
-/// changed under them (see `order`). Replica reads are not ordered against writes anyway.
+/// Sends `route`, first letting this client's earlier commands finish if the slot map changed under
+/// them (see `order`). Replica reads are not ordered against writes anyway.
 async fn send_in_order(
     cluster: &Arc<Cluster>,
-    order: &mut SlotOrder,
+    state: &mut ClientState,
     route: Route,
-    sender: Sender,
 ) -> Result<router::InFlight, Frame> {
-    let addr = router::target(cluster, &route)?;
     let replica_read = route.readonly && cluster.config.read_from_replicas;
-    if let (Some(slot), false) = (route.slot, replica_read) {
-        order.before_send(slot, &addr).await;
-    }
-    Ok(router::send_to(cluster, route, sender, addr).await)
+    let addr = loop {
+        let epoch = cluster.epoch();
+        if route.slot.is_some() && !replica_read {
+            state.order.before_send(epoch).await;
+        }
+        let addr = router::target(cluster, &route)?;
+        // A map change between reading the epoch and choosing the node is seen by the next command
+        // only: this one must be routed with the map it waited for.
+        if cluster.epoch() == epoch {
+            break addr;
+        }
+    };
+    let conn = if route.dedicated {
+        None
+    } else {
+        state.conns.conn(cluster, &addr, state.lane).await.ok()
+    };
+    Ok(router::send_to(cluster, route, state.sender(), addr, conn).await)
 }
 
-async fn keyed(
-    cluster: &Arc<Cluster>,
-    order: &mut SlotOrder,
-    cmd: Command,
-    sender: Sender,
-) -> Reply {
+async fn keyed(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
     let split = match multikey::split(&cmd) {
         Ok(split) => split,
         Err(e) => return Reply::Ready(e),
     };
     let Some(split) = split else {
         return match cmd.route() {
-            Ok(route) => routed(cluster, order, route, sender).await,
+            Ok(route) => routed(cluster, state, route).await,
             Err(e) => Reply::Ready(e),
         };
     };
@@ -219,7 +220,7 @@ async fn keyed(
             readonly,
             dedicated: false,
         };
-        match send_in_order(cluster, order, route, sender.clone()).await {
+        match send_in_order(cluster, state, route).await {
             Ok(f) => inflight.push(f),
             Err(e) => return Reply::Ready(e),
         }

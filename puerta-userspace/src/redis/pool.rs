@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::backend::{BackendConn, BackendError, ConnectOptions};
+use super::cluster::Cluster;
 use super::fault::FaultKind;
 use super::resp::Protocol;
 
@@ -92,5 +93,42 @@ impl NodePool {
                     .unwrap_or(true)
             })
             .count()
+    }
+}
+
+/// One client's shortcut to its lane's connection of each node it talks to: per command an epoch
+/// compare and a short scan, instead of the cluster's pool map (a lock and a string hash) and the
+/// lane's lock. Emptied when the slot map changes, since pools of nodes that left are dropped then.
+#[derive(Default)]
+pub struct LaneCache {
+    epoch: u64,
+    conns: Vec<(Arc<str>, Protocol, Arc<BackendConn>)>,
+}
+
+impl LaneCache {
+    /// The client's connection to `addr`; from the pool (connecting if needed) on a miss.
+    pub async fn conn(
+        &mut self,
+        cluster: &Cluster,
+        addr: &Arc<str>,
+        lane: Lane,
+    ) -> Result<Arc<BackendConn>, BackendError> {
+        let epoch = cluster.epoch();
+        if epoch != self.epoch {
+            self.conns.clear();
+            self.epoch = epoch;
+        }
+        let cached = self.conns.iter().position(|(node, protocol, _)| {
+            *protocol == lane.protocol && (Arc::ptr_eq(node, addr) || node == addr)
+        });
+        if let Some(i) = cached {
+            if !self.conns[i].2.is_closed() {
+                return Ok(self.conns[i].2.clone());
+            }
+            self.conns.swap_remove(i);
+        }
+        let conn = cluster.pool(addr, lane.protocol).conn(lane).await?;
+        self.conns.push((addr.clone(), lane.protocol, conn.clone()));
+        Ok(conn)
     }
 }

@@ -57,13 +57,23 @@ struct Attempt {
 }
 
 /// Puts `route` on the wire to `addr` (from [`target`]).
+/// `conn`, when given, is the pooled connection of the client's lane to `addr` (the session keeps
+/// them at hand); retries after redirects look theirs up in the pools.
 pub async fn send_to(
     cluster: &Arc<Cluster>,
     route: Route,
     sender: Sender,
     addr: Arc<str>,
+    conn: Option<Arc<BackendConn>>,
 ) -> InFlight {
-    let attempt = attempt(cluster, &route, &sender, addr, false).await;
+    let attempt = match conn {
+        Some(conn) => Attempt {
+            reply: Ok(conn.send_for(route.payload.clone(), 1, sender.budget.as_ref())),
+            addr,
+            _conn: None,
+        },
+        None => attempt(cluster, &route, &sender, addr, false).await,
+    };
     InFlight {
         cluster: cluster.clone(),
         route,

@@ -127,7 +127,7 @@ impl Transaction {
         let payload = transaction_payload(&queued);
         let replies = queued.len() + 2;
         if let Some(w) = watch {
-            order.before_send(w.slot, w.conn.addr()).await;
+            order.before_send(cluster.epoch()).await;
             let rx = w.conn.send(payload, replies);
             return later(async move {
                 let addr = w.conn.addr().clone();
@@ -144,8 +144,8 @@ impl Transaction {
                 "CLUSTERDOWN Puerta: the transaction's slot is not served by any known node",
             ));
         };
-        if let Some(slot) = slot {
-            order.before_send(slot, &addr).await;
+        if slot.is_some() {
+            order.before_send(cluster.epoch()).await;
         }
         let first = match cluster.pool(&addr, lane.protocol).conn(lane).await {
             Ok(conn) => Ok(conn.send(payload.clone(), replies)),

@@ -5,7 +5,7 @@ pub mod refresh;
 pub mod topology;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ pub struct Cluster {
     pub config: RedisConfig,
     pub stats: Stats,
     map: RwLock<SlotMap>,
+    /// Bumped whenever the map changes: a session compares it to learn that a slot may have moved
+    /// under its commands in flight (see `order`), and drops its cached connections.
+    epoch: AtomicU64,
     /// Bumped after every refresh attempt, so a caller can wait for "the next refresh".
     refreshed: watch::Sender<u64>,
     refresh_wanted: Notify,
@@ -60,6 +63,7 @@ impl Cluster {
             config,
             stats: Stats::default(),
             map: RwLock::new(SlotMap::default()),
+            epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,
             refresh_wanted: Notify::new(),
             pools: Mutex::new(HashMap::new()),
@@ -201,7 +205,13 @@ impl Cluster {
     /// A MOVED reply is authoritative for one slot right away; the full refresh follows.
     pub fn apply_moved(&self, slot: u16, addr: &Arc<str>) {
         self.write_map().set_master(slot, addr);
+        self.epoch.fetch_add(1, Ordering::Release);
         self.request_refresh();
+    }
+
+    /// The slot map's version; see the field.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Installs a new slot map and closes the pools of nodes it no longer routes to: nodes that left,
@@ -215,7 +225,13 @@ impl Cluster {
             map.masters()
         };
         let nodes: HashSet<Arc<str>> = routed.into_iter().collect();
-        *self.write_map() = map;
+        {
+            let mut current = self.write_map();
+            if *current != map {
+                *current = map;
+                self.epoch.fetch_add(1, Ordering::Release);
+            }
+        }
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let before = pools.len();
         pools.retain(|(addr, _), _| nodes.contains(addr));

@@ -23,7 +23,7 @@ pub enum TopologyError {
     NodeError(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotMap {
     slots: Vec<Option<Arc<Shard>>>,
 }
