@@ -30,6 +30,9 @@ use super::wire;
 /// A reply slot in the client's FIFO; the writer resolves them strictly in order.
 pub enum Reply {
     Ready(Frame),
+    /// One command on its way to a node: the common case, resolved by the writer without a boxed
+    /// future.
+    Routed(router::InFlight),
     Later(BoxFuture<'static, Answer>),
     /// Pub/sub: every frame from the channel, until it closes.
     Relay(mpsc::Receiver<Frame>),
@@ -167,7 +170,7 @@ async fn fan_out(
 
 async fn routed(cluster: &Arc<Cluster>, state: &mut ClientState, route: Route) -> Reply {
     match send_in_order(cluster, state, route).await {
-        Ok(inflight) => Reply::Later(Box::pin(inflight.finish())),
+        Ok(inflight) => Reply::Routed(inflight),
         Err(e) => Reply::Ready(e),
     }
 }

@@ -246,6 +246,20 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
+    /// The answer of `fut`, at once if it is ready; otherwise what is buffered goes out first, so that
+    /// finished replies are not held back while waiting for a slow one.
+    async fn resolve<F: std::future::Future<Output = Answer>>(
+        &mut self,
+        fut: F,
+    ) -> Result<Answer, Gone> {
+        tokio::pin!(fut);
+        if let Some(answer) = (&mut fut).now_or_never() {
+            return Ok(answer);
+        }
+        self.flush().await?;
+        self.wait(fut).await
+    }
+
     /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
     async fn wait<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Gone> {
         tokio::select! {
@@ -296,15 +310,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 output.frame(protocol, &frame);
                 false
             }
-            Reply::Later(mut fut) => {
-                let answer = match (&mut fut).now_or_never() {
-                    Some(answer) => answer,
-                    None => {
-                        // Do not hold finished replies back while waiting for a slow one.
-                        output.flush().await?;
-                        output.wait(fut).await?
-                    }
-                };
+            Reply::Routed(inflight) => {
+                let answer = output.resolve(inflight.finish()).await?;
+                output.answer(protocol, answer).await?;
+                false
+            }
+            Reply::Later(fut) => {
+                let answer = output.resolve(fut).await?;
                 output.answer(protocol, answer).await?;
                 false
             }
