@@ -192,6 +192,14 @@ impl Command {
             .is_some_and(|spec| commands::blocks(spec, &self.args))
     }
 
+    /// Bytes the command holds.
+    pub fn size(&self) -> usize {
+        match &self.wire {
+            Some(wire) => wire.len(),
+            None => self.args.iter().map(|a| a.len()).sum(),
+        }
+    }
+
     /// The command's wire form: the client's own bytes when it sent the multibulk form.
     pub fn payload(&self) -> Bytes {
         match &self.wire {

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod fault;
 pub mod hello;
 pub mod idle;
+pub mod inflight;
 pub mod info;
 pub mod local;
 pub mod metrics;

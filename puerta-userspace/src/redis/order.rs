@@ -36,6 +36,11 @@ impl SlotOrder {
         }
     }
 
+    /// Reply slots queued so far: the index of the next one.
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
     /// Call once per reply slot queued for the client.
     pub fn pushed(&mut self) {
         self.queued += 1;

@@ -19,6 +19,7 @@ use super::answer::Answer;
 use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::{dispatch, ClientState, Reply};
+use super::inflight::InFlightBytes;
 use super::output::OutputBudget;
 use super::pubsub::{self, PubSub};
 use super::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
@@ -38,6 +39,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 const FLUSH_AT: usize = 64 * 1024;
 /// Push frames waiting for the writer before the node connection that sends them is read slower.
 const MAX_PUSHES: usize = 1024;
+/// Bytes of a client's commands in flight before the proxy stops reading from it.
+const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
@@ -53,6 +56,7 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     let output = Output::new(write, budget.clone());
     let writer = tokio::spawn(write_replies(output, rx, push_rx, progress));
     let mut reader = Reader {
+        inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
         state: ClientState::new(id, &cluster, completed, budget),
         cluster,
         read,
@@ -84,6 +88,7 @@ struct Reader {
     read: OwnedReadHalf,
     buf: BytesMut,
     decoder: Decoder,
+    inflight: InFlightBytes,
     tx: mpsc::Sender<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
@@ -166,6 +171,10 @@ impl Reader {
         let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
             self.subscribe(cmd).await
         } else {
+            // Subscribed connections are bounded by their own channels; only here does a reply
+            // slot stand for the command's bytes.
+            let index = self.state.order.queued();
+            self.inflight.admit(index, cmd.size()).await;
             dispatch(&self.cluster, &mut self.state, cmd).await
         };
         self.queue(reply).await
