@@ -28,6 +28,20 @@ impl ProxiedCluster {
         Ok(ProxiedCluster { cluster, puerta })
     }
 
+    /// Like [`ProxiedCluster::start`], with the admin endpoint (`/metrics`) on a free port, returned
+    /// second: the default `127.0.0.1:9090` would be shared by every test running at once, and all but
+    /// one Puerta would serve without metrics.
+    pub fn start_with_admin(extra: &str) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
+        let cluster = RedisCluster::start()?;
+        let (listen, admin) = (loopback(free_port()), loopback(free_port()));
+        let config = format!(
+            "admin_addr = \"{admin}\"\n{}",
+            cluster.puerta_config(listen, extra)
+        );
+        let puerta = crate::Puerta::start(&config, listen)?;
+        Ok((ProxiedCluster { cluster, puerta }, admin))
+    }
+
     pub fn port(&self) -> u16 {
         self.puerta.listen.port()
     }

@@ -10,6 +10,7 @@ mod redis;
 mod report;
 mod soak;
 mod stats;
+mod syscalls;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use super::procstat;
 use super::report::{Column, Row, Table};
 use super::stats::median;
+use super::syscalls::SyscallCount;
 use crate::interrupt;
 use crate::stack::net::{free_port, loopback};
 use crate::stack::process::Proc;
@@ -51,10 +52,12 @@ struct Target {
     _keep: Option<Puerta>,
 }
 
-/// One redis-benchmark run: per test (ops/s, p50 ms, p99 ms), plus the proxy CPU it cost.
+/// One redis-benchmark run: per test (ops/s, p50 ms, p99 ms), plus the proxy CPU and syscalls it
+/// cost (no count without perf).
 struct RunResult {
     per_test: Vec<(f64, f64, f64)>,
     cpu_seconds: f64,
+    syscalls: Option<u64>,
 }
 
 pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
@@ -84,7 +87,7 @@ pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
             for (t, r) in targets.iter_mut().zip(&mut results) {
                 interrupt::check()?;
                 let Ok(args) = &t.args else { continue };
-                match benchmark(args, t.pid, pipeline, sizes.requests) {
+                match benchmark(args, t.pid, pipeline, sizes.requests, dir) {
                     Ok(result) => r.push(result),
                     Err(e) => {
                         let reason = super::short_reason(&e);
@@ -177,6 +180,7 @@ fn benchmark(
     pid: Option<u32>,
     pipeline: u32,
     requests: u32,
+    dir: &Path,
 ) -> anyhow::Result<RunResult> {
     let tests: Vec<&str> = TESTS.iter().map(|(csv, _)| csv_to_test(csv)).collect();
     let mut cmd = Command::new("redis-benchmark");
@@ -202,12 +206,14 @@ fn benchmark(
         pid.and_then(|p| procstat::cpu_seconds(p).ok())
             .unwrap_or(0.0)
     };
+    let syscalls = pid.and_then(|p| SyscallCount::start(p, dir));
     let before = cpu(pid);
     let output = run_bounded(cmd, Duration::from_secs(300))?;
     let cpu_seconds = cpu(pid) - before;
     Ok(RunResult {
         per_test: parse_csv(&output)?,
         cpu_seconds,
+        syscalls: syscalls.and_then(SyscallCount::stop),
     })
 }
 
@@ -304,6 +310,7 @@ fn table(targets: &[Target], results: &[Vec<RunResult>], pipeline: u32, sizes: &
     columns.push(Column::new("p50 ms (worst test)", 3, true));
     columns.push(Column::new("p99 ms (worst test)", 3, true));
     columns.push(Column::new("proxy CPU s / M ops", 3, false));
+    columns.push(Column::new("syscalls / op", 2, false));
     let ops_per_run = (sizes.requests as usize * TESTS.len()) as f64;
     let rows = targets
         .iter()
@@ -332,6 +339,13 @@ fn table(targets: &[Target], results: &[Vec<RunResult>], pipeline: u32, sizes: &
                             .collect::<Vec<_>>(),
                     )
                 }));
+                values.push(median(
+                    &runs
+                        .iter()
+                        .filter_map(|r| r.syscalls)
+                        .map(|n| n as f64 / ops_per_run)
+                        .collect::<Vec<_>>(),
+                ));
                 values
             }),
         })

@@ -1,0 +1,422 @@
+//! `[redis] client_output_limit_mb`: replies that wait for a client that does not read count against
+//! the limit (default 64 MiB, 0 = unlimited); past it the client is closed, logged at WARN with its
+//! address and counted as `puerta_redis_clients_closed_total{reason="output_limit"}`. Without it, a
+//! client that pipelines large GETs and never reads leaves the proxy two bad choices: hold every reply
+//! the nodes send (600 × 4 MiB here), or stop reading the node connection those replies come on,
+//! which is shared, and stall every other client of that node (what Puerta did before the limit: a
+//! bystander on the same node made no round trip in 30 s).
+//!
+//! Every key shares the hash tag `{ol}`, so the abusive client, the bystander and the client that
+//! reads the value afterwards all go over the same pooled node connections: closing the abuser must
+//! neither stall nor desynchronise the replies of the others.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use puerta::redis::resp::{encode_command, Frame};
+use puerta_tests::http;
+use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::resp_client::RespClient;
+
+const MIB: usize = 1 << 20;
+const VALUE_LEN: usize = 4 * MIB;
+const BIG_KEY: &str = "{ol}big";
+/// The default of `client_output_limit_mb`, which the abusive-client test relies on (it sets no key).
+const DEFAULT_LIMIT_MB: u64 = 64;
+const CLOSED: &str = "puerta_redis_clients_closed_total";
+const REASON: &str = "reason=\"output_limit\"";
+
+/// The scenario of the issue: 600 pipelined GETs of a 4 MiB value (2.4 GiB of replies) from a client
+/// that never reads, while another client keeps doing round trips.
+#[test]
+fn a_client_that_does_not_read_is_closed_at_the_default_limit() -> anyhow::Result<()> {
+    let (env, admin) = ProxiedCluster::start_with_admin("")?;
+    set_big_value(&env)?;
+    let pid = env.puerta.process.pid();
+    let bystander = Bystander::start(env.port());
+    // Let the bystander's connection and its node connections exist before the baseline is taken.
+    thread::sleep(Duration::from_millis(500));
+    let baseline = rss_kib(pid)?;
+    let bound = baseline + 2 * DEFAULT_LIMIT_MB * 1024;
+    let sampler = RssSampler::start(pid);
+    let before_flood = bystander.round_trips();
+    let flood_started = Instant::now();
+
+    let mut abuser = TcpStream::connect(env.puerta.listen)?;
+    let abuser_addr = abuser.local_addr()?.to_string();
+    let mut flood = BytesMut::new();
+    for _ in 0..600 {
+        encode_command(&words(&format!("GET {BIG_KEY}")), &mut flood);
+    }
+    abuser.write_all(&flood)?;
+
+    // Stop as soon as the bound is crossed: a proxy without the limit would otherwise be watched
+    // while it buffers all 2.4 GiB.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut closed = 0.0;
+    while Instant::now() < deadline && sampler.max() <= bound {
+        closed = closed_by_limit(admin)?;
+        if closed >= 1.0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Everything the test saw, for whichever check fails (and for the log when none does).
+    let report = |what: &str, max: u64, closed: f64, trips: u64| {
+        format!(
+            "{what}: puerta RSS baseline {baseline} KiB, max {max} KiB, bound {bound} KiB \
+             (baseline + 2 × {DEFAULT_LIMIT_MB} MiB); {CLOSED}{{{REASON}}} = {closed}; \
+             the bystander made {} round trips in the {:?} since the flood",
+            trips - before_flood,
+            flood_started.elapsed()
+        )
+    };
+    let what = if sampler.max() > bound {
+        Some("RSS over the bound before the client was closed")
+    } else if closed < 1.0 {
+        Some("the client that does not read was not closed within 30 s")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        anyhow::bail!(
+            "{}",
+            report(what, sampler.max(), closed, bystander.round_trips())
+        );
+    }
+
+    let drained = drain_until_closed(&mut abuser, Duration::from_secs(30)).map_err(|e| {
+        let trips = bystander.round_trips();
+        anyhow::anyhow!(
+            "{e}; {}",
+            report("after the close", sampler.max(), closed, trips)
+        )
+    })?;
+    // The bystander keeps going a little past the close, over the same node connections.
+    thread::sleep(Duration::from_millis(500));
+    let stats = bystander.stop()?;
+    let max_rss = sampler.stop();
+    let closed = closed_by_limit(admin)?;
+    let seen = report("done", max_rss, closed, stats.round_trips);
+    eprintln!(
+        "{seen}; {drained} bytes drained from the closed socket; slowest bystander round trip {:?}",
+        stats.slowest
+    );
+    anyhow::ensure!(
+        max_rss <= bound,
+        "RSS over the bound while draining: {seen}"
+    );
+    anyhow::ensure!(
+        stats.round_trips > before_flood,
+        "the bystander made no round trip after the flood: {seen}"
+    );
+    anyhow::ensure!(
+        closed == 1.0,
+        "only the abusive client may be closed: {seen}"
+    );
+    env.puerta
+        .process
+        .wait_for_output(&abuser_addr, Duration::from_secs(5))?;
+    let output = env.puerta.process.output();
+    anyhow::ensure!(
+        output
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&abuser_addr)),
+        "no WARN line naming {abuser_addr}:\n{output}"
+    );
+    // A new client gets the whole value: the discarded replies did not end up on anyone else.
+    let mut fresh = RespClient::connect(env.port())?;
+    match fresh.call(&format!("GET {BIG_KEY}"))? {
+        Frame::Bulk(value) if value == big_value() => Ok(()),
+        other => anyhow::bail!("GET after the close: {}", describe(&other)),
+    }
+}
+
+/// `0` turns the limit off: a client that lets 200 MiB of replies wait, then reads them slowly, gets
+/// every one of them, intact and in order.
+#[test]
+fn limit_zero_lets_a_slow_reader_have_everything() -> anyhow::Result<()> {
+    let (env, admin) = ProxiedCluster::start_with_admin("client_output_limit_mb = 0")?;
+    set_big_value(&env)?;
+    fetch_pipelined(
+        &env,
+        50,
+        Some(Duration::from_secs(2)),
+        Duration::from_millis(2),
+    )?;
+    assert_eq!(closed_by_limit(admin)?, 0.0);
+    Ok(())
+}
+
+/// The limit counts what waits, not what a client asks for: a client that reads as fast as it can
+/// is not closed for pipelining 80 MiB of replies past a 64 MiB limit (set explicitly here, so the
+/// key itself is checked too).
+#[test]
+fn a_reading_client_is_not_closed_for_pipelining_past_the_limit() -> anyhow::Result<()> {
+    let (env, admin) = ProxiedCluster::start_with_admin("client_output_limit_mb = 64")?;
+    set_big_value(&env)?;
+    fetch_pipelined(&env, 20, None, Duration::ZERO)?;
+    assert_eq!(closed_by_limit(admin)?, 0.0);
+    Ok(())
+}
+
+/// Pipelines `count` pairs of `GET` of the big key and `INCR {ol}seq` in one write, waits `idle`
+/// before reading anything, then reads with `pause` before every read of at most 256 KiB. The INCR
+/// replies count up, so a reply out of order or lost is seen, not only a truncated one. Ends with a
+/// PING on the same connection, which must still be open.
+fn fetch_pipelined(
+    env: &ProxiedCluster,
+    count: usize,
+    idle: Option<Duration>,
+    pause: Duration,
+) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(env.puerta.listen)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut out = BytesMut::new();
+    for _ in 0..count {
+        encode_command(&words(&format!("GET {BIG_KEY}")), &mut out);
+        encode_command(&words("INCR {ol}seq"), &mut out);
+    }
+    stream.write_all(&out)?;
+    if let Some(idle) = idle {
+        thread::sleep(idle);
+    }
+    let mut reader = Throttled {
+        inner: &stream,
+        pause,
+    };
+    let mut expected = format!("${VALUE_LEN}\r\n").into_bytes();
+    expected.extend_from_slice(&big_value());
+    expected.extend_from_slice(b"\r\n");
+    let mut got = vec![0u8; expected.len()];
+    for i in 1..=count {
+        reader
+            .read_exact(&mut got)
+            .map_err(|e| anyhow::anyhow!("reply {i} of {count} (GET): {e}"))?;
+        if let Some(at) = got.iter().zip(&expected).position(|(a, b)| a != b) {
+            anyhow::bail!("reply {i} of {count} (GET) differs at byte {at}");
+        }
+        let incr = format!(":{i}\r\n").into_bytes();
+        let mut got_incr = vec![0u8; incr.len()];
+        reader
+            .read_exact(&mut got_incr)
+            .map_err(|e| anyhow::anyhow!("reply {i} of {count} (INCR): {e}"))?;
+        anyhow::ensure!(
+            got_incr == incr,
+            "reply {i} of {count} (INCR): {:?}",
+            got_incr.escape_ascii().to_string()
+        );
+    }
+    (&stream).write_all(b"*1\r\n$4\r\nPING\r\n")?;
+    let mut pong = [0u8; 7];
+    (&stream).read_exact(&mut pong)?;
+    anyhow::ensure!(
+        &pong == b"+PONG\r\n",
+        "{:?}",
+        pong.escape_ascii().to_string()
+    );
+    Ok(())
+}
+
+/// A reader that sleeps before each read and reads at most 256 KiB at a time: a client slower than
+/// the nodes, so replies pile up in the proxy.
+struct Throttled<'a> {
+    inner: &'a TcpStream,
+    pause: Duration,
+}
+
+impl Read for Throttled<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.pause.is_zero() {
+            thread::sleep(self.pause);
+        }
+        let n = buf.len().min(256 * 1024);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+/// Not all the same byte, so a reply spliced from the wrong offsets does not compare equal.
+fn big_value() -> Vec<u8> {
+    (0..VALUE_LEN).map(|i| (i % 251) as u8).collect()
+}
+
+fn set_big_value(env: &ProxiedCluster) -> anyhow::Result<()> {
+    let mut client = RespClient::connect(env.port())?;
+    let set = vec![
+        Bytes::from_static(b"SET"),
+        Bytes::from_static(BIG_KEY.as_bytes()),
+        Bytes::from(big_value()),
+    ];
+    let reply = client.pipeline(&[set])?;
+    anyhow::ensure!(reply == [Frame::Simple("OK".into())], "SET: {reply:?}");
+    Ok(())
+}
+
+fn words(line: &str) -> Vec<Bytes> {
+    line.split(' ')
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}
+
+fn describe(frame: &Frame) -> String {
+    match frame {
+        Frame::Bulk(b) => format!("a bulk of {} bytes, not the value", b.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The counter of clients closed for the output limit; absent counts as 0 (a labelled counter may
+/// appear only once incremented).
+fn closed_by_limit(admin: SocketAddr) -> anyhow::Result<f64> {
+    let (status, body) = http::get(admin, "/metrics")?;
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    Ok(http::sample(&http::parse_metrics(&body)?, CLOSED, &[REASON]).unwrap_or(0.0))
+}
+
+/// Reads and discards until the proxy closes the socket (EOF or reset); the bytes read. What was
+/// already in the kernel's buffers when the proxy closed arrives first.
+fn drain_until_closed(stream: &mut TcpStream, within: Duration) -> anyhow::Result<u64> {
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(total),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("the socket was still open after {within:?} ({total} bytes read)")
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The highest VmRSS seen, sampled every 50 ms: a peak between two metric scrapes must count too.
+struct RssSampler {
+    max: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let max = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (max.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(kib) = rss_kib(pid) {
+                    m.fetch_max(kib, Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        RssSampler {
+            max,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.max()
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Another client doing SET/GET round trips on its own connection the whole time; the first failure
+/// (error reply, wrong value, closed connection) ends it and is what [`Bystander::stop`] returns.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    /// Round trips so far, readable while it runs: a test that fails early still says whether the
+    /// bystander was stalled.
+    done: Arc<AtomicU64>,
+    thread: Option<thread::JoinHandle<anyhow::Result<BystanderStats>>>,
+}
+
+struct BystanderStats {
+    round_trips: u64,
+    slowest: Duration,
+}
+
+impl Bystander {
+    fn start(port: u16) -> Bystander {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (stop.clone(), done.clone());
+        let thread = thread::spawn(move || {
+            let mut client = RespClient::connect(port)?;
+            let mut stats = BystanderStats {
+                round_trips: 0,
+                slowest: Duration::ZERO,
+            };
+            while !flag.load(Ordering::Relaxed) {
+                let n = stats.round_trips;
+                let started = Instant::now();
+                let set = client.call(&format!("SET {{ol}}probe {n}"))?;
+                anyhow::ensure!(set == Frame::Simple("OK".into()), "SET #{n}: {set:?}");
+                let get = client.call("GET {ol}probe")?;
+                anyhow::ensure!(get == Frame::bulk(n.to_string()), "GET #{n}: {get:?}");
+                stats.slowest = stats.slowest.max(started.elapsed());
+                stats.round_trips += 1;
+                count.store(stats.round_trips, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok(stats)
+        });
+        Bystander {
+            stop,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    fn stop(mut self) -> anyhow::Result<BystanderStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("stopped once")
+            .join()
+            .map_err(|_| anyhow::anyhow!("the bystander panicked"))?
+            .map_err(|e| anyhow::anyhow!("a bystander round trip failed: {e}"))
+    }
+}
+
+/// A test that fails early must not leave the thread running against a cluster that is gone.
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
