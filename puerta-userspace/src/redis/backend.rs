@@ -392,6 +392,7 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
                 overdue.as_mut().reset(d);
             }
         }
+        size_for_big_bulk(&mut r.buf);
         if r.buf.capacity() - r.buf.len() < 4096 {
             r.buf.reserve(16 * 1024);
         }
@@ -416,6 +417,32 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
             Err(e) => return Ended::fault(FaultKind::of_io(&e), format!("connection error: {e}")),
         }
     }
+}
+
+/// Bulk replies at least this big get a read buffer of their own size.
+const BIG_BULK: usize = 64 * 1024;
+
+/// A reply passed through is a slice of the read buffer and keeps the buffer's whole allocation
+/// alive. Grown by doubling while a big value arrives, that allocation can be twice the reply, and
+/// the client's output limit (which counts reply bytes) would understate what it holds. So when a
+/// big bulk reply starts, the buffer is replaced by one that fits it exactly plus one read; the bytes
+/// already read move over at the same offsets, which keeps the decoder's progress valid.
+fn size_for_big_bulk(buf: &mut BytesMut) {
+    let Some(size) = bulk_size(buf) else { return };
+    if size < BIG_BULK || buf.capacity() >= size {
+        return;
+    }
+    let mut fitted = BytesMut::with_capacity(size + 16 * 1024);
+    fitted.extend_from_slice(buf);
+    *buf = fitted;
+}
+
+/// The whole wire size of a bulk reply (`$len\r\n…\r\n`) whose header starts `buf`.
+fn bulk_size(buf: &[u8]) -> Option<usize> {
+    let rest = buf.strip_prefix(b"$")?;
+    let digits = rest.iter().take(20).position(|&b| b == b'\r')?;
+    let len: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    len.checked_add(digits + 5)
 }
 
 /// When the oldest waiting request times out; with nothing waiting, one timeout from now (a request
@@ -463,3 +490,25 @@ fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogr
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    #[test]
+    fn a_big_bulk_gets_a_buffer_of_its_size_and_keeps_its_bytes() {
+        assert_eq!(bulk_size(b"$5\r\nhel"), Some(11));
+        assert_eq!(bulk_size(b"$-1\r\n"), None);
+        assert_eq!(bulk_size(b"+OK\r\n"), None);
+        assert_eq!(bulk_size(b"$12"), None);
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"$1000000\r\nab");
+        size_for_big_bulk(&mut buf);
+        assert!(buf.capacity() >= 1_000_010 && buf.capacity() < 1_000_010 + 20 * 1024);
+        assert_eq!(&buf[..], b"$1000000\r\nab");
+        let mut small = BytesMut::from(&b"$10\r\nab"[..]);
+        let before = small.capacity();
+        size_for_big_bulk(&mut small);
+        assert_eq!(small.capacity(), before);
+    }
+}
