@@ -1,9 +1,13 @@
-//! Micro benchmarks of the Redis hot path: RESP parsing and encoding, key slots, command lookup.
+//! Micro benchmarks of the Redis hot path: a GET from bytes to route, RESP parsing and encoding, key
+//! slots, command lookup.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use puerta::redis::command::Command;
 use puerta::redis::commands::{key_indices, lookup};
-use puerta::redis::resp::{encode_command, parse_command, parse_reply, Frame, Limits};
+use puerta::redis::resp::{
+    encode_command, parse_command, parse_command_args, parse_reply, Frame, Limits,
+};
 use puerta::redis::slots::key_slot;
 
 fn command(args: &[&[u8]]) -> Vec<u8> {
@@ -147,8 +151,28 @@ fn lookup_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the proxy does with a GET before it goes on the wire: frame it, find its table entry and its
+/// key's slot, and take its bytes for the node (no encoding: they pass through).
+fn hot_path_benches(c: &mut Criterion) {
+    let limits = Limits::default();
+    let wire = command(&[b"GET", b"key:000000012345"]);
+    c.bench_function("hot_path/parse_and_route_get", |b| {
+        b.iter_batched_ref(
+            || read_buffer(&wire),
+            |buf| {
+                let raw = parse_command_args(buf, &limits)
+                    .expect("valid")
+                    .expect("complete");
+                black_box(Command::from_raw(raw).route().expect("routable"))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 criterion_group!(
     benches,
+    hot_path_benches,
     parse_benches,
     encode_benches,
     slot_benches,

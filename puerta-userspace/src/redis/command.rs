@@ -174,12 +174,10 @@ impl Command {
 
     /// The one slot of all keys; `None` without keys; CROSSSLOT when they disagree.
     pub fn slot(&self) -> Result<Option<u16>, Frame> {
-        let slots = self.key_slots()?;
-        let first = slots.first().map(|(_, s)| *s);
-        if slots.iter().any(|(_, s)| Some(*s) != first) {
-            return Err(wire::error(wire::CROSSSLOT));
-        }
-        Ok(first)
+        let Some(spec) = self.spec else {
+            return Ok(None);
+        };
+        commands::command_slot(spec, &self.args).map_err(|e| wire::error(e.to_string()))
     }
 
     pub fn readonly(&self) -> bool {
