@@ -393,7 +393,7 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
             }
         }
         size_for_big_bulk(&mut r.buf);
-        make_room(&mut r.buf);
+        resp::make_room(&mut r.buf);
         let n = tokio::select! {
             n = r.read.read_buf(&mut r.buf) => n,
             _ = stop.cancelled() => {
@@ -433,19 +433,6 @@ fn size_for_big_bulk(buf: &mut BytesMut) {
     let mut fitted = BytesMut::with_capacity(size + 16 * 1024);
     fitted.extend_from_slice(buf);
     *buf = fitted;
-}
-
-/// Room for the next read. Not `BytesMut::reserve`: once replies have been split off, the buffer is
-/// shared with them, and `reserve` then allocates at least the size of the original allocation, so
-/// every 4 MiB reply would leave behind a 4 MiB buffer for the next few bytes. A fresh small buffer
-/// takes over the unfinished rest (at most one read's worth) instead.
-fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() >= 4096 {
-        return;
-    }
-    let mut fresh = BytesMut::with_capacity(buf.len() + 16 * 1024);
-    fresh.extend_from_slice(buf);
-    *buf = fresh;
 }
 
 /// The whole wire size of a bulk reply (`$len\r\n…\r\n`) whose header starts `buf`.

@@ -125,9 +125,7 @@ impl Reader {
                     }
                 }
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
-            }
+            super::resp::make_room(&mut self.buf);
             let idle = idle_limit(&self.cluster, self.subscribed());
             let read = tokio::select! {
                 r = super::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,

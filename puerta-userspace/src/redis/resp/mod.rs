@@ -176,6 +176,20 @@ pub fn parse_reply_raw(
     decode::reply(buf, limits, &mut Default::default())
 }
 
+/// Room for the next read. Not `BytesMut::reserve`: once frames have been split off, the buffer is
+/// shared with them (they are passed on as slices of it), and `reserve` then allocates at least the size of the original allocation, so
+/// every 4 MiB frame would leave behind a 4 MiB buffer for the next few bytes. A fresh buffer takes
+/// over the unfinished rest instead: one read's worth more, or double for a big frame still arriving
+/// (so that it is copied a bounded number of times, not once per read).
+pub fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() >= 4096 {
+        return;
+    }
+    let mut fresh = BytesMut::with_capacity((buf.len() * 2).max(buf.len() + 16 * 1024));
+    fresh.extend_from_slice(buf);
+    *buf = fresh;
+}
+
 /// The frame of one reply's wire bytes as [`Decoder::reply_bytes`] returned them.
 pub fn frame_of(raw: &Bytes) -> Result<Frame, ParseError> {
     build::reply(raw)
