@@ -20,37 +20,39 @@ pub struct Command {
     wire: Option<Bytes>,
 }
 
-/// A command name in upper case, kept inline: matching a name must not allocate. Only unknown
-/// commands can be longer than this, and they are cut (no table name is that long).
-#[derive(Clone, Copy)]
-pub struct Name {
-    bytes: [u8; Name::MAX],
-    len: u8,
+/// A command name in upper case: matching a name must not allocate. Known commands use the table's
+/// name (upper-cased once per process); anything else keeps its own text.
+#[derive(Clone)]
+pub enum Name {
+    Known(&'static str),
+    Other(String),
 }
 
 impl Name {
-    const MAX: usize = 32;
-
-    fn new(raw: &[u8]) -> Name {
-        let mut bytes = [0u8; Name::MAX];
-        let len = raw.len().min(Name::MAX);
-        for (to, from) in bytes.iter_mut().zip(&raw[..len]) {
-            // Non-ASCII bytes cannot be part of a known name; '?' keeps the name valid UTF-8.
-            *to = if from.is_ascii() {
-                from.to_ascii_uppercase()
-            } else {
-                b'?'
-            };
-        }
-        Name {
-            bytes,
-            len: len as u8,
+    fn new(raw: &[u8], spec: Option<&'static CommandSpec>) -> Name {
+        match spec.and_then(commands::index) {
+            Some(i) => Name::Known(upper_names()[i].as_str()),
+            None => Name::Other(String::from_utf8_lossy(raw).to_ascii_uppercase()),
         }
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+        match self {
+            Name::Known(name) => name,
+            Name::Other(name) => name,
+        }
     }
+}
+
+/// The table's names in upper case, by table index.
+fn upper_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        commands::all()
+            .iter()
+            .map(|spec| spec.name.to_ascii_uppercase())
+            .collect()
+    })
 }
 
 impl std::ops::Deref for Name {
@@ -113,8 +115,8 @@ impl Command {
     }
 
     pub fn new(args: Vec<Bytes>) -> Command {
-        let name = Name::new(&args[0]);
         let spec = commands::lookup(&args[0]);
+        let name = Name::new(&args[0], spec);
         Command {
             args,
             name,
@@ -297,8 +299,8 @@ mod tests {
             .unwrap();
         let c = Command::from_raw(inline);
         assert_eq!(&c.payload()[..], b"*1\r\n$4\r\nPING\r\n");
-        let long = Command::new(vec![Bytes::from(vec![b'x'; 40])]);
-        assert_eq!(long.name.len(), 32);
-        assert!(long.spec.is_none());
+        let unknown = Command::new(vec![Bytes::from_static(b"NoSuch")]);
+        assert_eq!(unknown.name, "NOSUCH");
+        assert!(unknown.spec.is_none());
     }
 }

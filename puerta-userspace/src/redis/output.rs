@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// See [`OutputBudget::exceeded`].
+pub type Exceeded = std::pin::Pin<Box<WaitForCancellationFutureOwned>>;
 
 /// One client's reply bytes in the proxy.
 #[derive(Debug)]
@@ -61,9 +64,10 @@ impl OutputBudget {
         self.exceeded.cancel();
     }
 
-    /// Resolves once the limit was crossed.
-    pub async fn exceeded(&self) {
-        self.exceeded.cancelled().await
+    /// Resolves once the limit was crossed. Made once per session and polled again and again:
+    /// registering a fresh waiter per read or write would take the token's lock each time.
+    pub fn exceeded(&self) -> Exceeded {
+        Box::pin(self.exceeded.clone().cancelled_owned())
     }
 
     pub fn is_exceeded(&self) -> bool {

@@ -20,7 +20,7 @@ use super::cluster::Cluster;
 use super::command::Command;
 use super::dispatch::{dispatch, ClientState, Reply};
 use super::inflight::InFlightBytes;
-use super::output::OutputBudget;
+use super::output::{Exceeded, OutputBudget};
 use super::pubsub::{self, PubSub};
 use super::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
 use super::stats::Stats;
@@ -56,6 +56,7 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     let output = Output::new(write, budget.clone());
     let writer = tokio::spawn(write_replies(output, rx, push_rx, progress));
     let mut reader = Reader {
+        exceeded: budget.exceeded(),
         inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
         state: ClientState::new(id, &cluster, completed, budget),
         cluster,
@@ -89,6 +90,8 @@ struct Reader {
     buf: BytesMut,
     decoder: Decoder,
     inflight: InFlightBytes,
+    /// The client crossed its output limit: stop reading.
+    exceeded: Exceeded,
     tx: mpsc::Sender<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
@@ -130,7 +133,7 @@ impl Reader {
             let read = tokio::select! {
                 r = super::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
                 _ = shutdown.cancelled() => return,
-                _ = self.state.budget.exceeded() => return,
+                _ = &mut self.exceeded => return,
                 _ = lost(&self.pubsub, &self.subscriptions) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
                     let _ = self.send(Reply::Close(wire::error(msg))).await;
@@ -198,7 +201,7 @@ impl Reader {
 struct Output<W> {
     write: W,
     out: BytesMut,
-    budget: Arc<OutputBudget>,
+    exceeded: Exceeded,
 }
 
 /// The client is gone, or was closed for its output limit: the writer stops.
@@ -209,7 +212,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         Output {
             write,
             out: BytesMut::with_capacity(16 * 1024),
-            budget,
+            exceeded: budget.exceeded(),
         }
     }
 
@@ -249,7 +252,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Gone> {
         tokio::select! {
             r = self.write.write_all(bytes) => r.map_err(|_| Gone),
-            _ = self.budget.exceeded() => Err(Gone),
+            _ = &mut self.exceeded => Err(Gone),
         }
     }
 
@@ -268,10 +271,10 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
-    async fn wait<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Gone> {
+    async fn wait<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Gone> {
         tokio::select! {
             v = fut => Ok(v),
-            _ = self.budget.exceeded() => Err(Gone),
+            _ = &mut self.exceeded => Err(Gone),
         }
     }
 }
@@ -307,7 +310,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 continue;
             }
-            _ = output.budget.exceeded() => return Err(Gone),
+            _ = &mut output.exceeded => return Err(Gone),
         };
         let Some((protocol, reply)) = slot else {
             return Ok(());
