@@ -2,7 +2,7 @@
 //! sample calls of every key layout, `key_indices` names the same keys as `COMMAND GETKEYS`.
 
 use bytes::Bytes;
-use puerta::redis::commands::{flag, key_indices, lookup, unknown_command, CommandSpec};
+use puerta::redis::command::spec::{flag, key_indices, lookup, unknown_command, CommandSpec};
 use puerta::redis::resp::Frame;
 use puerta_tests::resp_client::{start_redis_server, RespClient};
 

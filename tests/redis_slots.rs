@@ -2,9 +2,9 @@
 //! and binary bytes included.
 
 use bytes::Bytes;
-use puerta::redis::commands::{command_slot, lookup, CommandError};
+use puerta::redis::command::slots::key_slot;
+use puerta::redis::command::spec::{command_slot, lookup, CommandError};
 use puerta::redis::resp::Frame;
-use puerta::redis::slots::key_slot;
 use puerta_tests::resp_client::{start_redis_server, RespClient};
 
 /// Deterministic keys: printable ones, ones with `{`/`}` in random places, and arbitrary bytes.

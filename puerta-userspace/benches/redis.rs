@@ -3,12 +3,12 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use puerta::redis::command::slots::key_slot;
+use puerta::redis::command::spec::{key_indices, lookup};
 use puerta::redis::command::Command;
-use puerta::redis::commands::{key_indices, lookup};
 use puerta::redis::resp::{
     encode_command, parse_command, parse_command_args, parse_reply, Frame, Limits,
 };
-use puerta::redis::slots::key_slot;
 
 fn command(args: &[&[u8]]) -> Vec<u8> {
     let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use puerta::redis::command::slots::key_slot;
 use puerta::redis::resp::{parse_command, Frame, Limits};
-use puerta::redis::slots::key_slot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;

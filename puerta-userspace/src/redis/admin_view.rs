@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::cluster::Cluster;
-use super::slots::SLOT_COUNT;
 use crate::admin::AdminView;
+use crate::redis::cluster::Cluster;
+use crate::redis::command::slots::SLOT_COUNT;
 
 pub struct RedisAdminView {
     pub cluster: Arc<Cluster>,
@@ -66,7 +66,7 @@ impl AdminView for RedisAdminView {
     }
 
     fn refresh_metrics(&self) {
-        super::metrics::refresh_from_stats(&self.cluster.stats);
+        crate::redis::metrics::refresh_from_stats(&self.cluster.stats);
         metrics::gauge!("puerta_redis_covered_slots").set(self.cluster.covered_slots() as f64);
     }
 }

@@ -5,10 +5,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::command::Command;
-use super::commands;
-use super::resp::Frame;
-use super::stats::Stats;
+use crate::redis::command::spec;
+use crate::redis::command::Command;
+use crate::redis::resp::Frame;
+use crate::redis::stats::Stats;
 
 /// `puerta_redis_commands_total` per table entry, resolved once: counting a command is then one
 /// atomic add instead of a registry lookup.
@@ -17,7 +17,7 @@ static COMMAND_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
 /// One client command, by its table name.
 pub fn command(cmd: &Command) {
     let counters = COMMAND_COUNTERS.get();
-    match (cmd.spec.and_then(commands::index), counters) {
+    match (cmd.spec.and_then(spec::index), counters) {
         (Some(i), Some(counters)) => counters[i].increment(1),
         _ => {
             let name = cmd.spec.map_or("unknown", |s| s.name);
@@ -100,7 +100,7 @@ pub fn refresh_from_stats(stats: &Stats) {
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram};
     COMMAND_COUNTERS.get_or_init(|| {
-        commands::all()
+        spec::all()
             .iter()
             .map(|spec| metrics::counter!("puerta_redis_commands_total", "command" => spec.name))
             .collect()

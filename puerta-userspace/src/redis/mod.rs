@@ -1,43 +1,20 @@
-//! Redis mode: a RESP proxy in front of a Redis Cluster. A command travels
-//! `session` (client socket, FIFO of replies) → `dispatch` (local / transaction / fan-out / split /
-//! route) → `router` (slot → node, redirects) → `pool` → `backend` (pipelined node connection), and the
-//! reply comes back the same way. `cluster` holds the slot map and refreshes it.
+//! Redis mode: a RESP proxy in front of a Redis Cluster. The folders follow a command's path:
+//! `client` (the client connection: session, order, output limit) → `command` (the parsed command,
+//! its table entry, its slot) → `exec` (answered locally, queued in a transaction, fanned out, split
+//! per slot, or routed) → `cluster` (slot map, router, redirects) → `node` (pooled pipelined node
+//! connections), and the reply comes back the same way, as the bytes the node sent. `resp` is the
+//! wire format.
 
 pub mod admin_view;
-pub mod answer;
-pub mod auth;
-pub mod backend;
-pub mod broadcast;
 pub mod client;
 pub mod cluster;
 pub mod command;
-pub mod commands;
-pub mod dispatch;
-pub mod fault;
-pub mod hello;
-pub mod idle;
-pub mod inflight;
-pub mod info;
-pub mod local;
+pub mod exec;
 pub mod metrics;
-pub mod multikey;
-pub mod node_connect;
-pub mod order;
-pub mod output;
-pub mod pool;
-pub mod pubsub;
-pub mod redirect;
+pub mod node;
 pub mod reload;
 pub mod resp;
-pub mod router;
-pub mod scan;
-pub mod session;
-pub mod slots;
 pub mod stats;
-pub mod subscriptions;
-pub mod transaction;
-pub mod version;
-pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -110,7 +87,7 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
                 .stats
                 .clients_connected
                 .fetch_add(1, Ordering::Relaxed);
-            session::run(cluster.clone(), stream, id, shutdown).await;
+            client::session::run(cluster.clone(), stream, id, shutdown).await;
             cluster
                 .stats
                 .clients_connected

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::Cluster;
 use crate::config::{Config, RedisConfig};
+use crate::redis::cluster::Cluster;
 
 pub async fn follow(
     cluster: Arc<Cluster>,

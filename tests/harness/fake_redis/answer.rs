@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use puerta::redis::command::slots::key_slot;
 use puerta::redis::resp::Frame;
-use puerta::redis::slots::key_slot;
 
 use super::Server;
 

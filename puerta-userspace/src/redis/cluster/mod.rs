@@ -1,8 +1,11 @@
 //! Shared cluster state: the slot map, one connection pool per node, and the refresh trigger. Every
 //! client session holds an `Arc<Cluster>`.
 
+pub mod redirect;
 pub mod refresh;
+pub mod router;
 pub mod topology;
+pub mod version;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,11 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::backend::ConnectOptions;
-use super::pool::NodePool;
-use super::resp::Protocol;
-use super::stats::Stats;
 use crate::config::RedisConfig;
+use crate::redis::node::backend::ConnectOptions;
+use crate::redis::node::pool::NodePool;
+use crate::redis::resp::Protocol;
+use crate::redis::stats::Stats;
 use topology::SlotMap;
 
 /// One pool per node and protocol.

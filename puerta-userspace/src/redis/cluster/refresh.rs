@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::topology::SlotMap;
 use super::Cluster;
-use crate::redis::backend::BackendConn;
+use crate::redis::node::backend::BackendConn;
+use crate::redis::resp::wire;
 use crate::redis::stats::Stats;
-use crate::redis::wire;
 
 /// Pause after a refresh before the next one, so that a burst of triggers folds together.
 const MIN_GAP: Duration = Duration::from_millis(100);
@@ -43,7 +43,7 @@ pub async fn refresh_once(cluster: &Cluster) -> bool {
                 if best.as_ref().is_none_or(|b| covered > b.covered()) {
                     best = Some(map);
                 }
-                if covered == crate::redis::slots::SLOT_COUNT as usize {
+                if covered == crate::redis::command::slots::SLOT_COUNT as usize {
                     break;
                 }
             }
@@ -53,7 +53,7 @@ pub async fn refresh_once(cluster: &Cluster) -> bool {
     let installed = match best {
         Some(map) => {
             let covered = map.covered();
-            if covered < crate::redis::slots::SLOT_COUNT as usize {
+            if covered < crate::redis::command::slots::SLOT_COUNT as usize {
                 tracing::warn!(covered, "cluster does not cover all slots");
             }
             tracing::debug!(covered, masters = map.masters().len(), "slot map refreshed");

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::redis::command::slots::SLOT_COUNT;
 use crate::redis::resp::Frame;
-use crate::redis::slots::SLOT_COUNT;
 
 /// The master of a slot range and the replicas that copy it.
 #[derive(Debug, Clone, PartialEq, Eq)]

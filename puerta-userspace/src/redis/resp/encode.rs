@@ -5,7 +5,7 @@
 //! flat key/value array, a set or push an array, a double / big number / verbatim string a bulk string,
 //! a boolean the integer 1 or 0, a blob error a simple error; attributes are dropped.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::{Frame, Protocol};
 
@@ -15,12 +15,13 @@ pub(super) fn frame(frame: &Frame, protocol: Protocol, out: &mut BytesMut) {
 }
 
 /// Encodes a command (`args[0]` is its name) as an array of bulk strings, the form Redis servers read.
-pub fn encode_command(args: &[Bytes], out: &mut BytesMut) {
-    let len = header_len(args.len() as i64) + args.iter().map(|a| bulk_len(a)).sum::<usize>();
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    let len =
+        header_len(args.len() as i64) + args.iter().map(|a| bulk_len(a.as_ref())).sum::<usize>();
     out.reserve(len);
     header(b'*', args.len() as i64, out);
     for arg in args {
-        bulk(arg, out);
+        bulk(arg.as_ref(), out);
     }
 }
 

@@ -15,6 +15,7 @@ mod cursor;
 mod decode;
 mod encode;
 mod inline;
+pub mod wire;
 
 #[cfg(test)]
 mod proptests;

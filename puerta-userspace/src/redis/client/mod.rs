@@ -1,0 +1,10 @@
+//! The client side of a connection: its session (reading commands, writing replies in order), its
+//! limits (idle time, bytes in flight, output held) and what it negotiated (AUTH, HELLO).
+
+pub mod auth;
+pub mod hello;
+pub mod idle;
+pub mod inflight;
+pub mod order;
+pub mod output;
+pub mod session;

@@ -1,0 +1,359 @@
+//! One client connection. The reader parses commands and dispatches each one (putting it on the wire to
+//! its node); the reply slot goes into a bounded FIFO. The writer resolves the FIFO in order, so replies
+//! leave in exactly the order the commands came, whatever node answered first. The FIFO bound is the
+//! client's in-flight limit: a client that pipelines faster than the cluster answers is read slower.
+//! RESP3 push frames (pub/sub messages) come through a second channel and are written between
+//! replies, never inside one, so they cannot change the order of replies.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::client::inflight::InFlightBytes;
+use crate::redis::client::output::{Exceeded, OutputBudget};
+use crate::redis::cluster::Cluster;
+use crate::redis::command::Command;
+use crate::redis::exec::answer::Answer;
+use crate::redis::exec::dispatch::{dispatch, ClientState, Reply};
+use crate::redis::exec::pubsub::{self, PubSub};
+use crate::redis::exec::subscriptions::Subscriptions;
+use crate::redis::resp::wire;
+use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
+use crate::redis::stats::Stats;
+
+mod subscribed;
+
+use subscribed::{idle_limit, lost};
+
+/// Commands a client may have in flight before the proxy stops reading from it.
+const MAX_IN_FLIGHT: usize = 1024;
+/// How long replies may still be written after the client stopped sending.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+/// Replies are flushed once this much is buffered even if more are ready.
+const FLUSH_AT: usize = 64 * 1024;
+/// Push frames waiting for the writer before the node connection that sends them is read slower.
+const MAX_PUSHES: usize = 1024;
+/// Bytes of a client's commands in flight before the proxy stops reading from it.
+const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
+pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let budget = OutputBudget::new(
+        cluster.config.client_output_limit,
+        id,
+        stream.peer_addr().ok(),
+    );
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
+    let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
+    let (progress, completed) = watch::channel(0u64);
+    let output = Output::new(write, budget.clone());
+    let writer = tokio::spawn(write_replies(output, rx, push_rx, progress));
+    let mut reader = Reader {
+        exceeded: budget.exceeded(),
+        inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
+        state: ClientState::new(id, &cluster, completed, budget),
+        cluster,
+        read,
+        buf: BytesMut::with_capacity(16 * 1024),
+        decoder: Decoder::new(Limits::default()),
+        tx,
+        pushes,
+        pubsub: None,
+        subscriptions: Subscriptions::default(),
+    };
+    reader.run(shutdown).await;
+    drop(reader);
+    // Replies already on their way are still delivered (a client may half-close after its last
+    // command), but a reply that never comes (a BLPOP with no timeout for a client that left) must not
+    // hold the session and its dedicated backend connection forever.
+    let mut writer = writer;
+    if tokio::time::timeout(LINGER, &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+/// A reply slot and the protocol the client spoke when it sent the command (HELLO's own reply is
+/// already in the protocol it chose, as in Redis).
+type Slot = (Protocol, Reply);
+
+struct Reader {
+    cluster: Arc<Cluster>,
+    state: ClientState,
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: Decoder,
+    inflight: InFlightBytes,
+    /// The client crossed its output limit: stop reading.
+    exceeded: Exceeded,
+    tx: mpsc::Sender<Slot>,
+    /// For the RESP3 pub/sub relay: messages to write between replies.
+    pushes: mpsc::Sender<Frame>,
+    /// RESP2: the client's subscribed connection, if it has subscriptions (or is getting its first).
+    pubsub: Option<PubSub>,
+    /// RESP3: the client's subscribed connections.
+    subscriptions: Subscriptions,
+}
+
+/// Whether the reader continues after a command.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Reader {
+    async fn run(&mut self, shutdown: CancellationToken) {
+        loop {
+            loop {
+                match self.decoder.command_args(&mut self.buf) {
+                    Ok(Some(raw)) => {
+                        if let Flow::Stop = self.command(raw).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        Stats::bump(&self.cluster.stats.protocol_errors);
+                        tracing::debug!(client = self.state.id, "protocol error: {e}");
+                        let _ = self
+                            .send(Reply::Close(wire::error(format!("ERR {e}"))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+            crate::redis::resp::make_room(&mut self.buf);
+            let idle = idle_limit(&self.cluster, self.subscribed());
+            let read = tokio::select! {
+                r = crate::redis::client::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
+                _ = shutdown.cancelled() => return,
+                _ = &mut self.exceeded => return,
+                _ = lost(&self.pubsub, &self.subscriptions) => {
+                    let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
+                    let _ = self.send(Reply::Close(wire::error(msg))).await;
+                    return;
+                }
+            };
+            match read {
+                Ok(0) => return,
+                Err(e) => {
+                    crate::redis::client::idle::log_close(self.state.id, &e);
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn command(&mut self, raw: RawCommand) -> Flow {
+        let cmd = Command::from_raw(raw);
+        let resp3 = self.state.protocol() == Protocol::Resp3;
+        if self.pubsub.is_some() && !resp3 {
+            return self.in_pubsub(cmd).await;
+        }
+        let may_subscribe = self.state.authed && !self.state.txn.in_multi();
+        let subscription = pubsub::is_subscription(&cmd);
+        if resp3 && may_subscribe && subscription {
+            return self.resp3_subscription(cmd).await;
+        }
+        if cmd.name == "RESET" {
+            self.pubsub = None;
+            self.subscriptions.clear();
+        }
+        if matches!(cmd.name.as_str(), "HELLO" | "RESET") {
+            self.state.order.all_answered().await;
+        }
+        let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
+            self.subscribe(cmd).await
+        } else {
+            // Subscribed connections are bounded by their own channels; only here does a reply
+            // slot stand for the command's bytes.
+            let index = self.state.order.queued();
+            self.inflight.admit(index, cmd.size()).await;
+            dispatch(&self.cluster, &mut self.state, cmd).await
+        };
+        self.queue(reply).await
+    }
+
+    /// Puts a reply slot in the FIFO.
+    async fn queue(&mut self, reply: Reply) -> Flow {
+        let close = matches!(reply, Reply::Close(_));
+        if self.send(reply).await.is_err() || close {
+            return Flow::Stop;
+        }
+        self.state.order.pushed();
+        Flow::Continue
+    }
+
+    async fn send(&self, reply: Reply) -> Result<(), mpsc::error::SendError<Slot>> {
+        self.tx.send((self.state.protocol(), reply)).await
+    }
+}
+
+/// The client socket's write side: replies are gathered into one buffer and written once per turn;
+/// a node's reply too big to be worth copying is written from its own bytes.
+struct Output<W> {
+    write: W,
+    out: BytesMut,
+    exceeded: Exceeded,
+}
+
+/// The client is gone, or was closed for its output limit: the writer stops.
+struct Gone;
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    fn new(write: W, budget: Arc<OutputBudget>) -> Output<W> {
+        Output {
+            write,
+            out: BytesMut::with_capacity(16 * 1024),
+            exceeded: budget.exceeded(),
+        }
+    }
+
+    async fn answer(&mut self, protocol: Protocol, answer: Answer) -> Result<(), Gone> {
+        crate::redis::metrics::reply_error(answer.error_text());
+        match answer {
+            Answer::Node(raw) if raw.bytes().len() >= FLUSH_AT => {
+                self.flush().await?;
+                // Written while still charged to the client: it is in memory until written.
+                self.write_all(raw.bytes()).await
+            }
+            answer => {
+                answer.encode_in(protocol, &mut self.out);
+                Ok(())
+            }
+        }
+    }
+
+    fn frame(&mut self, protocol: Protocol, frame: &Frame) {
+        if frame.is_error() {
+            crate::redis::metrics::reply(frame);
+        }
+        frame.encode_in(protocol, &mut self.out);
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_all(&out).await;
+        self.out = out;
+        self.out.clear();
+        written
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Gone> {
+        tokio::select! {
+            r = self.write.write_all(bytes) => r.map_err(|_| Gone),
+            _ = &mut self.exceeded => Err(Gone),
+        }
+    }
+
+    /// The answer of `fut`, at once if it is ready; otherwise what is buffered goes out first, so that
+    /// finished replies are not held back while waiting for a slow one.
+    async fn resolve<F: std::future::Future<Output = Answer>>(
+        &mut self,
+        fut: F,
+    ) -> Result<Answer, Gone> {
+        tokio::pin!(fut);
+        if let Some(answer) = (&mut fut).now_or_never() {
+            return Ok(answer);
+        }
+        self.flush().await?;
+        self.wait(fut).await
+    }
+
+    /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
+    async fn wait<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Gone> {
+        tokio::select! {
+            v = fut => Ok(v),
+            _ = &mut self.exceeded => Err(Gone),
+        }
+    }
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut output: Output<W>,
+    mut rx: mpsc::Receiver<Slot>,
+    mut pushes: mpsc::Receiver<Frame>,
+    progress: watch::Sender<u64>,
+) {
+    if write_loop(&mut output, &mut rx, &mut pushes, &progress)
+        .await
+        .is_ok()
+    {
+        let _ = output.flush().await;
+        let _ = output.write.shutdown().await;
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    output: &mut Output<W>,
+    rx: &mut mpsc::Receiver<Slot>,
+    pushes: &mut mpsc::Receiver<Frame>,
+    progress: &watch::Sender<u64>,
+) -> Result<(), Gone> {
+    loop {
+        let slot = tokio::select! {
+            slot = rx.recv() => slot,
+            Some(push) = pushes.recv() => {
+                push.encode_in(Protocol::Resp3, &mut output.out);
+                if rx.is_empty() && pushes.is_empty() {
+                    output.flush().await?;
+                }
+                continue;
+            }
+            _ = &mut output.exceeded => return Err(Gone),
+        };
+        let Some((protocol, reply)) = slot else {
+            return Ok(());
+        };
+        let close = match reply {
+            Reply::Ready(frame) => {
+                output.frame(protocol, &frame);
+                false
+            }
+            Reply::Routed(inflight) => {
+                let answer = output.resolve(inflight.finish()).await?;
+                output.answer(protocol, answer).await?;
+                false
+            }
+            Reply::Later(fut) => {
+                let answer = output.resolve(fut).await?;
+                output.answer(protocol, answer).await?;
+                false
+            }
+            Reply::Relay(mut frames) => {
+                while let Some(frame) = output.wait(frames.recv()).await? {
+                    output.frame(protocol, &frame);
+                    if frames.is_empty() {
+                        output.flush().await?;
+                    }
+                }
+                false
+            }
+            Reply::Close(frame) => {
+                output.frame(protocol, &frame);
+                true
+            }
+        };
+        progress.send_modify(|done| *done += 1);
+        if close {
+            // The caller flushes and shuts the socket down.
+            return Ok(());
+        }
+        if rx.is_empty() || output.out.len() >= FLUSH_AT {
+            output.flush().await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! A client command as the proxy sees it: its arguments, its entry in the command table, and the slot
+//! its keys hash to.
+
+pub mod slots;
+pub mod spec;
+
+use bytes::Bytes;
+
+use crate::redis::cluster::router::Route;
+use crate::redis::command::slots::key_slot;
+use crate::redis::command::spec::{flag, CommandSpec};
+use crate::redis::resp::wire;
+use crate::redis::resp::{Frame, RawCommand};
+
+pub struct Command {
+    /// `args[0]` is the command name as the client sent it.
+    pub args: Vec<Bytes>,
+    /// Upper-case name, for matching.
+    pub name: Name,
+    pub spec: Option<&'static CommandSpec>,
+    /// The bytes the client sent, forwarded as they are; `None` when they must be encoded (an
+    /// inline command, or one the proxy built).
+    wire: Option<Bytes>,
+}
+
+/// A command name in upper case: matching a name must not allocate. Known commands use the table's
+/// name (upper-cased once per process); anything else keeps its own text.
+#[derive(Clone)]
+pub enum Name {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Name {
+    fn new(raw: &[u8], spec: Option<&'static CommandSpec>) -> Name {
+        match spec.and_then(spec::index) {
+            Some(i) => Name::Known(upper_names()[i].as_str()),
+            None => Name::Other(String::from_utf8_lossy(raw).to_ascii_uppercase()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Known(name) => name,
+            Name::Other(name) => name,
+        }
+    }
+}
+
+/// The table's names in upper case, by table index.
+fn upper_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        spec::all()
+            .iter()
+            .map(|spec| spec.name.to_ascii_uppercase())
+            .collect()
+    })
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl Command {
+    /// A command from plain words, for tests.
+    #[cfg(test)]
+    pub(crate) fn from_words(words: &[&str]) -> Command {
+        Command::new(
+            words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// A command from a parsed request: an array of bulk strings. `Ok(None)` for an empty array, which
+    /// Redis ignores.
+    pub fn from_frame(frame: Frame) -> Result<Option<Command>, Frame> {
+        let items = match frame {
+            Frame::Array(items) => items,
+            _ => {
+                return Err(wire::error(
+                    "ERR Protocol error: expected an array of bulk strings",
+                ))
+            }
+        };
+        let mut args = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Frame::Bulk(b) => args.push(b),
+                _ => {
+                    return Err(wire::error(
+                        "ERR Protocol error: command arguments must be bulk strings",
+                    ))
+                }
+            }
+        }
+        if args.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Command::new(args)))
+    }
+
+    pub fn new(args: Vec<Bytes>) -> Command {
+        let spec = spec::lookup(&args[0]);
+        let name = Name::new(&args[0], spec);
+        Command {
+            args,
+            name,
+            spec,
+            wire: None,
+        }
+    }
+
+    /// A command as parsed from the client: forwarded as the bytes it came in.
+    pub fn from_raw(raw: RawCommand) -> Command {
+        let mut cmd = Command::new(raw.args);
+        cmd.wire = raw.wire;
+        cmd
+    }
+
+    /// Upper-case text of argument `i`, if present.
+    pub fn arg_upper(&self, i: usize) -> Option<String> {
+        self.args
+            .get(i)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+    }
+
+    pub fn has_flag(&self, f: u32) -> bool {
+        self.spec.is_some_and(|s| s.flags & f != 0)
+    }
+
+    /// Redis' own arity rule: positive = exactly, negative = at least.
+    pub fn check_arity(&self) -> Result<(), Frame> {
+        let Some(spec) = self.spec else {
+            return Ok(());
+        };
+        let n = self.args.len() as i32;
+        let ok = if spec.arity >= 0 {
+            n == spec.arity
+        } else {
+            n >= -spec.arity
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(wire::wrong_arity(&self.args[0]))
+        }
+    }
+
+    /// `(argument index, slot)` of every key.
+    pub fn key_slots(&self) -> Result<Vec<(usize, u16)>, Frame> {
+        let Some(spec) = self.spec else {
+            return Ok(Vec::new());
+        };
+        let indices =
+            spec::key_indices(spec, &self.args).map_err(|e| wire::error(e.to_string()))?;
+        Ok(indices
+            .into_iter()
+            .filter_map(|i| self.args.get(i).map(|k| (i, key_slot(k))))
+            .collect())
+    }
+
+    /// The one slot of all keys; `None` without keys; CROSSSLOT when they disagree.
+    pub fn slot(&self) -> Result<Option<u16>, Frame> {
+        let Some(spec) = self.spec else {
+            return Ok(None);
+        };
+        spec::command_slot(spec, &self.args).map_err(|e| wire::error(e.to_string()))
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.has_flag(flag::READONLY)
+    }
+
+    /// Blocking commands hold a connection for as long as they wait, so they never use the pool.
+    pub fn blocking(&self) -> bool {
+        self.spec.is_some_and(|spec| spec::blocks(spec, &self.args))
+    }
+
+    /// Bytes the command holds.
+    pub fn size(&self) -> usize {
+        match &self.wire {
+            Some(wire) => wire.len(),
+            None => self.args.iter().map(|a| a.len()).sum(),
+        }
+    }
+
+    /// The command's wire form: the client's own bytes when it sent the multibulk form.
+    pub fn payload(&self) -> Bytes {
+        match &self.wire {
+            Some(wire) => wire.clone(),
+            None => wire::command_bytes(&self.args),
+        }
+    }
+
+    /// The command routed by its keys.
+    pub fn route(&self) -> Result<Route, Frame> {
+        Ok(Route {
+            payload: self.payload(),
+            slot: self.slot()?,
+            readonly: self.readonly(),
+            dedicated: self.blocking(),
+        })
+    }
+
+    /// The command sent to any master regardless of keys (COMMAND, CONFIG GET, ...).
+    pub fn keyless_route(&self) -> Route {
+        Route {
+            payload: self.payload(),
+            slot: None,
+            readonly: false,
+            dedicated: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(words: &[&str]) -> Command {
+        Command::from_words(words)
+    }
+
+    #[test]
+    fn slots_follow_keys_and_hash_tags() {
+        assert_eq!(cmd(&["get", "foo"]).slot().unwrap(), Some(12182));
+        assert_eq!(cmd(&["PING"]).slot().unwrap(), None);
+        assert_eq!(
+            cmd(&["SUNIONSTORE", "{u}d", "{u}a", "{u}b"])
+                .slot()
+                .unwrap(),
+            Some(key_slot(b"u"))
+        );
+        let Err(Frame::Error(e)) = cmd(&["SUNIONSTORE", "d", "a", "b"]).slot() else {
+            panic!("expected CROSSSLOT");
+        };
+        assert!(e.starts_with(b"CROSSSLOT"));
+        // EVAL with numkeys 0 has no slot; with keys it has theirs.
+        assert_eq!(cmd(&["EVAL", "return 1", "0"]).slot().unwrap(), None);
+        assert_eq!(
+            cmd(&["EVAL", "s", "1", "foo", "arg"]).slot().unwrap(),
+            Some(12182)
+        );
+    }
+
+    #[test]
+    fn arity_blocking_and_readonly() {
+        assert!(cmd(&["GET"]).check_arity().is_err());
+        assert!(cmd(&["GET", "a"]).check_arity().is_ok());
+        assert!(cmd(&["GET", "a"]).readonly());
+        assert!(!cmd(&["SET", "a", "b"]).readonly());
+        assert!(cmd(&["BLPOP", "a", "0"]).blocking());
+        assert!(!cmd(&["XREAD", "STREAMS", "s", "0"]).blocking());
+        assert!(cmd(&["XREAD", "BLOCK", "0", "STREAMS", "s", "0"]).blocking());
+    }
+
+    #[test]
+    fn frames_become_commands() {
+        let frame = Frame::Array(vec![
+            Frame::Bulk(Bytes::from_static(b"get")),
+            Frame::Bulk(Bytes::from_static(b"k")),
+        ]);
+        let c = Command::from_frame(frame).unwrap().unwrap();
+        assert_eq!(c.name, "GET");
+        assert!(Command::from_frame(Frame::Array(vec![])).unwrap().is_none());
+        assert!(Command::from_frame(Frame::Array(vec![Frame::Integer(1)])).is_err());
+        assert_eq!(&c.payload()[..], b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n");
+    }
+
+    #[test]
+    fn parsed_commands_keep_their_wire_bytes() {
+        // The client's exact bytes go to the node (its spelling of the name included).
+        let mut buf = bytes::BytesMut::from(&b"*2\r\n$3\r\ngEt\r\n$1\r\nk\r\nPING\r\n"[..]);
+        let limits = crate::redis::resp::Limits::default();
+        let raw = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        let c = Command::from_raw(raw);
+        assert_eq!(c.name, "GET");
+        assert_eq!(&c.payload()[..], b"*2\r\n$3\r\ngEt\r\n$1\r\nk\r\n");
+        let inline = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        let c = Command::from_raw(inline);
+        assert_eq!(&c.payload()[..], b"*1\r\n$4\r\nPING\r\n");
+        let unknown = Command::new(vec![Bytes::from_static(b"NoSuch")]);
+        assert_eq!(unknown.name, "NOSUCH");
+        assert!(unknown.spec.is_none());
+    }
+}

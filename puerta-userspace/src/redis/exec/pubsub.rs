@@ -1,0 +1,393 @@
+//! SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE: the client gets its own backend connection, speaking its protocol.
+//! To learn when a subscription command has been fully answered (and how many subscriptions are
+//! left), the proxy follows it with a `PING <marker>` and swallows the marked PONG, whose arrival
+//! proves all earlier replies were seen.
+//!
+//! RESP2: until the last subscription ends, every frame from that node is relayed to the client as
+//! one long reply and every command it sends is forwarded (Redis allows only pub/sub commands then).
+//! RESP3: messages are push frames that the client's writer puts between replies; each subscription
+//! command's confirmations are that command's reply slot, closed by the marker; other commands keep
+//! going through the cluster as usual.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::cluster::Cluster;
+use crate::redis::command::slots::key_slot;
+use crate::redis::command::Command;
+use crate::redis::node::backend;
+use crate::redis::resp::wire;
+use crate::redis::resp::{self, Frame, Limits, Protocol};
+
+const BARRIER_PREFIX: &[u8] = b"__puerta_pubsub_barrier_";
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Ack {
+    seq: u64,
+    count: i64,
+}
+
+/// The reply slots of the RESP3 subscription commands still waiting for their marker, oldest first.
+type Waiting = Arc<Mutex<VecDeque<mpsc::Sender<Frame>>>>;
+
+/// Where the relay puts what the node sends.
+enum Delivery {
+    /// RESP2: everything, in order, into the client's one long relay reply.
+    Stream(mpsc::Sender<Frame>),
+    /// RESP3: messages to the writer's push channel, command answers into their own slots.
+    Split {
+        pushes: mpsc::Sender<Frame>,
+        waiting: Waiting,
+    },
+}
+
+/// Whether a command belongs to the subscribe / unsubscribe family.
+pub fn is_subscription(cmd: &Command) -> bool {
+    matches!(
+        cmd.name.as_str(),
+        "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+    )
+}
+
+pub fn is_unsubscribe(cmd: &Command) -> bool {
+    matches!(
+        cmd.name.as_str(),
+        "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+    )
+}
+
+pub struct PubSub {
+    write: OwnedWriteHalf,
+    acks: watch::Receiver<Ack>,
+    seq: u64,
+    ended: CancellationToken,
+    /// RESP3 only: where [`PubSub::command`] registers each command's reply slot.
+    waiting: Option<Waiting>,
+}
+
+/// RESP2: opens the connection, sends the first subscribe, and returns the session half plus the
+/// stream of frames for the client.
+pub async fn start(
+    cluster: &Arc<Cluster>,
+    cmd: &Command,
+) -> Result<(PubSub, mpsc::Receiver<Frame>), Frame> {
+    let (frames_tx, frames_rx) = mpsc::channel(1024);
+    let addr = node_for(cluster, cmd)?;
+    let mut pubsub = open(cluster, addr, Protocol::Resp2, Delivery::Stream(frames_tx)).await?;
+    pubsub
+        .write
+        .write_all(&cmd.payload())
+        .await
+        .map_err(|e| wire::error(format!("ERR Puerta: pub/sub connection failed: {e}")))?;
+    Ok((pubsub, frames_rx))
+}
+
+/// RESP3: opens a `HELLO 3` connection to `addr` whose messages go to `pushes`; commands are then
+/// sent with [`PubSub::command`].
+pub async fn start_resp3(
+    cluster: &Arc<Cluster>,
+    addr: Arc<str>,
+    pushes: mpsc::Sender<Frame>,
+) -> Result<PubSub, Frame> {
+    let waiting = Waiting::default();
+    let delivery = Delivery::Split {
+        pushes,
+        waiting: waiting.clone(),
+    };
+    let mut pubsub = open(cluster, addr, Protocol::Resp3, delivery).await?;
+    pubsub.waiting = Some(waiting);
+    Ok(pubsub)
+}
+
+/// The node a subscription command goes to: the shard channel's master for the sharded family, any
+/// master for the others (Redis Cluster delivers PUBLISH on every node).
+pub fn node_for(cluster: &Cluster, cmd: &Command) -> Result<Arc<str>, Frame> {
+    let sharded = matches!(cmd.name.as_str(), "SSUBSCRIBE" | "SUNSUBSCRIBE");
+    match cmd.args.get(1) {
+        Some(channel) if sharded => cluster.node_for(key_slot(channel), false),
+        _ => cluster.any_master(),
+    }
+    .ok_or_else(|| wire::error("CLUSTERDOWN Puerta knows no node for this subscription"))
+}
+
+/// Connects to `addr` and starts the relay.
+async fn open(
+    cluster: &Arc<Cluster>,
+    addr: Arc<str>,
+    protocol: Protocol,
+    delivery: Delivery,
+) -> Result<PubSub, Frame> {
+    let opts = cluster.connect_options().speaking(protocol);
+    let (stream, leftover) = backend::open(&addr, &opts)
+        .await
+        .map_err(|e| wire::error(format!("ERR Puerta: {e}")))?;
+    let (read, write) = stream.into_split();
+    let (acks_tx, acks) = watch::channel(Ack::default());
+    let ended = CancellationToken::new();
+    tokio::spawn(relay(
+        Relay {
+            read,
+            buf: leftover,
+            delivery,
+            acks: acks_tx,
+            addr,
+        },
+        ended.clone(),
+    ));
+    Ok(PubSub {
+        write,
+        acks,
+        seq: 0,
+        ended,
+        waiting: None,
+    })
+}
+
+impl PubSub {
+    /// RESP2: forwards a command; `Ok(false)` when the client has no subscription left (pub/sub is
+    /// over).
+    pub async fn forward(&mut self, cmd: &Command) -> Result<bool, String> {
+        self.write
+            .write_all(&cmd.payload())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !is_unsubscribe(cmd) {
+            return Ok(true);
+        }
+        let seq = self.barrier().await?;
+        Ok(self.subscriptions_after(seq).await? > 0)
+    }
+
+    /// RESP3: sends a subscription command; returns its reply slot (closed once all its answers are
+    /// in) and the sequence number to pass to [`PubSub::subscriptions_after`].
+    pub async fn command(&mut self, cmd: &Command) -> Result<(mpsc::Receiver<Frame>, u64), String> {
+        let (slot, answers) = mpsc::channel(64);
+        if let Some(waiting) = &self.waiting {
+            waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(slot);
+        }
+        self.write
+            .write_all(&cmd.payload())
+            .await
+            .map_err(|e| e.to_string())?;
+        let seq = self.barrier().await?;
+        Ok((answers, seq))
+    }
+
+    /// Sends the next marked PING; returns its sequence number.
+    async fn barrier(&mut self) -> Result<u64, String> {
+        self.seq += 1;
+        let mut marker = BARRIER_PREFIX.to_vec();
+        marker.extend_from_slice(self.seq.to_string().as_bytes());
+        self.write
+            .write_all(&wire::command_bytes(&[&b"PING"[..], &marker]))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.seq)
+    }
+
+    /// How many subscriptions the connection has once the node answered everything before the
+    /// marker `seq`.
+    pub async fn subscriptions_after(&mut self, seq: u64) -> Result<i64, String> {
+        let ack = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.acks.wait_for(|a| a.seq >= seq),
+        )
+        .await
+        .map_err(|_| "no answer to UNSUBSCRIBE".to_string())?
+        .map_err(|_| "pub/sub connection lost".to_string())?;
+        Ok(ack.count)
+    }
+
+    /// Resolves when the node connection is gone.
+    pub async fn lost(&self) {
+        self.ended.cancelled().await
+    }
+}
+
+/// The reading half of a subscribed connection and where its frames go.
+struct Relay {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    delivery: Delivery,
+    acks: watch::Sender<Ack>,
+    addr: Arc<str>,
+}
+
+async fn relay(mut r: Relay, ended: CancellationToken) {
+    let limits = Limits::default();
+    let mut count = 0i64;
+    'outer: loop {
+        loop {
+            match resp::parse_reply(&mut r.buf, &limits) {
+                Ok(Some(frame)) => {
+                    if let Some(seq) = barrier(&frame) {
+                        r.delivery.close_oldest_slot();
+                        r.acks.send_replace(Ack { seq, count });
+                        continue;
+                    }
+                    if let Some(c) = subscription_count(&frame) {
+                        count = c;
+                    }
+                    if !r.delivery.deliver(frame).await {
+                        break 'outer;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(addr = %r.addr, "bad pub/sub frame from node: {e}");
+                    break 'outer;
+                }
+            }
+        }
+        match r.read.read_buf(&mut r.buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    ended.cancel();
+}
+
+impl Delivery {
+    /// False once the client is gone.
+    async fn deliver(&self, frame: Frame) -> bool {
+        match self {
+            Delivery::Stream(frames) => frames.send(frame).await.is_ok(),
+            Delivery::Split { pushes, waiting } => {
+                let slot = match is_message(&frame) {
+                    true => None,
+                    false => waiting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .front()
+                        .cloned(),
+                };
+                match slot {
+                    // A slot whose reply the client will never read is no reason to stop.
+                    Some(slot) => {
+                        let _ = slot.send(frame).await;
+                        true
+                    }
+                    None => pushes.send(frame).await.is_ok(),
+                }
+            }
+        }
+    }
+
+    /// The oldest command's answers are complete: closing its slot lets the writer move on.
+    fn close_oldest_slot(&self) {
+        if let Delivery::Split { waiting, .. } = self {
+            waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+        }
+    }
+}
+
+/// A published message (as opposed to a command's answer): `message`, `pmessage` or `smessage`.
+fn is_message(frame: &Frame) -> bool {
+    let (Frame::Push(items) | Frame::Array(items)) = frame else {
+        return false;
+    };
+    matches!(items.first(), Some(Frame::Bulk(kind))
+        if [&b"message"[..], b"pmessage", b"smessage"].iter().any(|k| kind.eq_ignore_ascii_case(k)))
+}
+
+/// The sequence number of one of our marked PONGs (`[pong, marker]` or, once unsubscribed, `marker`).
+fn barrier(frame: &Frame) -> Option<u64> {
+    let marker = match frame {
+        Frame::Bulk(m) => m,
+        Frame::Array(items) if items.len() == 2 => match (&items[0], &items[1]) {
+            (Frame::Bulk(kind), Frame::Bulk(m)) if kind.eq_ignore_ascii_case(b"pong") => m,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let rest = marker.strip_prefix(BARRIER_PREFIX)?;
+    std::str::from_utf8(rest).ok()?.parse().ok()
+}
+
+/// The count in a (un)subscribe confirmation: `[kind, channel, count]` (a push in RESP3).
+fn subscription_count(frame: &Frame) -> Option<i64> {
+    let (Frame::Array(items) | Frame::Push(items)) = frame else {
+        return None;
+    };
+    let [Frame::Bulk(kind), _, Frame::Integer(count)] = items.as_slice() else {
+        return None;
+    };
+    let kind = kind.to_ascii_lowercase();
+    let confirmation = matches!(
+        kind.as_slice(),
+        b"subscribe"
+            | b"unsubscribe"
+            | b"psubscribe"
+            | b"punsubscribe"
+            | b"ssubscribe"
+            | b"sunsubscribe"
+    );
+    confirmation.then_some(*count)
+}
+
+/// UNSUBSCRIBE family outside pub/sub mode: Redis answers one confirmation with count 0 (a push in
+/// RESP3, an array in RESP2).
+pub fn unsubscribed_reply(cmd: &Command) -> Frame {
+    let kind = Bytes::from(cmd.name.to_ascii_lowercase());
+    let channel = cmd
+        .args
+        .get(1)
+        .cloned()
+        .map(Frame::Bulk)
+        .unwrap_or(Frame::Null);
+    Frame::Push(vec![Frame::Bulk(kind), channel, Frame::Integer(0)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_barriers_and_confirmations() {
+        let marker = Bytes::from(format!("{}42", String::from_utf8_lossy(BARRIER_PREFIX)));
+        assert_eq!(barrier(&Frame::Bulk(marker.clone())), Some(42));
+        let pong = Frame::Array(vec![wire::bulk("pong"), Frame::Bulk(marker)]);
+        assert_eq!(barrier(&pong), Some(42));
+        assert_eq!(barrier(&wire::bulk("hello")), None);
+        let confirm = Frame::Array(vec![
+            wire::bulk("unsubscribe"),
+            wire::bulk("ch"),
+            Frame::Integer(2),
+        ]);
+        assert_eq!(subscription_count(&confirm), Some(2));
+        let message = Frame::Array(vec![
+            wire::bulk("message"),
+            wire::bulk("ch"),
+            wire::bulk("x"),
+        ]);
+        assert_eq!(subscription_count(&message), None);
+        assert!(is_message(&message));
+        let resp3_confirm = Frame::Push(vec![
+            wire::bulk("ssubscribe"),
+            wire::bulk("ch"),
+            Frame::Integer(1),
+        ]);
+        assert_eq!(subscription_count(&resp3_confirm), Some(1));
+        assert!(!is_message(&resp3_confirm));
+        let pmessage = Frame::Push(vec![
+            wire::bulk("pmessage"),
+            wire::bulk("c*"),
+            wire::bulk("ch"),
+            wire::bulk("x"),
+        ]);
+        assert!(is_message(&pmessage));
+    }
+}

@@ -1,0 +1,512 @@
+//! One pipelined connection to a cluster node. Requests from any number of clients are written in the
+//! order they arrive and matched to replies through a FIFO of reply slots, because Redis answers each
+//! connection strictly in order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::client::output::{Charged, OutputBudget};
+pub use crate::redis::node::connect::{open, ConnectOptions};
+use crate::redis::node::fault::{self, FaultKind};
+use crate::redis::resp::{self, Decoder, Frame, Limits};
+
+/// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: Arc<str>, reason: String },
+    #[error("timed out connecting to {addr} after {ms} ms")]
+    ConnectTimeout { addr: Arc<str>, ms: u128 },
+    #[error("handshake with {addr} failed: {reason}")]
+    Handshake { addr: Arc<str>, reason: String },
+    #[error("connection to {addr} closed before the command was sent")]
+    NotSent { addr: Arc<str> },
+    #[error(
+        "connection to {addr} lost before the reply ({reason}); the command may have been applied"
+    )]
+    Lost { addr: Arc<str>, reason: String },
+    #[error(
+        "{addr} did not answer within {ms} ms (connection closed); the command may have been applied"
+    )]
+    Timeout { addr: Arc<str>, ms: u128 },
+}
+
+impl BackendError {
+    /// True when the node certainly did not execute the command.
+    pub fn never_sent(&self) -> bool {
+        !matches!(
+            self,
+            BackendError::Lost { .. } | BackendError::Timeout { .. }
+        )
+    }
+
+    /// The node the error is about.
+    pub fn addr(&self) -> &Arc<str> {
+        match self {
+            BackendError::Connect { addr, .. }
+            | BackendError::ConnectTimeout { addr, .. }
+            | BackendError::Handshake { addr, .. }
+            | BackendError::NotSent { addr }
+            | BackendError::Lost { addr, .. }
+            | BackendError::Timeout { addr, .. } => addr,
+        }
+    }
+}
+
+pub type ReplyResult = Result<Frame, BackendError>;
+
+/// What a node sent for one request, as the bytes it sent: passed through to a client as they are,
+/// parsed only by whoever must look inside.
+#[derive(Debug)]
+pub enum NodeReply {
+    One(Charged),
+    /// A request of several commands (ASKING + command, MULTI … EXEC): one reply each.
+    Many(Vec<Charged>),
+}
+
+pub type NodeResult = Result<NodeReply, BackendError>;
+
+impl NodeReply {
+    /// The reply as a frame; several replies as an array of them.
+    pub fn frame(&self) -> Frame {
+        match self {
+            NodeReply::One(raw) => parsed(raw),
+            NodeReply::Many(raws) => Frame::Array(raws.iter().map(parsed).collect()),
+        }
+    }
+
+    /// The last reply (the command's own after ASKING).
+    pub fn into_last(self) -> Option<Charged> {
+        match self {
+            NodeReply::One(raw) => Some(raw),
+            NodeReply::Many(raws) => raws.into_iter().last(),
+        }
+    }
+}
+
+/// The frame of bytes the reader already validated; failing here would be a parser bug, which the
+/// client sees as an error reply rather than a crash.
+fn parsed(raw: &Charged) -> Frame {
+    resp::frame_of(raw.bytes())
+        .unwrap_or_else(|e| Frame::error(format!("ERR Puerta: unreadable node reply ({e})")))
+}
+
+/// The frame of a node result, for the proxy's own use of a reply.
+pub fn frame_result(result: NodeResult) -> ReplyResult {
+    result.map(|reply| reply.frame())
+}
+
+struct Request {
+    payload: Bytes,
+    replies: usize,
+    budget: Option<Arc<OutputBudget>>,
+    tx: oneshot::Sender<NodeResult>,
+}
+
+/// A reply slot: `want` replies are collected; one reply is delivered as is, several together.
+struct Waiting {
+    want: usize,
+    got: Vec<Charged>,
+    /// The output budget of the client the replies are for; `None` for the proxy's own queries.
+    budget: Option<Arc<OutputBudget>>,
+    tx: oneshot::Sender<NodeResult>,
+    /// When the request was queued for writing, for the per-node latency histogram.
+    sent: Instant,
+}
+
+#[derive(Default)]
+struct PendingQueue {
+    closed: bool,
+    queue: VecDeque<Waiting>,
+}
+
+/// Handle to the connection task pair. Dropping every handle closes the connection.
+pub struct BackendConn {
+    addr: Arc<str>,
+    tx: mpsc::UnboundedSender<Request>,
+    closed: Arc<AtomicBool>,
+}
+
+impl BackendConn {
+    pub async fn connect(
+        addr: Arc<str>,
+        opts: &ConnectOptions,
+    ) -> Result<BackendConn, BackendError> {
+        let (stream, leftover) = open(&addr, opts).await?;
+        Ok(Self::start(addr, stream, leftover, opts.reply_timeout))
+    }
+
+    fn start(
+        addr: Arc<str>,
+        stream: TcpStream,
+        leftover: BytesMut,
+        reply_timeout: Option<Duration>,
+    ) -> BackendConn {
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let closed = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(Mutex::new(PendingQueue::default()));
+        let stop = CancellationToken::new();
+        tokio::spawn(write_loop(
+            addr.clone(),
+            write,
+            rx,
+            pending.clone(),
+            closed.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(read_loop(
+            Reading {
+                addr: addr.clone(),
+                read,
+                buf: leftover,
+                pending,
+                reply_timeout,
+            },
+            closed.clone(),
+            stop,
+        ));
+        BackendConn { addr, tx, closed }
+    }
+
+    pub fn addr(&self) -> &Arc<str> {
+        &self.addr
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues `payload` (holding `replies` commands) and returns where the reply will arrive. Requests
+    /// sent through one handle reach the node in the order of the calls.
+    pub fn send(&self, payload: Bytes, replies: usize) -> oneshot::Receiver<NodeResult> {
+        self.send_for(payload, replies, None)
+    }
+
+    /// [`BackendConn::send`] for a client: its replies count against `budget` from the moment they
+    /// are read until the client's writer is done with them.
+    pub fn send_for(
+        &self,
+        payload: Bytes,
+        replies: usize,
+        budget: Option<&Arc<OutputBudget>>,
+    ) -> oneshot::Receiver<NodeResult> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request {
+            payload,
+            replies: replies.max(1),
+            budget: budget.cloned(),
+            tx,
+        };
+        if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
+            let _ = request.tx.send(Err(BackendError::NotSent {
+                addr: self.addr.clone(),
+            }));
+        }
+        rx
+    }
+
+    /// Sends and waits.
+    pub async fn call(&self, payload: Bytes, replies: usize) -> ReplyResult {
+        match self.send(payload, replies).await {
+            Ok(result) => frame_result(result),
+            Err(_) => Err(BackendError::Lost {
+                addr: self.addr.clone(),
+                reason: "connection task ended".into(),
+            }),
+        }
+    }
+}
+
+async fn write_loop(
+    addr: Arc<str>,
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    pending: Arc<Mutex<PendingQueue>>,
+    closed: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        // Let every task that is ready in this scheduler turn queue its request first, so they leave
+        // in one write: without this the runtime runs this task right after the first sender (its
+        // LIFO slot) and every command costs the node a write, a wake-up and a read.
+        tokio::task::yield_now().await;
+        let mut batch = vec![first];
+        while out.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            for r in batch {
+                if p.closed {
+                    let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
+                    continue;
+                }
+                out.extend_from_slice(&r.payload);
+                p.queue.push_back(Waiting {
+                    want: r.replies,
+                    got: Vec::new(),
+                    budget: r.budget,
+                    tx: r.tx,
+                    sent: Instant::now(),
+                });
+            }
+        }
+        if out.is_empty() {
+            break;
+        }
+        // A node that stops reading fills the socket buffer; the reader's timeout must still be
+        // able to end this write.
+        let written = tokio::select! {
+            r = write.write_all(&out) => r,
+            _ = stop.cancelled() => break,
+        };
+        if let Err(e) = written {
+            fault::report(
+                &addr,
+                FaultKind::of_io(&e),
+                &format!("write failed: {e}"),
+                0,
+            );
+            break;
+        }
+        out.clear();
+    }
+    closed.store(true, Ordering::Release);
+    stop.cancel();
+    rx.close();
+    while let Ok(r) = rx.try_recv() {
+        let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
+    }
+}
+
+/// The reading half and what it needs to match replies to requests.
+struct Reading {
+    addr: Arc<str>,
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    pending: Arc<Mutex<PendingQueue>>,
+    reply_timeout: Option<Duration>,
+}
+
+/// Why a connection's reading ended.
+struct Ended {
+    /// `None` when the connection ended normally (the last handle was dropped, or an idle connection
+    /// was closed by the node), which is not worth a warning.
+    fault: Option<FaultKind>,
+    reason: String,
+}
+
+impl Ended {
+    fn fault(kind: FaultKind, reason: impl Into<String>) -> Ended {
+        Ended {
+            fault: Some(kind),
+            reason: reason.into(),
+        }
+    }
+}
+
+async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationToken) {
+    let ended = read_replies(&mut r, &stop).await;
+    closed.store(true, Ordering::Release);
+    stop.cancel();
+    let waiting = {
+        let mut p = r.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.closed = true;
+        std::mem::take(&mut p.queue)
+    };
+    let addr = r.addr;
+    // The node closing a connection nobody waits on (its `timeout` setting, a restart) is routine.
+    let fault = match ended.fault {
+        Some(FaultKind::Closed) if waiting.is_empty() => None,
+        other => other,
+    };
+    match fault {
+        Some(kind) => fault::report(&addr, kind, &ended.reason, waiting.len()),
+        None => {
+            tracing::debug!(%addr, lost = waiting.len(), "backend connection ended: {}", ended.reason)
+        }
+    }
+    for w in waiting {
+        let error = match (fault, r.reply_timeout) {
+            (Some(FaultKind::Timeout), Some(t)) => BackendError::Timeout {
+                addr: addr.clone(),
+                ms: t.as_millis(),
+            },
+            _ => BackendError::Lost {
+                addr: addr.clone(),
+                reason: ended.reason.clone(),
+            },
+        };
+        let _ = w.tx.send(Err(error));
+    }
+}
+
+async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
+    let mut decoder = Decoder::new(Limits::default());
+    let latency = crate::redis::metrics::node_latency(&r.addr);
+    // Re-armed only when the oldest waiting request changes, not on every read.
+    let overdue = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(overdue);
+    loop {
+        match decoder.reply_bytes(&mut r.buf) {
+            Ok(Some(raw)) if raw.first() == Some(&b'>') => {
+                // Out-of-band data is no reply: pooled connections never subscribe or track keys,
+                // so there is nobody to give it to, and counting it would shift every reply after it.
+                tracing::debug!(addr = %r.addr, "dropped a push frame on a pooled connection");
+                continue;
+            }
+            Ok(Some(raw)) => {
+                if !deliver(&r.pending, raw, &latency) {
+                    return Ended::fault(
+                        FaultKind::BadReply,
+                        "sent a reply nobody asked for (stream out of sync)",
+                    );
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Ended::fault(FaultKind::BadReply, format!("sent a bad reply: {e}")),
+        }
+        let deadline = r.reply_timeout.map(|t| reply_deadline(&r.pending, t));
+        if let Some(d) = deadline {
+            if overdue.deadline() != d {
+                overdue.as_mut().reset(d);
+            }
+        }
+        size_for_big_bulk(&mut r.buf);
+        resp::make_room(&mut r.buf);
+        let n = tokio::select! {
+            n = r.read.read_buf(&mut r.buf) => n,
+            _ = stop.cancelled() => {
+                return Ended { fault: None, reason: "connection closed".into() };
+            }
+            _ = &mut overdue, if deadline.is_some() => {
+                if let Some(t) = r.reply_timeout.filter(|t| is_overdue(&r.pending, *t)) {
+                    return Ended::fault(
+                        FaultKind::Timeout,
+                        format!("no reply within {} ms (command_timeout_ms); closing the connection", t.as_millis()),
+                    );
+                }
+                continue;
+            }
+        };
+        match n {
+            Ok(0) => return Ended::fault(FaultKind::Closed, "closed the connection"),
+            Ok(_) => {}
+            Err(e) => return Ended::fault(FaultKind::of_io(&e), format!("connection error: {e}")),
+        }
+    }
+}
+
+/// Bulk replies at least this big get a read buffer of their own size.
+const BIG_BULK: usize = 64 * 1024;
+
+/// A reply passed through is a slice of the read buffer and keeps the buffer's whole allocation
+/// alive. Grown by doubling while a big value arrives, that allocation can be twice the reply, and
+/// the client's output limit (which counts reply bytes) would understate what it holds. So when a
+/// big bulk reply starts, the buffer is replaced by one that fits it exactly plus one read; the bytes
+/// already read move over at the same offsets, which keeps the decoder's progress valid.
+fn size_for_big_bulk(buf: &mut BytesMut) {
+    let Some(size) = bulk_size(buf) else { return };
+    if size < BIG_BULK || buf.capacity() >= size {
+        return;
+    }
+    let mut fitted = BytesMut::with_capacity(size + 16 * 1024);
+    fitted.extend_from_slice(buf);
+    *buf = fitted;
+}
+
+/// The whole wire size of a bulk reply (`$len\r\n…\r\n`) whose header starts `buf`.
+fn bulk_size(buf: &[u8]) -> Option<usize> {
+    let rest = buf.strip_prefix(b"$")?;
+    let digits = rest.iter().take(20).position(|&b| b == b'\r')?;
+    let len: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    len.checked_add(digits + 5)
+}
+
+/// When the oldest waiting request times out; with nothing waiting, one timeout from now (a request
+/// queued meanwhile is then noticed at its own deadline by the re-check).
+fn reply_deadline(pending: &Mutex<PendingQueue>, timeout: Duration) -> tokio::time::Instant {
+    let p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    let since = p.queue.front().map_or_else(Instant::now, |w| w.sent);
+    tokio::time::Instant::from_std(since + timeout)
+}
+
+fn is_overdue(pending: &Mutex<PendingQueue>, timeout: Duration) -> bool {
+    let p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    p.queue.front().is_some_and(|w| w.sent.elapsed() >= timeout)
+}
+
+/// Hands `raw` to the oldest waiting request. False when nobody waits: the stream is out of sync.
+fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogram) -> bool {
+    let (w, reply) = {
+        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(front) = p.queue.front_mut() else {
+            return false;
+        };
+        let raw = match &front.budget {
+            Some(budget) => budget.charge(raw),
+            None => Charged::free(raw),
+        };
+        let reply = if front.want > 1 {
+            front.got.push(raw);
+            if front.got.len() < front.want {
+                return true;
+            }
+            NodeReply::Many(std::mem::take(&mut front.got))
+        } else {
+            NodeReply::One(raw)
+        };
+        let Some(w) = p.queue.pop_front() else {
+            return false;
+        };
+        (w, reply)
+    };
+    crate::redis::metrics::record_latency(latency, w.sent.elapsed());
+    let _ = w.tx.send(Ok(reply));
+    true
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    #[test]
+    fn a_big_bulk_gets_a_buffer_of_its_size_and_keeps_its_bytes() {
+        assert_eq!(bulk_size(b"$5\r\nhel"), Some(11));
+        assert_eq!(bulk_size(b"$-1\r\n"), None);
+        assert_eq!(bulk_size(b"+OK\r\n"), None);
+        assert_eq!(bulk_size(b"$12"), None);
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"$1000000\r\nab");
+        size_for_big_bulk(&mut buf);
+        assert!(buf.capacity() >= 1_000_010 && buf.capacity() < 1_000_010 + 20 * 1024);
+        assert_eq!(&buf[..], b"$1000000\r\nab");
+        let mut small = BytesMut::from(&b"$10\r\nab"[..]);
+        let before = small.capacity();
+        size_for_big_bulk(&mut small);
+        assert_eq!(small.capacity(), before);
+    }
+}

@@ -1,0 +1,155 @@
+//! The pipelined connection against small fake nodes: reply matching, hang-ups, silence, garbage.
+
+use super::*;
+use crate::redis::resp::wire;
+use tokio::net::TcpListener;
+
+/// A fake node that answers every command with an increasing integer, then hangs up after `n`.
+async fn counting_node(n: usize) -> Arc<str> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        let mut answered = 0;
+        while answered < n {
+            while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
+                answered += 1;
+                let reply = format!(":{answered}\r\n");
+                sock.write_all(reply.as_bytes()).await.unwrap();
+            }
+            if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+fn opts() -> ConnectOptions {
+    ConnectOptions {
+        timeout: Duration::from_secs(5),
+        username: None,
+        password: None,
+        readonly: false,
+        reply_timeout: None,
+        protocol: crate::redis::resp::Protocol::Resp2,
+    }
+}
+
+/// A node that accepts and reads everything but never answers.
+async fn silent_node() -> Arc<str> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut sink = vec![0u8; 64 * 1024];
+                while sock.read(&mut sink).await.unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_silent_node_times_out_every_waiting_request_and_closes() {
+    let addr = silent_node().await;
+    let opts = ConnectOptions {
+        reply_timeout: Some(Duration::from_millis(200)),
+        ..opts()
+    };
+    let conn = BackendConn::connect(addr.clone(), &opts).await.unwrap();
+    let first = conn.send(wire::command_bytes(&["GET", "a"]), 1);
+    let second = conn.send(wire::command_bytes(&["GET", "b"]), 1);
+    for rx in [first, second] {
+        let err = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("bounded")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, BackendError::Timeout { ms: 200, .. }),
+            "{err}"
+        );
+        assert!(!err.never_sent());
+        assert_eq!(err.addr(), &addr);
+    }
+    assert!(conn.is_closed());
+}
+
+#[tokio::test]
+async fn without_a_timeout_a_silent_node_keeps_the_request_waiting() {
+    let addr = silent_node().await;
+    let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+    let rx = conn.send(wire::command_bytes(&["BLPOP", "q", "0"]), 1);
+    assert!(tokio::time::timeout(Duration::from_millis(500), rx)
+        .await
+        .is_err());
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test]
+async fn garbage_fails_the_request_instead_of_hanging() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        let _ = sock.write_all(b"!!oops\r\n").await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        conn.call(wire::command_bytes(&["GET", "a"]), 1),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
+    assert!(err.to_string().contains("bad reply"), "{err}");
+    assert!(conn.is_closed());
+}
+
+#[tokio::test]
+async fn replies_are_matched_in_order_and_grouped() {
+    let addr = counting_node(4).await;
+    let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+    let one = conn.send(wire::command_bytes(&["A"]), 1);
+    let mut two = BytesMut::new();
+    crate::redis::resp::encode_command(&["B"], &mut two);
+    crate::redis::resp::encode_command(&["C"], &mut two);
+    let two = conn.send(two.freeze(), 2);
+    let three = conn.send(wire::command_bytes(&["D"]), 1);
+    assert_eq!(one.await.unwrap().unwrap().frame(), Frame::Integer(1));
+    assert_eq!(
+        two.await.unwrap().unwrap().frame(),
+        Frame::Array(vec![Frame::Integer(2), Frame::Integer(3)])
+    );
+    // Passed through: the node's own bytes, not a re-encoding.
+    let three = three.await.unwrap().unwrap().into_last().unwrap();
+    assert_eq!(&three.bytes()[..], b":4\r\n");
+    // The node hung up: the next request fails instead of hanging, and the handle says so.
+    let err = conn.call(wire::command_bytes(&["E"]), 1).await.unwrap_err();
+    assert!(matches!(
+        err,
+        BackendError::Lost { .. } | BackendError::NotSent { .. }
+    ));
+    assert!(conn.is_closed());
+}
+
+#[tokio::test]
+async fn refused_connect_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    drop(listener);
+    let err = BackendConn::connect(addr.clone(), &opts())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.never_sent());
+    assert!(err
+        .to_string()
+        .starts_with(&format!("cannot connect to {addr}")));
+}
