@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
 
 use aya::maps::{Array, HashMap, IterableMap as _, Map, PerCpuArray, SockHash};
 use aya::programs::SkSkb;
@@ -166,9 +167,41 @@ static ACTIVE: Mutex<Option<Weak<Inner>>> = Mutex::new(None);
 /// Clean shutdown, after flows drained: logs what the kernel moved (the userspace byte counter is
 /// logged separately and stays 0 for spliced flows) and removes the pins. Later drops are no-ops.
 pub fn finish_active() {
-    let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(inner) = active.and_then(|weak| weak.upgrade()) {
-        inner.finish();
+    let Some(active) = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    match active.upgrade() {
+        Some(inner) => inner.finish(),
+        // The last flow is dropping the path on another thread right now (a flow that was closing
+        // when shutdown began): its report is on the way; the process must not exit before it.
+        None => FINISHED.wait_for_report(Duration::from_secs(2)),
+    }
+}
+
+/// Set once the shutdown report was logged, whichever thread logged it.
+static FINISHED: Reported = Reported::new();
+
+struct Reported {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Reported {
+    const fn new() -> Reported {
+        Reported {
+            done: Mutex::new(false),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    fn wait_for_report(&self, limit: Duration) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.changed.wait_timeout_while(done, limit, |done| !*done);
     }
 }
 
@@ -199,6 +232,7 @@ impl Inner {
             Err(e) => tracing::warn!("cannot read kernel counters: {e}"),
         }
         drop(self.pins.lock().unwrap_or_else(|e| e.into_inner()).take());
+        FINISHED.set();
     }
 }
 
