@@ -28,8 +28,8 @@ pub struct Cluster {
     pub config: RedisConfig,
     pub stats: Stats,
     map: RwLock<SlotMap>,
-    /// Bumped whenever the map changes: a session compares it to learn that a slot may have moved
-    /// under its commands in flight (see `order`), and drops its cached connections.
+    /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
+    /// moved under its commands in flight (see `order`), and drops its cached connections.
     epoch: AtomicU64,
     /// Bumped after every refresh attempt, so a caller can wait for "the next refresh".
     refreshed: watch::Sender<u64>,
@@ -230,8 +230,9 @@ impl Cluster {
         let nodes: HashSet<Arc<str>> = routed.into_iter().collect();
         {
             let mut current = self.write_map();
-            if *current != map {
-                *current = map;
+            let moved = !current.same_masters(&map);
+            *current = map;
+            if moved {
                 self.epoch.fetch_add(1, Ordering::Release);
             }
         }

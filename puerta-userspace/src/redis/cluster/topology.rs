@@ -67,6 +67,19 @@ impl SlotMap {
         Ok(map)
     }
 
+    /// Whether every slot has the same master in both maps (replicas aside: a node may list them in
+    /// another order, and replica reads are not kept in order anyway).
+    pub fn same_masters(&self, other: &SlotMap) -> bool {
+        self.slots
+            .iter()
+            .zip(&other.slots)
+            .all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.master == b.master,
+                (None, None) => true,
+                _ => false,
+            })
+    }
+
     pub fn shard(&self, slot: u16) -> Option<&Arc<Shard>> {
         self.slots.get(slot as usize).and_then(|s| s.as_ref())
     }
@@ -277,5 +290,24 @@ mod tests {
         map.set_master(9, &new);
         assert_eq!(map.shard(9).unwrap().master, new);
         assert_eq!(map.masters().len(), 4);
+    }
+
+    #[test]
+    fn only_a_new_master_counts_as_a_move() {
+        let map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
+        let mut reordered = map.clone();
+        for slot in 0..SLOT_COUNT {
+            if let Some(shard) = reordered.slots[slot as usize].as_mut() {
+                let mut other = (**shard).clone();
+                other.replicas.reverse();
+                other.replicas.push("127.0.0.1:9999".into());
+                *shard = Arc::new(other);
+            }
+        }
+        assert!(map.same_masters(&reordered), "replicas alone are no move");
+        let mut moved = map.clone();
+        moved.set_master(7, &"127.0.0.1:7777".into());
+        assert!(!map.same_masters(&moved));
+        assert!(!map.same_masters(&SlotMap::default()));
     }
 }

@@ -236,6 +236,7 @@ async fn write_loop(
     stop: CancellationToken,
 ) {
     let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
     loop {
         let first = tokio::select! {
             r = rx.recv() => r,
@@ -244,18 +245,26 @@ async fn write_loop(
         let Some(first) = first else { break };
         // Let every task that is ready in this scheduler turn queue its request first, so they leave
         // in one write: without this the runtime runs this task right after the first sender (its
-        // LIFO slot) and every command costs the node a write, a wake-up and a read.
+        // LIFO slot). Measured at -P 1: a fifth fewer writes to the nodes (each one wakes a node),
+        // for more, cheap, empty polls of the reactor.
         tokio::task::yield_now().await;
-        let mut batch = vec![first];
-        while out.len() < 256 * 1024 {
+        // Everything queued by now goes out in this one write, up to a bound (the bound used to
+        // test the write buffer, which is still empty here, so it never held).
+        batch.push(first);
+        let mut queued = batch[0].payload.len();
+        while queued < 256 * 1024 {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    queued += r.payload.len();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
         {
+            let sent = Instant::now();
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-            for r in batch {
+            for r in batch.drain(..) {
                 if p.closed {
                     let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
                     continue;
@@ -266,7 +275,7 @@ async fn write_loop(
                     got: Vec::new(),
                     budget: r.budget,
                     tx: r.tx,
-                    sent: Instant::now(),
+                    sent,
                 });
             }
         }
