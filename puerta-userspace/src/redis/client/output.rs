@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::redis::resp::Frame;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// See [`OutputBudget::exceeded`].
@@ -98,6 +100,13 @@ impl Charged {
 
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// The frame of bytes a node reader already validated; failing here would be a parser bug, which
+    /// the client sees as an error reply rather than a crash.
+    pub fn frame(&self) -> Frame {
+        crate::redis::resp::frame_of(&self.bytes)
+            .unwrap_or_else(|e| Frame::error(format!("ERR Puerta: unreadable node reply ({e})")))
     }
 }
 

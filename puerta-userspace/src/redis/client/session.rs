@@ -232,9 +232,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     fn frame(&mut self, protocol: Protocol, frame: &Frame) {
-        if frame.is_error() {
-            crate::redis::metrics::reply(frame);
-        }
+        crate::redis::metrics::reply(frame);
         frame.encode_in(protocol, &mut self.out);
     }
 

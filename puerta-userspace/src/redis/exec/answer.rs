@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use crate::redis::client::output::Charged;
-use crate::redis::resp::{self, Frame, Protocol};
+use crate::redis::resp::{Frame, Protocol};
 
 pub enum Answer {
     /// A node's reply, passed through unchanged: it is already in the client's protocol, because a
@@ -17,9 +17,7 @@ impl Answer {
     /// The reply as a frame, for merges that must look inside.
     pub fn into_frame(self) -> Frame {
         match self {
-            Answer::Node(raw) => resp::frame_of(raw.bytes()).unwrap_or_else(|e| {
-                Frame::error(format!("ERR Puerta: unreadable node reply ({e})"))
-            }),
+            Answer::Node(raw) => raw.frame(),
             Answer::Built(frame) => frame,
         }
     }

@@ -79,8 +79,8 @@ impl NodeReply {
     /// The reply as a frame; several replies as an array of them.
     pub fn frame(&self) -> Frame {
         match self {
-            NodeReply::One(raw) => parsed(raw),
-            NodeReply::Many(raws) => Frame::Array(raws.iter().map(parsed).collect()),
+            NodeReply::One(raw) => raw.frame(),
+            NodeReply::Many(raws) => Frame::Array(raws.iter().map(Charged::frame).collect()),
         }
     }
 
@@ -91,13 +91,6 @@ impl NodeReply {
             NodeReply::Many(raws) => raws.into_iter().last(),
         }
     }
-}
-
-/// The frame of bytes the reader already validated; failing here would be a parser bug, which the
-/// client sees as an error reply rather than a crash.
-fn parsed(raw: &Charged) -> Frame {
-    resp::frame_of(raw.bytes())
-        .unwrap_or_else(|e| Frame::error(format!("ERR Puerta: unreadable node reply ({e})")))
 }
 
 /// The frame of a node result, for the proxy's own use of a reply.
