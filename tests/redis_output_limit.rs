@@ -13,19 +13,23 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use puerta::redis::resp::{encode_command, Frame};
 use puerta_tests::http;
-use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::redis_cluster::{ProxiedCluster, RedisCluster};
 use puerta_tests::resp_client::RespClient;
 
 const MIB: usize = 1 << 20;
 const VALUE_LEN: usize = 4 * MIB;
 const BIG_KEY: &str = "{ol}big";
+/// The node with the big key copies 2.4 GiB of replies into its output buffer before it sends the
+/// first one: on a loaded machine that took more than the default 5 s, and the proxy rightly gave the
+/// node up (and with it the replies this test is about).
+const PATIENT: &str = "command_timeout_ms = 60000";
 /// The default of `client_output_limit_mb`, which the abusive-client test relies on (it sets no key).
 const DEFAULT_LIMIT_MB: u64 = 64;
 const CLOSED: &str = "puerta_redis_clients_closed_total";
@@ -35,8 +39,44 @@ const REASON: &str = "reason=\"output_limit\"";
 /// that never reads, while another client keeps doing round trips.
 #[test]
 fn a_client_that_does_not_read_is_closed_at_the_default_limit() -> anyhow::Result<()> {
-    let (env, admin) = ProxiedCluster::start_with_admin("")?;
-    set_big_value(&env)?;
+    let (env, admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, PATIENT)?;
+    flood_from_a_client_that_does_not_read(&env, admin)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster_events(&env)))
+}
+
+/// What the nodes logged about failures and failovers. The clusters here tolerate a node busy for
+/// 30 s ([`RedisCluster::start_patient`]), so there should be none; if there is one anyway, replies
+/// and writes lost by Redis itself would otherwise look like the proxy's fault.
+fn cluster_events(env: &ProxiedCluster) -> String {
+    let mut events = String::new();
+    for node in &env.cluster.nodes {
+        for line in node.process.output().lines() {
+            let l = line.to_ascii_lowercase();
+            if [
+                "failing",
+                "failover",
+                "fail message",
+                "cluster state changed",
+            ]
+            .iter()
+            .any(|e| l.contains(e))
+            {
+                events.push_str(&format!("\n  node {}: {line}", node.port));
+            }
+        }
+    }
+    if events.is_empty() {
+        "the nodes logged no failure or failover".into()
+    } else {
+        format!("the nodes logged failures or failovers:{events}")
+    }
+}
+
+fn flood_from_a_client_that_does_not_read(
+    env: &ProxiedCluster,
+    admin: SocketAddr,
+) -> anyhow::Result<()> {
+    set_big_value(env)?;
     let pid = env.puerta.process.pid();
     let bystander = Bystander::start(env.port());
     // Let the bystander's connection and its node connections exist before the baseline is taken.
@@ -67,13 +107,17 @@ fn a_client_that_does_not_read_is_closed_at_the_default_limit() -> anyhow::Resul
         thread::sleep(Duration::from_millis(100));
     }
     // Everything the test saw, for whichever check fails (and for the log when none does).
+    let bystander_failed = bystander.failed.clone();
     let report = |what: &str, max: u64, closed: f64, trips: u64| {
         format!(
             "{what}: puerta RSS baseline {baseline} KiB, max {max} KiB, bound {bound} KiB \
              (baseline + 2 × {DEFAULT_LIMIT_MB} MiB); {CLOSED}{{{REASON}}} = {closed}; \
-             the bystander made {} round trips in the {:?} since the flood",
+             the bystander made {} round trips in the {:?} since the flood{}",
             trips - before_flood,
-            flood_started.elapsed()
+            flood_started.elapsed(),
+            failure_of(&bystander_failed)
+                .map(|e| format!(", then failed: {e}"))
+                .unwrap_or_default()
         )
     };
     let what = if sampler.max() > bound {
@@ -141,7 +185,8 @@ fn a_client_that_does_not_read_is_closed_at_the_default_limit() -> anyhow::Resul
 /// every one of them, intact and in order.
 #[test]
 fn limit_zero_lets_a_slow_reader_have_everything() -> anyhow::Result<()> {
-    let (env, admin) = ProxiedCluster::start_with_admin("client_output_limit_mb = 0")?;
+    let (env, admin) =
+        ProxiedCluster::with_admin(RedisCluster::start_patient()?, "client_output_limit_mb = 0")?;
     set_big_value(&env)?;
     fetch_pipelined(
         &env,
@@ -160,7 +205,10 @@ fn limit_zero_lets_a_slow_reader_have_everything() -> anyhow::Result<()> {
 /// reading client, since loopback nodes deliver faster than it reads: the README says so.)
 #[test]
 fn a_reading_client_under_the_limit_is_not_closed() -> anyhow::Result<()> {
-    let (env, admin) = ProxiedCluster::start_with_admin("client_output_limit_mb = 64")?;
+    let (env, admin) = ProxiedCluster::with_admin(
+        RedisCluster::start_patient()?,
+        "client_output_limit_mb = 64",
+    )?;
     set_big_value(&env)?;
     fetch_pipelined(&env, 12, None, Duration::ZERO)?;
     assert_eq!(closed_by_limit(admin)?, 0.0);
@@ -358,6 +406,8 @@ impl Drop for RssSampler {
 /// (error reply, wrong value, closed connection) ends it and is what [`Bystander::stop`] returns.
 struct Bystander {
     stop: Arc<AtomicBool>,
+    /// Its failure, readable while the test runs: a failed bystander stops counting round trips.
+    failed: Arc<Mutex<Option<String>>>,
     /// Round trips so far, readable while it runs: a test that fails early still says whether the
     /// bystander was stalled.
     done: Arc<AtomicU64>,
@@ -373,32 +423,46 @@ impl Bystander {
     fn start(port: u16) -> Bystander {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
-        let (flag, count) = (stop.clone(), done.clone());
+        let failed = Arc::new(Mutex::new(None));
+        let (flag, count, failure) = (stop.clone(), done.clone(), failed.clone());
         let thread = thread::spawn(move || {
-            let mut client = RespClient::connect(port)?;
-            let mut stats = BystanderStats {
-                round_trips: 0,
-                slowest: Duration::ZERO,
-            };
-            while !flag.load(Ordering::Relaxed) {
-                let n = stats.round_trips;
-                let started = Instant::now();
-                let set = client.call(&format!("SET {{ol}}probe {n}"))?;
-                anyhow::ensure!(set == Frame::Simple("OK".into()), "SET #{n}: {set:?}");
-                let get = client.call("GET {ol}probe")?;
-                anyhow::ensure!(get == Frame::bulk(n.to_string()), "GET #{n}: {get:?}");
-                stats.slowest = stats.slowest.max(started.elapsed());
-                stats.round_trips += 1;
-                count.store(stats.round_trips, Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(5));
+            let stats = Self::round_trips_until(&flag, &count, port);
+            if let Err(e) = &stats {
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
-            Ok(stats)
+            stats
         });
         Bystander {
             stop,
+            failed,
             done,
             thread: Some(thread),
         }
+    }
+
+    fn round_trips_until(
+        flag: &AtomicBool,
+        count: &AtomicU64,
+        port: u16,
+    ) -> anyhow::Result<BystanderStats> {
+        let mut client = RespClient::connect(port)?;
+        let mut stats = BystanderStats {
+            round_trips: 0,
+            slowest: Duration::ZERO,
+        };
+        while !flag.load(Ordering::Relaxed) {
+            let n = stats.round_trips;
+            let started = Instant::now();
+            let set = client.call(&format!("SET {{ol}}probe {n}"))?;
+            anyhow::ensure!(set == Frame::Simple("OK".into()), "SET #{n}: {set:?}");
+            let get = client.call("GET {ol}probe")?;
+            anyhow::ensure!(get == Frame::bulk(n.to_string()), "GET #{n}: {get:?}");
+            stats.slowest = stats.slowest.max(started.elapsed());
+            stats.round_trips += 1;
+            count.store(stats.round_trips, Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(stats)
     }
 
     fn round_trips(&self) -> u64 {
@@ -414,6 +478,10 @@ impl Bystander {
             .map_err(|_| anyhow::anyhow!("the bystander panicked"))?
             .map_err(|e| anyhow::anyhow!("a bystander round trip failed: {e}"))
     }
+}
+
+fn failure_of(failed: &Mutex<Option<String>>) -> Option<String> {
+    failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// A test that fails early must not leave the thread running against a cluster that is gone.

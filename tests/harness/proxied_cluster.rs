@@ -32,7 +32,14 @@ impl ProxiedCluster {
     /// second: the default `127.0.0.1:9090` would be shared by every test running at once, and all but
     /// one Puerta would serve without metrics.
     pub fn start_with_admin(extra: &str) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
-        let cluster = RedisCluster::start()?;
+        Self::with_admin(RedisCluster::start()?, extra)
+    }
+
+    /// [`ProxiedCluster::start_with_admin`] in front of `cluster`.
+    pub fn with_admin(
+        cluster: RedisCluster,
+        extra: &str,
+    ) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
         let (listen, admin) = (loopback(free_port()), loopback(free_port()));
         let config = format!(
             "admin_addr = \"{admin}\"\n{}",

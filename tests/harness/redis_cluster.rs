@@ -20,7 +20,12 @@ pub struct RedisNode {
 pub struct RedisCluster {
     pub nodes: Vec<RedisNode>,
     dir: tempfile::TempDir,
+    /// `--cluster-node-timeout`: how long a node may miss the cluster bus before its replica takes over.
+    node_timeout_ms: u32,
 }
+
+/// Short, so that failover tests see a failover within seconds.
+const NODE_TIMEOUT_MS: u32 = 2000;
 
 impl RedisCluster {
     /// 3 masters + 3 replicas.
@@ -29,10 +34,26 @@ impl RedisCluster {
     }
 
     pub fn start_with(masters: usize, replicas: usize) -> anyhow::Result<RedisCluster> {
+        Self::start_full(masters, replicas, NODE_TIMEOUT_MS)
+    }
+
+    /// 3 masters + 3 replicas that tolerate a node busy for many seconds: for tests that keep a node's
+    /// one thread busy on purpose (gigabytes of replies), where the short default timeout lets a
+    /// replica take over mid-test and lose the writes the test checks (seen on a loaded machine).
+    pub fn start_patient() -> anyhow::Result<RedisCluster> {
+        Self::start_full(3, 1, 30_000)
+    }
+
+    fn start_full(
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: u32,
+    ) -> anyhow::Result<RedisCluster> {
         let dir = tempfile::tempdir()?;
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             dir,
+            node_timeout_ms,
         };
         for _ in 0..masters * (1 + replicas) {
             cluster.spawn_node()?;
@@ -72,7 +93,8 @@ impl RedisCluster {
             .args(["--cluster-enabled", "yes"])
             .arg("--cluster-config-file")
             .arg(format!("nodes-{port}.conf"))
-            .args(["--cluster-node-timeout", "2000"])
+            .arg("--cluster-node-timeout")
+            .arg(self.node_timeout_ms.to_string())
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
