@@ -62,6 +62,11 @@ fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow:
         Ok(n) => tracing::info!(nofile = n, "file descriptor limit"),
         Err(e) => tracing::warn!("cannot raise RLIMIT_NOFILE: {e}"),
     }
+    if !puerta::limits::return_big_buffers_to_the_os() {
+        tracing::warn!(
+            "the allocator refused a fixed mmap threshold; RSS may stay above what is held"
+        );
+    }
     // Everything that may need a capability happens here, on the only thread; then they all go, before
     // the runtime starts the threads that serve clients.
     let prepared = puerta::startup::prepare(&config)?;
