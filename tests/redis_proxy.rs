@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use puerta::redis::resp::Frame;
 use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::resp_client::RespClient;
 
 #[test]
 fn redis_py_plain_client_sees_one_server() -> anyhow::Result<()> {
@@ -301,5 +303,63 @@ fn pipelined_commands_keep_their_order_across_a_slot_move() -> anyhow::Result<()
         );
     }
     assert!(env.proxy_counter("moved_redirects")? >= 1);
+    Ok(())
+}
+
+/// Connection-state commands answered as one Redis answers them: an unsubscribe from a client with no
+/// subscriptions confirms every channel it names (a client waits for each), RESET leaves subscriber
+/// mode and ends a MULTI (it is never queued), and RESET needs no authentication.
+#[test]
+fn connection_state_commands_answer_like_one_redis() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("password = \"pw\"")?;
+    let mut c = RespClient::connect(env.port())?;
+    assert_eq!(c.call("RESET")?, Frame::Simple("RESET".into()));
+    assert!(matches!(c.call("GET k")?, Frame::Error(e) if e.starts_with(b"NOAUTH")));
+    assert_eq!(c.call("AUTH pw")?, Frame::Simple("OK".into()));
+
+    let confirm = |channel: &str| {
+        Frame::Array(vec![
+            Frame::bulk("unsubscribe"),
+            Frame::bulk(channel.to_string()),
+            Frame::Integer(0),
+        ])
+    };
+    assert_eq!(c.call("UNSUBSCRIBE a b c")?, confirm("a"));
+    assert_eq!(c.read_reply()?, confirm("b"));
+    assert_eq!(c.read_reply()?, confirm("c"));
+    assert_eq!(c.call("PING")?, Frame::Simple("PONG".into()));
+
+    assert_eq!(c.call("MULTI")?, Frame::Simple("OK".into()));
+    assert_eq!(c.call("SET {t}k 1")?, Frame::Simple("QUEUED".into()));
+    assert_eq!(c.call("RESET")?, Frame::Simple("RESET".into()));
+    // RESET logged the client out again and ended the transaction.
+    assert_eq!(c.call("AUTH pw")?, Frame::Simple("OK".into()));
+    assert!(matches!(c.call("EXEC")?, Frame::Error(e) if e.starts_with(b"ERR EXEC without MULTI")));
+    assert_eq!(
+        c.call("GET {t}k")?,
+        Frame::Null,
+        "the transaction must not have run"
+    );
+
+    let subscribed = c.call("SUBSCRIBE news")?;
+    assert_eq!(
+        subscribed,
+        Frame::Array(vec![
+            Frame::bulk("subscribe"),
+            Frame::bulk("news"),
+            Frame::Integer(1)
+        ])
+    );
+    assert_eq!(c.call("RESET")?, Frame::Simple("RESET".into()));
+    assert_eq!(c.call("AUTH pw")?, Frame::Simple("OK".into()));
+    // Back on ordinary commands, routed by key: keys of every master answer, no MOVED leaks.
+    for i in 0..50 {
+        let key = format!("after-reset-{i}");
+        assert_eq!(
+            c.call(&format!("SET {key} v{i}"))?,
+            Frame::Simple("OK".into())
+        );
+        assert_eq!(c.call(&format!("GET {key}"))?, Frame::bulk(format!("v{i}")));
+    }
     Ok(())
 }

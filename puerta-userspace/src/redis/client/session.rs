@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::output::{Exceeded, OutputBudget};
 use crate::redis::cluster::Cluster;
+use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
 use crate::redis::exec::answer::Answer;
 use crate::redis::exec::dispatch::{dispatch, ClientState, Reply};
-use crate::redis::exec::pubsub::{self, PubSub};
+use crate::redis::exec::pubsub::PubSub;
 use crate::redis::exec::subscriptions::Subscriptions;
 use crate::redis::resp::wire;
 use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
@@ -153,23 +154,29 @@ impl Reader {
 
     async fn command(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
+        let local = match cmd.kind() {
+            Some(Kind::Local(local)) => Some(local),
+            _ => None,
+        };
+        if local == Some(Local::Reset) {
+            // Dropping the RESP2 subscriber connection ends its relay: the writer moves on to
+            // RESET's own reply.
+            self.pubsub = None;
+            self.subscriptions.clear();
+        }
         let resp3 = self.state.protocol() == Protocol::Resp3;
         if self.pubsub.is_some() && !resp3 {
             return self.in_pubsub(cmd).await;
         }
         let may_subscribe = self.state.authed && !self.state.txn.in_multi();
-        let subscription = pubsub::is_subscription(&cmd);
-        if resp3 && may_subscribe && subscription {
+        let subscription = cmd.subscription();
+        if resp3 && may_subscribe && subscription.is_some() {
             return self.resp3_subscription(cmd).await;
         }
-        if cmd.name == "RESET" {
-            self.pubsub = None;
-            self.subscriptions.clear();
-        }
-        if matches!(cmd.name.as_str(), "HELLO" | "RESET") {
+        if matches!(local, Some(Local::Hello | Local::Reset)) {
             self.state.order.all_answered().await;
         }
-        let reply = if may_subscribe && subscription && !pubsub::is_unsubscribe(&cmd) {
+        let reply = if may_subscribe && subscription.is_some_and(|s| !s.unsubscribe) {
             self.subscribe(cmd).await
         } else {
             // Subscribed connections are bounded by their own channels; only here does a reply
@@ -316,6 +323,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let close = match reply {
             Reply::Ready(frame) => {
                 output.frame(protocol, &frame);
+                false
+            }
+            Reply::Many(frames) => {
+                frames
+                    .iter()
+                    .for_each(|frame| output.frame(protocol, frame));
                 false
             }
             Reply::Routed(inflight) => {

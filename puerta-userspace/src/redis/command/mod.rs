@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::redis::cluster::router::Route;
 use crate::redis::command::slots::key_slot;
-use crate::redis::command::spec::{flag, CommandSpec};
+use crate::redis::command::spec::{flag, CommandSpec, Kind};
 use crate::redis::resp::wire;
 use crate::redis::resp::{Frame, RawCommand};
 
@@ -140,6 +140,16 @@ impl Command {
         self.args
             .get(i)
             .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+    }
+
+    /// How the proxy serves it; `None` for a command the table does not know.
+    pub fn kind(&self) -> Option<Kind> {
+        self.spec.map(|spec| spec.kind)
+    }
+
+    /// The subscription command this is, if it is one.
+    pub fn subscription(&self) -> Option<spec::Subscription> {
+        self.kind().and_then(Kind::subscription)
     }
 
     pub fn has_flag(&self, f: u32) -> bool {

@@ -13,12 +13,13 @@ use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
-use crate::redis::command::spec::flag;
+use crate::redis::command::spec::{self, Kind, Merge};
 use crate::redis::command::Command;
 use crate::redis::exec::answer::Answer;
 use crate::redis::exec::broadcast;
 use crate::redis::exec::info;
 use crate::redis::exec::local;
+use crate::redis::exec::merge::combine;
 use crate::redis::exec::multikey;
 use crate::redis::exec::scan;
 use crate::redis::exec::transaction::Transaction;
@@ -30,6 +31,8 @@ use crate::redis::stats::Stats;
 /// A reply slot in the client's FIFO; the writer resolves them strictly in order.
 pub enum Reply {
     Ready(Frame),
+    /// Several frames for one command (an unsubscribe confirms each channel).
+    Many(Vec<Frame>),
     /// One command on its way to a node: the common case, resolved by the writer without a boxed
     /// future.
     Routed(router::InFlight),
@@ -95,59 +98,61 @@ impl ClientState {
 pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
     Stats::bump(&cluster.stats.commands);
     crate::redis::metrics::command(&cmd);
-    if !state.authed && !matches!(cmd.name.as_str(), "AUTH" | "HELLO" | "QUIT") {
+    let kind = cmd.kind();
+    if !state.authed && !kind.is_some_and(Kind::before_auth) {
         return Reply::Ready(auth::noauth());
     }
-    let transactional = matches!(
-        cmd.name.as_str(),
-        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH"
-    );
-    if state.txn.in_multi() && !transactional && cmd.name != "QUIT" {
+    if state.txn.in_multi() && !kind.is_some_and(Kind::outside_transaction) {
         return Reply::Ready(state.txn.queue(&cmd));
     }
-    if let Some(reply) = local::answer(cluster, state, &cmd) {
-        return reply;
-    }
+    let Some(kind) = kind else {
+        return Reply::Ready(spec::unknown_command(&cmd.args));
+    };
     if let Err(e) = cmd.check_arity() {
         return Reply::Ready(e);
     }
-    if transactional {
-        return state
-            .txn
-            .handle(cluster, &cmd, state.lane, &mut state.order)
-            .await;
-    }
     let lane = state.lane;
-    let Some(spec) = cmd.spec else {
-        return Reply::Ready(crate::redis::command::spec::unknown_command(&cmd.args));
-    };
-    let cluster = cluster.clone();
-    match cmd.name.as_str() {
-        "SCAN" => later(scan::scan(cluster, cmd, lane)),
-        "INFO" => later(info::info(cluster, cmd.args, lane)),
-        "DBSIZE" => fan_out(cluster, cmd, lane, |r| broadcast::sum_integers(&r)).await,
-        "KEYS" => fan_out(cluster, cmd, lane, broadcast::concat_arrays).await,
-        "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" => {
-            Reply::Ready(crate::redis::exec::pubsub::unsubscribed_reply(&cmd))
+    match kind {
+        Kind::Keyed => match cmd.route() {
+            Ok(route) => routed(cluster, state, route).await,
+            Err(e) => Reply::Ready(e),
+        },
+        Kind::Split(merge) => split(cluster, state, cmd, merge).await,
+        Kind::AnyMaster => routed(cluster, state, cmd.keyless_route()).await,
+        Kind::FanOut(merge) => fan_out(cluster.clone(), cmd, lane, merge).await,
+        Kind::Local(local) => local::answer(cluster, state, &cmd, local),
+        Kind::Config => config(cluster, state, cmd).await,
+        Kind::Scan => later(scan::scan(cluster.clone(), cmd, lane)),
+        Kind::Info => later(info::info(cluster.clone(), cmd.args, lane)),
+        Kind::Transaction(step) => {
+            state
+                .txn
+                .handle(cluster, &cmd, step, lane, &mut state.order)
+                .await
         }
-        "RESET" => {
-            state.set_protocol(Protocol::Resp2);
-            state.name = None;
-            state.authed = !auth::required(&cluster.config);
-            state.txn = Transaction::default();
-            Reply::Ready(wire::simple("RESET"))
-        }
-        _ if spec.has(flag::UNSUPPORTED) => Reply::Ready(wire::error(format!(
-            "ERR Puerta: '{}' is not supported through the proxy",
-            cmd.name.to_lowercase()
-        ))),
-        _ if spec.has(flag::FAN_OUT) => fan_out(cluster, cmd, lane, broadcast::all_ok).await,
-        // COMMAND, CONFIG GET and keyless commands: any master answers for the whole cluster.
-        _ if spec.has(flag::PROXY) || spec.has(flag::NO_KEY) => {
-            routed(&cluster, state, cmd.keyless_route()).await
-        }
-        _ => keyed(&cluster, state, cmd).await,
+        // The session serves subscriptions; what reaches here is an unsubscribe from a client
+        // that has none.
+        Kind::Subscription(_) => crate::redis::exec::pubsub::unsubscribed_reply(&cmd),
+        Kind::Unsupported(why) => Reply::Ready(refused(&cmd, why)),
     }
+}
+
+/// CONFIG GET and HELP are answered by any master; a change would reach one node only.
+async fn config(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
+    if matches!(cmd.arg_upper(1).as_deref(), Some("GET" | "HELP")) {
+        return routed(cluster, state, cmd.keyless_route()).await;
+    }
+    Reply::Ready(refused(
+        &cmd,
+        "it would change one node only; configure the cluster nodes directly",
+    ))
+}
+
+fn refused(cmd: &Command, why: &str) -> Frame {
+    wire::error(format!(
+        "ERR Puerta: '{}' is not supported through the proxy: {why}",
+        cmd.name.to_lowercase()
+    ))
 }
 
 /// A reply the proxy builds once `fut` is done.
@@ -156,14 +161,9 @@ pub fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> 
 }
 
 /// Sent to every master now (so that later commands cannot overtake it), merged when all answered.
-async fn fan_out(
-    cluster: Arc<Cluster>,
-    cmd: Command,
-    lane: Lane,
-    merge: fn(Vec<Frame>) -> Frame,
-) -> Reply {
+async fn fan_out(cluster: Arc<Cluster>, cmd: Command, lane: Lane, merge: Merge) -> Reply {
     match broadcast::send_masters(&cluster, cmd.payload(), lane).await {
-        Ok(sent) => later(async move { merge(broadcast::replies(sent).await) }),
+        Ok(sent) => later(async move { combine(merge, broadcast::replies(sent).await) }),
         Err(e) => Reply::Ready(e),
     }
 }
@@ -203,8 +203,14 @@ async fn send_in_order(
     Ok(router::send_to(cluster, route, state.sender(), addr, conn).await)
 }
 
-async fn keyed(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
-    let split = match multikey::split(&cmd) {
+/// A command whose keys may span slots: one part per slot, merged by `merge`.
+async fn split(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    cmd: Command,
+    merge: Merge,
+) -> Reply {
+    let split = match multikey::split(&cmd, merge) {
         Ok(split) => split,
         Err(e) => return Reply::Ready(e),
     };

@@ -1,7 +1,6 @@
 //! Commands the proxy answers itself because they describe the connection or the (virtual) server, not
-//! the data: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, READONLY/READWRITE, and the refusal of
-//! commands that make no sense through a proxy. To its clients the proxy is one standalone server:
-//! CLUSTER gets the answer of a Redis without cluster support, and nothing reveals the nodes behind.
+//! the data. To its clients the proxy is one standalone server: CLUSTER gets the answer of a Redis
+//! without cluster support, and nothing reveals the nodes behind.
 
 use std::sync::Arc;
 
@@ -9,68 +8,57 @@ use bytes::Bytes;
 
 use crate::redis::client::auth;
 use crate::redis::cluster::Cluster;
+use crate::redis::command::spec::Local;
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::{ClientState, Reply};
+use crate::redis::exec::transaction::Transaction;
 use crate::redis::resp::wire;
-use crate::redis::resp::Frame;
+use crate::redis::resp::{Frame, Protocol};
 
-/// The reply when `cmd` is answered locally, `None` when it goes to the cluster.
-pub fn answer(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) -> Option<Reply> {
+/// The reply to `cmd`, whose arity the table has checked.
+pub fn answer(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    cmd: &Command,
+    local: Local,
+) -> Reply {
     let args = &cmd.args;
-    let frame = match cmd.name.as_str() {
-        "PING" => match args.len() {
-            1 => wire::simple("PONG"),
-            2 => Frame::Bulk(args[1].clone()),
-            _ => wire::wrong_arity(&args[0]),
+    let frame = match local {
+        Local::Ping => match args.get(1) {
+            None => wire::simple("PONG"),
+            Some(_) if args.len() > 2 => wire::wrong_arity(&args[0]),
+            Some(message) => Frame::Bulk(message.clone()),
         },
-        "ECHO" if args.len() == 2 => Frame::Bulk(args[1].clone()),
-        "ECHO" => wire::wrong_arity(&args[0]),
-        "QUIT" => return Some(Reply::Close(wire::ok())),
-        "SELECT" => select(args),
-        "AUTH" => match auth::check(&cluster.config, &args[1..]) {
+        Local::Echo => Frame::Bulk(args[1].clone()),
+        Local::Quit => return Reply::Close(wire::ok()),
+        Local::Select => select(&args[1]),
+        Local::Auth => match auth::check(&cluster.config, &args[1..]) {
             Ok(_) => {
                 state.authed = true;
                 wire::ok()
             }
             Err(e) => e,
         },
-        "HELLO" => return Some(crate::redis::client::hello::hello(cluster, state, args)),
-        "CLIENT" => crate::redis::exec::client::client(state, cmd),
-        "CLUSTER" => wire::error("ERR This instance has cluster support disabled"),
-        "READONLY" | "READWRITE" | "ASKING" => wire::ok(),
-        "CONFIG" if !matches!(cmd.arg_upper(1).as_deref(), Some("GET") | Some("HELP")) => {
-            unsupported(
-                cmd,
-                "it would change one node only; configure the cluster nodes directly",
-            )
-        }
-        "MONITOR" | "SYNC" | "PSYNC" | "REPLICAOF" | "SLAVEOF" | "SHUTDOWN" | "DEBUG"
-        | "FAILOVER" | "SAVE" | "BGSAVE" | "BGREWRITEAOF" | "LASTSAVE" => unsupported(
-            cmd,
-            "it is a node administration command; run it on the nodes directly",
-        ),
-        "MOVE" | "SWAPDB" => unsupported(cmd, "a Redis Cluster has only database 0"),
-        "WAIT" | "WAITAOF" => unsupported(
-            cmd,
-            "the proxy spreads a client's writes over pooled connections to several nodes",
-        ),
-        _ => return None,
+        Local::Hello => return crate::redis::client::hello::hello(cluster, state, args),
+        Local::Client => crate::redis::exec::client::client(state, cmd),
+        Local::Cluster => wire::error("ERR This instance has cluster support disabled"),
+        Local::Accept => wire::ok(),
+        Local::Reset => reset(cluster, state),
     };
-    Some(Reply::Ready(frame))
+    Reply::Ready(frame)
 }
 
-fn unsupported(cmd: &Command, why: &str) -> Frame {
-    wire::error(format!(
-        "ERR Puerta: '{}' is not supported through the proxy: {why}",
-        cmd.name.to_lowercase()
-    ))
+/// RESET: the connection as it was when it was opened (the session drops its subscriptions).
+fn reset(cluster: &Cluster, state: &mut ClientState) -> Frame {
+    state.set_protocol(Protocol::Resp2);
+    state.name = None;
+    state.authed = !auth::required(&cluster.config);
+    state.txn = Transaction::default();
+    wire::simple("RESET")
 }
 
-fn select(args: &[Bytes]) -> Frame {
-    if args.len() != 2 {
-        return wire::wrong_arity(&args[0]);
-    }
-    match std::str::from_utf8(&args[1])
+fn select(db: &Bytes) -> Frame {
+    match std::str::from_utf8(db)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
     {

@@ -7,6 +7,7 @@ pub mod client;
 pub mod dispatch;
 pub mod info;
 pub mod local;
+pub mod merge;
 pub mod multikey;
 pub mod pubsub;
 pub mod scan;

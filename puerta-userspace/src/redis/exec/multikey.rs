@@ -4,19 +4,11 @@
 
 use bytes::Bytes;
 
+use crate::redis::command::spec::Merge;
 use crate::redis::command::Command;
+use crate::redis::exec::merge::{combine, first_error};
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Merge {
-    /// Values back in the order the keys were asked.
-    Values,
-    /// `OK` when every part said OK.
-    AllOk,
-    /// Integer replies added up.
-    Sum,
-}
 
 /// One slot's share of the command.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,21 +26,9 @@ pub struct Split {
     pub keys: usize,
 }
 
-/// How the answers of a split command combine; `None` for commands that are never split.
-pub fn merge_kind(name: &str) -> Option<Merge> {
-    match name {
-        "MGET" => Some(Merge::Values),
-        "MSET" => Some(Merge::AllOk),
-        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" => Some(Merge::Sum),
-        _ => None,
-    }
-}
-
-/// Splits `cmd` per slot; `Ok(None)` when it is not a splittable command or its keys share a slot.
-pub fn split(cmd: &Command) -> Result<Option<Split>, Frame> {
-    let Some(merge) = merge_kind(&cmd.name) else {
-        return Ok(None);
-    };
+/// Splits `cmd` per slot, its parts' answers to be merged by `merge`; `Ok(None)` when its keys share
+/// a slot.
+pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
     let keys = cmd.key_slots()?;
     let Some(&(_, first)) = keys.first() else {
         return Ok(None);
@@ -83,18 +63,12 @@ pub fn split(cmd: &Command) -> Result<Option<Split>, Frame> {
 
 /// Combines the parts' replies (same order as `split.parts`). Any error reply is passed through.
 pub fn merge(split: &Split, replies: Vec<Frame>) -> Frame {
-    if let Some(err) = replies.iter().find(|r| matches!(r, Frame::Error(_))) {
-        return err.clone();
-    }
     match split.merge {
-        Merge::AllOk => wire::ok(),
-        Merge::Sum => Frame::Integer(
-            replies
-                .iter()
-                .map(|r| if let Frame::Integer(n) = r { *n } else { 0 })
-                .sum(),
-        ),
-        Merge::Values => merge_values(split, replies),
+        Merge::Values => match first_error(&replies) {
+            Some(err) => err,
+            None => merge_values(split, replies),
+        },
+        merge => combine(merge, replies),
     }
 }
 
@@ -125,22 +99,30 @@ mod tests {
         Command::from_words(words)
     }
 
+    /// The split the table asks for, as dispatch makes it.
+    fn parts(c: &Command) -> Result<Option<Split>, Frame> {
+        match c.kind() {
+            Some(crate::redis::command::spec::Kind::Split(merge)) => split(c, merge),
+            _ => Ok(None),
+        }
+    }
+
     fn b(s: &str) -> Frame {
         Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
     }
 
     #[test]
     fn same_slot_is_not_split() {
-        assert!(split(&cmd(&["MGET", "{a}1", "{a}2"])).unwrap().is_none());
-        assert!(split(&cmd(&["GET", "x"])).unwrap().is_none());
-        assert!(split(&cmd(&["SUNION", "a", "b"])).unwrap().is_none());
+        assert!(parts(&cmd(&["MGET", "{a}1", "{a}2"])).unwrap().is_none());
+        assert!(parts(&cmd(&["GET", "x"])).unwrap().is_none());
+        assert!(parts(&cmd(&["SUNION", "a", "b"])).unwrap().is_none());
     }
 
     #[test]
     fn mget_splits_per_slot_and_merges_in_key_order() {
         // a and c share a hash tag; b is elsewhere.
         let c = cmd(&["MGET", "{x}a", "{y}b", "{x}c", "{y}d", "{x}a"]);
-        let s = split(&c).unwrap().unwrap();
+        let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.merge, Merge::Values);
         assert_eq!(s.parts.len(), 2);
         assert_eq!(s.parts[0].slot, key_slot(b"x"));
@@ -161,7 +143,7 @@ mod tests {
     #[test]
     fn mset_keeps_pairs_together() {
         let c = cmd(&["MSET", "{x}a", "1", "{y}b", "2", "{x}c", "3"]);
-        let s = split(&c).unwrap().unwrap();
+        let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.merge, Merge::AllOk);
         let words: Vec<Vec<&[u8]>> = s
             .parts
@@ -177,7 +159,7 @@ mod tests {
     fn counts_are_summed_and_errors_win() {
         for name in ["DEL", "UNLINK", "EXISTS", "TOUCH"] {
             let c = cmd(&[name, "{x}a", "{y}b", "{x}c"]);
-            let s = split(&c).unwrap().unwrap();
+            let s = parts(&c).unwrap().unwrap();
             assert_eq!(s.merge, Merge::Sum);
             assert_eq!(
                 merge(&s, vec![Frame::Integer(2), Frame::Integer(1)]),
@@ -191,7 +173,7 @@ mod tests {
     #[test]
     fn a_short_mget_reply_is_an_error_not_a_wrong_answer() {
         let c = cmd(&["MGET", "{x}a", "{y}b", "{x}c"]);
-        let s = split(&c).unwrap().unwrap();
+        let s = parts(&c).unwrap().unwrap();
         let merged = merge(
             &s,
             vec![Frame::Array(vec![b("A")]), Frame::Array(vec![b("B")])],

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::slots::key_slot;
 use crate::redis::command::Command;
+use crate::redis::exec::dispatch::Reply;
 use crate::redis::node::backend;
 use crate::redis::resp::wire;
 use crate::redis::resp::{self, Frame, Limits, Protocol};
@@ -46,21 +47,6 @@ enum Delivery {
         pushes: mpsc::Sender<Frame>,
         waiting: Waiting,
     },
-}
-
-/// Whether a command belongs to the subscribe / unsubscribe family.
-pub fn is_subscription(cmd: &Command) -> bool {
-    matches!(
-        cmd.name.as_str(),
-        "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
-    )
-}
-
-pub fn is_unsubscribe(cmd: &Command) -> bool {
-    matches!(
-        cmd.name.as_str(),
-        "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
-    )
 }
 
 pub struct PubSub {
@@ -109,7 +95,7 @@ pub async fn start_resp3(
 /// The node a subscription command goes to: the shard channel's master for the sharded family, any
 /// master for the others (Redis Cluster delivers PUBLISH on every node).
 pub fn node_for(cluster: &Cluster, cmd: &Command) -> Result<Arc<str>, Frame> {
-    let sharded = matches!(cmd.name.as_str(), "SSUBSCRIBE" | "SUNSUBSCRIBE");
+    let sharded = cmd.subscription().is_some_and(|s| s.sharded);
     match cmd.args.get(1) {
         Some(channel) if sharded => cluster.node_for(key_slot(channel), false),
         _ => cluster.any_master(),
@@ -158,7 +144,7 @@ impl PubSub {
             .write_all(&cmd.payload())
             .await
             .map_err(|e| e.to_string())?;
-        if !is_unsubscribe(cmd) {
+        if cmd.subscription().is_some_and(|s| !s.unsubscribe) {
             return Ok(true);
         }
         let seq = self.barrier().await?;
@@ -338,17 +324,22 @@ fn subscription_count(frame: &Frame) -> Option<i64> {
     confirmation.then_some(*count)
 }
 
-/// UNSUBSCRIBE family outside pub/sub mode: Redis answers one confirmation with count 0 (a push in
-/// RESP3, an array in RESP2).
-pub fn unsubscribed_reply(cmd: &Command) -> Frame {
+/// What Redis answers an unsubscribe from a client without such subscriptions: one confirmation per
+/// channel named, each with a count of 0, or one with a null channel when none is named. A client
+/// waits for one per channel.
+pub fn unsubscribed_reply(cmd: &Command) -> Reply {
     let kind = Bytes::from(cmd.name.to_ascii_lowercase());
-    let channel = cmd
-        .args
-        .get(1)
-        .cloned()
-        .map(Frame::Bulk)
-        .unwrap_or(Frame::Null);
-    Frame::Push(vec![Frame::Bulk(kind), channel, Frame::Integer(0)])
+    let confirm =
+        |channel| Frame::Push(vec![Frame::Bulk(kind.clone()), channel, Frame::Integer(0)]);
+    match cmd.args.len() {
+        1 => Reply::Ready(confirm(Frame::Null)),
+        _ => Reply::Many(
+            cmd.args[1..]
+                .iter()
+                .map(|channel| confirm(Frame::Bulk(channel.clone())))
+                .collect(),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ impl Subscriptions {
     /// The connections `cmd` goes to; empty for an unsubscribe from something never subscribed,
     /// which is answered locally.
     fn targets(&self, cluster: &Cluster, cmd: &Command) -> Result<Vec<Target>, Frame> {
-        let sharded = matches!(cmd.name.as_str(), "SSUBSCRIBE" | "SUNSUBSCRIBE");
+        let sharded = cmd.subscription().is_some_and(|s| s.sharded);
         let target = match sharded {
             false => Target::Global,
             true if cmd.args.len() == 1 => {
@@ -60,7 +60,7 @@ impl Subscriptions {
             }
             true => Target::Shard(pubsub::node_for(cluster, cmd)?),
         };
-        let opens = !pubsub::is_unsubscribe(cmd);
+        let opens = cmd.subscription().is_some_and(|s| !s.unsubscribe);
         Ok(match opens || self.position(&target).is_some() {
             true => vec![target],
             false => Vec::new(),

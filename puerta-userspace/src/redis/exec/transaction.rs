@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::cluster::redirect::{classify, Redirect};
 use crate::redis::cluster::Cluster;
+use crate::redis::command::spec::Step;
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::{later, Reply};
 use crate::redis::node::backend::{
@@ -44,7 +45,7 @@ impl Transaction {
 
     /// Accepts a command between MULTI and EXEC.
     pub fn queue(&mut self, cmd: &Command) -> Frame {
-        if matches!(cmd.name.as_str(), "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE") {
+        if cmd.subscription().is_some_and(|s| !s.unsubscribe) {
             return self.fail(wire::error(
                 "ERR Puerta: SUBSCRIBE inside MULTI is not supported",
             ));
@@ -84,33 +85,31 @@ impl Transaction {
         watch
     }
 
-    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH (`step`, from the command table).
     pub async fn handle(
         &mut self,
         cluster: &Arc<Cluster>,
         cmd: &Command,
+        step: Step,
         lane: Lane,
         order: &mut SlotOrder,
     ) -> Reply {
-        let frame = match cmd.name.as_str() {
-            "MULTI" if self.in_multi => wire::error("ERR MULTI calls can not be nested"),
-            "MULTI" => {
+        let frame = match step {
+            Step::Multi if self.in_multi => wire::error("ERR MULTI calls can not be nested"),
+            Step::Multi => {
                 self.in_multi = true;
                 wire::ok()
             }
-            "DISCARD" if !self.in_multi => wire::error("ERR DISCARD without MULTI"),
-            "DISCARD" | "UNWATCH" => {
-                if cmd.name == "UNWATCH" && self.in_multi {
-                    return Reply::Ready(self.queue(cmd));
-                }
+            Step::Discard if !self.in_multi => wire::error("ERR DISCARD without MULTI"),
+            Step::Unwatch if self.in_multi => self.queue(cmd),
+            Step::Discard | Step::Unwatch => {
                 self.reset();
                 wire::ok()
             }
-            "EXEC" if !self.in_multi => wire::error("ERR EXEC without MULTI"),
-            "EXEC" => return self.exec(cluster, lane, order).await,
-            "WATCH" if self.in_multi => wire::error("ERR WATCH inside MULTI is not allowed"),
-            "WATCH" => self.watch(cluster, cmd, lane).await,
-            _ => return Reply::Ready(wire::error("ERR Puerta: not a transaction command")),
+            Step::Exec if !self.in_multi => wire::error("ERR EXEC without MULTI"),
+            Step::Exec => return self.exec(cluster, lane, order).await,
+            Step::Watch if self.in_multi => wire::error("ERR WATCH inside MULTI is not allowed"),
+            Step::Watch => self.watch(cluster, cmd, lane).await,
         };
         Reply::Ready(frame)
     }

@@ -3,6 +3,7 @@
 
 use super::{Flow, Reader};
 use crate::redis::cluster::Cluster;
+use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::Reply;
 use crate::redis::exec::pubsub::{self, PubSub};
@@ -42,7 +43,7 @@ impl Reader {
             Err(SubscriptionError::Lost(e)) => return self.pubsub_failed(e).await,
         };
         if sent.is_empty() {
-            let reply = Reply::Ready(pubsub::unsubscribed_reply(&cmd));
+            let reply = pubsub::unsubscribed_reply(&cmd);
             return self.queue(reply).await;
         }
         let mut marks = Vec::with_capacity(sent.len());
@@ -77,14 +78,17 @@ impl Reader {
     /// What Redis checks before subscribing: arity, and one slot for SSUBSCRIBE's shard channels.
     fn subscription_allowed(&self, cmd: &Command) -> Result<(), Frame> {
         cmd.check_arity()?;
-        if cmd.name == "SSUBSCRIBE" {
+        if cmd
+            .subscription()
+            .is_some_and(|s| s.sharded && !s.unsubscribe)
+        {
             cmd.slot()?;
         }
         Ok(())
     }
 
     pub(super) async fn in_pubsub(&mut self, cmd: Command) -> Flow {
-        if cmd.name == "QUIT" {
+        if cmd.kind() == Some(Kind::Local(Local::Quit)) {
             self.pubsub = None;
             let _ = self.send(Reply::Close(wire::ok())).await;
             return Flow::Stop;

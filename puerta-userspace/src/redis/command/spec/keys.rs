@@ -47,7 +47,7 @@ pub fn for_each_key(
 }
 
 /// The one slot all keys of this call hash to (`None`: no keys, any node will do), without
-/// allocating; keys in different slots are Redis' CROSSSLOT error. MULTI_KEY_SPLIT commands are
+/// allocating; keys in different slots are Redis' CROSSSLOT error. `Kind::Split` commands are
 /// expected to be split per slot before this is asked.
 pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, CommandError> {
     let mut slot = None;

@@ -1,10 +1,8 @@
-//! What the proxy knows about each Redis command: its arity, how it must be routed (flags), and which
-//! arguments are keys.
-//!
-//! Routing rule of thumb for callers: a command with no keys (an empty `key_indices`) can go to any
-//! master unless a flag says otherwise (PROXY, FAN_OUT, UNSUPPORTED, PUBSUB, TRANSACTION).
+//! What the proxy knows about each Redis command: its arity, its read/write/blocking flags, which
+//! arguments are keys, and how the proxy serves it (its [`Kind`]).
 
 mod keys;
+mod kind;
 mod lookup;
 mod reply;
 mod table;
@@ -15,6 +13,7 @@ mod tests;
 use bytes::Bytes;
 
 pub use keys::{blocks, command_slot, for_each_key, key_indices};
+pub use kind::{why, Kind, Local, Merge, Step, Subscription};
 pub use lookup::lookup;
 pub use reply::unknown_command;
 
@@ -39,6 +38,7 @@ pub struct CommandSpec {
     pub arity: i32,
     pub flags: u32,
     pub keys: KeySpec,
+    pub kind: Kind,
 }
 
 /// Bits of [`CommandSpec::flags`].
@@ -49,29 +49,6 @@ pub mod flag {
     /// May block the connection (BLPOP, BLMOVE, ...): needs a dedicated backend connection. For
     /// XREAD/XREADGROUP only with a `BLOCK` option: see [`crate::redis::blocks`].
     pub const BLOCKING: u32 = 1 << 2;
-    /// Puts the connection in subscriber mode (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNs).
-    /// PUBLISH is not one of them (`NO_KEY`); SPUBLISH is routed by its shard channel.
-    pub const PUBSUB: u32 = 1 << 3;
-    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
-    pub const TRANSACTION: u32 = 1 << 4;
-    /// Answered by the proxy itself: AUTH CLIENT CLUSTER COMMAND CONFIG DBSIZE ECHO HELLO INFO PING
-    /// QUIT READONLY READWRITE RESET SCAN SELECT. CONFIG is here so the proxy can answer `CONFIG GET`
-    /// (tools such as redis-benchmark ask) and refuse `CONFIG SET` instead of applying it to one node.
-    pub const PROXY: u32 = 1 << 5;
-    /// Keys may span slots; the proxy splits per slot and merges: MGET MSET DEL UNLINK EXISTS TOUCH.
-    /// For MSET (`Range` with step 2) each key's value is the argument right after it.
-    pub const MULTI_KEY_SPLIT: u32 = 1 << 6;
-    /// Needs a backend node but has no key; any master will do (RANDOMKEY, TIME, LASTSAVE, LOLWUT,
-    /// PUBLISH — cluster-wide by Redis itself —, PUBSUB introspection, which is node-local in a real
-    /// cluster too).
-    pub const NO_KEY: u32 = 1 << 7;
-    /// Must run on every master, replies merged: FLUSHALL FLUSHDB KEYS SCRIPT FUNCTION. A proxy that
-    /// does not fan these out must refuse them: on a single node they would be silently partial.
-    pub const FAN_OUT: u32 = 1 << 8;
-    /// Refused with an error naming the reason: admin/replication commands (SHUTDOWN, MONITOR, SYNC,
-    /// REPLICAOF, DEBUG, SAVE, ...), multi-database ones (MOVE, SWAPDB), MIGRATE, WAIT, ROLE, ASKING,
-    /// ACL, SLOWLOG, LATENCY, MODULE: a proxy cannot give them a cluster-wide meaning.
-    pub const UNSUPPORTED: u32 = 1 << 9;
 }
 
 /// Where a command's keys are, counting `args[0]` (the name) as position 0.

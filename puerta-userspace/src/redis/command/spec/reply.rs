@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{flag, CommandSpec, KeySpec};
+use super::{flag, CommandSpec, KeySpec, Kind};
 use crate::redis::resp::Frame;
 
 /// Redis 7's `-ERR unknown command 'foo', with args beginning with: 'a' 'b' ` for `args` (name
@@ -48,11 +48,13 @@ impl CommandSpec {
             (flag::READONLY, "readonly"),
             (flag::WRITE, "write"),
             (flag::BLOCKING, "blocking"),
-            (flag::PUBSUB, "pubsub"),
         ] {
             if self.has(bit) {
                 flags.push(Frame::simple(name));
             }
+        }
+        if matches!(self.kind, Kind::Subscription(_)) {
+            flags.push(Frame::simple("pubsub"));
         }
         if matches!(self.keys, KeySpec::NumKeys { .. } | KeySpec::Streams) {
             flags.push(Frame::simple("movablekeys"));

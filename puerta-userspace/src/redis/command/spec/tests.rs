@@ -55,18 +55,24 @@ fn table_is_sorted_lowercase_and_unique() {
 
 #[test]
 fn every_command_has_a_route() {
-    let routed_without_keys = flag::PROXY
-        | flag::NO_KEY
-        | flag::FAN_OUT
-        | flag::UNSUPPORTED
-        | flag::PUBSUB
-        | flag::TRANSACTION;
     for spec in CommandSpec::all() {
+        let by_keys = matches!(spec.kind, Kind::Keyed | Kind::Split(_));
         assert!(
-            spec.keys != KeySpec::None || spec.flags & routed_without_keys != 0,
-            "{} has neither keys nor a keyless route",
+            !by_keys || spec.keys != KeySpec::None,
+            "{} is routed by keys it does not have",
             spec.name
         );
+        if let Kind::Split(merge) = spec.kind {
+            assert!(spec.keys != KeySpec::None, "{}", spec.name);
+            assert!(merge != Merge::Concat, "{}", spec.name);
+        }
+        if let Kind::FanOut(merge) = spec.kind {
+            assert!(
+                merge != Merge::Values,
+                "{}: Values needs key positions",
+                spec.name
+            );
+        }
         assert!(
             !(spec.has(flag::READONLY) && spec.has(flag::WRITE)),
             "{}",
@@ -101,10 +107,17 @@ fn no_keys() {
     assert_eq!(keys("PING"), Ok(vec![]));
     assert_eq!(keys("PUBLISH chan msg"), Ok(vec![]));
     assert_eq!(keys("RANDOMKEY"), Ok(vec![]));
-    assert!(lookup(b"randomkey").unwrap().has(flag::NO_KEY));
-    assert!(lookup(b"flushall").unwrap().has(flag::FAN_OUT));
-    assert!(lookup(b"cluster").unwrap().has(flag::PROXY));
-    assert!(lookup(b"shutdown").unwrap().has(flag::UNSUPPORTED));
+    let kind = |name: &str| lookup(name.as_bytes()).unwrap().kind;
+    assert_eq!(kind("randomkey"), Kind::AnyMaster);
+    assert_eq!(kind("flushall"), Kind::FanOut(Merge::AllOk));
+    assert_eq!(kind("cluster"), Kind::Local(Local::Cluster));
+    assert_eq!(kind("shutdown"), Kind::Unsupported(why::NODE_ADMIN));
+    assert_eq!(kind("exec"), Kind::Transaction(Step::Exec));
+    assert!(kind("sunsubscribe")
+        .subscription()
+        .is_some_and(|s| s.sharded && s.unsubscribe));
+    assert!(kind("auth").before_auth() && !kind("get").before_auth());
+    assert!(kind("quit").outside_transaction() && !kind("ping").outside_transaction());
 }
 
 #[test]
@@ -119,9 +132,17 @@ fn key_ranges() {
     assert_eq!(keys("BITOP AND dest a b"), Ok(vec![2, 3, 4]));
     assert_eq!(keys("SUNSUBSCRIBE"), Ok(vec![]));
     assert_eq!(keys("SSUBSCRIBE x y"), Ok(vec![1, 2]));
-    for name in ["mget", "mset", "del", "unlink", "exists", "touch"] {
-        assert!(
-            lookup(name.as_bytes()).unwrap().has(flag::MULTI_KEY_SPLIT),
+    for (name, merge) in [
+        ("mget", Merge::Values),
+        ("mset", Merge::AllOk),
+        ("del", Merge::Sum),
+        ("unlink", Merge::Sum),
+        ("exists", Merge::Sum),
+        ("touch", Merge::Sum),
+    ] {
+        assert_eq!(
+            lookup(name.as_bytes()).unwrap().kind,
+            Kind::Split(merge),
             "{name}"
         );
     }
