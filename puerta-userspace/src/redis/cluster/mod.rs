@@ -3,6 +3,7 @@
 
 pub mod redirect;
 pub mod refresh;
+pub mod retry;
 pub mod router;
 pub mod topology;
 pub mod version;

@@ -89,7 +89,7 @@ async fn fetch(cluster: &Cluster, addr: &Arc<str>) -> Result<SlotMap, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Endpoint, RedisConfig};
     use crate::redis::resp::{self, Frame, Limits};
@@ -139,7 +139,7 @@ mod tests {
         port
     }
 
-    fn config(port: u16) -> RedisConfig {
+    pub(crate) fn config(port: u16) -> RedisConfig {
         RedisConfig {
             cluster_nodes: vec![Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()],
             slot_refresh_interval: Duration::from_secs(3600),
@@ -174,7 +174,7 @@ mod tests {
     }
 
     /// `CLUSTER SLOTS` with one shard over every slot: `master` and its `replica`.
-    fn one_shard(master: u16, replica: u16) -> SlotMap {
+    pub(crate) fn one_shard(master: u16, replica: u16) -> SlotMap {
         let node = |port: u16| {
             Frame::Array(vec![
                 Frame::Bulk(bytes::Bytes::from_static(b"127.0.0.1")),

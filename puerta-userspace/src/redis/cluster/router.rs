@@ -1,26 +1,23 @@
-//! Command → slot → node, and everything that happens when the node says "not here": MOVED updates the
-//! map and retries on the owner, ASK retries once on the importing node after ASKING (same connection,
-//! same write), TRYAGAIN/CLUSTERDOWN back off, a broken node triggers a refresh. After `max_redirects`
-//! retries the last error goes to the client as is.
+//! Command → slot → node, and the retries of [`crate::redis::cluster::retry`] when the node says
+//! "not here" or its connection fails (ASK is followed with ASKING and the command in one write).
 //!
 //! Sending is split from waiting (`send` then `InFlight::finish`) so that a session can put a command on
 //! the wire before it parses the next one: commands of one client reach each node in the order sent.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use crate::redis::client::output::{Charged, OutputBudget};
-use crate::redis::cluster::redirect::{classify_wire, Redirect};
+use crate::redis::cluster::redirect::classify_wire;
+use crate::redis::cluster::retry::{self, Failure, Retry, Target};
 use crate::redis::cluster::Cluster;
 use crate::redis::exec::answer::Answer;
 use crate::redis::node::backend::{BackendConn, BackendError, NodeResult};
 use crate::redis::node::pool::Lane;
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
-use crate::redis::stats::Stats;
 
 /// A command ready for the cluster.
 #[derive(Debug, Clone)]
@@ -84,19 +81,7 @@ pub async fn send_to(
 
 /// The node `route` goes to now.
 pub fn target(cluster: &Cluster, route: &Route) -> Result<Arc<str>, Frame> {
-    let node = match route.slot {
-        Some(slot) => cluster.node_for(slot, route.readonly),
-        None => cluster.any_master(),
-    };
-    node.ok_or_else(|| {
-        cluster.request_refresh();
-        match route.slot {
-            Some(slot) => wire::error(format!(
-                "CLUSTERDOWN Hash slot {slot} is not served by any known node (Puerta's slot map is incomplete)"
-            )),
-            None => wire::error("CLUSTERDOWN Puerta knows no cluster node yet"),
-        }
-    })
+    retry::node_for(cluster, route.slot, route.readonly)
 }
 
 async fn attempt(
@@ -136,81 +121,37 @@ async fn attempt(
 }
 
 impl InFlight {
-    /// Waits for the reply, following redirects until a final answer or `max_redirects`.
+    /// Waits for the reply, following the retry policy until a final answer.
     pub async fn finish(mut self) -> Answer {
-        let max = self.cluster.config.max_redirects;
-        let mut retries = 0u32;
+        let mut retry = None;
         loop {
             let outcome = wait(&mut self.attempt).await;
-            let next = match &outcome {
+            let failure = match &outcome {
                 Ok(raw) => match classify_wire(raw.bytes(), &self.attempt.addr) {
                     None => return final_answer(outcome),
-                    Some(redirect) => self.follow(redirect, retries).await,
+                    Some(redirect) => Failure::Redirect(redirect),
                 },
-                Err(e) => self.after_backend_error(e, retries).await,
+                Err(e) => Failure::Backend(e),
             };
-            let Some((addr, asking)) = next else {
+            let retry = retry.get_or_insert_with(|| {
+                let target = Target::Slot {
+                    slot: self.route.slot,
+                    readonly: self.route.readonly,
+                };
+                Retry::new(target, self.route.readonly, true)
+            });
+            let Some(next) = retry.next(&self.cluster, failure).await else {
                 return final_answer(outcome);
             };
-            if retries >= max {
-                return final_answer(outcome);
-            }
-            retries += 1;
-            self.attempt = attempt(&self.cluster, &self.route, &self.sender, addr, asking).await;
+            self.attempt = attempt(
+                &self.cluster,
+                &self.route,
+                &self.sender,
+                next.addr,
+                next.asking,
+            )
+            .await;
         }
-    }
-
-    /// Where to retry after a redirect; `None` to give up.
-    async fn follow(&self, redirect: Redirect, retries: u32) -> Option<(Arc<str>, bool)> {
-        let stats = &self.cluster.stats;
-        match redirect {
-            Redirect::Moved { slot, addr } => {
-                Stats::bump(&stats.moved);
-                self.cluster.apply_moved(slot, &addr);
-                Some((addr, false))
-            }
-            Redirect::Ask { addr, .. } => {
-                Stats::bump(&stats.ask);
-                Some((addr, true))
-            }
-            Redirect::TryAgain => {
-                Stats::bump(&stats.tryagain);
-                tokio::time::sleep(backoff(retries)).await;
-                target(&self.cluster, &self.route).ok().map(|a| (a, false))
-            }
-            Redirect::ClusterDown => {
-                tokio::time::sleep(backoff(retries)).await;
-                self.cluster.refresh_and_wait(self.refresh_wait()).await;
-                target(&self.cluster, &self.route).ok().map(|a| (a, false))
-            }
-        }
-    }
-
-    async fn after_backend_error(
-        &self,
-        e: &BackendError,
-        retries: u32,
-    ) -> Option<(Arc<str>, bool)> {
-        Stats::bump(&self.cluster.stats.backend_errors);
-        tracing::debug!("backend error: {e}");
-        // A write whose reply was lost may have been applied: resending could apply it twice.
-        let retry = e.never_sent() || self.route.readonly;
-        self.cluster.refresh_and_wait(self.refresh_wait()).await;
-        if !retry {
-            return None;
-        }
-        tokio::time::sleep(backoff(retries)).await;
-        let next = target(&self.cluster, &self.route).ok()?;
-        // A node that let a command time out would most likely do it again: another full timeout
-        // for nothing. Only a new owner (failover, resharding) is worth the retry.
-        if matches!(e, BackendError::Timeout { .. }) && &next == e.addr() {
-            return None;
-        }
-        Some((next, false))
-    }
-
-    fn refresh_wait(&self) -> Duration {
-        self.cluster.config.connection_timeout * 2 + Duration::from_millis(500)
     }
 }
 
@@ -232,22 +173,5 @@ fn final_answer(outcome: Result<Charged, BackendError>) -> Answer {
     match outcome {
         Ok(raw) => Answer::Node(raw),
         Err(e) => Answer::Built(wire::error(format!("ERR Puerta: {e}"))),
-    }
-}
-
-/// 20 ms, 40 ms, ... capped at 500 ms.
-fn backoff(retries: u32) -> Duration {
-    Duration::from_millis((20u64 << retries.min(5)).min(500))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0), Duration::from_millis(20));
-        assert_eq!(backoff(1), Duration::from_millis(40));
-        assert_eq!(backoff(30), Duration::from_millis(500));
     }
 }

@@ -1,5 +1,5 @@
 //! Commands that concern the whole data set (DBSIZE, KEYS, FLUSHALL, SCRIPT, INFO keyspace) go to every
-//! master in parallel; the caller merges the answers.
+//! master in parallel, and SCAN to one chosen master; the caller merges the answers.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 
 use tokio::sync::oneshot;
 
+use crate::redis::cluster::retry::{Retry, Target};
 use crate::redis::cluster::Cluster;
 use crate::redis::node::backend::{frame_result, BackendError, NodeResult};
 use crate::redis::node::pool::Lane;
@@ -16,35 +17,70 @@ use crate::redis::resp::Frame;
 
 /// A command already on the wire to one node.
 pub struct Sent {
+    addr: Arc<str>,
+    payload: Bytes,
+    lane: Lane,
+    /// Sending it again is harmless (the reads: KEYS, DBSIZE, INFO, SCAN).
+    idempotent: bool,
     reply: Result<oneshot::Receiver<NodeResult>, BackendError>,
 }
 
 impl Sent {
-    pub async fn reply(self) -> Frame {
-        let result = match self.reply {
-            Ok(rx) => frame_result(rx.await.unwrap_or_else(|_| {
-                Err(BackendError::Lost {
-                    addr: "?".into(),
-                    reason: "connection task ended".into(),
-                })
-            })),
-            Err(e) => Err(e),
-        };
-        result.unwrap_or_else(|e| wire::error(format!("ERR Puerta: {e}")))
+    /// The node's answer. The node was chosen, not a slot: a redirect is its answer, and a failed
+    /// connection is retried by the one policy, on the same node while it is still a master.
+    pub async fn reply(mut self, cluster: &Cluster) -> Frame {
+        let mut retry = Retry::new(Target::Node(self.addr.clone()), self.idempotent, false);
+        loop {
+            let result = match self.reply {
+                Ok(rx) => frame_result(rx.await.unwrap_or_else(|_| {
+                    Err(BackendError::Lost {
+                        addr: self.addr.clone(),
+                        reason: "connection task ended".into(),
+                    })
+                })),
+                Err(e) => Err(e),
+            };
+            if let Err(answer) = retry.after(cluster, &self.addr, result).await {
+                return answer;
+            }
+            self.reply = put(cluster, &self.addr, self.payload.clone(), self.lane).await;
+        }
     }
 }
 
-/// Puts one command on the wire to one node (no redirects: the node is chosen, not the slot).
-pub async fn send_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: Lane) -> Sent {
-    let reply = match cluster.pool(addr, lane.protocol).conn(lane).await {
-        Ok(conn) => Ok(conn.send(payload, 1)),
-        Err(e) => Err(e),
-    };
-    Sent { reply }
+async fn put(
+    cluster: &Cluster,
+    addr: &Arc<str>,
+    payload: Bytes,
+    lane: Lane,
+) -> Result<oneshot::Receiver<NodeResult>, BackendError> {
+    let conn = cluster.pool(addr, lane.protocol).conn(lane).await?;
+    Ok(conn.send(payload, 1))
 }
 
+/// Puts one command on the wire to one node.
+pub async fn send_node(
+    cluster: &Cluster,
+    addr: &Arc<str>,
+    payload: Bytes,
+    lane: Lane,
+    idempotent: bool,
+) -> Sent {
+    Sent {
+        reply: put(cluster, addr, payload.clone(), lane).await,
+        addr: addr.clone(),
+        payload,
+        lane,
+        idempotent,
+    }
+}
+
+/// A read on one chosen node, and its answer.
 pub async fn call_node(cluster: &Cluster, addr: &Arc<str>, payload: Bytes, lane: Lane) -> Frame {
-    send_node(cluster, addr, payload, lane).await.reply().await
+    send_node(cluster, addr, payload, lane, true)
+        .await
+        .reply(cluster)
+        .await
 }
 
 /// Puts `payload` on the wire to every master, in master order. Errors if no master is known.
@@ -52,6 +88,7 @@ pub async fn send_masters(
     cluster: &Cluster,
     payload: Bytes,
     lane: Lane,
+    idempotent: bool,
 ) -> Result<Vec<Sent>, Frame> {
     let masters = cluster.masters();
     if masters.is_empty() {
@@ -60,21 +97,22 @@ pub async fn send_masters(
     }
     let mut sent = Vec::with_capacity(masters.len());
     for addr in &masters {
-        sent.push(send_node(cluster, addr, payload.clone(), lane).await);
+        sent.push(send_node(cluster, addr, payload.clone(), lane, idempotent).await);
     }
     Ok(sent)
 }
 
 /// The answers of [`send_masters`], in master order.
-pub async fn replies(sent: Vec<Sent>) -> Vec<Frame> {
-    join_all(sent.into_iter().map(Sent::reply)).await
+pub async fn replies(cluster: &Cluster, sent: Vec<Sent>) -> Vec<Frame> {
+    join_all(sent.into_iter().map(|s| s.reply(cluster))).await
 }
 
-/// `payload` to every master; answers in master order.
+/// A read on every master; answers in master order.
 pub async fn to_masters(
     cluster: &Cluster,
     payload: Bytes,
     lane: Lane,
 ) -> Result<Vec<Frame>, Frame> {
-    Ok(replies(send_masters(cluster, payload, lane).await?).await)
+    let sent = send_masters(cluster, payload, lane, true).await?;
+    Ok(replies(cluster, sent).await)
 }

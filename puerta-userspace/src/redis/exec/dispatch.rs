@@ -162,8 +162,8 @@ pub fn later(fut: impl std::future::Future<Output = Frame> + Send + 'static) -> 
 
 /// Sent to every master now (so that later commands cannot overtake it), merged when all answered.
 async fn fan_out(cluster: Arc<Cluster>, cmd: Command, lane: Lane, merge: Merge) -> Reply {
-    match broadcast::send_masters(&cluster, cmd.payload(), lane).await {
-        Ok(sent) => later(async move { combine(merge, broadcast::replies(sent).await) }),
+    match broadcast::send_masters(&cluster, cmd.payload(), lane, cmd.readonly()).await {
+        Ok(sent) => later(async move { combine(merge, broadcast::replies(&cluster, sent).await) }),
         Err(e) => Reply::Ready(e),
     }
 }

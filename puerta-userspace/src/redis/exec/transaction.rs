@@ -4,14 +4,14 @@
 //! a connection, so WATCH opens a dedicated one that carries the EXEC and is closed after it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
 use tokio::sync::oneshot;
 
 use crate::redis::client::order::SlotOrder;
-use crate::redis::cluster::redirect::{classify, Redirect};
+use crate::redis::cluster::redirect::classify;
+use crate::redis::cluster::retry::{node_for, Retry, Target};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::Step;
 use crate::redis::command::Command;
@@ -140,10 +140,9 @@ impl Transaction {
                 }
             });
         }
-        let Some(addr) = transaction_node(cluster, slot) else {
-            return Reply::Ready(wire::error(
-                "CLUSTERDOWN Puerta: the transaction's slot is not served by any known node",
-            ));
+        let addr = match node_for(cluster, slot, false) {
+            Ok(addr) => addr,
+            Err(e) => return Reply::Ready(e),
         };
         if slot.is_some() {
             order.before_send(cluster.epoch()).await;
@@ -180,29 +179,39 @@ impl Transaction {
             }
             return call(&w.conn, cmd.payload()).await;
         }
-        let mut last = wire::error("ERR Puerta: WATCH failed");
-        for _ in 0..=cluster.config.max_redirects {
-            let Some(addr) = cluster.node_for(slot, false) else {
-                return wire::error(format!("CLUSTERDOWN Hash slot {slot} is not served"));
+        let payload = cmd.payload();
+        // WATCH changes nothing: sending it again is harmless.
+        let target = Target::Slot {
+            slot: Some(slot),
+            readonly: false,
+        };
+        let mut retry = Retry::new(target, true, false);
+        let mut addr = match node_for(cluster, Some(slot), false) {
+            Ok(addr) => addr,
+            Err(e) => return e,
+        };
+        loop {
+            let answered = match cluster.pool(&addr, lane.protocol).dedicated().await {
+                Ok(conn) => conn
+                    .call(payload.clone(), 1)
+                    .await
+                    .map(|reply| (conn, reply)),
+                Err(e) => Err(e),
             };
-            let conn = match cluster.pool(&addr, lane.protocol).dedicated().await {
-                Ok(c) => c,
-                Err(e) => return wire::error(format!("ERR Puerta: {e}")),
+            let (conn, answer) = match answered {
+                Ok((conn, reply)) => (Some(conn), Ok(reply)),
+                Err(e) => (None, Err(e)),
             };
-            let reply = call(&conn, cmd.payload()).await;
-            match classify(&reply, &addr) {
-                Some(Redirect::Moved { slot, addr }) => cluster.apply_moved(slot, &addr),
-                Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                None => {
-                    if !matches!(reply, Frame::Error(_)) {
+            match retry.after(cluster, &addr, answer).await {
+                Ok(next) => addr = next.addr,
+                Err(reply) => {
+                    if let (Some(conn), false) = (conn, matches!(reply, Frame::Error(_))) {
                         self.watch = Some(Watch { conn, slot });
                     }
                     return reply;
                 }
             }
-            last = reply;
         }
-        last
     }
 }
 
@@ -220,17 +229,6 @@ fn transaction_payload(queued: &[Bytes]) -> Bytes {
     }
     crate::redis::resp::encode_command(&[b"EXEC"], &mut payload);
     payload.freeze()
-}
-
-fn transaction_node(cluster: &Cluster, slot: Option<u16>) -> Option<Arc<str>> {
-    let addr = match slot {
-        Some(s) => cluster.node_for(s, false),
-        None => cluster.any_master(),
-    };
-    if addr.is_none() {
-        cluster.request_refresh();
-    }
-    addr
 }
 
 async fn received(rx: oneshot::Receiver<NodeResult>, addr: &Arc<str>) -> ReplyResult {
@@ -266,56 +264,45 @@ struct Routed {
 }
 
 impl Routed {
+    /// The transaction's answer, retried by the one policy: a redirected transaction did not run, so
+    /// it may be sent again; one whose reply was lost may have run and is not.
     async fn finish(
         self,
         mut addr: Arc<str>,
         first: Result<oneshot::Receiver<NodeResult>, BackendError>,
     ) -> Frame {
         let cluster = &self.cluster;
-        let mut sent = Some(first);
-        let mut last = wire::error("ERR Puerta: transaction could not be routed");
-        for attempt in 0..=cluster.config.max_redirects {
-            let this = match sent.take() {
-                Some(s) => s,
-                None => {
-                    let Some(next) = transaction_node(cluster, self.slot) else {
-                        return wire::error("CLUSTERDOWN Puerta: the transaction's slot is not served by any known node");
-                    };
-                    addr = next;
-                    match cluster
-                        .pool(&addr, self.lane.protocol)
-                        .conn(self.lane)
-                        .await
-                    {
-                        Ok(conn) => Ok(conn.send(self.payload.clone(), self.replies)),
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            let result = match this {
+        let target = Target::Slot {
+            slot: self.slot,
+            readonly: false,
+        };
+        let mut retry = Retry::new(target, false, false);
+        let mut sent = first;
+        loop {
+            let result = match sent {
                 Ok(rx) => received(rx, &addr).await,
                 Err(e) => Err(e),
             };
-            let reply = match result {
-                Ok(reply) => reply,
-                Err(e) if e.never_sent() => {
-                    cluster.refresh_and_wait(Duration::from_secs(2)).await;
-                    last = wire::error(format!("ERR Puerta: {e}"));
-                    continue;
-                }
-                Err(e) => return wire::error(format!("ERR Puerta: {e}")),
+            let answer = match result {
+                Ok(reply) => match exec_reply(reply, &addr) {
+                    Ok(exec) => return exec,
+                    Err(answer) => Ok(answer),
+                },
+                Err(e) => Err(e),
             };
-            let redirect = match exec_reply(reply, &addr) {
-                Ok(exec) => return exec,
-                Err(redirect) => redirect,
+            let next = retry.after(cluster, &addr, answer).await;
+            addr = match next {
+                Ok(next) => next.addr,
+                Err(answer) => return answer,
             };
-            match classify(&redirect, &addr) {
-                Some(Redirect::Moved { slot, addr }) => cluster.apply_moved(slot, &addr),
-                Some(_) => tokio::time::sleep(Duration::from_millis(20 << attempt.min(4))).await,
-                None => return redirect,
-            }
-            last = redirect;
+            sent = match cluster
+                .pool(&addr, self.lane.protocol)
+                .conn(self.lane)
+                .await
+            {
+                Ok(conn) => Ok(conn.send(self.payload.clone(), self.replies)),
+                Err(e) => Err(e),
+            };
         }
-        last
     }
 }

@@ -1,0 +1,279 @@
+//! The one send-and-retry policy, for every path that sends to a node (routed commands,
+//! transactions, WATCH, fan-outs): what to do when a node answers "not here" or a connection fails.
+//!
+//! - MOVED updates the slot map and retries on the new owner.
+//! - ASK retries once on the importing node after ASKING, where the sender can put ASKING and the
+//!   command in one write; elsewhere it is waited out like TRYAGAIN.
+//! - TRYAGAIN backs off; CLUSTERDOWN backs off and refreshes the map first.
+//! - A failed connection refreshes the map. The command is sent again only if the node certainly did
+//!   not run it, or running it twice is harmless (reads): a write whose reply was lost may have been
+//!   applied. A timed-out command is not sent to the same node again (it would most likely time out
+//!   again, another full timeout for nothing); only a new owner is worth it.
+//! - After `max_redirects` retries the last answer goes to the client as it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::redis::cluster::redirect::{classify, Redirect};
+use crate::redis::cluster::Cluster;
+use crate::redis::node::backend::BackendError;
+use crate::redis::resp::wire;
+use crate::redis::resp::Frame;
+use crate::redis::stats::Stats;
+
+/// Where a command goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Wherever the slot map says: the slot's node (`None`: any master).
+    Slot { slot: Option<u16>, readonly: bool },
+    /// This node and no other (one part of a fan-out to every master).
+    Node(Arc<str>),
+}
+
+/// What went wrong with one attempt.
+pub enum Failure<'a> {
+    Redirect(Redirect),
+    Backend(&'a BackendError),
+}
+
+/// The next attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Next {
+    pub addr: Arc<str>,
+    /// Send ASKING first, in the same write.
+    pub asking: bool,
+}
+
+/// One command's retries.
+pub struct Retry {
+    target: Target,
+    /// Sending the command twice is harmless.
+    idempotent: bool,
+    /// The sender can follow ASK.
+    can_ask: bool,
+    retries: u32,
+}
+
+impl Retry {
+    pub fn new(target: Target, idempotent: bool, can_ask: bool) -> Retry {
+        Retry {
+            target,
+            idempotent,
+            can_ask,
+            retries: 0,
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Where to send next after `failure`, or `None` to give the client the last answer. The map
+    /// learns from a MOVED even when no retry is left.
+    pub async fn next(&mut self, cluster: &Cluster, failure: Failure<'_>) -> Option<Next> {
+        let next = match failure {
+            Failure::Redirect(redirect) => self.follow(cluster, redirect).await,
+            Failure::Backend(e) => self.after_error(cluster, e).await,
+        }?;
+        if self.retries >= cluster.config.max_redirects {
+            return None;
+        }
+        self.retries += 1;
+        Some(next)
+    }
+
+    /// [`Retry::next`] for senders that read answers as frames: `Ok(next)` to send again,
+    /// `Err(answer)` for the client (the node's final answer, or the error that ends the retries).
+    pub async fn after(
+        &mut self,
+        cluster: &Cluster,
+        addr: &str,
+        answer: Result<Frame, BackendError>,
+    ) -> Result<Next, Frame> {
+        match answer {
+            Ok(frame) => match classify(&frame, addr) {
+                None => Err(frame),
+                Some(redirect) => self
+                    .next(cluster, Failure::Redirect(redirect))
+                    .await
+                    .ok_or(frame),
+            },
+            Err(e) => self
+                .next(cluster, Failure::Backend(&e))
+                .await
+                .ok_or_else(|| wire::error(format!("ERR Puerta: {e}"))),
+        }
+    }
+
+    async fn follow(&self, cluster: &Cluster, redirect: Redirect) -> Option<Next> {
+        let stats = &cluster.stats;
+        let fixed = matches!(self.target, Target::Node(_));
+        match redirect {
+            // A fan-out part asked one node for its own data: a redirect is its answer.
+            _ if fixed => None,
+            Redirect::Moved { slot, addr } => {
+                Stats::bump(&stats.moved);
+                cluster.apply_moved(slot, &addr);
+                Some(Next {
+                    addr,
+                    asking: false,
+                })
+            }
+            Redirect::Ask { addr, .. } if self.can_ask => {
+                Stats::bump(&stats.ask);
+                Some(Next { addr, asking: true })
+            }
+            Redirect::Ask { .. } | Redirect::TryAgain => {
+                Stats::bump(match redirect {
+                    Redirect::TryAgain => &stats.tryagain,
+                    _ => &stats.ask,
+                });
+                tokio::time::sleep(backoff(self.retries)).await;
+                self.owner(cluster)
+            }
+            Redirect::ClusterDown => {
+                tokio::time::sleep(backoff(self.retries)).await;
+                cluster.refresh_and_wait(refresh_wait(cluster)).await;
+                self.owner(cluster)
+            }
+        }
+    }
+
+    async fn after_error(&self, cluster: &Cluster, e: &BackendError) -> Option<Next> {
+        Stats::bump(&cluster.stats.backend_errors);
+        tracing::debug!("backend error: {e}");
+        let resend = e.never_sent() || self.idempotent;
+        cluster.refresh_and_wait(refresh_wait(cluster)).await;
+        if !resend {
+            return None;
+        }
+        tokio::time::sleep(backoff(self.retries)).await;
+        let next = self.owner(cluster)?;
+        if matches!(e, BackendError::Timeout { .. }) && &next.addr == e.addr() {
+            return None;
+        }
+        Some(next)
+    }
+
+    /// The node the target names now: a fixed node only while it is still a master.
+    fn owner(&self, cluster: &Cluster) -> Option<Next> {
+        let addr = match &self.target {
+            Target::Slot { slot, readonly } => node_for(cluster, *slot, *readonly).ok()?,
+            Target::Node(addr) => cluster
+                .masters()
+                .iter()
+                .any(|m| m == addr)
+                .then(|| addr.clone())?,
+        };
+        Some(Next {
+            addr,
+            asking: false,
+        })
+    }
+}
+
+/// The node serving `slot` now (`None`: any master), or the error a client gets when none is known
+/// (which also asks for a refresh).
+pub fn node_for(cluster: &Cluster, slot: Option<u16>, readonly: bool) -> Result<Arc<str>, Frame> {
+    let node = match slot {
+        Some(slot) => cluster.node_for(slot, readonly),
+        None => cluster.any_master(),
+    };
+    node.ok_or_else(|| {
+        cluster.request_refresh();
+        match slot {
+            Some(slot) => wire::error(format!(
+                "CLUSTERDOWN Hash slot {slot} is not served by any known node (Puerta's slot map is incomplete)"
+            )),
+            None => wire::error("CLUSTERDOWN Puerta knows no cluster node yet"),
+        }
+    })
+}
+
+fn refresh_wait(cluster: &Cluster) -> Duration {
+    cluster.config.connection_timeout * 2 + Duration::from_millis(500)
+}
+
+/// 20 ms, 40 ms, ... capped at 500 ms.
+fn backoff(retries: u32) -> Duration {
+    Duration::from_millis((20u64 << retries.min(5)).min(500))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cluster::refresh::tests::{config, one_shard};
+
+    fn slot_target() -> Target {
+        Target::Slot {
+            slot: Some(7),
+            readonly: false,
+        }
+    }
+
+    fn addr(port: u16) -> Arc<str> {
+        format!("127.0.0.1:{port}").into()
+    }
+
+    fn moved(port: u16) -> Failure<'static> {
+        Failure::Redirect(Redirect::Moved {
+            slot: 7,
+            addr: addr(port),
+        })
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_millis(20));
+        assert_eq!(backoff(1), Duration::from_millis(40));
+        assert_eq!(backoff(30), Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn moved_updates_the_map_and_retries_there_up_to_max_redirects() {
+        let cluster = Cluster::new(config(1));
+        cluster.install(one_shard(7001, 7002));
+        let mut retry = Retry::new(slot_target(), false, true);
+        let next = retry.next(&cluster, moved(7003)).await;
+        let expected = Next {
+            addr: addr(7003),
+            asking: false,
+        };
+        assert_eq!(next, Some(expected));
+        assert_eq!(cluster.node_for(7, false), Some(addr(7003)));
+        for _ in 1..cluster.config.max_redirects {
+            assert!(retry.next(&cluster, moved(7003)).await.is_some());
+        }
+        assert_eq!(retry.next(&cluster, moved(7001)).await, None);
+        // The map still learns from the MOVED that was not followed.
+        assert_eq!(cluster.node_for(7, false), Some(addr(7001)));
+    }
+
+    #[tokio::test]
+    async fn ask_is_followed_only_by_senders_that_can_and_a_fixed_node_is_never_left() {
+        let cluster = Cluster::new(config(1));
+        cluster.install(one_shard(7001, 7002));
+        let ask = || {
+            Failure::Redirect(Redirect::Ask {
+                slot: 7,
+                addr: addr(7003),
+            })
+        };
+        let mut router = Retry::new(slot_target(), false, true);
+        let asking = Next {
+            addr: addr(7003),
+            asking: true,
+        };
+        assert_eq!(router.next(&cluster, ask()).await, Some(asking));
+        // A transaction waits the migration out on the slot's owner.
+        let mut transaction = Retry::new(slot_target(), false, false);
+        let owner = Next {
+            addr: addr(7001),
+            asking: false,
+        };
+        assert_eq!(transaction.next(&cluster, ask()).await, Some(owner));
+        let mut part = Retry::new(Target::Node(addr(7001)), true, false);
+        assert_eq!(part.next(&cluster, moved(7003)).await, None);
+        assert_eq!(part.next(&cluster, ask()).await, None);
+    }
+}
