@@ -54,8 +54,9 @@ fn protocol_errors_match_redis() -> anyhow::Result<()> {
 fn redis_reads_what_we_accept() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (_server, port) = start_redis_server(dir.path(), &[])?;
-    // Empty commands are skipped by both; inline and quoted forms parse to the same arguments.
-    let input = b"*0\r\n\r\nECHO \"a\\x41 b\"\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\nQUIT\r\n";
+    // Empty commands (counts <= 0 too) are skipped by both; inline and quoted forms parse to the same arguments.
+    let input =
+        b"*0\r\n\r\n*-10\r\nECHO \"a\\x41 b\"\r\n*-1\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\nQUIT\r\n";
     let mut ours = Vec::new();
     let mut buf = BytesMut::from(&input[..]);
     while let Some(Frame::Array(args)) = parse_command(&mut buf, &Limits::default())? {

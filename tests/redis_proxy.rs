@@ -308,7 +308,8 @@ fn pipelined_commands_keep_their_order_across_a_slot_move() -> anyhow::Result<()
 
 /// Connection-state commands answered as one Redis answers them: an unsubscribe from a client with no
 /// subscriptions confirms every channel it names (a client waits for each), RESET leaves subscriber
-/// mode and ends a MULTI (it is never queued), and RESET needs no authentication.
+/// mode and ends a MULTI (it is never queued), and RESET needs no authentication. What the proxy
+/// answers itself is refused inside MULTI rather than sent to a node.
 #[test]
 fn connection_state_commands_answer_like_one_redis() -> anyhow::Result<()> {
     let env = ProxiedCluster::start("password = \"pw\"")?;
@@ -340,6 +341,19 @@ fn connection_state_commands_answer_like_one_redis() -> anyhow::Result<()> {
         Frame::Null,
         "the transaction must not have run"
     );
+    // CLIENT PAUSE inside MULTI must not reach a node (it would pause it for every client): the
+    // writes below would then time out.
+    assert_eq!(c.call("MULTI")?, Frame::Simple("OK".into()));
+    let pause = c.call("CLIENT PAUSE 60000")?;
+    assert!(
+        matches!(&pause, Frame::Error(e) if e.starts_with(b"ERR Puerta")),
+        "{pause:?}"
+    );
+    let exec = c.call("EXEC")?;
+    assert!(
+        matches!(&exec, Frame::Error(e) if e.starts_with(b"EXECABORT")),
+        "{exec:?}"
+    );
 
     let subscribed = c.call("SUBSCRIBE news")?;
     assert_eq!(
@@ -360,6 +374,60 @@ fn connection_state_commands_answer_like_one_redis() -> anyhow::Result<()> {
             Frame::Simple("OK".into())
         );
         assert_eq!(c.call(&format!("GET {key}"))?, Frame::bulk(format!("v{i}")));
+    }
+    Ok(())
+}
+
+/// A script may return tables nested thousands of levels deep (Redis stops at its Lua stack limit,
+/// ~8000 levels, with an error as the innermost element). The reply passes through as the node sent
+/// it and the connections stay in sync; inside a transaction, where the proxy must read the EXEC
+/// reply, a reply too deep to read becomes an error reply, not a lost connection.
+#[test]
+fn deeply_nested_script_replies_pass_through() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let env = ProxiedCluster::start("")?;
+    let recursive = "local a = {}; local b = {a}; a[1] = b; return a";
+    let direct = env.cluster.masters()?[0];
+    let theirs = raw_exchange(direct, &["EVAL", recursive, "0"], b"+PONG\r\n")?;
+    let ours = raw_exchange(env.port(), &["EVAL", recursive, "0"], b"+PONG\r\n")?;
+    assert!(theirs.ends_with(b"-ERR reached lua stack limit\r\n+PONG\r\n"));
+    assert_eq!(
+        ours, theirs,
+        "the proxy must pass the reply through unchanged"
+    );
+
+    let mut c = RespClient::connect(env.port())?;
+    let deep = "local t = {}; local cur = t; for i = 1, 300 do local n = {}; cur[1] = n; cur = n end; return t";
+    assert_eq!(c.call("MULTI")?, Frame::Simple("OK".into()));
+    let queued = c.pipeline(&[["EVAL", deep, "0"]
+        .map(|w| w.as_bytes().to_vec().into())
+        .to_vec()])?;
+    assert_eq!(queued, vec![Frame::Simple("QUEUED".into())]);
+    let exec = c.call("EXEC")?;
+    assert!(
+        matches!(&exec, Frame::Error(e) if e.windows(13).any(|w| w == b"nesting depth")),
+        "{exec:?}"
+    );
+    assert_eq!(c.call("PING")?, Frame::Simple("PONG".into()));
+
+    /// `args` then PING on a fresh connection; everything read until the PING's reply.
+    fn raw_exchange(port: u16, args: &[&str], until: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out.push_str("*1\r\n$4\r\nPING\r\n");
+        conn.write_all(out.as_bytes())?;
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while !got.ends_with(until) {
+            let n = conn.read(&mut chunk)?;
+            anyhow::ensure!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+        }
+        Ok(got)
     }
     Ok(())
 }

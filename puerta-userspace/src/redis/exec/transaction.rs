@@ -13,7 +13,7 @@ use crate::redis::client::order::SlotOrder;
 use crate::redis::cluster::redirect::classify;
 use crate::redis::cluster::retry::{node_for, Retry, Target};
 use crate::redis::cluster::Cluster;
-use crate::redis::command::spec::Step;
+use crate::redis::command::spec::{Kind, Local, Step};
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::{later, Reply};
 use crate::redis::node::backend::{
@@ -45,15 +45,10 @@ impl Transaction {
 
     /// Accepts a command between MULTI and EXEC.
     pub fn queue(&mut self, cmd: &Command) -> Frame {
-        if cmd.subscription().is_some_and(|s| !s.unsubscribe) {
-            return self.fail(wire::error(
-                "ERR Puerta: SUBSCRIBE inside MULTI is not supported",
-            ));
-        }
-        if cmd.spec.is_none() {
+        let Some(kind) = cmd.kind() else {
             return self.fail(crate::redis::command::spec::unknown_command(&cmd.args));
-        }
-        if let Err(e) = cmd.check_arity() {
+        };
+        if let Err(e) = cmd.check_arity().and_then(|()| queueable(kind, cmd)) {
             return self.fail(e);
         }
         let slot = match cmd.slot() {
@@ -215,6 +210,32 @@ impl Transaction {
     }
 }
 
+/// Whether `cmd` may run inside the transaction, on the slot's node. What the proxy answers or
+/// spreads itself cannot: on the node it would act on a pooled connection or on one node only
+/// (`CLIENT PAUSE` would pause the node for every client, `FLUSHALL` flush one master, `READONLY`
+/// change a shared connection). PING and ECHO get the same answer from the node.
+fn queueable(kind: Kind, cmd: &Command) -> Result<(), Frame> {
+    let refused = |why: &str| {
+        Err(wire::error(format!(
+            "ERR Puerta: '{}' inside MULTI is not supported through the proxy: {why}",
+            cmd.name.to_lowercase()
+        )))
+    };
+    match kind {
+        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster => Ok(()),
+        Kind::Local(Local::Ping | Local::Echo) => Ok(()),
+        Kind::Config if matches!(cmd.arg_upper(1).as_deref(), Some("GET" | "HELP")) => Ok(()),
+        Kind::Unsupported(why) => refused(why),
+        Kind::Subscription(_) => refused("a transaction cannot subscribe"),
+        Kind::Local(_) | Kind::Config | Kind::Scan | Kind::Info => {
+            refused("the proxy answers it itself, outside transactions")
+        }
+        Kind::FanOut(_) => refused("it must run on every master, a transaction runs on one"),
+        // Not queued: dispatch handles them before queueing.
+        Kind::Transaction(_) => Ok(()),
+    }
+}
+
 async fn call(conn: &BackendConn, payload: Bytes) -> Frame {
     conn.call(payload, 1)
         .await
@@ -304,5 +325,57 @@ impl Routed {
                 Err(e) => Err(e),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(txn: &mut Transaction, words: &[&str]) -> Frame {
+        txn.queue(&Command::from_words(words))
+    }
+
+    fn refused(frame: &Frame) -> bool {
+        matches!(frame, Frame::Error(e) if e.starts_with(b"ERR Puerta: "))
+    }
+
+    #[test]
+    fn only_what_a_node_can_run_for_the_client_is_queued() {
+        let queued = wire::simple("QUEUED");
+        for words in [
+            &["SET", "{t}a", "1"][..],
+            &["MGET", "{t}a", "{t}b"],
+            &["PING"],
+            &["ECHO", "x"],
+            &["CONFIG", "GET", "maxmemory"],
+            &["TIME"],
+        ] {
+            let mut txn = Transaction::default();
+            assert_eq!(queue(&mut txn, words), queued, "{words:?}");
+            assert!(!txn.failed, "{words:?}");
+        }
+        for words in [
+            &["CLIENT", "PAUSE", "1000"][..],
+            &["CLIENT", "SETNAME", "x"],
+            &["READONLY"],
+            &["CONFIG", "SET", "maxmemory", "1"],
+            &["FLUSHALL"],
+            &["INFO"],
+            &["SCAN", "0"],
+            &["SUBSCRIBE", "ch"],
+            &["UNSUBSCRIBE"],
+            &["SHUTDOWN"],
+            &["AUTH", "pw"],
+        ] {
+            let mut txn = Transaction::default();
+            let answer = queue(&mut txn, words);
+            assert!(refused(&answer), "{words:?}: {answer:?}");
+            assert!(txn.failed, "{words:?} must abort the transaction");
+            assert!(txn.queued.is_empty(), "{words:?}");
+        }
+        let mut txn = Transaction::default();
+        assert!(matches!(queue(&mut txn, &["NOSUCH"]), Frame::Error(_)));
+        assert!(txn.failed);
     }
 }

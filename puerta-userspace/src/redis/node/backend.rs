@@ -363,7 +363,7 @@ async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationTo
 }
 
 async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
-    let mut decoder = Decoder::new(Limits::default());
+    let mut decoder = Decoder::new(Limits::node());
     let latency = crate::redis::metrics::node_latency(&r.addr);
     // Re-armed only when the oldest waiting request changes, not on every read.
     let overdue = tokio::time::sleep(Duration::ZERO);

@@ -31,12 +31,24 @@ pub(super) fn args_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Vec<Byte
 
 /// Any reply frame.
 pub(super) fn reply(raw: &Bytes) -> Result<Frame, ParseError> {
-    value(&mut Cursor::at(raw, 0), raw)
+    value(&mut Cursor::at(raw, 0), raw, 0)
 }
 
-fn value(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {
+/// How deep a frame may nest to be built. The check pass bounds nesting by `Limits::max_depth`, which
+/// for node replies is far deeper than a thread's stack allows this recursion: a reply passed through
+/// untouched may nest that deep, one the proxy must look inside may not.
+pub const MAX_BUILD_DEPTH: usize = 256;
+
+fn value(cur: &mut Cursor, raw: &Bytes, depth: usize) -> Result<Frame, ParseError> {
     // Sizing vectors from declared lengths is safe: the check pass saw every element in the buffer.
-    // Depth is bounded by `Limits::max_depth`, so is this recursion.
+    if depth >= MAX_BUILD_DEPTH {
+        return Err(ParseError::TooLarge {
+            what: "nesting depth of a reply the proxy must read",
+            len: depth + 1,
+            limit: MAX_BUILD_DEPTH,
+        });
+    }
+    let depth = depth + 1;
     match complete(cur.next_byte())? {
         b'+' => Ok(Frame::Simple(line(cur, raw)?)),
         b'-' => Ok(Frame::Error(line(cur, raw)?)),
@@ -63,14 +75,17 @@ fn value(cur: &mut Cursor, raw: &Bytes) -> Result<Frame, ParseError> {
             if len < 0 {
                 return Ok(Frame::NullArray);
             }
-            Ok(Frame::Array(items(cur, raw, len)?))
+            Ok(Frame::Array(items(cur, raw, len, depth)?))
         }
-        b'~' => Ok(Frame::Set(counted_items(cur, raw)?)),
-        b'>' => Ok(Frame::Push(counted_items(cur, raw)?)),
-        b'%' => Ok(Frame::Map(pairs(cur, raw)?)),
+        b'~' => Ok(Frame::Set(counted_items(cur, raw, depth)?)),
+        b'>' => Ok(Frame::Push(counted_items(cur, raw, depth)?)),
+        b'%' => Ok(Frame::Map(pairs(cur, raw, depth)?)),
         b'|' => {
-            let attributes = pairs(cur, raw)?;
-            Ok(Frame::Attribute(attributes, Box::new(value(cur, raw)?)))
+            let attributes = pairs(cur, raw, depth)?;
+            Ok(Frame::Attribute(
+                attributes,
+                Box::new(value(cur, raw, depth)?),
+            ))
         }
         _ => Err(changed()),
     }
@@ -81,26 +96,26 @@ fn length(cur: &mut Cursor) -> Result<i64, ParseError> {
 }
 
 /// A set's or push's length and elements.
-fn counted_items(cur: &mut Cursor, raw: &Bytes) -> Result<Vec<Frame>, ParseError> {
+fn counted_items(cur: &mut Cursor, raw: &Bytes, depth: usize) -> Result<Vec<Frame>, ParseError> {
     let len = length(cur)?;
-    items(cur, raw, len)
+    items(cur, raw, len, depth)
 }
 
-fn items(cur: &mut Cursor, raw: &Bytes, len: i64) -> Result<Vec<Frame>, ParseError> {
+fn items(cur: &mut Cursor, raw: &Bytes, len: i64, depth: usize) -> Result<Vec<Frame>, ParseError> {
     let mut items = Vec::with_capacity(len.max(0) as usize);
     for _ in 0..len {
-        items.push(value(cur, raw)?);
+        items.push(value(cur, raw, depth)?);
     }
     Ok(items)
 }
 
 /// A map's or attribute's length and key/value pairs.
-fn pairs(cur: &mut Cursor, raw: &Bytes) -> Result<Vec<(Frame, Frame)>, ParseError> {
+fn pairs(cur: &mut Cursor, raw: &Bytes, depth: usize) -> Result<Vec<(Frame, Frame)>, ParseError> {
     let len = length(cur)?;
     let mut pairs = Vec::with_capacity(len.max(0) as usize);
     for _ in 0..len {
-        let key = value(cur, raw)?;
-        pairs.push((key, value(cur, raw)?));
+        let key = value(cur, raw, depth)?;
+        pairs.push((key, value(cur, raw, depth)?));
     }
     Ok(pairs)
 }

@@ -56,7 +56,11 @@ pub(super) fn command(
             let Some(len) = cur.number("multibulk length")? else {
                 return Ok(None);
             };
-            let count = array_len(len, limits)?.unwrap_or(0);
+            // Redis skips any count <= 0 as an empty command (`*-10` included).
+            let count = match len {
+                ..=0 => 0,
+                len => array_len(len, limits)?.unwrap_or(0),
+            };
             progress.pos = cur.pos;
             progress.count = Some(count);
             progress.remaining = count;

@@ -95,6 +95,18 @@ pub struct Limits {
     pub max_inline_len: usize,
 }
 
+impl Limits {
+    /// For replies from cluster nodes: as long as a client may send, but nested as deep as a script
+    /// can return (Redis stops a Lua reply at its stack limit, thousands of levels down). The check
+    /// pass is iterative, so depth costs one word per level there.
+    pub fn node() -> Limits {
+        Limits {
+            max_depth: 16 * 1024,
+            ..Limits::default()
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -129,10 +141,10 @@ impl ParseError {
 /// Parses one client command: a RESP array of bulk strings, or an inline command (`PING\r\n`) which is
 /// returned as an `Array` of `Bulk`s. Consumes the frame's bytes only when it is complete.
 ///
-/// Like Redis, empty commands (`*0\r\n`, `*-1\r\n`, a blank inline line) are consumed and skipped, so a
-/// returned command always has at least one argument. Stricter than Redis, deliberately: a frame
-/// starting with another RESP type byte (`$ + - :`), an inline line with control bytes, a multibulk
-/// count below -1 and a bulk not followed by CRLF are protocol errors (Redis would run them as
+/// Like Redis, empty commands (`*0\r\n`, any negative count such as `*-1\r\n` or `*-10\r\n`, a blank
+/// inline line) are consumed and skipped, so a returned command always has at least one argument.
+/// Stricter than Redis, deliberately: a frame starting with another RESP type byte (`$ + - :`), an
+/// inline line with control bytes and a bulk not followed by CRLF are protocol errors (Redis would run them as
 /// garbage commands or skip bytes); the limits are reported as [`ParseError::TooLarge`].
 pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, ParseError> {
     Ok(parse_command_args(buf, limits)?.map(RawCommand::into_frame))

@@ -58,7 +58,7 @@ fn incomplete_command_consumes_nothing() {
 #[test]
 fn empty_commands_are_skipped_like_redis() {
     assert_eq!(
-        command(b"*0\r\n*-1\r\n\r\n  \r\n*1\r\n$4\r\nPING\r\n"),
+        command(b"*0\r\n*-1\r\n*-10\r\n\r\n  \r\n*1\r\n$4\r\nPING\r\n"),
         Ok(Some(args(&["PING"])))
     );
     let mut only_empty = buf(b"*0\r\n\r\n");
@@ -125,10 +125,6 @@ fn commands_must_be_arrays_of_bulk_strings() {
     );
     assert_eq!(
         protocol_error(b"*x\r\n"),
-        "Protocol error: invalid multibulk length"
-    );
-    assert_eq!(
-        protocol_error(b"*-2\r\n"),
         "Protocol error: invalid multibulk length"
     );
     assert_eq!(
