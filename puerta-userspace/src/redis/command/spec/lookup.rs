@@ -1,7 +1,7 @@
 //! Case-insensitive name lookup without allocation: an open-addressing hash index over the table,
 //! built at compile time, probed with a hash that folds ASCII case while it reads the name.
 
-use super::table::COMMANDS;
+use super::table::{COMMANDS, TABLE};
 use super::CommandSpec;
 
 /// Power of two, > 4x the table so probes are short.
@@ -40,11 +40,11 @@ const fn fold_hash(name: &[u8]) -> usize {
 }
 
 const fn build_index() -> [u16; INDEX_SIZE] {
-    assert!(COMMANDS.len() * 4 < INDEX_SIZE);
+    assert!(TABLE.len() * 4 < INDEX_SIZE);
     let mut index = [EMPTY; INDEX_SIZE];
     let mut i = 0;
-    while i < COMMANDS.len() {
-        let mut slot = fold_hash(COMMANDS[i].name.as_bytes()) & (INDEX_SIZE - 1);
+    while i < TABLE.len() {
+        let mut slot = fold_hash(TABLE[i].name.as_bytes()) & (INDEX_SIZE - 1);
         while index[slot] != EMPTY {
             slot = (slot + 1) & (INDEX_SIZE - 1);
         }

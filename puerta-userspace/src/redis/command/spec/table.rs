@@ -62,9 +62,16 @@ const SUNSUBSCRIBE: Sub = Sub {
     sharded: true,
 };
 
-/// Sorted by name (the lookup index does not need it, but `COMMAND` output and reviews do).
+/// The one table every lookup returns entries of. A `static`, so that every use sees the same
+/// address: [`super::index`] finds an entry's position from it, and copies of a `const` need not share
+/// one.
+pub(super) static COMMANDS: &[CommandSpec] = TABLE;
+
+/// Sorted by name (the lookup index does not need it, but `COMMAND` output and reviews do). The
+/// constant is what compile-time code (the lookup index) reads; everything at run time uses
+/// [`COMMANDS`].
 #[rustfmt::skip]
-pub(super) const COMMANDS: &[CommandSpec] = &[
+pub(super) const TABLE: &[CommandSpec] = &[
     with("acl", -2, 0, KEYLESS, Unsupported(why::ACL)),
     cmd("append", 3, WRITE, Single { pos: 1 }),
     with("asking", 1, 0, KEYLESS, Local(L::Accept)),
