@@ -154,3 +154,19 @@ fn key_indices_match_command_getkeys() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Every entry `lookup` returns has its table position (per-command state lives in arrays indexed by
+/// it: metrics, upper-case names, CLIENT LIST's `cmd`), from another crate too, where a `const`
+/// table could be a copy at another address.
+#[test]
+fn looked_up_entries_know_their_table_position() {
+    for (position, spec) in CommandSpec::all().iter().enumerate() {
+        let found = lookup(spec.name.to_uppercase().as_bytes()).expect("known");
+        assert_eq!(
+            puerta::redis::command::spec::index(found),
+            Some(position),
+            "{}",
+            spec.name
+        );
+    }
+}

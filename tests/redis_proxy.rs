@@ -431,3 +431,88 @@ fn deeply_nested_script_replies_pass_through() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// CLIENT LIST/INFO/KILL and INFO's client counts describe the proxy's own clients, as a Redis server
+/// describes its clients: names, blocked clients, and a killed client's connection closed at once.
+#[test]
+fn client_list_info_and_kill_see_the_proxy_clients() -> anyhow::Result<()> {
+    use std::io::Read;
+    let env = ProxiedCluster::start("")?;
+    let mut admin = RespClient::connect(env.port())?;
+    let mut worker = RespClient::connect(env.port())?;
+    assert_eq!(
+        worker.call("CLIENT SETNAME worker")?,
+        Frame::Simple("OK".into())
+    );
+    let Frame::Integer(worker_id) = worker.call("CLIENT ID")? else {
+        anyhow::bail!("CLIENT ID is not an integer");
+    };
+    let text = |frame: Frame| match frame {
+        Frame::Bulk(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        other => Err(anyhow::anyhow!("not text: {other:?}")),
+    };
+    let list = text(admin.call("CLIENT LIST")?)?;
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let worker_line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("id={worker_id} ")))
+        .ok_or_else(|| anyhow::anyhow!("worker missing: {list}"))?;
+    assert!(
+        worker_line.contains(" name=worker ") && worker_line.contains(" cmd=client "),
+        "{worker_line}"
+    );
+    let own = text(admin.call("CLIENT INFO")?)?;
+    assert!(own.contains(" cmd=client ") && own.ends_with('\n'), "{own}");
+
+    // A client waiting in BLPOP counts as blocked until its reply comes.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
+    std::io::Write::write_all(
+        &mut raw,
+        b"*3\r\n$5\r\nBLPOP\r\n$8\r\n{q}empty\r\n$1\r\n0\r\n",
+    )?;
+    let info = |c: &mut RespClient| -> anyhow::Result<String> { text(c.call("INFO clients")?) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !info(&mut admin)?.contains("blocked_clients:1") {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            info(&mut admin)?
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        info(&mut admin)?.contains("connected_clients:3"),
+        "{}",
+        info(&mut admin)?
+    );
+    assert_eq!(admin.call("RPUSH {q}empty x")?, Frame::Integer(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !info(&mut admin)?.contains("blocked_clients:0") {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            info(&mut admin)?
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut popped = [0u8; 64];
+    let n = raw.read(&mut popped)?;
+    assert!(
+        popped[..n].starts_with(b"*2\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&popped[..n])
+    );
+    drop(raw);
+
+    // CLIENT KILL closes the worker's connection; the caller is never killed by default.
+    let kill = format!("CLIENT KILL ID {worker_id}");
+    assert_eq!(admin.call(&kill)?, Frame::Integer(1));
+    assert_eq!(admin.call(&kill)?, Frame::Integer(0));
+    assert!(
+        worker.call("PING").is_err(),
+        "the killed client's connection must be closed"
+    );
+    assert_eq!(admin.call("PING")?, Frame::Simple("PONG".into()));
+    Ok(())
+}

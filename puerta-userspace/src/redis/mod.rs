@@ -16,7 +16,6 @@ pub mod reload;
 pub mod resp;
 pub mod stats;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -58,7 +57,6 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
         serve.shutdown.clone(),
     ));
     let slots = Arc::new(Semaphore::new(serve.config.max_connections));
-    let ids = AtomicU64::new(1);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = serve.listener.accept() => match accepted {
@@ -78,20 +76,12 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
             serve.flows.spawn(refuse(stream));
             continue;
         };
-        let id = ids.fetch_add(1, Ordering::Relaxed);
         let cluster = cluster.clone();
         let shutdown = serve.shutdown.clone();
         serve.flows.spawn(async move {
-            Stats::bump(&cluster.stats.clients_total);
-            cluster
-                .stats
-                .clients_connected
-                .fetch_add(1, Ordering::Relaxed);
-            client::session::run(cluster.clone(), stream, id, shutdown).await;
-            cluster
-                .stats
-                .clients_connected
-                .fetch_sub(1, Ordering::Relaxed);
+            let client = client::registry::register(&cluster, Some(peer), stream.local_addr().ok());
+            client::session::run(cluster, stream, client.entry.clone(), shutdown).await;
+            drop(client);
             drop(permit);
         });
     }

@@ -48,6 +48,11 @@ pub fn check(config: &RedisConfig, args: &[Bytes]) -> Result<String, Frame> {
     }
 }
 
+/// Whether `name` is a user clients can log in as (`default` always is).
+pub fn user_exists(config: &RedisConfig, name: &str) -> bool {
+    name == "default" || find_user(config, name).is_some()
+}
+
 fn wrongpass() -> Frame {
     wire::error("WRONGPASS invalid username-password pair or user is disabled.")
 }

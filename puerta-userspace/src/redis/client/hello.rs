@@ -30,8 +30,9 @@ pub fn hello(cluster: &Arc<Cluster>, state: &mut ClientState, args: &[Bytes]) ->
         Err(e) => return Reply::Ready(e),
     };
     if let Some(credentials) = &request.auth {
-        if let Err(e) = auth::check(&cluster.config, credentials) {
-            return Reply::Ready(e);
+        match auth::check(&cluster.config, credentials) {
+            Ok(user) => state.client.set_user(&user),
+            Err(e) => return Reply::Ready(e),
         }
         state.authed = true;
     }
@@ -39,7 +40,7 @@ pub fn hello(cluster: &Arc<Cluster>, state: &mut ClientState, args: &[Bytes]) ->
         return Reply::Ready(wire::error(NOAUTH));
     }
     if let Some(name) = request.name {
-        state.name = (!name.is_empty()).then_some(name);
+        state.client.set_name((!name.is_empty()).then_some(name));
     }
     if let Some(protocol) = request.protocol {
         state.set_protocol(protocol);

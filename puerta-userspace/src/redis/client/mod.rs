@@ -7,4 +7,5 @@ pub mod idle;
 pub mod inflight;
 pub mod order;
 pub mod output;
+pub mod registry;
 pub mod session;

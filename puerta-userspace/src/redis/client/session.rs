@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::output::{Exceeded, OutputBudget};
+use crate::redis::client::registry::Entry;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
@@ -43,7 +44,14 @@ const MAX_PUSHES: usize = 1024;
 /// Bytes of a client's commands in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
-pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: CancellationToken) {
+pub async fn run(
+    cluster: Arc<Cluster>,
+    stream: TcpStream,
+    client: Arc<Entry>,
+    shutdown: CancellationToken,
+) {
+    let id = client.id;
+    let killed = client.killed.clone();
     let _ = stream.set_nodelay(true);
     let budget = OutputBudget::new(
         cluster.config.client_output_limit,
@@ -59,7 +67,7 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
     let mut reader = Reader {
         exceeded: budget.exceeded(),
         inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
-        state: ClientState::new(id, &cluster, completed, budget),
+        state: ClientState::new(client, &cluster, completed, budget),
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
@@ -69,8 +77,17 @@ pub async fn run(cluster: Arc<Cluster>, stream: TcpStream, id: u64, shutdown: Ca
         pubsub: None,
         subscriptions: Subscriptions::default(),
     };
-    reader.run(shutdown).await;
+    // CLIENT KILL cuts through anything the reader waits for (a full FIFO included).
+    tokio::select! {
+        _ = reader.run(shutdown) => {}
+        _ = killed.cancelled() => {}
+    }
     drop(reader);
+    if killed.is_cancelled() {
+        // CLIENT KILL: closed now, like Redis, with nothing more written.
+        writer.abort();
+        return;
+    }
     // Replies already on their way are still delivered (a client may half-close after its last
     // command), but a reply that never comes (a BLPOP with no timeout for a client that left) must not
     // hold the session and its dedicated backend connection forever.
@@ -141,6 +158,7 @@ impl Reader {
                     return;
                 }
             };
+            self.state.client.touch();
             match read {
                 Ok(0) => return,
                 Err(e) => {
@@ -153,7 +171,18 @@ impl Reader {
     }
 
     async fn command(&mut self, raw: RawCommand) -> Flow {
+        let subscribed = self.subscribed();
+        let flow = self.serve(raw).await;
+        if self.subscribed() != subscribed {
+            let flag = crate::redis::client::registry::flag::PUBSUB;
+            self.state.client.set_flag(flag, !subscribed);
+        }
+        flow
+    }
+
+    async fn serve(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
+        self.state.client.command(cmd.spec);
         let local = match cmd.kind() {
             Some(Kind::Local(local)) => Some(local),
             _ => None,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::config::RedisConfig;
+use crate::redis::client::registry::Registry;
 use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
@@ -28,6 +29,8 @@ type PoolKey = (Arc<str>, Protocol);
 pub struct Cluster {
     pub config: RedisConfig,
     pub stats: Stats,
+    /// The proxy's clients (CLIENT LIST/KILL, INFO clients).
+    pub clients: Registry,
     map: RwLock<SlotMap>,
     /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
     /// moved under its commands in flight (see `order`), and drops its cached connections.
@@ -66,6 +69,7 @@ impl Cluster {
             seeds: RwLock::new(seeds),
             config,
             stats: Stats::default(),
+            clients: Registry::default(),
             map: RwLock::new(SlotMap::default()),
             epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,

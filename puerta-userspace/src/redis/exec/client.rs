@@ -1,11 +1,14 @@
-//! `CLIENT …` as a standalone Redis 7 answers it for the connection-level subcommands clients send
-//! on connect (SETNAME, GETNAME, ID, SETINFO, NO-EVICT, NO-TOUCH). Subcommands Redis has but that
-//! would describe or act on one backend connection instead of this client are refused by name;
+//! `CLIENT …` as a standalone Redis 7 answers it, about the proxy's own clients: the connection-level
+//! subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO, NO-EVICT, NO-TOUCH) and
+//! LIST, INFO and KILL over the proxy's client registry. Subcommands not done yet are refused by name;
 //! subcommands Redis does not know get Redis' own unknown-subcommand error, which clients probing
 //! for newer servers (redis-py's `CLIENT MAINT_NOTIFICATIONS`) expect and ignore.
 
 use bytes::Bytes;
 
+use crate::redis::client::auth;
+use crate::redis::client::registry::flag;
+use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::ClientState;
 use crate::redis::resp::wire;
@@ -33,15 +36,19 @@ const KNOWN: &[&str] = &[
     "UNPAUSE",
 ];
 
-pub fn client(state: &mut ClientState, cmd: &Command) -> Frame {
+pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Frame {
     let args = &cmd.args;
     let Some(sub) = cmd.arg_upper(1) else {
         return wire::wrong_arity(&args[0]);
     };
     match (sub.as_str(), args.len()) {
         ("SETNAME", 3) => set_name(state, &args[2]),
-        ("GETNAME", 2) => state.name.clone().map(Frame::Bulk).unwrap_or(Frame::Null),
+        ("GETNAME", 2) => state.client.name().map(Frame::Bulk).unwrap_or(Frame::Null),
         ("ID", 2) => Frame::Integer(state.id as i64),
+        ("INFO", 2) => text(format!("{}\n", state.client.line())),
+        ("LIST", _) => list(cluster, &args[2..]),
+        ("KILL", 3) => kill_addr(cluster, &args[2]),
+        ("KILL", n) if n > 3 => kill(cluster, state, &args[2..]),
         ("SETINFO", 4) => set_info(&args[2]),
         ("NO-EVICT" | "NO-TOUCH", 3) => on_off(&args[2]),
         (known, _)
@@ -64,7 +71,7 @@ pub fn client(state: &mut ClientState, cmd: &Command) -> Frame {
 fn arity_of(sub: &str) -> Option<usize> {
     match sub {
         "SETNAME" | "NO-EVICT" | "NO-TOUCH" => Some(3),
-        "GETNAME" | "ID" => Some(2),
+        "GETNAME" | "ID" | "INFO" => Some(2),
         "SETINFO" => Some(4),
         _ => None,
     }
@@ -74,8 +81,138 @@ fn set_name(state: &mut ClientState, name: &Bytes) -> Frame {
     if !valid_name(name) {
         return bad_name();
     }
-    state.name = (!name.is_empty()).then(|| name.clone());
+    state
+        .client
+        .set_name((!name.is_empty()).then(|| name.clone()));
     wire::ok()
+}
+
+/// Text as Redis sends CLIENT LIST/INFO: a bulk string (verbatim `txt` in RESP3).
+fn text(text: String) -> Frame {
+    Frame::verbatim_text(Bytes::from(text))
+}
+
+/// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`.
+fn list(cluster: &Cluster, options: &[Bytes]) -> Frame {
+    let mut clients = cluster.clients.list();
+    match options {
+        [] => {}
+        [option, kind] if option.eq_ignore_ascii_case(b"TYPE") => {
+            let Some(pubsub) = client_type(kind) else {
+                return wire::error(format!("ERR Unknown client type '{}'", wire::text(kind)));
+            };
+            clients.retain(|c| pubsub == Some(c.has_flag(flag::PUBSUB)));
+        }
+        [option, ids @ ..] if option.eq_ignore_ascii_case(b"ID") && !ids.is_empty() => {
+            let mut wanted = Vec::with_capacity(ids.len());
+            for id in ids {
+                match parse_id(id) {
+                    Ok(id) => wanted.push(id),
+                    Err(e) => return e,
+                }
+            }
+            clients.retain(|c| wanted.contains(&c.id));
+        }
+        _ => return wire::error("ERR syntax error"),
+    }
+    let mut out = String::with_capacity(clients.len() * 300);
+    for c in clients {
+        out.push_str(&c.line());
+        out.push('\n');
+    }
+    text(out)
+}
+
+/// `TYPE` of CLIENT LIST/KILL: `Some(Some(pubsub?))` for the kinds the proxy has (normal, pubsub),
+/// `Some(None)` for the ones it never has (master, replica), `None` for an unknown name.
+fn client_type(kind: &[u8]) -> Option<Option<bool>> {
+    match kind.to_ascii_lowercase().as_slice() {
+        b"normal" => Some(Some(false)),
+        b"pubsub" => Some(Some(true)),
+        b"master" | b"replica" | b"slave" => Some(None),
+        _ => None,
+    }
+}
+
+fn parse_id(id: &[u8]) -> Result<u64, Frame> {
+    std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| wire::error("ERR Invalid client ID"))
+}
+
+/// The old form, `CLIENT KILL addr:port`.
+fn kill_addr(cluster: &Cluster, addr: &[u8]) -> Frame {
+    let addr = String::from_utf8_lossy(addr);
+    let victim = cluster
+        .clients
+        .list()
+        .into_iter()
+        .find(|c| c.addr.is_some_and(|a| a.to_string() == addr));
+    match victim {
+        Some(c) => {
+            c.killed.cancel();
+            wire::ok()
+        }
+        None => wire::error("ERR No such client"),
+    }
+}
+
+/// `CLIENT KILL <filter> <value> ...`: every client matching all filters (not the caller, unless
+/// `SKIPME no`); the number killed.
+fn kill(cluster: &Cluster, state: &ClientState, filters: &[Bytes]) -> Frame {
+    if !filters.len().is_multiple_of(2) {
+        return wire::error("ERR syntax error");
+    }
+    let mut clients = cluster.clients.list();
+    let mut skip_me = true;
+    for pair in filters.chunks(2) {
+        let (name, value) = (pair[0].to_ascii_uppercase(), &pair[1]);
+        let text = String::from_utf8_lossy(value).into_owned();
+        match name.as_slice() {
+            b"ID" => match parse_id(value) {
+                Ok(id) => clients.retain(|c| c.id == id),
+                Err(_) => return wire::error("ERR client-id should be greater than 0"),
+            },
+            b"ADDR" => clients.retain(|c| c.addr.is_some_and(|a| a.to_string() == text)),
+            b"LADDR" => clients.retain(|c| c.laddr.is_some_and(|a| a.to_string() == text)),
+            b"USER" => {
+                if !auth::user_exists(&cluster.config, &text) {
+                    return wire::error(format!("ERR No such user '{text}'"));
+                }
+                clients.retain(|c| *c.user() == *text)
+            }
+            b"TYPE" => match client_type(value) {
+                Some(pubsub) => clients.retain(|c| pubsub == Some(c.has_flag(flag::PUBSUB))),
+                None => return wire::error(format!("ERR Unknown client type '{text}'")),
+            },
+            b"SKIPME" => match name_yes_no(value) {
+                Some(yes) => skip_me = yes,
+                None => return wire::error("ERR syntax error"),
+            },
+            b"MAXAGE" => match text.parse::<u64>() {
+                Ok(secs) => clients.retain(|c| c.age_secs() >= secs),
+                Err(_) => return wire::error("ERR syntax error"),
+            },
+            _ => return wire::error("ERR syntax error"),
+        }
+    }
+    if skip_me {
+        clients.retain(|c| c.id != state.id);
+    }
+    for c in &clients {
+        c.killed.cancel();
+    }
+    Frame::Integer(clients.len() as i64)
+}
+
+fn name_yes_no(value: &[u8]) -> Option<bool> {
+    match value.to_ascii_lowercase().as_slice() {
+        b"yes" => Some(true),
+        b"no" => Some(false),
+        _ => None,
+    }
 }
 
 fn set_info(attribute: &Bytes) -> Frame {
@@ -112,18 +249,149 @@ mod tests {
     use crate::redis::cluster::Cluster;
     use crate::redis::command::Command;
 
-    fn state() -> ClientState {
-        let cluster = Cluster::new(crate::redis::client::auth::tests::config(None, &[]));
-        ClientState::new(
-            42,
-            &cluster,
+    use crate::redis::client::registry::{register, Registered};
+    use std::sync::Arc;
+
+    /// A registered client of `cluster`, its registration kept alive by the state's owner.
+    fn client_of(cluster: &Arc<Cluster>, port: u16) -> (ClientState, Registered) {
+        let addr = format!("127.0.0.1:{port}").parse().ok();
+        let laddr = "127.0.0.1:6379".parse().ok();
+        let registered = register(cluster, addr, laddr);
+        let state = ClientState::new(
+            registered.entry.clone(),
+            cluster,
             tokio::sync::watch::channel(0).1,
-            crate::redis::client::output::OutputBudget::new(None, 42, None),
-        )
+            crate::redis::client::output::OutputBudget::new(None, registered.entry.id, None),
+        );
+        (state, registered)
+    }
+
+    fn cluster() -> Arc<Cluster> {
+        Cluster::new(crate::redis::client::auth::tests::config(None, &[]))
+    }
+
+    fn state() -> ClientState {
+        client_of(&cluster(), 5000).0
     }
 
     fn run(state: &mut ClientState, words: &[&str]) -> Frame {
-        client(state, &Command::from_words(words))
+        let cluster = cluster();
+        client(&cluster, state, &Command::from_words(words))
+    }
+
+    fn on(cluster: &Arc<Cluster>, state: &mut ClientState, words: &[&str]) -> Frame {
+        client(cluster, state, &Command::from_words(words))
+    }
+
+    fn lines(frame: Frame) -> Vec<String> {
+        let Frame::Verbatim { text, .. } = frame else {
+            panic!("not text: {frame:?}");
+        };
+        String::from_utf8_lossy(&text)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn list_info_and_kill_see_the_proxy_clients() {
+        let cluster = cluster();
+        let (mut a, _a) = client_of(&cluster, 5001);
+        let (mut b, _b) = client_of(&cluster, 5002);
+        assert_eq!(
+            on(&cluster, &mut b, &["CLIENT", "SETNAME", "worker"]),
+            wire::ok()
+        );
+        let all = lines(on(&cluster, &mut a, &["CLIENT", "LIST"]));
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].starts_with(&format!(
+            "id={} addr=127.0.0.1:5001 laddr=127.0.0.1:6379 ",
+            a.id
+        )));
+        assert!(
+            all[1].contains(" name=worker ") && all[1].contains(" cmd=NULL "),
+            "{}",
+            all[1]
+        );
+        let info = lines(on(&cluster, &mut b, &["CLIENT", "INFO"]));
+        assert_eq!(info, vec![all[1].clone()]);
+        let by_id = on(
+            &cluster,
+            &mut a,
+            &["CLIENT", "LIST", "ID", &b.id.to_string()],
+        );
+        assert_eq!(lines(by_id), vec![all[1].clone()]);
+        assert_eq!(
+            lines(on(&cluster, &mut a, &["CLIENT", "LIST", "TYPE", "pubsub"])).len(),
+            0
+        );
+
+        // Filters combine; the caller is skipped unless SKIPME no.
+        let a_id = a.id.to_string();
+        let kill = |s: &mut ClientState, words: &[&str]| on(&cluster, s, words);
+        assert_eq!(
+            kill(
+                &mut a,
+                &[
+                    "CLIENT",
+                    "KILL",
+                    "LADDR",
+                    "127.0.0.1:6379",
+                    "ADDR",
+                    "127.0.0.1:9"
+                ]
+            ),
+            Frame::Integer(0)
+        );
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "ID", &a_id]),
+            Frame::Integer(0)
+        );
+        assert!(!a.client.killed.is_cancelled());
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "USER", "default"]),
+            Frame::Integer(1)
+        );
+        assert!(b.client.killed.is_cancelled() && !a.client.killed.is_cancelled());
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "ID", &a_id, "SKIPME", "no"]),
+            Frame::Integer(1)
+        );
+        assert!(a.client.killed.is_cancelled());
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:5002"]),
+            wire::ok()
+        );
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:1"]),
+            wire::error("ERR No such client")
+        );
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "USER", "nobody"]),
+            wire::error("ERR No such user 'nobody'")
+        );
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "ID", "1", "ADDR"]),
+            wire::error("ERR syntax error")
+        );
+        assert_eq!(
+            kill(&mut a, &["CLIENT", "KILL", "ID", "x"]),
+            wire::error("ERR client-id should be greater than 0")
+        );
+    }
+
+    #[test]
+    fn a_client_leaves_the_registry_when_its_registration_drops() {
+        let cluster = cluster();
+        let (mut a, _a) = client_of(&cluster, 5001);
+        let (_b, b) = client_of(&cluster, 5002);
+        assert_eq!(cluster.clients.list().len(), 2);
+        drop(b);
+        assert_eq!(lines(on(&cluster, &mut a, &["CLIENT", "LIST"])).len(), 1);
+        assert_eq!(
+            crate::redis::stats::Stats::get(&cluster.stats.clients_connected),
+            1
+        );
     }
 
     #[test]
@@ -135,7 +403,7 @@ mod tests {
         assert_eq!(run(&mut s, &["CLIENT", "SETNAME", ""]), wire::ok());
         assert_eq!(run(&mut s, &["CLIENT", "GETNAME"]), Frame::Null);
         assert_eq!(run(&mut s, &["CLIENT", "SETNAME", "a b"]), bad_name());
-        assert_eq!(run(&mut s, &["CLIENT", "ID"]), Frame::Integer(42));
+        assert_eq!(run(&mut s, &["CLIENT", "ID"]), Frame::Integer(s.id as i64));
         assert_eq!(
             run(&mut s, &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]),
             wire::ok()
@@ -172,7 +440,7 @@ mod tests {
             wire::error("ERR wrong number of arguments for 'client|setname' command")
         );
         assert!(
-            matches!(run(&mut s, &["CLIENT", "LIST"]), Frame::Error(e) if e.starts_with(b"ERR Puerta"))
+            matches!(run(&mut s, &["CLIENT", "TRACKING", "on"]), Frame::Error(e) if e.starts_with(b"ERR Puerta"))
         );
         assert_eq!(run(&mut s, &["CLIENT"]), wire::wrong_arity(b"CLIENT"));
     }

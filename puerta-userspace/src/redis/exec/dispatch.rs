@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use crate::redis::client::auth;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
+use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{self, Kind, Merge};
@@ -45,10 +46,11 @@ pub enum Reply {
 
 pub struct ClientState {
     pub id: u64,
+    /// This client in the proxy's registry (CLIENT LIST/KILL).
+    pub client: Arc<Entry>,
     /// Which connection of each node's pool this client uses (keeps its commands in order), in the
     /// pool of the protocol the client chose with HELLO.
     pub lane: Lane,
-    pub name: Option<bytes::Bytes>,
     pub authed: bool,
     pub txn: Transaction,
     pub order: SlotOrder,
@@ -66,6 +68,10 @@ impl ClientState {
     /// Switches the protocol of the replies from now on, and the pools its commands use.
     pub fn set_protocol(&mut self, protocol: Protocol) {
         self.lane.protocol = protocol;
+        self.client.set_resp(match protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        });
     }
 
     /// Who sends this client's commands, for the router.
@@ -77,18 +83,19 @@ impl ClientState {
     }
 
     pub fn new(
-        id: u64,
+        client: Arc<Entry>,
         cluster: &Cluster,
         completed: watch::Receiver<u64>,
         budget: Arc<OutputBudget>,
     ) -> ClientState {
+        let id = client.id;
         ClientState {
             budget,
             conns: LaneCache::default(),
             order: SlotOrder::new(completed),
             id,
+            client,
             lane: Lane::resp2(id as usize),
-            name: None,
             authed: !auth::required(&cluster.config),
             txn: Transaction::default(),
         }
@@ -125,10 +132,13 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         Kind::Scan => later(scan::scan(cluster.clone(), cmd, lane)),
         Kind::Info => later(info::info(cluster.clone(), cmd.args, lane)),
         Kind::Transaction(step) => {
-            state
+            let reply = state
                 .txn
                 .handle(cluster, &cmd, step, lane, &mut state.order)
-                .await
+                .await;
+            let multi = state.txn.in_multi();
+            state.client.set_flag(client_flag::MULTI, multi);
+            reply
         }
         // The session serves subscriptions; what reaches here is an unsubscribe from a client
         // that has none.
@@ -169,7 +179,17 @@ async fn fan_out(cluster: Arc<Cluster>, cmd: Command, lane: Lane, merge: Merge) 
 }
 
 async fn routed(cluster: &Arc<Cluster>, state: &mut ClientState, route: Route) -> Reply {
+    let blocking = route.dedicated;
     match send_in_order(cluster, state, route).await {
+        Ok(inflight) if blocking => {
+            // Shown as blocked (CLIENT LIST, INFO blocked_clients) until the reply is in.
+            let blocked = Blocked::new(cluster, &state.client);
+            Reply::Later(Box::pin(async move {
+                let answer = inflight.finish().await;
+                drop(blocked);
+                answer
+            }))
+        }
         Ok(inflight) => Reply::Routed(inflight),
         Err(e) => Reply::Ready(e),
     }

@@ -79,8 +79,9 @@ async fn server_section(cluster: &Cluster, out: &mut String) {
 fn clients_section(cluster: &Cluster, out: &mut String) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n",
-        Stats::get(&cluster.stats.clients_connected)
+        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n",
+        Stats::get(&cluster.stats.clients_connected),
+        cluster.clients.blocked()
     );
 }
 

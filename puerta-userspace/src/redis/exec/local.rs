@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::redis::client::auth;
+use crate::redis::client::registry::flag as client_flag;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::Local;
 use crate::redis::command::Command;
@@ -33,14 +34,15 @@ pub fn answer(
         Local::Quit => return Reply::Close(wire::ok()),
         Local::Select => select(&args[1]),
         Local::Auth => match auth::check(&cluster.config, &args[1..]) {
-            Ok(_) => {
+            Ok(user) => {
                 state.authed = true;
+                state.client.set_user(&user);
                 wire::ok()
             }
             Err(e) => e,
         },
         Local::Hello => return crate::redis::client::hello::hello(cluster, state, args),
-        Local::Client => crate::redis::exec::client::client(state, cmd),
+        Local::Client => crate::redis::exec::client::client(cluster, state, cmd),
         Local::Cluster => wire::error("ERR This instance has cluster support disabled"),
         Local::Accept => wire::ok(),
         Local::Reset => reset(cluster, state),
@@ -51,9 +53,12 @@ pub fn answer(
 /// RESET: the connection as it was when it was opened (the session drops its subscriptions).
 fn reset(cluster: &Cluster, state: &mut ClientState) -> Frame {
     state.set_protocol(Protocol::Resp2);
-    state.name = None;
+    state.client.set_name(None);
+    state.client.set_user("default");
     state.authed = !auth::required(&cluster.config);
     state.txn = Transaction::default();
+    let flags = client_flag::MULTI | client_flag::PUBSUB;
+    state.client.set_flag(flags, false);
     wire::simple("RESET")
 }
 
