@@ -516,3 +516,45 @@ fn client_list_info_and_kill_see_the_proxy_clients() -> anyhow::Result<()> {
     assert_eq!(admin.call("PING")?, Frame::Simple("PONG".into()));
     Ok(())
 }
+
+/// CLIENT REPLY OFF|ON|SKIP as Redis: silenced replies are not sent, the others keep their order.
+#[test]
+fn client_reply_off_on_and_skip() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let env = ProxiedCluster::start("")?;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let commands: &[&[&str]] = &[
+        &["CLIENT", "REPLY", "OFF"],
+        &["SET", "{r}a", "1"],
+        &["GET", "{r}a"],
+        &["CLIENT", "REPLY", "ON"],
+        &["GET", "{r}a"],
+        &["CLIENT", "REPLY", "SKIP"],
+        &["SET", "{r}b", "2"],
+        &["GET", "{r}b"],
+        &["MGET", "{r}a", "other-slot"],
+        &["PING"],
+    ];
+    let mut out = Vec::new();
+    for args in commands {
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in *args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    conn.write_all(&out)?;
+    let expected: &[u8] = b"+OK\r\n$1\r\n1\r\n$1\r\n2\r\n*2\r\n$1\r\n1\r\n$-1\r\n+PONG\r\n";
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = conn.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+    Ok(())
+}

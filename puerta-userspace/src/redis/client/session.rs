@@ -212,14 +212,22 @@ impl Reader {
             // slot stand for the command's bytes.
             let index = self.state.order.queued();
             self.inflight.admit(index, cmd.size()).await;
-            dispatch(&self.cluster, &mut self.state, cmd).await
+            let reply = dispatch(&self.cluster, &mut self.state, cmd).await;
+            match self.state.reply_mode.sends() {
+                true => reply,
+                false => Reply::Silent(Box::new(reply)),
+            }
         };
         self.queue(reply).await
     }
 
     /// Puts a reply slot in the FIFO.
     async fn queue(&mut self, reply: Reply) -> Flow {
-        let close = matches!(reply, Reply::Close(_));
+        let close = match &reply {
+            Reply::Close(_) => true,
+            Reply::Silent(inner) => matches!(**inner, Reply::Close(_)),
+            _ => false,
+        };
         if self.send(reply).await.is_err() || close {
             return Flow::Stop;
         }
@@ -383,6 +391,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 output.frame(protocol, &frame);
                 true
             }
+            Reply::Silent(reply) => silence(output, *reply).await?,
         };
         progress.send_modify(|done| *done += 1);
         if close {
@@ -393,6 +402,23 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             output.flush().await?;
         }
     }
+}
+
+/// A reply the client asked not to get (`CLIENT REPLY`): waited for in its turn, so that later
+/// replies keep their order and what it holds is released, then dropped. Whether to close after it.
+async fn silence<W: AsyncWrite + Unpin>(
+    output: &mut Output<W>,
+    reply: Reply,
+) -> Result<bool, Gone> {
+    match reply {
+        Reply::Ready(_) | Reply::Many(_) => {}
+        Reply::Routed(inflight) => drop(output.wait(inflight.finish()).await?),
+        Reply::Later(fut) => drop(output.wait(fut).await?),
+        Reply::Relay(mut frames) => while output.wait(frames.recv()).await?.is_some() {},
+        Reply::Close(_) => return Ok(true),
+        Reply::Silent(inner) => return Box::pin(silence(output, *inner)).await,
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `CLIENT …` as a standalone Redis 7 answers it, about the proxy's own clients: the connection-level
 //! subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO, NO-EVICT, NO-TOUCH) and
-//! LIST, INFO and KILL over the proxy's client registry. Subcommands not done yet are refused by name;
+//! LIST, INFO and KILL over the proxy's client registry, and REPLY. Subcommands not done yet are refused by name;
 //! subcommands Redis does not know get Redis' own unknown-subcommand error, which clients probing
 //! for newer servers (redis-py's `CLIENT MAINT_NOTIFICATIONS`) expect and ignore.
 
@@ -10,7 +10,7 @@ use crate::redis::client::auth;
 use crate::redis::client::registry::flag;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
-use crate::redis::exec::dispatch::ClientState;
+use crate::redis::exec::dispatch::{ClientState, ReplyMode};
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
 
@@ -47,6 +47,7 @@ pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Fram
         ("ID", 2) => Frame::Integer(state.id as i64),
         ("INFO", 2) => text(format!("{}\n", state.client.line())),
         ("LIST", _) => list(cluster, &args[2..]),
+        ("REPLY", 3) => reply_mode(state, &args[2]),
         ("KILL", 3) => kill_addr(cluster, &args[2]),
         ("KILL", n) if n > 3 => kill(cluster, state, &args[2..]),
         ("SETINFO", 4) => set_info(&args[2]),
@@ -72,6 +73,7 @@ fn arity_of(sub: &str) -> Option<usize> {
     match sub {
         "SETNAME" | "NO-EVICT" | "NO-TOUCH" => Some(3),
         "GETNAME" | "ID" | "INFO" => Some(2),
+        "REPLY" => Some(3),
         "SETINFO" => Some(4),
         _ => None,
     }
@@ -84,6 +86,18 @@ fn set_name(state: &mut ClientState, name: &Bytes) -> Frame {
     state
         .client
         .set_name((!name.is_empty()).then(|| name.clone()));
+    wire::ok()
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`. The session decides after each command whether its reply is sent
+/// ([`ReplyMode::sends`]): OFF and SKIP silence their own reply too, ON answers OK.
+fn reply_mode(state: &mut ClientState, mode: &[u8]) -> Frame {
+    state.reply_mode = match mode.to_ascii_uppercase().as_slice() {
+        b"ON" => ReplyMode::On,
+        b"OFF" => ReplyMode::Off,
+        b"SKIP" => ReplyMode::SkipThis,
+        _ => return wire::error("ERR syntax error"),
+    };
     wire::ok()
 }
 

@@ -42,6 +42,38 @@ pub enum Reply {
     Relay(mpsc::Receiver<Frame>),
     /// Write this, then close the connection.
     Close(Frame),
+    /// Resolved in order like any reply, but not written (`CLIENT REPLY OFF|SKIP`).
+    Silent(Box<Reply>),
+}
+
+/// `CLIENT REPLY`: whether the client gets replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// Set by `CLIENT REPLY SKIP`: its own reply is not sent...
+    SkipThis,
+    /// ... nor the next command's.
+    SkipNext,
+}
+
+impl ReplyMode {
+    /// Whether the reply of the command just dispatched is sent; moves SKIP along.
+    pub fn sends(&mut self) -> bool {
+        match *self {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipThis => {
+                *self = ReplyMode::SkipNext;
+                false
+            }
+            ReplyMode::SkipNext => {
+                *self = ReplyMode::On;
+                false
+            }
+        }
+    }
 }
 
 pub struct ClientState {
@@ -52,6 +84,7 @@ pub struct ClientState {
     /// pool of the protocol the client chose with HELLO.
     pub lane: Lane,
     pub authed: bool,
+    pub reply_mode: ReplyMode,
     pub txn: Transaction,
     pub order: SlotOrder,
     /// `client_output_limit_mb`: node replies held for this client.
@@ -97,6 +130,7 @@ impl ClientState {
             client,
             lane: Lane::resp2(id as usize),
             authed: !auth::required(&cluster.config),
+            reply_mode: ReplyMode::On,
             txn: Transaction::default(),
         }
     }

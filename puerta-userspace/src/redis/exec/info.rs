@@ -1,8 +1,9 @@
-//! INFO as the proxy answers it: the sections clients read to learn what server they talk to
-//! (`server` with the cluster's `redis_version`, `clients`, `replication` where the proxy is a master
-//! without replicas, `keyspace` summed over all masters) and `proxy` with Puerta's own counters, so
-//! that the cluster looks like one standalone server. Like Redis, no argument or `default` / `all` /
-//! `everything` gives every section, several section names may be given, and unknown ones add nothing.
+//! INFO as the proxy answers it: the sections of a standalone Redis, about the one server the
+//! proxy stands for (`server` with the cluster's `redis_version`, `clients` and `stats` of the proxy's
+//! own clients, `memory` and `cpu` of the proxy process, `replication` where the proxy is a master
+//! without replicas, `keyspace` summed over all masters) and `proxy` with Puerta's own counters. Like
+//! Redis, no argument or `default` / `all` / `everything` gives every section, several section names
+//! may be given (any case), and unknown ones add nothing.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -18,7 +19,16 @@ use crate::redis::resp::Frame;
 use crate::redis::stats::Stats;
 
 /// Every section, in the order Redis prints them.
-const SECTIONS: &[&str] = &["server", "clients", "replication", "proxy", "keyspace"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "cpu",
+    "proxy",
+    "keyspace",
+];
 
 pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame {
     let wanted = wanted_sections(&args);
@@ -30,6 +40,9 @@ pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame 
         match section {
             "server" => server_section(&cluster, &mut text).await,
             "clients" => clients_section(&cluster, &mut text),
+            "memory" => memory_section(&mut text),
+            "stats" => stats_section(&cluster, &mut text),
+            "cpu" => cpu_section(&mut text),
             "replication" => {
                 text.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
             }
@@ -69,10 +82,101 @@ async fn server_section(cluster: &Cluster, out: &mut String) {
     let uptime = cluster.stats.started.elapsed().as_secs();
     let _ = write!(
         out,
-        "# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\nproxy:puerta\r\n\
-         puerta_version:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+        "# Server\r\nredis_version:{version}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\n\
+         redis_mode:standalone\r\nos:{}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\n\
+         process_id:{}\r\nrun_id:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\
+         proxy:puerta\r\npuerta_version:{}\r\n",
+        std::env::consts::OS,
+        usize::BITS,
+        std::process::id(),
+        run_id(),
+        uptime / 86400,
         env!("CARGO_PKG_VERSION"),
-        uptime / 86400
+    );
+}
+
+/// 40 hex digits, new for every process, as Redis' `run_id` (clients compare it to notice a restart).
+fn run_id() -> &'static str {
+    static RUN_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN_ID.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let state = std::collections::hash_map::RandomState::new();
+        (0..3u64)
+            .map(|i| {
+                let mut h = state.build_hasher();
+                h.write_u64(i ^ u64::from(std::process::id()));
+                format!("{:016x}", h.finish())
+            })
+            .collect::<String>()[..40]
+            .to_string()
+    })
+}
+
+/// The proxy process's memory, in the fields clients and dashboards read.
+fn memory_section(out: &mut String) {
+    let rss = resident_bytes().unwrap_or(0);
+    let _ = write!(
+        out,
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+         used_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\
+         mem_allocator:libc\r\n",
+        human(rss),
+        human(rss)
+    );
+}
+
+/// Resident set size of this process (`/proc/self/statm`).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Redis' `…_human` form: 917.36K, 11.86M.
+fn human(bytes: u64) -> String {
+    let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            return format!("{:.2}{unit}", bytes as f64 / size as f64);
+        }
+    }
+    format!("{bytes}B")
+}
+
+fn stats_section(cluster: &Cluster, out: &mut String) {
+    let s = &cluster.stats;
+    let _ = write!(
+        out,
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+         rejected_connections:{}\r\nmoved_redirects:{}\r\nask_redirects:{}\r\n\
+         tryagain_retries:{}\r\nbackend_errors:{}\r\nprotocol_errors:{}\r\n",
+        Stats::get(&s.clients_total),
+        Stats::get(&s.commands),
+        Stats::get(&s.clients_rejected),
+        Stats::get(&s.moved),
+        Stats::get(&s.ask),
+        Stats::get(&s.tryagain),
+        Stats::get(&s.backend_errors),
+        Stats::get(&s.protocol_errors),
+    );
+}
+
+/// CPU the proxy process used (`getrusage`), in seconds.
+fn cpu_section(out: &mut String) {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let _ = write!(
+        out,
+        "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\n",
+        secs(usage.ru_stime),
+        secs(usage.ru_utime)
     );
 }
 
@@ -171,10 +275,27 @@ mod tests {
         assert_eq!(sections(&["INFO", "everything"]), SECTIONS);
         assert_eq!(sections(&["info", "Replication"]), ["replication"]);
         assert_eq!(
+            sections(&["INFO", "MEMORY", "cpu", "stats"]),
+            ["memory", "stats", "cpu"]
+        );
+        assert_eq!(
             sections(&["INFO", "keyspace", "server"]),
             ["server", "keyspace"]
         );
         assert!(sections(&["INFO", "commandstats"]).is_empty());
+    }
+
+    #[test]
+    fn memory_and_server_fields_look_like_redis() {
+        assert_eq!(human(939_376), "917.36K");
+        assert_eq!(human(12_431_360), "11.86M");
+        assert_eq!(human(12), "12B");
+        assert_eq!(run_id().len(), 40);
+        assert!(run_id().bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut out = String::new();
+        memory_section(&mut out);
+        assert!(out.contains("mem_allocator:libc\r\n"), "{out}");
+        assert!(!out.contains("used_memory:0\r\n"), "{out}");
     }
 
     #[test]
