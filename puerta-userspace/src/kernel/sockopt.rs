@@ -142,8 +142,45 @@ pub fn unacked(sock: &impl AsRawFd) -> io::Result<u64> {
     ioctl_int(sock, libc::TIOCOUTQ)
 }
 
+/// `SO_MEMINFO` (asm-generic/socket.h); libc has only the offsets into its answer.
+const SO_MEMINFO: i32 = 55;
+
+/// Memory of the skbs in the receive queue (`SK_MEMINFO_RMEM_ALLOC`): with the socket in the sockhash
+/// an skb leaves it when the verdict takes it, so this is what still waits for one.
+pub fn receive_queue_memory(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut buf = [0u8; 64];
+    let len = getsockopt_raw(sock.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, &mut buf)?;
+    let at = libc::SK_MEMINFO_RMEM_ALLOC as usize * 4;
+    if len < at + 4 {
+        return Err(io::Error::other("SO_MEMINFO returned a short value"));
+    }
+    Ok(u32_at(&buf, at))
+}
+
+/// The receive buffer limit (`SO_RCVBUF`, as the kernel keeps it: twice what was set).
+pub fn receive_buffer(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut buf = [0u8; 4];
+    getsockopt_raw(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        &mut buf,
+    )?;
+    Ok(u32::from_ne_bytes(buf))
+}
+
+/// Sets the receive buffer limit to `kept` as [`receive_buffer`] reports it (the kernel doubles what
+/// it is given). `SO_RCVBUFFORCE` passes `rmem_max` where the capability allows it.
+pub fn set_receive_buffer(sock: &impl AsRawFd, kept: u32) -> io::Result<()> {
+    let value = i32::try_from(kept / 2).unwrap_or(i32::MAX);
+    let fd = sock.as_raw_fd();
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
+        .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value))
+}
+
 /// Re-setting `SO_RCVLOWAT` makes TCP call `sk_data_ready` when data is queued; with the socket in the
-/// sockhash that runs the verdict over everything that arrived before insertion, in order.
+/// sockhash that runs the verdict over everything that arrived before insertion, in order. It runs
+/// without the socket lock: see `splice::kick` for when that is safe.
 pub fn kick_data_ready(sock: &impl AsRawFd) -> io::Result<()> {
     setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
 }

@@ -122,8 +122,8 @@ impl KernelPath {
         let mut client = Side::new(client.into_std()?, written_client);
         let mut backend = Side::new(backend.into_std()?, written_backend);
         // Bytes that arrived before insertion are still queued: run the verdict over them now.
-        sockopt::kick_data_ready(&client.sock)?;
-        sockopt::kick_data_ready(&backend.sock)?;
+        kick(&client.sock)?;
+        kick(&backend.sock)?;
         let notify = Arc::new(Notify::new());
         let watcher = &self.inner.watcher;
         let watches = (
@@ -211,6 +211,33 @@ async fn supervise(
             () = idle(client_fd, idle_timeout) => return Ok(Ended::Idle),
         }
     }
+}
+
+/// Queued bytes above this mean the sender may be stopped by a full receive window.
+const WINDOW_LIMITED: u32 = 64 * 1024;
+/// The receive buffer while a window-limited socket is kicked: too small for any window.
+const KICK_RCVBUF: u32 = 4096;
+
+/// Runs the verdict over bytes queued before insertion. The kick (`SO_RCVLOWAT`) runs it without the
+/// socket lock, so a segment arriving meanwhile has it run twice over the same skb, which is then
+/// delivered twice (seen as one 65 483-byte skb too many in a 1 GiB stream). A sender that is waiting
+/// for an answer sends nothing meanwhile. One stopped by a full window would be woken by the kick
+/// itself: each skb the verdict takes frees buffer space and TCP announces the larger window at once.
+/// So a socket with a full queue gets a receive buffer too small for any window during the kick, and
+/// its own back after it; the sender then learns of the open window from its next probe.
+fn kick(sock: &StdTcpStream) -> io::Result<()> {
+    let queued = sockopt::receive_queue_memory(sock)?;
+    if queued == 0 {
+        return Ok(());
+    }
+    if queued < WINDOW_LIMITED {
+        return sockopt::kick_data_ready(sock);
+    }
+    let kept = sockopt::receive_buffer(sock)?;
+    sockopt::set_receive_buffer(sock, KICK_RCVBUF)?;
+    let kicked = sockopt::kick_data_ready(sock);
+    sockopt::set_receive_buffer(sock, kept)?;
+    kicked
 }
 
 /// The socket's TCP counters; a reset or errored socket (the error returned) aborts the pair.
