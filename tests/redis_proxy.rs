@@ -472,30 +472,23 @@ fn client_list_info_and_kill_see_the_proxy_clients() -> anyhow::Result<()> {
         b"*3\r\n$5\r\nBLPOP\r\n$8\r\n{q}empty\r\n$1\r\n0\r\n",
     )?;
     let info = |c: &mut RespClient| -> anyhow::Result<String> { text(c.call("INFO clients")?) };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !info(&mut admin)?.contains("blocked_clients:1") {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            info(&mut admin)?
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        info(&mut admin)?.contains("connected_clients:3"),
-        "{}",
-        info(&mut admin)?
-    );
-    assert_eq!(admin.call("RPUSH {q}empty x")?, Frame::Integer(1));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !info(&mut admin)?.contains("blocked_clients:0") {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            info(&mut admin)?
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut until = |wanted: &str| -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = info(&mut admin)?;
+            if now.contains(wanted) {
+                return Ok(());
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "no {wanted}: {now}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until("blocked_clients:1")?;
+    until("connected_clients:3")?;
+    let mut pusher = RespClient::connect(env.port())?;
+    assert_eq!(pusher.call("RPUSH {q}empty x")?, Frame::Integer(1));
+    drop(pusher);
+    until("blocked_clients:0")?;
     let mut popped = [0u8; 64];
     let n = raw.read(&mut popped)?;
     assert!(
