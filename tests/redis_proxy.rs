@@ -551,3 +551,61 @@ fn client_reply_off_on_and_skip() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// CLIENT PAUSE is held at the proxy, never forwarded: WRITE holds writes of every client (reads go
+/// on), the nodes themselves are not paused, and CLIENT UNPAUSE releases the held commands in order.
+#[test]
+fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut admin = RespClient::connect(env.port())?;
+    let mut writer = RespClient::connect(env.port())?;
+    assert_eq!(writer.call("SET {p}k before")?, Frame::Simple("OK".into()));
+    assert_eq!(
+        admin.call("CLIENT PAUSE 60000 WRITE")?,
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        writer.call("GET {p}k")?,
+        Frame::bulk("before"),
+        "reads are not held"
+    );
+    // A write is held: its reply does not come while the pause lasts.
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
+    std::io::Write::write_all(
+        &mut held,
+        b"*3\r\n$3\r\nSET\r\n$4\r\n{p}k\r\n$5\r\nafter\r\n*1\r\n$4\r\nPING\r\n",
+    )?;
+    held.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = [0u8; 64];
+    let early = std::io::Read::read(&mut held, &mut buf);
+    assert!(
+        early.is_err(),
+        "a write answered during the pause: {early:?}"
+    );
+    // The nodes were not paused: a write straight to every master is answered (OK by the slot's
+    // owner, MOVED by the others), none is held.
+    for master in env.cluster.masters()? {
+        let reply = RespClient::connect(master)?.call("SET {p}direct x")?;
+        let answered = match &reply {
+            Frame::Simple(ok) => &ok[..] == b"OK",
+            Frame::Error(e) => e.starts_with(b"MOVED"),
+            _ => false,
+        };
+        assert!(answered, "{master}: {reply:?}");
+    }
+    assert_eq!(writer.call("GET {p}k")?, Frame::bulk("before"));
+    assert_eq!(admin.call("CLIENT UNPAUSE")?, Frame::Simple("OK".into()));
+    held.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut got = Vec::new();
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = std::io::Read::read(&mut held, &mut buf)?;
+        anyhow::ensure!(n > 0, "closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got[..], b"+OK\r\n+PONG\r\n");
+    assert_eq!(writer.call("GET {p}k")?, Frame::bulk("after"));
+    assert!(
+        matches!(admin.call("CLIENT PAUSE -1")?, Frame::Error(e) if e.starts_with(b"ERR timeout is negative"))
+    );
+    Ok(())
+}

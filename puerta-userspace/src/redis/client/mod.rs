@@ -7,5 +7,6 @@ pub mod idle;
 pub mod inflight;
 pub mod order;
 pub mod output;
+pub mod pause;
 pub mod registry;
 pub mod session;

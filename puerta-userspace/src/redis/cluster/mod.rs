@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::config::RedisConfig;
+use crate::redis::client::pause::Pause;
 use crate::redis::client::registry::Registry;
 use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
@@ -31,6 +32,8 @@ pub struct Cluster {
     pub stats: Stats,
     /// The proxy's clients (CLIENT LIST/KILL, INFO clients).
     pub clients: Registry,
+    /// CLIENT PAUSE, held here for every client.
+    pub pause: Pause,
     map: RwLock<SlotMap>,
     /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
     /// moved under its commands in flight (see `order`), and drops its cached connections.
@@ -70,6 +73,7 @@ impl Cluster {
             config,
             stats: Stats::default(),
             clients: Registry::default(),
+            pause: Pause::default(),
             map: RwLock::new(SlotMap::default()),
             epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,

@@ -1,6 +1,6 @@
 //! `CLIENT …` as a standalone Redis 7 answers it, about the proxy's own clients: the connection-level
 //! subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO, NO-EVICT, NO-TOUCH) and
-//! LIST, INFO and KILL over the proxy's client registry, and REPLY. Subcommands not done yet are refused by name;
+//! LIST, INFO and KILL over the proxy's client registry, REPLY, and PAUSE/UNPAUSE held at the proxy. Subcommands not done yet are refused by name;
 //! subcommands Redis does not know get Redis' own unknown-subcommand error, which clients probing
 //! for newer servers (redis-py's `CLIENT MAINT_NOTIFICATIONS`) expect and ignore.
 
@@ -48,6 +48,11 @@ pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Fram
         ("INFO", 2) => text(format!("{}\n", state.client.line())),
         ("LIST", _) => list(cluster, &args[2..]),
         ("REPLY", 3) => reply_mode(state, &args[2]),
+        ("PAUSE", 3 | 4) => pause(cluster, &args[2..]),
+        ("UNPAUSE", 2) => {
+            cluster.pause.unpause();
+            wire::ok()
+        }
         ("KILL", 3) => kill_addr(cluster, &args[2]),
         ("KILL", n) if n > 3 => kill(cluster, state, &args[2..]),
         ("SETINFO", 4) => set_info(&args[2]),
@@ -74,6 +79,7 @@ fn arity_of(sub: &str) -> Option<usize> {
         "SETNAME" | "NO-EVICT" | "NO-TOUCH" => Some(3),
         "GETNAME" | "ID" | "INFO" => Some(2),
         "REPLY" => Some(3),
+        "UNPAUSE" => Some(2),
         "SETINFO" => Some(4),
         _ => None,
     }
@@ -98,6 +104,26 @@ fn reply_mode(state: &mut ClientState, mode: &[u8]) -> Frame {
         b"SKIP" => ReplyMode::SkipThis,
         _ => return wire::error("ERR syntax error"),
     };
+    wire::ok()
+}
+
+/// `CLIENT PAUSE timeout-ms [WRITE|ALL]`, held by the proxy for all its clients.
+fn pause(cluster: &Cluster, args: &[Bytes]) -> Frame {
+    let timeout = match std::str::from_utf8(&args[0])
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+    {
+        Some(ms) if ms < 0 => return wire::error("ERR timeout is negative"),
+        Some(ms) => std::time::Duration::from_millis(ms as u64),
+        None => return wire::error("ERR timeout is not an integer or out of range"),
+    };
+    let writes_only = match args.get(1).map(|m| m.to_ascii_uppercase()) {
+        None => false,
+        Some(mode) if mode == b"ALL" => false,
+        Some(mode) if mode == b"WRITE" => true,
+        Some(_) => return wire::error("ERR syntax error"),
+    };
+    cluster.pause.pause(timeout, writes_only);
     wire::ok()
 }
 

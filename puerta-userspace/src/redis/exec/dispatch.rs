@@ -14,7 +14,7 @@ use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
-use crate::redis::command::spec::{self, Kind, Merge};
+use crate::redis::command::spec::{self, Kind, Local, Merge, Step};
 use crate::redis::command::Command;
 use crate::redis::exec::answer::Answer;
 use crate::redis::exec::broadcast;
@@ -152,6 +152,10 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
     if let Err(e) = cmd.check_arity() {
         return Reply::Ready(e);
     }
+    // CLIENT is never held, so that CLIENT UNPAUSE gets through.
+    if kind != Kind::Local(Local::Client) {
+        cluster.pause.wait(may_write(kind, &cmd)).await;
+    }
     let lane = state.lane;
     match kind {
         Kind::Keyed => match cmd.route() {
@@ -178,6 +182,16 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         // that has none.
         Kind::Subscription(_) => crate::redis::exec::pubsub::unsubscribed_reply(&cmd),
         Kind::Unsupported(why) => Reply::Ready(refused(&cmd, why)),
+    }
+}
+
+/// What `CLIENT PAUSE WRITE` holds: commands that may change data (Redis' write and may-replicate
+/// commands, EVAL and PUBLISH included), and EXEC.
+fn may_write(kind: Kind, cmd: &Command) -> bool {
+    match kind {
+        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::FanOut(_) => !cmd.readonly(),
+        Kind::Transaction(step) => step == Step::Exec,
+        _ => false,
     }
 }
 
