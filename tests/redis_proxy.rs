@@ -609,3 +609,36 @@ fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A thousand clients at once, each sending UNSUBSCRIBE (and PUNSUBSCRIBE with channels) without
+/// any subscription: every one gets Redis' confirmations, none waits forever.
+#[test]
+fn a_thousand_unsubscribes_without_subscriptions_are_all_answered() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    const CLIENTS: usize = 1000;
+    puerta_tests::pairs::raise_nofile(4 * CLIENTS as u64 + 1024);
+    let env = ProxiedCluster::start("")?;
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
+        c.set_read_timeout(Some(Duration::from_secs(30)))?;
+        c.write_all(
+            b"*1\r\n$11\r\nUNSUBSCRIBE\r\n*3\r\n$12\r\nPUNSUBSCRIBE\r\n$2\r\na*\r\n$2\r\nb*\r\n",
+        )?;
+        conns.push(c);
+    }
+    let expected: &[u8] = b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n\
+        *3\r\n$12\r\npunsubscribe\r\n$2\r\na*\r\n:0\r\n\
+        *3\r\n$12\r\npunsubscribe\r\n$2\r\nb*\r\n:0\r\n";
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut got = vec![0u8; expected.len()];
+        c.read_exact(&mut got)
+            .map_err(|e| anyhow::anyhow!("client {i}: {e}"))?;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "client {i}"
+        );
+    }
+    Ok(())
+}
