@@ -206,6 +206,9 @@ fn sigterm_stops_accepting_and_drains_live_flows() -> anyhow::Result<()> {
 }
 
 /// The first bytes the backend sees: PROXY header (echoed back to us by the echo backend), then ours.
+/// The PROXY tests' backend echoes only after our FIN: like a real mongos it says nothing to the
+/// header alone. An echo of the header at once could land between the kernel path's two sockhash
+/// inserts, where the verdict cannot redirect it yet (see docs/kernel.md).
 fn proxied_bytes(puerta: &Puerta) -> anyhow::Result<(Vec<u8>, u16)> {
     let mut client = connect(puerta.listen)?;
     let client_port = client.local_addr()?.port();
@@ -218,7 +221,7 @@ fn proxied_bytes(puerta: &Puerta) -> anyhow::Result<(Vec<u8>, u16)> {
 
 #[test]
 fn proxy_protocol_v1_global() -> anyhow::Result<()> {
-    let echo = EchoBackend::start(Echo::Stream)?;
+    let echo = EchoBackend::start(Echo::AfterEof)?;
     let listen = loopback(free_port());
     let config = puerta_config(listen, 100, &[echo.address()], "proxy_protocol = \"v1\"");
     let puerta = start_with(&config, listen)?;
@@ -233,7 +236,7 @@ fn proxy_protocol_v1_global() -> anyhow::Result<()> {
 
 #[test]
 fn proxy_protocol_v2_per_endpoint() -> anyhow::Result<()> {
-    let echo = EchoBackend::start(Echo::Stream)?;
+    let echo = EchoBackend::start(Echo::AfterEof)?;
     let listen = loopback(free_port());
     let config = format!(
         "mode = \"mongodb\"\nlisten_addr = \"{listen}\"\n[mongodb]\n\
