@@ -384,7 +384,7 @@ fn connection_state_commands_answer_like_one_redis() -> anyhow::Result<()> {
 /// reply, a reply too deep to read becomes an error reply, not a lost connection.
 #[test]
 fn deeply_nested_script_replies_pass_through() -> anyhow::Result<()> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let env = ProxiedCluster::start("")?;
     let recursive = "local a = {}; local b = {a}; a[1] = b; return a";
     let direct = env.cluster.masters()?[0];
@@ -414,20 +414,8 @@ fn deeply_nested_script_replies_pass_through() -> anyhow::Result<()> {
     fn raw_exchange(port: u16, args: &[&str], until: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
         conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        out.push_str("*1\r\n$4\r\nPING\r\n");
-        conn.write_all(out.as_bytes())?;
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 64 * 1024];
-        while !got.ends_with(until) {
-            let n = conn.read(&mut chunk)?;
-            anyhow::ensure!(n > 0, "closed after {} bytes", got.len());
-            got.extend_from_slice(&chunk[..n]);
-        }
-        Ok(got)
+        conn.write_all(&resp_commands(&[args, &["PING"]]))?;
+        read_until(&mut conn, until)
     }
     Ok(())
 }
@@ -513,7 +501,7 @@ fn client_list_info_and_kill_see_the_proxy_clients() -> anyhow::Result<()> {
 /// CLIENT REPLY OFF|ON|SKIP as Redis: silenced replies are not sent, the others keep their order.
 #[test]
 fn client_reply_off_on_and_skip() -> anyhow::Result<()> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let env = ProxiedCluster::start("")?;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -529,22 +517,9 @@ fn client_reply_off_on_and_skip() -> anyhow::Result<()> {
         &["MGET", "{r}a", "other-slot"],
         &["PING"],
     ];
-    let mut out = Vec::new();
-    for args in commands {
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in *args {
-            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-    }
-    conn.write_all(&out)?;
+    conn.write_all(&resp_commands(commands))?;
     let expected: &[u8] = b"+OK\r\n$1\r\n1\r\n$1\r\n2\r\n*2\r\n$1\r\n1\r\n$-1\r\n+PONG\r\n";
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !got.ends_with(b"+PONG\r\n") {
-        let n = conn.read(&mut chunk)?;
-        anyhow::ensure!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-    }
+    let got = read_until(&mut conn, b"+PONG\r\n")?;
     assert_eq!(
         String::from_utf8_lossy(&got),
         String::from_utf8_lossy(expected)
@@ -596,12 +571,7 @@ fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
     assert_eq!(writer.call("GET {p}k")?, Frame::bulk("before"));
     assert_eq!(admin.call("CLIENT UNPAUSE")?, Frame::Simple("OK".into()));
     held.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut got = Vec::new();
-    while !got.ends_with(b"+PONG\r\n") {
-        let n = std::io::Read::read(&mut held, &mut buf)?;
-        anyhow::ensure!(n > 0, "closed");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let got = read_until(&mut held, b"+PONG\r\n")?;
     assert_eq!(&got[..], b"+OK\r\n+PONG\r\n");
     assert_eq!(writer.call("GET {p}k")?, Frame::bulk("after"));
     assert!(
@@ -641,4 +611,29 @@ fn a_thousand_unsubscribes_without_subscriptions_are_all_answered() -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// `commands` in RESP, one buffer, for tests that must see the exact bytes that come back.
+fn resp_commands(commands: &[&[&str]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for args in commands {
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in *args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    out
+}
+
+/// Everything `conn` sends until what was read ends with `suffix`.
+fn read_until(conn: &mut std::net::TcpStream, suffix: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    while !got.ends_with(suffix) {
+        let n = conn.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    Ok(got)
 }
