@@ -97,6 +97,8 @@ impl RedisCluster {
             .arg(self.node_timeout_ms.to_string())
             .args(["--save", ""])
             .args(["--appendonly", "no"])
+            // As Redis's own test servers run: DEBUG works from loopback, where Puerta connects.
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path());
         let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;

@@ -100,6 +100,13 @@ pub struct RedisConfig {
     /// `client_output_limit_mb` in bytes (`None` = 0 = unlimited): replies held for one client that
     /// does not read them, past which it is closed, like Redis' `client-output-buffer-limit`.
     pub client_output_limit: Option<usize>,
+    /// `admin_commands`: CONFIG SET, FLUSHALL, DEBUG, ... are sent to every node that needs them.
+    /// Off by default: clients of a proxy are not expected to reconfigure or wipe the cluster.
+    pub admin_commands: bool,
+    /// `slowlog_log_slower_than_us` (negative: off) and `slowlog_max_len`: the proxy's own slow
+    /// log, the initial values that `CONFIG SET slowlog-*` changes at run time.
+    pub slowlog_log_slower_than_us: i64,
+    pub slowlog_max_len: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,6 +103,12 @@ struct RawRedis {
     backend_password: Option<String>,
     #[serde(default = "default_client_output_limit_mb")]
     client_output_limit_mb: u64,
+    #[serde(default)]
+    admin_commands: bool,
+    #[serde(default = "default_slowlog_slower_than_us")]
+    slowlog_log_slower_than_us: i64,
+    #[serde(default = "default_slowlog_max_len")]
+    slowlog_max_len: usize,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +168,13 @@ fn default_command_timeout_ms() -> u64 {
 }
 fn default_client_output_limit_mb() -> u64 {
     64
+}
+/// Redis' own defaults.
+fn default_slowlog_slower_than_us() -> i64 {
+    10_000
+}
+fn default_slowlog_max_len() -> usize {
+    128
 }
 fn default_pool_size() -> Spanned<usize> {
     Spanned::new(0..0, 2)
@@ -399,5 +412,8 @@ fn redis(
             usize::try_from(raw.client_output_limit_mb.saturating_mul(1 << 20))
                 .unwrap_or(usize::MAX)
         }),
+        admin_commands: raw.admin_commands,
+        slowlog_log_slower_than_us: raw.slowlog_log_slower_than_us,
+        slowlog_max_len: raw.slowlog_max_len,
     })
 }

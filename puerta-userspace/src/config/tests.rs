@@ -52,6 +52,23 @@ connection_timeout_ms = 500
     assert_eq!(r.max_redirects, 5);
     assert_eq!(r.connection_timeout.as_millis(), 500);
     assert_eq!(r.command_timeout, Some(std::time::Duration::from_secs(5)));
+    assert!(!r.admin_commands, "cluster-wide admin is opt-in");
+    assert_eq!(
+        (r.slowlog_log_slower_than_us, r.slowlog_max_len),
+        (10_000, 128)
+    );
+}
+
+#[test]
+fn redis_admin_and_slowlog_settings_are_read() {
+    let cfg = parse(
+        "mode = \"redis\"\nlisten_addr = \"127.0.0.1:6379\"\n[redis]\ncluster_nodes = [\"a:1\"]\n\
+         admin_commands = true\nslowlog_log_slower_than_us = -1\nslowlog_max_len = 7\n",
+    )
+    .expect("valid");
+    let r = cfg.redis();
+    assert!(r.admin_commands);
+    assert_eq!((r.slowlog_log_slower_than_us, r.slowlog_max_len), (-1, 7));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! SIGHUP in Redis mode: new seeds (`cluster_nodes`) are used from the next topology refresh, which is
-//! requested at once; the log level is handled by `main`. Other `[redis]` settings need a restart and
-//! the log says so.
+//! requested at once; the slow log's settings are applied (the file wins over an earlier `CONFIG SET`);
+//! the log level is handled by `main`. Other `[redis]` settings need a restart and the log says so.
 
 use std::sync::Arc;
 
@@ -28,6 +28,10 @@ pub async fn follow(
         warn_restart_only(&cluster.config, new);
         tracing::info!(?seeds, "configuration reloaded (redis seeds)");
         cluster.set_seeds(seeds);
+        cluster
+            .slowlog
+            .set_slower_than_us(new.slowlog_log_slower_than_us);
+        cluster.slowlog.set_max_len(new.slowlog_max_len);
         cluster.request_refresh();
     }
 }
@@ -56,6 +60,7 @@ fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
             "command_timeout_ms",
             old.command_timeout != new.command_timeout,
         ),
+        ("admin_commands", old.admin_commands != new.admin_commands),
         (
             "client_output_limit_mb",
             old.client_output_limit != new.client_output_limit,

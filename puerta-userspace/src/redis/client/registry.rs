@@ -22,6 +22,8 @@ pub mod flag {
     pub const MULTI: u8 = 1 << 0;
     /// Subscribed (`P`).
     pub const PUBSUB: u8 = 1 << 1;
+    /// In MONITOR mode (`O`).
+    pub const MONITOR: u8 = 1 << 2;
 }
 
 #[derive(Default)]
@@ -180,7 +182,11 @@ impl Entry {
                 .load(Ordering::Relaxed)
                 .min(age.as_millis() as u64);
         let mut flags = String::new();
-        for (bit, letter) in [(flag::MULTI, 'x'), (flag::PUBSUB, 'P')] {
+        for (bit, letter) in [
+            (flag::MULTI, 'x'),
+            (flag::PUBSUB, 'P'),
+            (flag::MONITOR, 'O'),
+        ] {
             if self.has_flag(bit) {
                 flags.push(letter);
             }

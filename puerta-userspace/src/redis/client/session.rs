@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::inflight::InFlightBytes;
-use crate::redis::client::output::{Exceeded, OutputBudget};
+use crate::redis::client::monitor::{self, Monitoring};
+use crate::redis::client::output::{Charged, Exceeded, OutputBudget};
 use crate::redis::client::registry::Entry;
+use crate::redis::client::slowlog::Timed;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
@@ -29,6 +31,7 @@ use crate::redis::resp::wire;
 use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
 use crate::redis::stats::Stats;
 
+mod monitoring;
 mod subscribed;
 
 use subscribed::{idle_limit, lost};
@@ -62,8 +65,17 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
     let (progress, completed) = watch::channel(0u64);
+    let (monitor_lines, monitor_rx) = mpsc::channel(monitor::MAX_LINES);
     let output = Output::new(write, budget.clone());
-    let writer = tokio::spawn(write_replies(output, rx, push_rx, progress));
+    let slowlog = SlowLogged {
+        cluster: cluster.clone(),
+        client: client.clone(),
+    };
+    let feeds = Feeds {
+        pushes: push_rx,
+        monitor: monitor_rx,
+    };
+    let writer = tokio::spawn(write_replies(output, rx, feeds, progress, slowlog));
     let mut reader = Reader {
         exceeded: budget.exceeded(),
         inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
@@ -74,6 +86,8 @@ pub async fn run(
         decoder: Decoder::new(Limits::default()),
         tx,
         pushes,
+        monitor_lines,
+        monitoring: None,
         pubsub: None,
         subscriptions: Subscriptions::default(),
     };
@@ -99,7 +113,30 @@ pub async fn run(
 
 /// A reply slot and the protocol the client spoke when it sent the command (HELLO's own reply is
 /// already in the protocol it chose, as in Redis).
-type Slot = (Protocol, Reply);
+struct Slot {
+    protocol: Protocol,
+    reply: Reply,
+    /// For the slow log, once the reply is ready.
+    timed: Option<Timed>,
+}
+
+/// What the writer puts between replies: RESP3 pushes, and MONITOR lines.
+struct Feeds {
+    pushes: mpsc::Receiver<Frame>,
+    monitor: mpsc::Receiver<Charged>,
+}
+
+impl Feeds {
+    fn is_empty(&self) -> bool {
+        self.pushes.is_empty() && self.monitor.is_empty()
+    }
+}
+
+/// Where the writer logs slow commands.
+struct SlowLogged {
+    cluster: Arc<Cluster>,
+    client: Arc<Entry>,
+}
 
 struct Reader {
     cluster: Arc<Cluster>,
@@ -113,6 +150,9 @@ struct Reader {
     tx: mpsc::Sender<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
+    /// MONITOR: where other clients' commands are shown, between replies.
+    monitor_lines: mpsc::Sender<Charged>,
+    monitoring: Option<Monitoring>,
     /// RESP2: the client's subscribed connection, if it has subscriptions (or is getting its first).
     pubsub: Option<PubSub>,
     /// RESP3: the client's subscribed connections.
@@ -183,6 +223,9 @@ impl Reader {
     async fn serve(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
         self.state.client.command(cmd.spec);
+        if self.state.authed {
+            self.cluster.monitors.feed(&cmd, &self.state.client);
+        }
         let local = match cmd.kind() {
             Some(Kind::Local(local)) => Some(local),
             _ => None,
@@ -192,6 +235,13 @@ impl Reader {
             // RESET's own reply.
             self.pubsub = None;
             self.subscriptions.clear();
+            self.monitoring = None;
+        }
+        if let Some(refused) = self.refused_while_monitoring(&cmd) {
+            return self.queue(Reply::Ready(refused)).await;
+        }
+        if local == Some(Local::Monitor) && self.state.authed && !self.state.txn.in_multi() {
+            return self.monitor().await;
         }
         let resp3 = self.state.protocol() == Protocol::Resp3;
         if self.pubsub.is_some() && !resp3 {
@@ -212,23 +262,37 @@ impl Reader {
             // slot stand for the command's bytes.
             let index = self.state.order.queued();
             self.inflight.admit(index, cmd.size()).await;
+            let timed = match timed_kind(&cmd) {
+                true => self.cluster.slowlog.start(|| cmd.payload()),
+                false => None,
+            };
             let reply = dispatch(&self.cluster, &mut self.state, cmd).await;
-            match self.state.reply_mode.sends() {
+            let reply = match self.state.reply_mode.sends() {
                 true => reply,
                 false => Reply::Silent(Box::new(reply)),
-            }
+            };
+            return self.queue_timed(reply, timed).await;
         };
         self.queue(reply).await
     }
 
     /// Puts a reply slot in the FIFO.
     async fn queue(&mut self, reply: Reply) -> Flow {
+        self.queue_timed(reply, None).await
+    }
+
+    async fn queue_timed(&mut self, reply: Reply, timed: Option<Timed>) -> Flow {
         let close = match &reply {
             Reply::Close(_) => true,
             Reply::Silent(inner) => matches!(**inner, Reply::Close(_)),
             _ => false,
         };
-        if self.send(reply).await.is_err() || close {
+        let slot = Slot {
+            protocol: self.state.protocol(),
+            reply,
+            timed,
+        };
+        if self.tx.send(slot).await.is_err() || close {
             return Flow::Stop;
         }
         self.state.order.pushed();
@@ -236,8 +300,19 @@ impl Reader {
     }
 
     async fn send(&self, reply: Reply) -> Result<(), mpsc::error::SendError<Slot>> {
-        self.tx.send((self.state.protocol(), reply)).await
+        let slot = Slot {
+            protocol: self.state.protocol(),
+            reply,
+            timed: None,
+        };
+        self.tx.send(slot).await
     }
+}
+
+/// Commands the slow log times. Not AUTH and HELLO (they carry passwords), nor blocking commands:
+/// their time is the wait the client asked for, which Redis does not count either.
+fn timed_kind(cmd: &Command) -> bool {
+    !matches!(cmd.kind(), Some(Kind::Local(Local::Auth | Local::Hello))) && !cmd.blocking()
 }
 
 /// The client socket's write side: replies are gathered into one buffer and written once per turn;
@@ -324,10 +399,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut output: Output<W>,
     mut rx: mpsc::Receiver<Slot>,
-    mut pushes: mpsc::Receiver<Frame>,
+    mut feeds: Feeds,
     progress: watch::Sender<u64>,
+    slowlog: SlowLogged,
 ) {
-    if write_loop(&mut output, &mut rx, &mut pushes, &progress)
+    if write_loop(&mut output, &mut rx, &mut feeds, &progress, &slowlog)
         .await
         .is_ok()
     {
@@ -339,22 +415,35 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 async fn write_loop<W: AsyncWrite + Unpin>(
     output: &mut Output<W>,
     rx: &mut mpsc::Receiver<Slot>,
-    pushes: &mut mpsc::Receiver<Frame>,
+    feeds: &mut Feeds,
     progress: &watch::Sender<u64>,
+    slowlog: &SlowLogged,
 ) -> Result<(), Gone> {
     loop {
         let slot = tokio::select! {
             slot = rx.recv() => slot,
-            Some(push) = pushes.recv() => {
+            Some(push) = feeds.pushes.recv() => {
                 push.encode_in(Protocol::Resp3, &mut output.out);
-                if rx.is_empty() && pushes.is_empty() {
+                if rx.is_empty() && feeds.is_empty() {
+                    output.flush().await?;
+                }
+                continue;
+            }
+            Some(line) = feeds.monitor.recv() => {
+                output.out.extend_from_slice(line.bytes());
+                if rx.is_empty() && feeds.is_empty() {
                     output.flush().await?;
                 }
                 continue;
             }
             _ = &mut output.exceeded => return Err(Gone),
         };
-        let Some((protocol, reply)) = slot else {
+        let Some(Slot {
+            protocol,
+            reply,
+            timed,
+        }) = slot
+        else {
             return Ok(());
         };
         let close = match reply {
@@ -393,6 +482,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             Reply::Silent(reply) => silence(output, *reply).await?,
         };
+        if let Some(timed) = timed {
+            slowlog.cluster.slowlog.finish(timed, &slowlog.client);
+        }
         progress.send_modify(|done| *done += 1);
         if close {
             // The caller flushes and shuts the socket down.

@@ -1,6 +1,7 @@
 //! Shared cluster state: the slot map, one connection pool per node, and the refresh trigger. Every
 //! client session holds an `Arc<Cluster>`.
 
+pub mod members;
 pub mod redirect;
 pub mod refresh;
 pub mod retry;
@@ -16,8 +17,10 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::config::RedisConfig;
+use crate::redis::client::monitor::Monitors;
 use crate::redis::client::pause::Pause;
 use crate::redis::client::registry::Registry;
+use crate::redis::client::slowlog::SlowLog;
 use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
@@ -34,6 +37,8 @@ pub struct Cluster {
     pub clients: Registry,
     /// CLIENT PAUSE, held here for every client.
     pub pause: Pause,
+    pub slowlog: SlowLog,
+    pub monitors: Arc<Monitors>,
     map: RwLock<SlotMap>,
     /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
     /// moved under its commands in flight (see `order`), and drops its cached connections.
@@ -68,12 +73,15 @@ impl Cluster {
             .iter()
             .map(|s| s.address().into())
             .collect();
+        let slowlog = SlowLog::new(config.slowlog_log_slower_than_us, config.slowlog_max_len);
         Arc::new(Cluster {
             seeds: RwLock::new(seeds),
             config,
             stats: Stats::default(),
             clients: Registry::default(),
             pause: Pause::default(),
+            slowlog,
+            monitors: Arc::default(),
             map: RwLock::new(SlotMap::default()),
             epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,
@@ -122,6 +130,11 @@ impl Cluster {
 
     pub fn replica_count(&self) -> usize {
         self.read_map().replica_count()
+    }
+
+    /// Every node of the map, masters first.
+    pub fn nodes(&self) -> Vec<Arc<str>> {
+        self.read_map().nodes()
     }
 
     /// A copy of the slot map, for the admin endpoint.

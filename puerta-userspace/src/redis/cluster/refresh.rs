@@ -154,6 +154,9 @@ pub(crate) mod tests {
             backend_password: None,
             client_idle_timeout: None,
             client_output_limit: None,
+            admin_commands: false,
+            slowlog_log_slower_than_us: 10_000,
+            slowlog_max_len: 128,
         }
     }
 

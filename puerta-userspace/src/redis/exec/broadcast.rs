@@ -90,13 +90,23 @@ pub async fn send_masters(
     lane: Lane,
     idempotent: bool,
 ) -> Result<Vec<Sent>, Frame> {
-    let masters = cluster.masters();
-    if masters.is_empty() {
+    send_each(cluster, &cluster.masters(), payload, lane, idempotent).await
+}
+
+/// Puts `payload` on the wire to each of `nodes`, in order. Errors if there is none.
+pub async fn send_each(
+    cluster: &Cluster,
+    nodes: &[Arc<str>],
+    payload: Bytes,
+    lane: Lane,
+    idempotent: bool,
+) -> Result<Vec<Sent>, Frame> {
+    if nodes.is_empty() {
         cluster.request_refresh();
         return Err(wire::error("CLUSTERDOWN Puerta knows no cluster node yet"));
     }
-    let mut sent = Vec::with_capacity(masters.len());
-    for addr in &masters {
+    let mut sent = Vec::with_capacity(nodes.len());
+    for addr in nodes {
         sent.push(send_node(cluster, addr, payload.clone(), lane, idempotent).await);
     }
     Ok(sent)

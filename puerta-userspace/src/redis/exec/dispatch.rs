@@ -16,12 +16,14 @@ use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{self, Kind, Local, Merge, Step};
 use crate::redis::command::Command;
+use crate::redis::exec::admin::{self, Plan};
 use crate::redis::exec::answer::Answer;
 use crate::redis::exec::broadcast;
 use crate::redis::exec::info;
 use crate::redis::exec::local;
 use crate::redis::exec::merge::combine;
 use crate::redis::exec::multikey;
+use crate::redis::exec::proxy_config;
 use crate::redis::exec::scan;
 use crate::redis::exec::transaction::Transaction;
 use crate::redis::node::pool::{Lane, LaneCache};
@@ -166,7 +168,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         Kind::AnyMaster => routed(cluster, state, cmd.keyless_route()).await,
         Kind::FanOut(merge) => fan_out(cluster.clone(), cmd, lane, merge).await,
         Kind::Local(local) => local::answer(cluster, state, &cmd, local),
-        Kind::Config => config(cluster, state, cmd).await,
+        Kind::Admin => admin(cluster, state, cmd).await,
         Kind::Scan => later(scan::scan(cluster.clone(), cmd, lane)),
         Kind::Info => later(info::info(cluster.clone(), cmd.args, lane)),
         Kind::Transaction(step) => {
@@ -190,20 +192,30 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
 fn may_write(kind: Kind, cmd: &Command) -> bool {
     match kind {
         Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::FanOut(_) => !cmd.readonly(),
+        Kind::Admin => cmd.has_flag(spec::flag::WRITE),
         Kind::Transaction(step) => step == Step::Exec,
         _ => false,
     }
 }
 
-/// CONFIG GET and HELP are answered by any master; a change would reach one node only.
-async fn config(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
-    if matches!(cmd.arg_upper(1).as_deref(), Some("GET" | "HELP")) {
-        return routed(cluster, state, cmd.keyless_route()).await;
+/// Administration: where the subcommand's entry says.
+async fn admin(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
+    match admin::plan(cluster, &cmd) {
+        Plan::Route(route) => routed(cluster, state, route).await,
+        Plan::ConfigGet(route) => match send_in_order(cluster, state, route).await {
+            Ok(inflight) => {
+                let cluster = cluster.clone();
+                later(async move {
+                    let reply = inflight.finish().await.into_frame();
+                    proxy_config::patch_get(&cluster, reply)
+                })
+            }
+            Err(e) => Reply::Ready(e),
+        },
+        Plan::Each { nodes, merge } => admin::each(cluster, &cmd, nodes, merge, state.lane).await,
+        Plan::EveryNode(merge) => admin::every_node(cluster, &cmd, merge, state.lane).await,
+        Plan::Answer(frame) => Reply::Ready(frame),
     }
-    Reply::Ready(refused(
-        &cmd,
-        "it would change one node only; configure the cluster nodes directly",
-    ))
 }
 
 fn refused(cmd: &Command, why: &str) -> Frame {

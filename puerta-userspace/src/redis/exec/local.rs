@@ -46,6 +46,9 @@ pub fn answer(
         Local::Cluster => wire::error("ERR This instance has cluster support disabled"),
         Local::Accept => wire::ok(),
         Local::Reset => reset(cluster, state),
+        Local::Slowlog => slowlog(cluster, args),
+        // The session serves MONITOR; what reaches here is a MONITOR the client may not send yet.
+        Local::Monitor => wire::error("ERR MONITOR is not allowed here"),
     };
     Reply::Ready(frame)
 }
@@ -61,6 +64,57 @@ fn reset(cluster: &Cluster, state: &mut ClientState) -> Frame {
     state.client.set_flag(flags, false);
     wire::simple("RESET")
 }
+
+/// SLOWLOG GET [count] | LEN | RESET | HELP, with Redis' replies and errors.
+fn slowlog(cluster: &Cluster, args: &[Bytes]) -> Frame {
+    let log = &cluster.slowlog;
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("get", 2) => log.get(None),
+        ("get", 3) => match std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            Some(-1) => log.get(Some(usize::MAX)),
+            Some(n) if n >= 0 => log.get(Some(n as usize)),
+            Some(_) => wire::error("ERR count should be greater than or equal to -1"),
+            None => wire::error("ERR value is not an integer or out of range"),
+        },
+        ("len", 2) => Frame::Integer(log.len() as i64),
+        ("reset", 2) => {
+            log.reset();
+            wire::ok()
+        }
+        ("help", 2) => Frame::Array(
+            SLOWLOG_HELP
+                .iter()
+                .map(|line| Frame::Simple(Bytes::from_static(line.as_bytes())))
+                .collect(),
+        ),
+        ("get" | "len" | "reset" | "help", _) => wire::error(format!(
+            "ERR wrong number of arguments for 'slowlog|{sub}' command"
+        )),
+        _ => wire::error(format!(
+            "ERR unknown subcommand '{}'. Try SLOWLOG HELP.",
+            String::from_utf8_lossy(&args[1])
+        )),
+    }
+}
+
+const SLOWLOG_HELP: &[&str] = &[
+    "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET [<count>]",
+    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+    "    Entries are made of:",
+    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+    "    client name",
+    "LEN",
+    "    Return the length of the slowlog.",
+    "RESET",
+    "    Reset the slowlog.",
+    "HELP",
+    "    Print this help.",
+];
 
 fn select(db: &Bytes) -> Frame {
     match std::str::from_utf8(db)

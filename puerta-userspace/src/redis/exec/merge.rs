@@ -8,31 +8,73 @@ use crate::redis::resp::Frame;
 /// `replies` (one per node or part, in the order sent) merged by `merge`. `Merge::Values` needs the
 /// key positions of a split and is done by [`crate::redis::exec::multikey::merge`].
 pub fn combine(merge: Merge, replies: Vec<Frame>) -> Frame {
+    if merge == Merge::AnyOk {
+        return any_ok(replies);
+    }
     if let Some(e) = first_error(&replies) {
         return e;
     }
     match merge {
-        Merge::AllOk => replies.into_iter().next().unwrap_or_else(wire::ok),
-        Merge::Sum => Frame::Integer(
-            replies
-                .iter()
-                .map(|r| match r {
-                    Frame::Integer(n) => *n,
-                    _ => 0,
-                })
-                .sum(),
-        ),
-        Merge::Concat => {
-            let mut all = Vec::new();
-            for r in replies {
-                if let Frame::Array(items) = r {
-                    all.extend(items);
-                }
-            }
-            Frame::Array(all)
-        }
+        Merge::AllOk | Merge::AnyOk => replies.into_iter().next().unwrap_or_else(wire::ok),
+        Merge::Sum => sum(&replies),
+        Merge::Concat => concat(replies),
+        Merge::AllOf => all_of(replies),
+        Merge::Each => match replies.first() {
+            Some(Frame::Integer(_)) => sum(&replies),
+            Some(Frame::Array(_)) => concat(replies),
+            _ => replies.into_iter().next().unwrap_or_else(wire::ok),
+        },
         Merge::Values => wire::error("ERR Puerta: values cannot be merged without their keys"),
     }
+}
+
+fn sum(replies: &[Frame]) -> Frame {
+    Frame::Integer(
+        replies
+            .iter()
+            .map(|r| match r {
+                Frame::Integer(n) => *n,
+                _ => 0,
+            })
+            .sum(),
+    )
+}
+
+fn concat(replies: Vec<Frame>) -> Frame {
+    let mut all = Vec::new();
+    for r in replies {
+        if let Frame::Array(items) = r {
+            all.extend(items);
+        }
+    }
+    Frame::Array(all)
+}
+
+fn all_of(replies: Vec<Frame>) -> Frame {
+    let mut replies = replies.into_iter();
+    let Some(Frame::Array(mut all)) = replies.next() else {
+        return wire::error("ERR Puerta: expected an array from every node");
+    };
+    for reply in replies {
+        let Frame::Array(items) = reply else {
+            return wire::error("ERR Puerta: expected an array from every node");
+        };
+        for (have, item) in all.iter_mut().zip(items) {
+            if item != Frame::Integer(1) {
+                *have = Frame::Integer(0);
+            }
+        }
+    }
+    Frame::Array(all)
+}
+
+fn any_ok(replies: Vec<Frame>) -> Frame {
+    let first = replies.first().cloned();
+    replies
+        .into_iter()
+        .find(|r| !matches!(r, Frame::Error(_)))
+        .or(first)
+        .unwrap_or_else(wire::ok)
 }
 
 /// The first error among `replies`, if any.
@@ -68,5 +110,36 @@ mod tests {
         );
         let sha = wire::bulk("e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
         assert_eq!(combine(Merge::AllOk, vec![sha.clone(), sha.clone()]), sha);
+    }
+
+    #[test]
+    fn admin_merges() {
+        let ints = |v: &[i64]| Frame::Array(v.iter().map(|&n| Frame::Integer(n)).collect());
+        assert_eq!(
+            combine(Merge::AllOf, vec![ints(&[1, 1, 0]), ints(&[1, 0, 1])]),
+            ints(&[1, 0, 0])
+        );
+        let busy = wire::error("NOTBUSY No scripts in execution right now.");
+        assert_eq!(
+            combine(Merge::AnyOk, vec![busy.clone(), wire::ok()]),
+            wire::ok()
+        );
+        assert_eq!(
+            combine(Merge::AnyOk, vec![busy.clone(), busy.clone()]),
+            busy
+        );
+        assert_eq!(
+            combine(Merge::Each, vec![Frame::Integer(1), Frame::Integer(2)]),
+            Frame::Integer(3)
+        );
+        assert_eq!(
+            combine(Merge::Each, vec![ints(&[1]), ints(&[2])]),
+            ints(&[1, 2])
+        );
+        let text = wire::bulk("node report");
+        assert_eq!(
+            combine(Merge::Each, vec![text.clone(), wire::bulk("x")]),
+            text
+        );
     }
 }

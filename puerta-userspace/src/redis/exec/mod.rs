@@ -1,6 +1,7 @@
 //! What happens to a command: answered by the proxy, queued in a transaction, sent to every master and
 //! merged, split per slot and merged, or routed to one node; and the reply that results.
 
+pub mod admin;
 pub mod answer;
 pub mod broadcast;
 pub mod client;
@@ -9,6 +10,7 @@ pub mod info;
 pub mod local;
 pub mod merge;
 pub mod multikey;
+pub mod proxy_config;
 pub mod pubsub;
 pub mod scan;
 pub mod subscriptions;

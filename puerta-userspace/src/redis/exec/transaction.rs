@@ -15,6 +15,7 @@ use crate::redis::cluster::retry::{node_for, Retry, Target};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local, Step};
 use crate::redis::command::Command;
+use crate::redis::exec::admin;
 use crate::redis::exec::dispatch::{later, Reply};
 use crate::redis::node::backend::{
     frame_result, BackendConn, BackendError, NodeResult, ReplyResult,
@@ -224,10 +225,13 @@ fn queueable(kind: Kind, cmd: &Command) -> Result<(), Frame> {
     match kind {
         Kind::Keyed | Kind::Split(_) | Kind::AnyMaster => Ok(()),
         Kind::Local(Local::Ping | Local::Echo) => Ok(()),
-        Kind::Config if matches!(cmd.arg_upper(1).as_deref(), Some("GET" | "HELP")) => Ok(()),
+        Kind::Admin if admin::one_node(cmd) => Ok(()),
         Kind::Unsupported(why) => refused(why),
         Kind::Subscription(_) => refused("a transaction cannot subscribe"),
-        Kind::Local(_) | Kind::Config | Kind::Scan | Kind::Info => {
+        Kind::Admin => {
+            refused("it goes to several nodes, or is not served; a transaction runs on one")
+        }
+        Kind::Local(_) | Kind::Scan | Kind::Info => {
             refused("the proxy answers it itself, outside transactions")
         }
         Kind::FanOut(_) => refused("it must run on every master, a transaction runs on one"),

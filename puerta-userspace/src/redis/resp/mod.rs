@@ -159,6 +159,16 @@ pub fn parse_command_args(
     decode::command(buf, limits, &mut Default::default())
 }
 
+/// The arguments of a command's wire form (a multibulk the proxy has parsed before, or built).
+/// Copies: for the slow paths that look at a command after it was sent (the slow log).
+pub fn command_words(wire: &Bytes) -> Vec<Bytes> {
+    let mut buf = BytesMut::from(&wire[..]);
+    match parse_command_args(&mut buf, &Limits::default()) {
+        Ok(Some(raw)) => raw.args,
+        _ => Vec::new(),
+    }
+}
+
 /// One client command as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawCommand {

@@ -11,27 +11,33 @@ async fn replies_leave_in_request_order() {
     let (tx, rx) = mpsc::channel(16);
     let (progress, completed) = watch::channel(0u64);
     let (_pushes, push_rx) = mpsc::channel(1);
-    let writer = tokio::spawn(write_replies(output(server), rx, push_rx, progress));
+    let writer = tokio::spawn(write_replies(
+        output(server),
+        rx,
+        feeds(push_rx),
+        progress,
+        slowlogged(),
+    ));
     let mut senders = Vec::new();
     for _ in 0..5 {
         let (s, r) = oneshot::channel::<Frame>();
         senders.push(s);
         let fut = async move { r.await.unwrap_or(Frame::Null) };
-        tx.send((
+        tx.send(slot(
             Protocol::Resp2,
             Reply::Later(Box::pin(fut.map(Answer::Built))),
         ))
         .await
         .unwrap();
     }
-    tx.send((Protocol::Resp3, Reply::Ready(Frame::Null)))
+    tx.send(slot(Protocol::Resp3, Reply::Ready(Frame::Null)))
         .await
         .unwrap();
     for (i, s) in senders.into_iter().enumerate().rev() {
         s.send(Frame::Integer(i as i64)).unwrap();
         tokio::task::yield_now().await;
     }
-    tx.send((Protocol::Resp2, Reply::Close(wire::ok())))
+    tx.send(slot(Protocol::Resp2, Reply::Close(wire::ok())))
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -50,10 +56,16 @@ async fn pushes_go_between_replies() {
     let (tx, rx) = mpsc::channel(16);
     let (pushes, push_rx) = mpsc::channel(16);
     let (progress, _completed) = watch::channel(0u64);
-    let writer = tokio::spawn(write_replies(output(server), rx, push_rx, progress));
+    let writer = tokio::spawn(write_replies(
+        output(server),
+        rx,
+        feeds(push_rx),
+        progress,
+        slowlogged(),
+    ));
     let (slow, slow_rx) = oneshot::channel::<Frame>();
     let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
-    tx.send((
+    tx.send(slot(
         Protocol::Resp3,
         Reply::Later(Box::pin(fut.map(Answer::Built))),
     ))
@@ -70,7 +82,7 @@ async fn pushes_go_between_replies() {
     slow.send(Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)]))
         .unwrap();
     tokio::task::yield_now().await;
-    tx.send((Protocol::Resp3, Reply::Close(wire::ok())))
+    tx.send(slot(Protocol::Resp3, Reply::Close(wire::ok())))
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -88,4 +100,27 @@ async fn pushes_go_between_replies() {
 
 fn output<W: AsyncWrite + Unpin>(write: W) -> Output<W> {
     Output::new(write, OutputBudget::new(None, 1, None))
+}
+
+fn slot(protocol: Protocol, reply: Reply) -> Slot {
+    Slot {
+        protocol,
+        reply,
+        timed: None,
+    }
+}
+
+fn slowlogged() -> SlowLogged {
+    let cluster = Cluster::new(crate::redis::cluster::refresh::tests::config(1));
+    let client = crate::redis::client::registry::register(&cluster, None, None)
+        .entry
+        .clone();
+    SlowLogged { cluster, client }
+}
+
+fn feeds(pushes: mpsc::Receiver<Frame>) -> Feeds {
+    Feeds {
+        pushes,
+        monitor: mpsc::channel(1).1,
+    }
 }

@@ -16,8 +16,9 @@ pub enum Kind {
     FanOut(Merge),
     /// Answered by the proxy itself: it describes the connection or the (virtual) server.
     Local(Local),
-    /// `CONFIG GET`/`HELP` from any master; a change is refused, it would reach one node only.
-    Config,
+    /// Cluster administration (CONFIG, DEBUG, SCRIPT, FLUSHALL, ...): where it goes, how the answers
+    /// combine and whether `admin_commands` must be on depend on the subcommand (`admin.rs`).
+    Admin,
     /// SCAN over every master in turn, with a cursor that names the node.
     Scan,
     /// INFO, written by the proxy with the cluster's keyspace.
@@ -41,6 +42,14 @@ pub enum Merge {
     Sum,
     /// Array answers concatenated (KEYS).
     Concat,
+    /// Integer arrays combined position by position: 1 only where every node said 1 (SCRIPT EXISTS).
+    AllOf,
+    /// The first success; an error only if every node failed (SCRIPT KILL: one node runs the
+    /// script, the others are not busy).
+    AnyOk,
+    /// Every node answers for itself (DEBUG, LATENCY, MEMORY): integers added up, arrays
+    /// concatenated, anything else the first node's answer.
+    Each,
 }
 
 /// The commands the proxy answers without a node.
@@ -58,6 +67,10 @@ pub enum Local {
     /// READONLY, READWRITE, ASKING: accepted, they mean nothing through the proxy.
     Accept,
     Reset,
+    /// The proxy's own slow log: latency as its clients see it.
+    Slowlog,
+    /// Every command through the proxy (the session turns the client into a monitor).
+    Monitor,
 }
 
 /// One step of a transaction.

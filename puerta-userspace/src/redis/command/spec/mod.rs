@@ -1,6 +1,7 @@
 //! What the proxy knows about each Redis command: its arity, its read/write/blocking flags, which
 //! arguments are keys, and how the proxy serves it (its [`Kind`]).
 
+mod admin;
 mod keys;
 mod kind;
 mod lookup;
@@ -12,6 +13,7 @@ mod tests;
 
 use bytes::Bytes;
 
+pub use admin::{admin_spec, AdminSpec, Reach};
 pub use keys::{blocks, command_slot, for_each_key, key_indices};
 pub use kind::{why, Kind, Local, Merge, Step, Subscription};
 pub use lookup::lookup;

@@ -6,7 +6,8 @@
 //!   ZINTERSTORE/ZUNIONSTORE (destination at 1, count at 2).
 //! - `Streams`: XREAD, XREADGROUP.
 //! - Key at 2 behind a subcommand: OBJECT, MEMORY (USAGE), XGROUP, XINFO; their key-less forms (HELP,
-//!   MEMORY STATS) yield no key and go to any node.
+//!   MEMORY STATS) yield no key.
+//! - `Admin` commands are served by subcommand, from the table in `admin.rs`.
 //! - SORT/SORT_RO/GEORADIUS/GEORADIUSBYMEMBER report only their first key: a `STORE`/`BY`/`GET` key
 //!   in another slot is still refused by the node itself (CROSSSLOT), exactly as in a real cluster.
 //! - Server/admin commands whose answer would be one node's (or that would act on one node only) are
@@ -15,7 +16,7 @@
 
 use super::flag::*;
 use super::kind::Kind::{
-    AnyMaster, Config, FanOut, Info, Keyed, Local, Scan, Split, Subscription, Transaction,
+    Admin, AnyMaster, FanOut, Info, Keyed, Local, Scan, Split, Subscription, Transaction,
     Unsupported,
 };
 use super::kind::{why, Local as L, Merge, Step, Subscription as Sub};
@@ -76,8 +77,8 @@ pub(super) const TABLE: &[CommandSpec] = &[
     cmd("append", 3, WRITE, Single { pos: 1 }),
     with("asking", 1, 0, KEYLESS, Local(L::Accept)),
     with("auth", -2, 0, KEYLESS, Local(L::Auth)),
-    with("bgrewriteaof", 1, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
-    with("bgsave", -1, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
+    with("bgrewriteaof", 1, 0, KEYLESS, Admin),
+    with("bgsave", -1, 0, KEYLESS, Admin),
     cmd("bitcount", -2, READONLY, Single { pos: 1 }),
     cmd("bitfield", -2, WRITE, Single { pos: 1 }),
     cmd("bitfield_ro", -2, READONLY, Single { pos: 1 }),
@@ -94,10 +95,10 @@ pub(super) const TABLE: &[CommandSpec] = &[
     with("client", -2, 0, KEYLESS, Local(L::Client)),
     with("cluster", -2, 0, KEYLESS, Local(L::Cluster)),
     with("command", -1, 0, KEYLESS, AnyMaster),
-    with("config", -2, 0, KEYLESS, Config),
+    with("config", -2, 0, KEYLESS, Admin),
     cmd("copy", -3, WRITE, Range { first: 1, last: 2, step: 1 }),
     with("dbsize", 1, READONLY, KEYLESS, FanOut(Merge::Sum)),
-    with("debug", -2, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
+    with("debug", -2, 0, KEYLESS, Admin),
     cmd("decr", 2, WRITE, Single { pos: 1 }),
     cmd("decrby", 3, WRITE, Single { pos: 1 }),
     with("del", -2, WRITE, Range { first: 1, last: -1, step: 1 }, Split(Merge::Sum)),
@@ -116,9 +117,9 @@ pub(super) const TABLE: &[CommandSpec] = &[
     with("failover", -1, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
     cmd("fcall", -3, 0, NumKeys { numkeys_pos: 2, first: 2 }),
     cmd("fcall_ro", -3, READONLY, NumKeys { numkeys_pos: 2, first: 2 }),
-    with("flushall", -1, WRITE, KEYLESS, FanOut(Merge::AllOk)),
-    with("flushdb", -1, WRITE, KEYLESS, FanOut(Merge::AllOk)),
-    with("function", -2, 0, KEYLESS, FanOut(Merge::AllOk)),
+    with("flushall", -1, WRITE, KEYLESS, Admin),
+    with("flushdb", -1, WRITE, KEYLESS, Admin),
+    with("function", -2, 0, KEYLESS, Admin),
     cmd("geoadd", -5, WRITE, Single { pos: 1 }),
     cmd("geodist", -4, READONLY, Single { pos: 1 }),
     cmd("geohash", -2, READONLY, Single { pos: 1 }),
@@ -158,7 +159,7 @@ pub(super) const TABLE: &[CommandSpec] = &[
     with("info", -1, 0, KEYLESS, Info),
     with("keys", 2, READONLY, KEYLESS, FanOut(Merge::Concat)),
     with("lastsave", 1, 0, KEYLESS, Unsupported(why::PER_NODE)),
-    with("latency", -2, 0, KEYLESS, Unsupported(why::PER_NODE)),
+    with("latency", -2, 0, KEYLESS, Admin),
     cmd("lcs", -3, READONLY, Range { first: 1, last: 2, step: 1 }),
     cmd("lindex", 3, READONLY, Single { pos: 1 }),
     cmd("linsert", 5, WRITE, Single { pos: 1 }),
@@ -174,11 +175,11 @@ pub(super) const TABLE: &[CommandSpec] = &[
     cmd("lrem", 4, WRITE, Single { pos: 1 }),
     cmd("lset", 4, WRITE, Single { pos: 1 }),
     cmd("ltrim", 4, WRITE, Single { pos: 1 }),
-    cmd("memory", -2, READONLY, Single { pos: 2 }),
+    with("memory", -2, READONLY, Single { pos: 2 }, Admin),
     with("mget", -2, READONLY, Range { first: 1, last: -1, step: 1 }, Split(Merge::Values)),
     with("migrate", -6, WRITE, KEYLESS, Unsupported(why::MIGRATION)),
     with("module", -2, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
-    with("monitor", 1, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
+    with("monitor", 1, 0, KEYLESS, Local(L::Monitor)),
     with("move", 3, WRITE, Single { pos: 1 }, Unsupported(why::ONE_DATABASE)),
     with("mset", -3, WRITE, Range { first: 1, last: -1, step: 2 }, Split(Merge::AllOk)),
     cmd("msetnx", -3, WRITE, Range { first: 1, last: -1, step: 2 }),
@@ -218,10 +219,10 @@ pub(super) const TABLE: &[CommandSpec] = &[
     cmd("rpush", -3, WRITE, Single { pos: 1 }),
     cmd("rpushx", -3, WRITE, Single { pos: 1 }),
     cmd("sadd", -3, WRITE, Single { pos: 1 }),
-    with("save", 1, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
+    with("save", 1, 0, KEYLESS, Admin),
     with("scan", -2, READONLY, KEYLESS, Scan),
     cmd("scard", 2, READONLY, Single { pos: 1 }),
-    with("script", -2, 0, KEYLESS, FanOut(Merge::AllOk)),
+    with("script", -2, 0, KEYLESS, Admin),
     cmd("sdiff", -2, READONLY, Range { first: 1, last: -1, step: 1 }),
     cmd("sdiffstore", -3, WRITE, Range { first: 1, last: -1, step: 1 }),
     with("select", 2, 0, KEYLESS, Local(L::Select)),
@@ -236,7 +237,7 @@ pub(super) const TABLE: &[CommandSpec] = &[
     cmd("sinterstore", -3, WRITE, Range { first: 1, last: -1, step: 1 }),
     cmd("sismember", 3, READONLY, Single { pos: 1 }),
     with("slaveof", 3, 0, KEYLESS, Unsupported(why::NODE_ADMIN)),
-    with("slowlog", -2, 0, KEYLESS, Unsupported(why::PER_NODE)),
+    with("slowlog", -2, 0, KEYLESS, Local(L::Slowlog)),
     cmd("smembers", 2, READONLY, Single { pos: 1 }),
     cmd("smismember", -3, READONLY, Single { pos: 1 }),
     cmd("smove", 4, WRITE, Range { first: 1, last: 2, step: 1 }),

@@ -109,7 +109,8 @@ fn no_keys() {
     assert_eq!(keys("RANDOMKEY"), Ok(vec![]));
     let kind = |name: &str| lookup(name.as_bytes()).unwrap().kind;
     assert_eq!(kind("randomkey"), Kind::AnyMaster);
-    assert_eq!(kind("flushall"), Kind::FanOut(Merge::AllOk));
+    assert_eq!(kind("flushall"), Kind::Admin);
+    assert_eq!(kind("dbsize"), Kind::FanOut(Merge::Sum));
     assert_eq!(kind("cluster"), Kind::Local(Local::Cluster));
     assert_eq!(kind("shutdown"), Kind::Unsupported(why::NODE_ADMIN));
     assert_eq!(kind("exec"), Kind::Transaction(Step::Exec));

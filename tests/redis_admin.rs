@@ -1,0 +1,330 @@
+//! Administration through the proxy: `admin_commands` off (changes refused, reads and script loading
+//! still work on every node) and on (changes reach every node that needs them, failures name the
+//! node), and the proxy's own SLOWLOG and MONITOR for its clients.
+
+use bytes::Bytes;
+use puerta::redis::resp::Frame;
+use puerta_tests::proxied_cluster::ProxiedCluster;
+use puerta_tests::resp_client::RespClient;
+
+/// Keys in the slots of the three masters of a 3-master cluster (slots 3300, 7365, 15495).
+const ONE_KEY_PER_MASTER: [&str; 3] = ["b", "c", "a"];
+
+fn call(client: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
+    let args: Vec<Bytes> = words
+        .iter()
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect();
+    let mut replies = client.pipeline(&[args])?;
+    Ok(replies.pop().unwrap_or(Frame::Null))
+}
+
+fn ok() -> Frame {
+    Frame::Simple("OK".into())
+}
+
+fn error_text(reply: &Frame) -> String {
+    match reply {
+        Frame::Error(e) => String::from_utf8_lossy(e).into_owned(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// The value of one parameter in a `CONFIG GET` reply.
+fn config_value(reply: &Frame) -> Option<Bytes> {
+    match reply {
+        Frame::Array(items) => items.get(1).and_then(|v| v.as_bytes().cloned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn without_admin_commands_changes_are_refused_and_scripts_still_reach_every_master(
+) -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut c = RespClient::connect(env.port())?;
+    for refused in [
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"][..],
+        &["CONFIG", "RESETSTAT"],
+        &["FLUSHALL"],
+        &["FLUSHDB", "ASYNC"],
+        &["SAVE"],
+        &["DEBUG", "SLEEP", "0"],
+        &["DEBUG", "OBJECT", "a"],
+        &["LATENCY", "LATEST"],
+        &["MEMORY", "STATS"],
+        &["SCRIPT", "FLUSH"],
+        &["FUNCTION", "FLUSH"],
+    ] {
+        let text = error_text(&call(&mut c, refused)?);
+        assert!(
+            text.starts_with("ERR Puerta:") && text.contains("admin_commands = true"),
+            "{refused:?}: {text}"
+        );
+    }
+    // Nothing was changed on any node.
+    for port in env.cluster.ports() {
+        let mut node = RespClient::connect(port)?;
+        let policy = call(&mut node, &["CONFIG", "GET", "maxmemory-policy"])?;
+        assert_eq!(
+            config_value(&policy),
+            Some(Bytes::from("noeviction")),
+            "{port}"
+        );
+    }
+    // Reads answer as a node does.
+    let mut node = RespClient::connect(env.cluster.masters()?[0])?;
+    assert_eq!(
+        call(&mut c, &["CONFIG", "GET", "maxmemory"])?,
+        call(&mut node, &["CONFIG", "GET", "maxmemory"])?
+    );
+    assert!(matches!(
+        call(&mut c, &["MEMORY", "HELP"])?,
+        Frame::Array(lines) if !lines.is_empty()
+    ));
+    call(&mut c, &["SET", "a", "v"])?;
+    assert!(matches!(
+        call(&mut c, &["MEMORY", "USAGE", "a"])?,
+        Frame::Integer(n) if n > 0
+    ));
+    // SCRIPT LOAD and FUNCTION LOAD reach every master: EVALSHA and FCALL work on each.
+    let Frame::Bulk(sha) = call(&mut c, &["SCRIPT", "LOAD", "return KEYS[1]"])? else {
+        panic!("SCRIPT LOAD answers the SHA");
+    };
+    let sha = String::from_utf8_lossy(&sha).into_owned();
+    let library = "#!lua name=adminlib\nredis.register_function('echokey', function(keys) return keys[1] end)";
+    assert_eq!(
+        call(&mut c, &["FUNCTION", "LOAD", "REPLACE", library])?,
+        Frame::bulk("adminlib")
+    );
+    for key in ONE_KEY_PER_MASTER {
+        assert_eq!(
+            call(&mut c, &["EVALSHA", &sha, "1", key])?,
+            Frame::bulk(key)
+        );
+        assert_eq!(
+            call(&mut c, &["FCALL", "echokey", "1", key])?,
+            Frame::bulk(key)
+        );
+    }
+    assert_eq!(
+        call(&mut c, &["SCRIPT", "EXISTS", &sha, "0000"])?,
+        Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)])
+    );
+    // The proxy's own settings change without admin_commands, and CONFIG GET shows them.
+    assert_eq!(
+        call(&mut c, &["CONFIG", "SET", "slowlog-max-len", "5"])?,
+        ok()
+    );
+    assert_eq!(
+        config_value(&call(&mut c, &["CONFIG", "GET", "slowlog-max-len"])?),
+        Some(Bytes::from("5"))
+    );
+    // ... but not together with a node setting, and nothing is applied then.
+    let mixed = call(
+        &mut c,
+        &["CONFIG", "SET", "slowlog-max-len", "7", "maxmemory", "1"],
+    )?;
+    assert!(error_text(&mixed).contains("admin_commands"));
+    assert_eq!(
+        config_value(&call(&mut c, &["CONFIG", "GET", "slowlog-max-len"])?),
+        Some(Bytes::from("5"))
+    );
+    Ok(())
+}
+
+#[test]
+fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("admin_commands = true")?;
+    let mut c = RespClient::connect(env.port())?;
+    assert_eq!(
+        call(
+            &mut c,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
+        )?,
+        ok()
+    );
+    // Replicas too, even those CLUSTER SLOTS does not list yet: a replica promoted later must not
+    // differ.
+    for port in env.cluster.ports() {
+        let mut node = RespClient::connect(port)?;
+        let policy = call(&mut node, &["CONFIG", "GET", "maxmemory-policy"])?;
+        assert_eq!(
+            config_value(&policy),
+            Some(Bytes::from("allkeys-lru")),
+            "{port}"
+        );
+    }
+    let nodes = env.cluster.ports().len();
+    let bad = error_text(&call(
+        &mut c,
+        &["CONFIG", "SET", "maxmemory-policy", "bogus"],
+    )?);
+    assert!(
+        bad.starts_with("ERR ") && bad.contains(&format!("0 of {nodes} nodes succeeded")),
+        "{bad}"
+    );
+    for port in env.cluster.ports() {
+        assert!(bad.contains(&format!("127.0.0.1:{port}")), "{bad}");
+    }
+    assert_eq!(call(&mut c, &["CONFIG", "RESETSTAT"])?, ok());
+    // FLUSHALL empties every master.
+    for key in ONE_KEY_PER_MASTER {
+        call(&mut c, &["SET", key, "v"])?;
+    }
+    assert_eq!(call(&mut c, &["DBSIZE"])?, Frame::Integer(3));
+    assert_eq!(call(&mut c, &["FLUSHALL"])?, ok());
+    assert_eq!(call(&mut c, &["DBSIZE"])?, Frame::Integer(0));
+    for port in env.cluster.masters()? {
+        let mut node = RespClient::connect(port)?;
+        assert_eq!(call(&mut node, &["DBSIZE"])?, Frame::Integer(0), "{port}");
+    }
+    // DEBUG by key goes to the key's node; without one, to every node.
+    call(&mut c, &["SET", "a", "v"])?;
+    let Frame::Simple(object) = call(&mut c, &["DEBUG", "OBJECT", "a"])? else {
+        panic!("DEBUG OBJECT answers a status line");
+    };
+    assert!(object.starts_with(b"Value at:"), "{object:?}");
+    assert_eq!(call(&mut c, &["DEBUG", "SLEEP", "0"])?, ok());
+    assert!(matches!(
+        call(&mut c, &["LATENCY", "RESET"])?,
+        Frame::Integer(_)
+    ));
+    assert!(matches!(
+        call(&mut c, &["MEMORY", "STATS"])?,
+        Frame::Array(_)
+    ));
+    assert_eq!(call(&mut c, &["SAVE"])?, ok());
+    // SCRIPT FLUSH reaches every node: the script is gone everywhere.
+    let Frame::Bulk(sha) = call(&mut c, &["SCRIPT", "LOAD", "return 1"])? else {
+        panic!("SCRIPT LOAD answers the SHA");
+    };
+    let sha = String::from_utf8_lossy(&sha).into_owned();
+    assert_eq!(call(&mut c, &["SCRIPT", "FLUSH"])?, ok());
+    assert_eq!(
+        call(&mut c, &["SCRIPT", "EXISTS", &sha])?,
+        Frame::Array(vec![Frame::Integer(0)])
+    );
+    // SCRIPT KILL succeeds if one node had a script to kill; here none had.
+    let text = error_text(&call(&mut c, &["SCRIPT", "KILL"])?);
+    assert!(text.starts_with("NOTBUSY"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn slowlog_shows_commands_slower_than_the_threshold_as_redis_does() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("slowlog_log_slower_than_us = 100000\nslowlog_max_len = 3")?;
+    let mut c = RespClient::connect(env.port())?;
+    assert_eq!(call(&mut c, &["CLIENT", "SETNAME", "slowpoke"])?, ok());
+    // A script that keeps its node busy for 300 ms: it is logged, with its arguments and client.
+    let busy = "local s = redis.call('TIME') \
+        while true do local n = redis.call('TIME') \
+        if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 300000 then return 1 end end";
+    assert_eq!(
+        call(&mut c, &["EVAL", busy, "1", "slowkey"])?,
+        Frame::Integer(1)
+    );
+    let Frame::Array(entries) = call(&mut c, &["SLOWLOG", "GET"])? else {
+        panic!("SLOWLOG GET answers an array");
+    };
+    let slow = entries
+        .iter()
+        .find_map(|entry| match entry {
+            Frame::Array(fields) if fields.get(3).is_some_and(|args| matches!(args, Frame::Array(a) if a.first() == Some(&Frame::bulk("EVAL")))) => Some(fields.clone()),
+            _ => None,
+        })
+        .expect("the EVAL is in the slow log");
+    assert_eq!(slow.len(), 6);
+    assert!(
+        matches!(slow[2], Frame::Integer(us) if us >= 300_000),
+        "{slow:?}"
+    );
+    let Frame::Array(args) = &slow[3] else {
+        unreachable!()
+    };
+    assert_eq!(args[2..], [Frame::bulk("1"), Frame::bulk("slowkey")]);
+    assert!(matches!(&slow[4], Frame::Bulk(addr) if addr.starts_with(b"127.0.0.1:")));
+    assert_eq!(slow[5], Frame::bulk("slowpoke"));
+    assert_eq!(call(&mut c, &["SLOWLOG", "RESET"])?, ok());
+    // Threshold 0 logs everything, up to max_len entries; -1 logs nothing.
+    assert_eq!(
+        call(&mut c, &["CONFIG", "SET", "slowlog-log-slower-than", "0"])?,
+        ok()
+    );
+    for _ in 0..10 {
+        call(&mut c, &["PING"])?;
+    }
+    assert_eq!(call(&mut c, &["SLOWLOG", "LEN"])?, Frame::Integer(3));
+    assert!(matches!(
+        call(&mut c, &["SLOWLOG", "GET", "1"])?,
+        Frame::Array(one) if one.len() == 1
+    ));
+    assert_eq!(
+        call(&mut c, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"])?,
+        ok()
+    );
+    assert_eq!(call(&mut c, &["SLOWLOG", "RESET"])?, ok());
+    call(&mut c, &["PING"])?;
+    assert_eq!(call(&mut c, &["SLOWLOG", "LEN"])?, Frame::Integer(0));
+    let text = error_text(&call(&mut c, &["SLOWLOG", "GET", "-2"])?);
+    assert_eq!(text, "ERR count should be greater than or equal to -1");
+    Ok(())
+}
+
+#[test]
+fn monitor_shows_every_client_command_in_redis_format() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut monitor = RespClient::connect(env.port())?;
+    assert_eq!(call(&mut monitor, &["MONITOR"])?, ok());
+    let mut client = RespClient::connect(env.port())?;
+    call(&mut client, &["SET", "mk", "v w\"x"])?;
+    call(&mut client, &["AUTH", "secret"])?;
+    call(&mut client, &["GET", "mk"])?;
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        match monitor.read_reply()? {
+            Frame::Simple(line) => lines.push(String::from_utf8_lossy(&line).into_owned()),
+            other => panic!("a monitor line, got {other:?}"),
+        }
+    }
+    let shape = |line: &str, args: &str| {
+        let (time, rest) = line.split_once(' ').unwrap_or_default();
+        let (secs, micros) = time.split_once('.').unwrap_or_default();
+        assert!(secs.parse::<u64>().is_ok() && micros.len() == 6, "{line}");
+        assert!(rest.starts_with("[0 127.0.0.1:"), "{line}");
+        assert!(rest.ends_with(args), "{line}");
+    };
+    shape(&lines[0], r#"] "SET" "mk" "v w\"x""#);
+    // AUTH is not shown (its password), as in Redis.
+    shape(&lines[1], r#"] "GET" "mk""#);
+    // A monitor may not touch the keyspace itself, but may PING; RESET ends the feed. Its own
+    // commands are shown to it too, so lines may come before each reply.
+    assert_eq!(
+        reply_of(&mut monitor, &["GET", "mk"])?,
+        Frame::Error("ERR Replica can't interact with the keyspace".into())
+    );
+    assert_eq!(
+        reply_of(&mut monitor, &["PING"])?,
+        Frame::Simple("PONG".into())
+    );
+    let list = call(&mut client, &["CLIENT", "LIST"])?;
+    let list = String::from_utf8_lossy(list.as_bytes().expect("a bulk")).into_owned();
+    assert!(list.lines().any(|l| l.contains("flags=O")), "{list}");
+    assert_eq!(
+        reply_of(&mut monitor, &["RESET"])?,
+        Frame::Simple("RESET".into())
+    );
+    call(&mut client, &["GET", "mk"])?;
+    assert_eq!(call(&mut monitor, &["GET", "mk"])?, Frame::bulk("v w\"x"));
+    Ok(())
+}
+
+/// The reply to `words` on a monitor connection, past the monitor lines that come before it.
+fn reply_of(monitor: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
+    let mut reply = call(monitor, words)?;
+    while matches!(&reply, Frame::Simple(line) if line.contains(&b'[') && line[0].is_ascii_digit())
+    {
+        reply = monitor.read_reply()?;
+    }
+    Ok(reply)
+}
