@@ -44,6 +44,11 @@ pub fn hello(cluster: &Arc<Cluster>, state: &mut ClientState, args: &[Bytes]) ->
     }
     if let Some(protocol) = request.protocol {
         state.set_protocol(protocol);
+        if protocol == Protocol::Resp2 {
+            // RESP2 has no pushes to carry invalidations: tracking ends, as a cache must not trust
+            // a connection that can no longer be told.
+            crate::redis::exec::client_tracking::stop(cluster, state);
+        }
     }
     let (id, protocol) = (state.id, state.protocol());
     let cluster = cluster.clone();

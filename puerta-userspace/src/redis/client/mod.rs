@@ -12,3 +12,4 @@ pub mod pause;
 pub mod registry;
 pub mod session;
 pub mod slowlog;
+pub mod tracking;

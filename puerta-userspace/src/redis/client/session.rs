@@ -5,6 +5,7 @@
 //! RESP3 push frames (pub/sub messages) come through a second channel and are written between
 //! replies, never inside one, so they cannot change the order of replies.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -20,6 +21,7 @@ use crate::redis::client::monitor::{self, Monitoring};
 use crate::redis::client::output::{Charged, Exceeded, OutputBudget};
 use crate::redis::client::registry::Entry;
 use crate::redis::client::slowlog::Timed;
+use crate::redis::client::tracking::{self, Invalidation};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
@@ -61,11 +63,13 @@ pub async fn run(
         id,
         stream.peer_addr().ok(),
     );
+    let budget_exceeded = budget.exceeded();
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
     let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
     let (progress, completed) = watch::channel(0u64);
     let (monitor_lines, monitor_rx) = mpsc::channel(monitor::MAX_LINES);
+    let (invalidations, invalidations_rx) = mpsc::channel(tracking::MAX_PENDING);
     let output = Output::new(write, budget.clone());
     let slowlog = SlowLogged {
         cluster: cluster.clone(),
@@ -74,12 +78,17 @@ pub async fn run(
     let feeds = Feeds {
         pushes: push_rx,
         monitor: monitor_rx,
+        invalidations: invalidations_rx,
+        held: VecDeque::new(),
     };
     let writer = tokio::spawn(write_replies(output, rx, feeds, progress, slowlog));
+    let inflight = InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone());
+    let mut state = ClientState::new(client, &cluster, completed, budget);
+    state.invalidations = Some(invalidations);
     let mut reader = Reader {
-        exceeded: budget.exceeded(),
-        inflight: InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone()),
-        state: ClientState::new(client, &cluster, completed, budget),
+        exceeded: budget_exceeded,
+        inflight,
+        state,
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
@@ -96,6 +105,7 @@ pub async fn run(
         _ = reader.run(shutdown) => {}
         _ = killed.cancelled() => {}
     }
+    reader.cluster.tracking.disable(id);
     drop(reader);
     if killed.is_cancelled() {
         // CLIENT KILL: closed now, like Redis, with nothing more written.
@@ -120,15 +130,27 @@ struct Slot {
     timed: Option<Timed>,
 }
 
-/// What the writer puts between replies: RESP3 pushes, and MONITOR lines.
+/// What the writer puts between replies: RESP3 pushes, MONITOR lines, and cache invalidations.
 struct Feeds {
     pushes: mpsc::Receiver<Frame>,
     monitor: mpsc::Receiver<Charged>,
+    invalidations: mpsc::Receiver<Invalidation>,
+    /// Invalidations waiting for the reply they must follow.
+    held: VecDeque<Invalidation>,
 }
 
 impl Feeds {
     fn is_empty(&self) -> bool {
-        self.pushes.is_empty() && self.monitor.is_empty()
+        self.pushes.is_empty() && self.monitor.is_empty() && self.invalidations.is_empty()
+    }
+
+    /// Writes the invalidations due once `done` replies are written, in order.
+    fn release(&mut self, done: u64, out: &mut BytesMut) {
+        while self.held.front().is_some_and(|i| i.after <= done) {
+            if let Some(due) = self.held.pop_front() {
+                due.frame.encode_in(Protocol::Resp3, out);
+            }
+        }
     }
 }
 
@@ -266,6 +288,7 @@ impl Reader {
                 true => self.cluster.slowlog.start(|| cmd.payload()),
                 false => None,
             };
+            self.track(&cmd);
             let reply = dispatch(&self.cluster, &mut self.state, cmd).await;
             let reply = match self.state.reply_mode.sends() {
                 true => reply,
@@ -274,6 +297,26 @@ impl Reader {
             return self.queue_timed(reply, timed).await;
         };
         self.queue(reply).await
+    }
+
+    /// A tracking client's command is about to be sent: its invalidations from now on follow its
+    /// reply, and the keys it reads are remembered first. `CLIENT CACHING` counts for one command.
+    fn track(&mut self, cmd: &Command) {
+        let caching = self.state.caching.take();
+        let Some(mode) = &self.state.tracking else {
+            return;
+        };
+        let keys: Vec<bytes::Bytes> = match cmd.readonly() && mode.remembers(caching) {
+            true => cmd
+                .key_slots()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(i, _)| cmd.args.get(i).cloned())
+                .collect(),
+            false => Vec::new(),
+        };
+        let at = self.state.order.queued() + 1;
+        self.cluster.tracking.sending(self.state.id, at, &keys);
     }
 
     /// Puts a reply slot in the FIFO.
@@ -429,6 +472,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 continue;
             }
+            Some(invalidation) = feeds.invalidations.recv() => {
+                feeds.held.push_back(invalidation);
+                feeds.release(*progress.borrow(), &mut output.out);
+                if rx.is_empty() && feeds.is_empty() {
+                    output.flush().await?;
+                }
+                continue;
+            }
             Some(line) = feeds.monitor.recv() => {
                 output.out.extend_from_slice(line.bytes());
                 if rx.is_empty() && feeds.is_empty() {
@@ -486,6 +537,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             slowlog.cluster.slowlog.finish(timed, &slowlog.client);
         }
         progress.send_modify(|done| *done += 1);
+        if !feeds.held.is_empty() {
+            feeds.release(*progress.borrow(), &mut output.out);
+        }
         if close {
             // The caller flushes and shuts the socket down.
             return Ok(());

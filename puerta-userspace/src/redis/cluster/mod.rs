@@ -21,6 +21,7 @@ use crate::redis::client::monitor::Monitors;
 use crate::redis::client::pause::Pause;
 use crate::redis::client::registry::Registry;
 use crate::redis::client::slowlog::SlowLog;
+use crate::redis::client::tracking::Tracking;
 use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
@@ -39,6 +40,8 @@ pub struct Cluster {
     pub pause: Pause,
     pub slowlog: SlowLog,
     pub monitors: Arc<Monitors>,
+    /// `CLIENT TRACKING`: who read which key, and the nodes' invalidation feed.
+    pub tracking: Tracking,
     map: RwLock<SlotMap>,
     /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
     /// moved under its commands in flight (see `order`), and drops its cached connections.
@@ -82,6 +85,7 @@ impl Cluster {
             pause: Pause::default(),
             slowlog,
             monitors: Arc::default(),
+            tracking: Tracking::default(),
             map: RwLock::new(SlotMap::default()),
             epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,

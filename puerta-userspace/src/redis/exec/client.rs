@@ -1,6 +1,7 @@
 //! `CLIENT …` as a standalone Redis 7 answers it, about the proxy's own clients: the connection-level
 //! subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO, NO-EVICT, NO-TOUCH) and
-//! LIST, INFO and KILL over the proxy's client registry, REPLY, and PAUSE/UNPAUSE held at the proxy. Subcommands not done yet are refused by name;
+//! LIST, INFO and KILL over the proxy's client registry, REPLY, PAUSE/UNPAUSE held at the proxy, and
+//! the tracking subcommands (`client_tracking`). Subcommands not done yet are refused by name;
 //! subcommands Redis does not know get Redis' own unknown-subcommand error, which clients probing
 //! for newer servers (redis-py's `CLIENT MAINT_NOTIFICATIONS`) expect and ignore.
 
@@ -10,6 +11,7 @@ use crate::redis::client::auth;
 use crate::redis::client::registry::flag;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
+use crate::redis::exec::client_tracking;
 use crate::redis::exec::dispatch::{ClientState, ReplyMode};
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
@@ -57,6 +59,11 @@ pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Fram
         ("KILL", n) if n > 3 => kill(cluster, state, &args[2..]),
         ("SETINFO", 4) => set_info(&args[2]),
         ("NO-EVICT" | "NO-TOUCH", 3) => on_off(&args[2]),
+        ("CACHING", 3) => client_tracking::caching(state, &args[2]),
+        ("GETREDIR", 2) => client_tracking::getredir(state),
+        // With its arguments, served by `client_tracking::tracking`.
+        ("TRACKING", 2) => wire::wrong_arity(b"client|tracking"),
+        ("TRACKINGINFO", 2) => client_tracking::trackinginfo(state),
         (known, _)
             if KNOWN.contains(&known) && arity_of(known).is_some_and(|n| n != args.len()) =>
         {
@@ -80,6 +87,8 @@ fn arity_of(sub: &str) -> Option<usize> {
         "GETNAME" | "ID" | "INFO" => Some(2),
         "REPLY" => Some(3),
         "UNPAUSE" => Some(2),
+        "CACHING" => Some(3),
+        "GETREDIR" | "TRACKINGINFO" => Some(2),
         "SETINFO" => Some(4),
         _ => None,
     }
@@ -480,7 +489,7 @@ mod tests {
             wire::error("ERR wrong number of arguments for 'client|setname' command")
         );
         assert!(
-            matches!(run(&mut s, &["CLIENT", "TRACKING", "on"]), Frame::Error(e) if e.starts_with(b"ERR Puerta"))
+            matches!(run(&mut s, &["CLIENT", "UNBLOCK", "5"]), Frame::Error(e) if e.starts_with(b"ERR Puerta"))
         );
         assert_eq!(run(&mut s, &["CLIENT"]), wire::wrong_arity(b"CLIENT"));
     }

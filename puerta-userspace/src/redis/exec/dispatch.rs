@@ -12,6 +12,7 @@ use crate::redis::client::auth;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
+use crate::redis::client::tracking::{Invalidation, Mode};
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{self, Kind, Local, Merge, Step};
@@ -93,6 +94,12 @@ pub struct ClientState {
     pub budget: Arc<OutputBudget>,
     /// The client's lane connection of each node it talks to.
     pub conns: LaneCache,
+    /// `CLIENT TRACKING ON`: how the client tracks.
+    pub tracking: Option<Mode>,
+    /// `CLIENT CACHING YES|NO`, for the next command only.
+    pub caching: Option<bool>,
+    /// Where the tracking table sends this client's invalidations (its writer).
+    pub invalidations: Option<mpsc::Sender<Invalidation>>,
 }
 
 impl ClientState {
@@ -134,6 +141,9 @@ impl ClientState {
             authed: !auth::required(&cluster.config),
             reply_mode: ReplyMode::On,
             txn: Transaction::default(),
+            tracking: None,
+            caching: None,
+            invalidations: None,
         }
     }
 }

@@ -151,7 +151,8 @@ fn stats_section(cluster: &Cluster, out: &mut String) {
         out,
         "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
          rejected_connections:{}\r\nmoved_redirects:{}\r\nask_redirects:{}\r\n\
-         tryagain_retries:{}\r\nbackend_errors:{}\r\nprotocol_errors:{}\r\n",
+         tryagain_retries:{}\r\nbackend_errors:{}\r\nprotocol_errors:{}\r\n\
+         tracking_total_keys:{}\r\n",
         Stats::get(&s.clients_total),
         Stats::get(&s.commands),
         Stats::get(&s.clients_rejected),
@@ -160,6 +161,7 @@ fn stats_section(cluster: &Cluster, out: &mut String) {
         Stats::get(&s.tryagain),
         Stats::get(&s.backend_errors),
         Stats::get(&s.protocol_errors),
+        cluster.tracking.tracked_keys(),
     );
 }
 
@@ -183,9 +185,10 @@ fn cpu_section(out: &mut String) {
 fn clients_section(cluster: &Cluster, out: &mut String) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n",
         Stats::get(&cluster.stats.clients_connected),
-        cluster.clients.blocked()
+        cluster.clients.blocked(),
+        cluster.tracking.tracking_clients()
     );
 }
 

@@ -42,6 +42,9 @@ pub fn answer(
             Err(e) => e,
         },
         Local::Hello => return crate::redis::client::hello::hello(cluster, state, args),
+        Local::Client if cmd.arg_upper(1).as_deref() == Some("TRACKING") && args.len() >= 3 => {
+            return crate::redis::exec::client_tracking::tracking(cluster, state, cmd)
+        }
         Local::Client => crate::redis::exec::client::client(cluster, state, cmd),
         Local::Cluster => wire::error("ERR This instance has cluster support disabled"),
         Local::Accept => wire::ok(),
@@ -60,6 +63,7 @@ fn reset(cluster: &Cluster, state: &mut ClientState) -> Frame {
     state.client.set_user("default");
     state.authed = !auth::required(&cluster.config);
     state.txn = Transaction::default();
+    crate::redis::exec::client_tracking::stop(cluster, state);
     let flags = client_flag::MULTI | client_flag::PUBSUB;
     state.client.set_flag(flags, false);
     wire::simple("RESET")

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod answer;
 pub mod broadcast;
 pub mod client;
+pub mod client_tracking;
 pub mod dispatch;
 pub mod info;
 pub mod local;

@@ -122,5 +122,7 @@ fn feeds(pushes: mpsc::Receiver<Frame>) -> Feeds {
     Feeds {
         pushes,
         monitor: mpsc::channel(1).1,
+        invalidations: mpsc::channel(1).1,
+        held: VecDeque::new(),
     }
 }

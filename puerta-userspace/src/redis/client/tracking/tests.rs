@@ -1,0 +1,140 @@
+use super::*;
+use crate::redis::client::registry::{register, Registered};
+use crate::redis::cluster::refresh::tests::config;
+use crate::redis::cluster::Cluster;
+
+fn key(k: &str) -> Bytes {
+    Bytes::copy_from_slice(k.as_bytes())
+}
+
+fn client(
+    cluster: &Arc<Cluster>,
+    mode: Mode,
+    at: u64,
+) -> (Registered, mpsc::Receiver<Invalidation>) {
+    let registered = register(cluster, None, None);
+    let (tx, rx) = mpsc::channel(4);
+    cluster.tracking.enable(&registered.entry, mode, tx, at);
+    (registered, rx)
+}
+
+fn keys_of(i: &Invalidation) -> Option<Vec<Bytes>> {
+    match &i.frame {
+        Frame::Push(items) => match &items[1] {
+            Frame::Array(keys) => Some(keys.iter().filter_map(|k| k.as_bytes().cloned()).collect()),
+            _ => None,
+        },
+        other => panic!("not a push: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_reaches_exactly_the_clients_that_read_the_key_once() {
+    let cluster = Cluster::new(config(1));
+    let (a, mut a_rx) = client(&cluster, Mode::default(), 1);
+    let (b, mut b_rx) = client(&cluster, Mode::default(), 1);
+    cluster.tracking.sending(a.entry.id, 2, &[key("k")]);
+    cluster.tracking.sending(b.entry.id, 5, &[key("other")]);
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    let got = a_rx.try_recv().expect("A read k");
+    assert_eq!(keys_of(&got), Some(vec![key("k")]));
+    assert_eq!(got.after, 2, "after the reply of the read");
+    assert!(b_rx.try_recv().is_err(), "B never read k");
+    // Forgotten once invalidated, until read again.
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    assert!(a_rx.try_recv().is_err());
+    assert_eq!(cluster.tracking.tracked_keys(), 1);
+}
+
+#[tokio::test]
+async fn bcast_clients_hear_of_matching_prefixes_without_reading() {
+    let cluster = Cluster::new(config(1));
+    let mode = Mode {
+        bcast: true,
+        prefixes: vec![key("user:")],
+        ..Mode::default()
+    };
+    let (_c, mut rx) = client(&cluster, mode, 1);
+    cluster
+        .tracking
+        .invalidate(Some(vec![key("user:1"), key("order:1")]));
+    assert_eq!(
+        keys_of(&rx.try_recv().expect("prefix matched")),
+        Some(vec![key("user:1")])
+    );
+    cluster.tracking.invalidate(Some(vec![key("order:2")]));
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_flush_reaches_every_client_and_forgets_every_key() {
+    let cluster = Cluster::new(config(1));
+    let (a, mut a_rx) = client(&cluster, Mode::default(), 1);
+    let (_b, mut b_rx) = client(&cluster, Mode::default(), 3);
+    cluster.tracking.sending(a.entry.id, 2, &[key("k")]);
+    cluster.tracking.invalidate(None);
+    assert_eq!(keys_of(&a_rx.try_recv().expect("flush")), None);
+    assert_eq!(b_rx.try_recv().expect("flush").after, 3);
+    assert_eq!(cluster.tracking.tracked_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_take_its_invalidations_is_closed() {
+    let cluster = Cluster::new(config(1));
+    let (a, _rx) = client(&cluster, Mode::default(), 1);
+    for i in 0..5 {
+        let k = key(&format!("k{i}"));
+        cluster
+            .tracking
+            .sending(a.entry.id, 2, std::slice::from_ref(&k));
+        cluster.tracking.invalidate(Some(vec![k]));
+    }
+    assert!(a.entry.killed.is_cancelled(), "its sink holds 4");
+    assert_eq!(cluster.tracking.tracking_clients(), 0);
+}
+
+#[tokio::test]
+async fn the_last_client_leaving_stops_the_feed() {
+    let cluster = Cluster::new(config(1));
+    let first = register(&cluster, None, None);
+    let (tx, _rx) = mpsc::channel(4);
+    let feed = cluster
+        .tracking
+        .enable(&first.entry, Mode::default(), tx.clone(), 1)
+        .expect("the first client starts the feed");
+    let second = register(&cluster, None, None);
+    assert!(cluster
+        .tracking
+        .enable(&second.entry, Mode::default(), tx, 1)
+        .is_none());
+    cluster.tracking.disable(first.entry.id);
+    assert!(!feed.is_cancelled());
+    cluster.tracking.disable(second.entry.id);
+    assert!(feed.is_cancelled());
+}
+
+#[test]
+fn remembered_keys_are_bounded_and_stale_order_entries_do_not_pile_up() {
+    let mut table = Table::default();
+    let (tx, _rx) = mpsc::channel(1);
+    let cluster = Cluster::new(config(1));
+    let entry = register(&cluster, None, None);
+    table.clients.insert(
+        1,
+        Tracker {
+            mode: Mode::default(),
+            sink: tx,
+            entry: entry.entry.clone(),
+            latest: 0,
+        },
+    );
+    // Read, invalidated, read again: the order queue is compacted, not grown per read.
+    for _ in 0..10_000 {
+        table.remember(1, &key("k"));
+        if let Some(readers) = table.keys.remove(&key("k")) {
+            table.key_bytes -= 1;
+            drop(readers);
+        }
+    }
+    assert!(table.order.len() <= 1025, "{}", table.order.len());
+}
