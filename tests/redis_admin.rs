@@ -5,19 +5,8 @@
 use bytes::Bytes;
 use puerta::redis::resp::Frame;
 use puerta_tests::proxied_cluster::ProxiedCluster;
+use puerta_tests::redis_cluster::ONE_KEY_PER_MASTER;
 use puerta_tests::resp_client::RespClient;
-
-/// Keys in the slots of the three masters of a 3-master cluster (slots 3300, 7365, 15495).
-const ONE_KEY_PER_MASTER: [&str; 3] = ["b", "c", "a"];
-
-fn call(client: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
-    let args: Vec<Bytes> = words
-        .iter()
-        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-        .collect();
-    let mut replies = client.pipeline(&[args])?;
-    Ok(replies.pop().unwrap_or(Frame::Null))
-}
 
 fn ok() -> Frame {
     Frame::Simple("OK".into())
@@ -56,7 +45,7 @@ fn without_admin_commands_changes_are_refused_and_scripts_still_reach_every_mast
         &["SCRIPT", "FLUSH"],
         &["FUNCTION", "FLUSH"],
     ] {
-        let text = error_text(&call(&mut c, refused)?);
+        let text = error_text(&c.command(refused)?);
         assert!(
             text.starts_with("ERR Puerta:") && text.contains("admin_commands = true"),
             "{refused:?}: {text}"
@@ -65,7 +54,7 @@ fn without_admin_commands_changes_are_refused_and_scripts_still_reach_every_mast
     // Nothing was changed on any node.
     for port in env.cluster.ports() {
         let mut node = RespClient::connect(port)?;
-        let policy = call(&mut node, &["CONFIG", "GET", "maxmemory-policy"])?;
+        let policy = node.command(&["CONFIG", "GET", "maxmemory-policy"])?;
         assert_eq!(
             config_value(&policy),
             Some(Bytes::from("noeviction")),
@@ -75,59 +64,50 @@ fn without_admin_commands_changes_are_refused_and_scripts_still_reach_every_mast
     // Reads answer as a node does.
     let mut node = RespClient::connect(env.cluster.masters()?[0])?;
     assert_eq!(
-        call(&mut c, &["CONFIG", "GET", "maxmemory"])?,
-        call(&mut node, &["CONFIG", "GET", "maxmemory"])?
+        c.command(&["CONFIG", "GET", "maxmemory"])?,
+        node.command(&["CONFIG", "GET", "maxmemory"])?
     );
     assert!(matches!(
-        call(&mut c, &["MEMORY", "HELP"])?,
+        c.command(&["MEMORY", "HELP"])?,
         Frame::Array(lines) if !lines.is_empty()
     ));
-    call(&mut c, &["SET", "a", "v"])?;
+    c.command(&["SET", "a", "v"])?;
     assert!(matches!(
-        call(&mut c, &["MEMORY", "USAGE", "a"])?,
+        c.command(&["MEMORY", "USAGE", "a"])?,
         Frame::Integer(n) if n > 0
     ));
     // SCRIPT LOAD and FUNCTION LOAD reach every master: EVALSHA and FCALL work on each.
-    let Frame::Bulk(sha) = call(&mut c, &["SCRIPT", "LOAD", "return KEYS[1]"])? else {
+    let Frame::Bulk(sha) = c.command(&["SCRIPT", "LOAD", "return KEYS[1]"])? else {
         panic!("SCRIPT LOAD answers the SHA");
     };
     let sha = String::from_utf8_lossy(&sha).into_owned();
     let library = "#!lua name=adminlib\nredis.register_function('echokey', function(keys) return keys[1] end)";
     assert_eq!(
-        call(&mut c, &["FUNCTION", "LOAD", "REPLACE", library])?,
+        c.command(&["FUNCTION", "LOAD", "REPLACE", library])?,
         Frame::bulk("adminlib")
     );
     for key in ONE_KEY_PER_MASTER {
+        assert_eq!(c.command(&["EVALSHA", &sha, "1", key])?, Frame::bulk(key));
         assert_eq!(
-            call(&mut c, &["EVALSHA", &sha, "1", key])?,
-            Frame::bulk(key)
-        );
-        assert_eq!(
-            call(&mut c, &["FCALL", "echokey", "1", key])?,
+            c.command(&["FCALL", "echokey", "1", key])?,
             Frame::bulk(key)
         );
     }
     assert_eq!(
-        call(&mut c, &["SCRIPT", "EXISTS", &sha, "0000"])?,
+        c.command(&["SCRIPT", "EXISTS", &sha, "0000"])?,
         Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)])
     );
     // The proxy's own settings change without admin_commands, and CONFIG GET shows them.
+    assert_eq!(c.command(&["CONFIG", "SET", "slowlog-max-len", "5"])?, ok());
     assert_eq!(
-        call(&mut c, &["CONFIG", "SET", "slowlog-max-len", "5"])?,
-        ok()
-    );
-    assert_eq!(
-        config_value(&call(&mut c, &["CONFIG", "GET", "slowlog-max-len"])?),
+        config_value(&c.command(&["CONFIG", "GET", "slowlog-max-len"])?),
         Some(Bytes::from("5"))
     );
     // ... but not together with a node setting, and nothing is applied then.
-    let mixed = call(
-        &mut c,
-        &["CONFIG", "SET", "slowlog-max-len", "7", "maxmemory", "1"],
-    )?;
+    let mixed = c.command(&["CONFIG", "SET", "slowlog-max-len", "7", "maxmemory", "1"])?;
     assert!(error_text(&mixed).contains("admin_commands"));
     assert_eq!(
-        config_value(&call(&mut c, &["CONFIG", "GET", "slowlog-max-len"])?),
+        config_value(&c.command(&["CONFIG", "GET", "slowlog-max-len"])?),
         Some(Bytes::from("5"))
     );
     Ok(())
@@ -138,17 +118,14 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
     let env = ProxiedCluster::start("admin_commands = true")?;
     let mut c = RespClient::connect(env.port())?;
     assert_eq!(
-        call(
-            &mut c,
-            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
-        )?,
+        c.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])?,
         ok()
     );
     // Replicas too, even those CLUSTER SLOTS does not list yet: a replica promoted later must not
     // differ.
     for port in env.cluster.ports() {
         let mut node = RespClient::connect(port)?;
-        let policy = call(&mut node, &["CONFIG", "GET", "maxmemory-policy"])?;
+        let policy = node.command(&["CONFIG", "GET", "maxmemory-policy"])?;
         assert_eq!(
             config_value(&policy),
             Some(Bytes::from("allkeys-lru")),
@@ -156,10 +133,7 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
         );
     }
     let nodes = env.cluster.ports().len();
-    let bad = error_text(&call(
-        &mut c,
-        &["CONFIG", "SET", "maxmemory-policy", "bogus"],
-    )?);
+    let bad = error_text(&c.command(&["CONFIG", "SET", "maxmemory-policy", "bogus"])?);
     assert!(
         bad.starts_with("ERR ") && bad.contains(&format!("0 of {nodes} nodes succeeded")),
         "{bad}"
@@ -167,46 +141,43 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
     for port in env.cluster.ports() {
         assert!(bad.contains(&format!("127.0.0.1:{port}")), "{bad}");
     }
-    assert_eq!(call(&mut c, &["CONFIG", "RESETSTAT"])?, ok());
+    assert_eq!(c.command(&["CONFIG", "RESETSTAT"])?, ok());
     // FLUSHALL empties every master.
     for key in ONE_KEY_PER_MASTER {
-        call(&mut c, &["SET", key, "v"])?;
+        c.command(&["SET", key, "v"])?;
     }
-    assert_eq!(call(&mut c, &["DBSIZE"])?, Frame::Integer(3));
-    assert_eq!(call(&mut c, &["FLUSHALL"])?, ok());
-    assert_eq!(call(&mut c, &["DBSIZE"])?, Frame::Integer(0));
+    assert_eq!(c.command(&["DBSIZE"])?, Frame::Integer(3));
+    assert_eq!(c.command(&["FLUSHALL"])?, ok());
+    assert_eq!(c.command(&["DBSIZE"])?, Frame::Integer(0));
     for port in env.cluster.masters()? {
         let mut node = RespClient::connect(port)?;
-        assert_eq!(call(&mut node, &["DBSIZE"])?, Frame::Integer(0), "{port}");
+        assert_eq!(node.command(&["DBSIZE"])?, Frame::Integer(0), "{port}");
     }
     // DEBUG by key goes to the key's node; without one, to every node.
-    call(&mut c, &["SET", "a", "v"])?;
-    let Frame::Simple(object) = call(&mut c, &["DEBUG", "OBJECT", "a"])? else {
+    c.command(&["SET", "a", "v"])?;
+    let Frame::Simple(object) = c.command(&["DEBUG", "OBJECT", "a"])? else {
         panic!("DEBUG OBJECT answers a status line");
     };
     assert!(object.starts_with(b"Value at:"), "{object:?}");
-    assert_eq!(call(&mut c, &["DEBUG", "SLEEP", "0"])?, ok());
+    assert_eq!(c.command(&["DEBUG", "SLEEP", "0"])?, ok());
     assert!(matches!(
-        call(&mut c, &["LATENCY", "RESET"])?,
+        c.command(&["LATENCY", "RESET"])?,
         Frame::Integer(_)
     ));
-    assert!(matches!(
-        call(&mut c, &["MEMORY", "STATS"])?,
-        Frame::Array(_)
-    ));
-    assert_eq!(call(&mut c, &["SAVE"])?, ok());
+    assert!(matches!(c.command(&["MEMORY", "STATS"])?, Frame::Array(_)));
+    assert_eq!(c.command(&["SAVE"])?, ok());
     // SCRIPT FLUSH reaches every node: the script is gone everywhere.
-    let Frame::Bulk(sha) = call(&mut c, &["SCRIPT", "LOAD", "return 1"])? else {
+    let Frame::Bulk(sha) = c.command(&["SCRIPT", "LOAD", "return 1"])? else {
         panic!("SCRIPT LOAD answers the SHA");
     };
     let sha = String::from_utf8_lossy(&sha).into_owned();
-    assert_eq!(call(&mut c, &["SCRIPT", "FLUSH"])?, ok());
+    assert_eq!(c.command(&["SCRIPT", "FLUSH"])?, ok());
     assert_eq!(
-        call(&mut c, &["SCRIPT", "EXISTS", &sha])?,
+        c.command(&["SCRIPT", "EXISTS", &sha])?,
         Frame::Array(vec![Frame::Integer(0)])
     );
     // SCRIPT KILL succeeds if one node had a script to kill; here none had.
-    let text = error_text(&call(&mut c, &["SCRIPT", "KILL"])?);
+    let text = error_text(&c.command(&["SCRIPT", "KILL"])?);
     assert!(text.starts_with("NOTBUSY"), "{text}");
     Ok(())
 }
@@ -215,16 +186,16 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
 fn slowlog_shows_commands_slower_than_the_threshold_as_redis_does() -> anyhow::Result<()> {
     let env = ProxiedCluster::start("slowlog_log_slower_than_us = 100000\nslowlog_max_len = 3")?;
     let mut c = RespClient::connect(env.port())?;
-    assert_eq!(call(&mut c, &["CLIENT", "SETNAME", "slowpoke"])?, ok());
+    assert_eq!(c.command(&["CLIENT", "SETNAME", "slowpoke"])?, ok());
     // A script that keeps its node busy for 300 ms: it is logged, with its arguments and client.
     let busy = "local s = redis.call('TIME') \
         while true do local n = redis.call('TIME') \
         if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 300000 then return 1 end end";
     assert_eq!(
-        call(&mut c, &["EVAL", busy, "1", "slowkey"])?,
+        c.command(&["EVAL", busy, "1", "slowkey"])?,
         Frame::Integer(1)
     );
-    let Frame::Array(entries) = call(&mut c, &["SLOWLOG", "GET"])? else {
+    let Frame::Array(entries) = c.command(&["SLOWLOG", "GET"])? else {
         panic!("SLOWLOG GET answers an array");
     };
     let slow = entries
@@ -245,28 +216,28 @@ fn slowlog_shows_commands_slower_than_the_threshold_as_redis_does() -> anyhow::R
     assert_eq!(args[2..], [Frame::bulk("1"), Frame::bulk("slowkey")]);
     assert!(matches!(&slow[4], Frame::Bulk(addr) if addr.starts_with(b"127.0.0.1:")));
     assert_eq!(slow[5], Frame::bulk("slowpoke"));
-    assert_eq!(call(&mut c, &["SLOWLOG", "RESET"])?, ok());
+    assert_eq!(c.command(&["SLOWLOG", "RESET"])?, ok());
     // Threshold 0 logs everything, up to max_len entries; -1 logs nothing.
     assert_eq!(
-        call(&mut c, &["CONFIG", "SET", "slowlog-log-slower-than", "0"])?,
+        c.command(&["CONFIG", "SET", "slowlog-log-slower-than", "0"])?,
         ok()
     );
     for _ in 0..10 {
-        call(&mut c, &["PING"])?;
+        c.command(&["PING"])?;
     }
-    assert_eq!(call(&mut c, &["SLOWLOG", "LEN"])?, Frame::Integer(3));
+    assert_eq!(c.command(&["SLOWLOG", "LEN"])?, Frame::Integer(3));
     assert!(matches!(
-        call(&mut c, &["SLOWLOG", "GET", "1"])?,
+        c.command(&["SLOWLOG", "GET", "1"])?,
         Frame::Array(one) if one.len() == 1
     ));
     assert_eq!(
-        call(&mut c, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"])?,
+        c.command(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"])?,
         ok()
     );
-    assert_eq!(call(&mut c, &["SLOWLOG", "RESET"])?, ok());
-    call(&mut c, &["PING"])?;
-    assert_eq!(call(&mut c, &["SLOWLOG", "LEN"])?, Frame::Integer(0));
-    let text = error_text(&call(&mut c, &["SLOWLOG", "GET", "-2"])?);
+    assert_eq!(c.command(&["SLOWLOG", "RESET"])?, ok());
+    c.command(&["PING"])?;
+    assert_eq!(c.command(&["SLOWLOG", "LEN"])?, Frame::Integer(0));
+    let text = error_text(&c.command(&["SLOWLOG", "GET", "-2"])?);
     assert_eq!(text, "ERR count should be greater than or equal to -1");
     Ok(())
 }
@@ -275,11 +246,11 @@ fn slowlog_shows_commands_slower_than_the_threshold_as_redis_does() -> anyhow::R
 fn monitor_shows_every_client_command_in_redis_format() -> anyhow::Result<()> {
     let env = ProxiedCluster::start("")?;
     let mut monitor = RespClient::connect(env.port())?;
-    assert_eq!(call(&mut monitor, &["MONITOR"])?, ok());
+    assert_eq!(monitor.command(&["MONITOR"])?, ok());
     let mut client = RespClient::connect(env.port())?;
-    call(&mut client, &["SET", "mk", "v w\"x"])?;
-    call(&mut client, &["AUTH", "secret"])?;
-    call(&mut client, &["GET", "mk"])?;
+    client.command(&["SET", "mk", "v w\"x"])?;
+    client.command(&["AUTH", "secret"])?;
+    client.command(&["GET", "mk"])?;
     let mut lines = Vec::new();
     while lines.len() < 2 {
         match monitor.read_reply()? {
@@ -307,21 +278,21 @@ fn monitor_shows_every_client_command_in_redis_format() -> anyhow::Result<()> {
         reply_of(&mut monitor, &["PING"])?,
         Frame::Simple("PONG".into())
     );
-    let list = call(&mut client, &["CLIENT", "LIST"])?;
+    let list = client.command(&["CLIENT", "LIST"])?;
     let list = String::from_utf8_lossy(list.as_bytes().expect("a bulk")).into_owned();
     assert!(list.lines().any(|l| l.contains("flags=O")), "{list}");
     assert_eq!(
         reply_of(&mut monitor, &["RESET"])?,
         Frame::Simple("RESET".into())
     );
-    call(&mut client, &["GET", "mk"])?;
-    assert_eq!(call(&mut monitor, &["GET", "mk"])?, Frame::bulk("v w\"x"));
+    client.command(&["GET", "mk"])?;
+    assert_eq!(monitor.command(&["GET", "mk"])?, Frame::bulk("v w\"x"));
     Ok(())
 }
 
 /// The reply to `words` on a monitor connection, past the monitor lines that come before it.
 fn reply_of(monitor: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
-    let mut reply = call(monitor, words)?;
+    let mut reply = monitor.command(words)?;
     while matches!(&reply, Frame::Simple(line) if line.contains(&b'[') && line[0].is_ascii_digit())
     {
         reply = monitor.read_reply()?;

@@ -3,22 +3,10 @@
 //! CACHING YES`, a node's FLUSHALL flushes every cache, and redis-py 8's `cache_config` and node-redis's
 //! `clientSideCache` stay coherent when another client writes.
 
-use bytes::Bytes;
 use puerta::redis::resp::Frame;
 use puerta_tests::proxied_cluster::ProxiedCluster;
+use puerta_tests::redis_cluster::ONE_KEY_PER_MASTER;
 use puerta_tests::resp_client::RespClient;
-
-/// Keys in the slots of the three masters of a 3-master cluster (slots 3300, 7365, 15495).
-const ONE_KEY_PER_MASTER: [&str; 3] = ["b", "c", "a"];
-
-fn call(client: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
-    let args: Vec<Bytes> = words
-        .iter()
-        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-        .collect();
-    let mut replies = client.pipeline(&[args])?;
-    Ok(replies.pop().unwrap_or(Frame::Null))
-}
 
 /// The keys of an `invalidate` push (`None` for "flush everything"); panics on anything else.
 fn invalidated(frame: Frame) -> Option<Vec<String>> {
@@ -41,19 +29,17 @@ fn invalidated(frame: Frame) -> Option<Vec<String>> {
 /// as it connects are read, up to a PING's answer.
 fn tracking(port: u16, options: &[&str]) -> anyhow::Result<RespClient> {
     let mut c = RespClient::connect(port)?;
-    assert!(matches!(call(&mut c, &["HELLO", "3"])?, Frame::Map(_)));
+    assert!(matches!(c.command(&["HELLO", "3"])?, Frame::Map(_)));
     let mut on = vec!["CLIENT", "TRACKING", "ON"];
     on.extend_from_slice(options);
-    assert_eq!(call(&mut c, &on)?, Frame::Simple("OK".into()));
+    assert_eq!(c.command(&on)?, Frame::Simple("OK".into()));
     quiet(&mut c)?;
     Ok(c)
 }
 
 /// Reads up to a PING's answer; every push before it must be a flush.
 fn quiet(c: &mut RespClient) -> anyhow::Result<()> {
-    let args = vec![Bytes::from_static(b"PING")];
-    let first = c.pipeline(&[args])?.remove(0);
-    let mut frame = first;
+    let mut frame = c.command(&["PING"])?;
     while matches!(frame, Frame::Push(_)) {
         assert_eq!(invalidated(frame), None, "only flushes before the PONG");
         frame = c.read_reply()?;
@@ -69,22 +55,22 @@ fn invalidations_reach_the_clients_that_read_the_key() -> anyhow::Result<()> {
     let mut reader = tracking(env.port(), &[])?;
     let mut bystander = tracking(env.port(), &[])?;
     for key in ONE_KEY_PER_MASTER {
-        call(&mut writer, &["SET", key, "1"])?;
-        assert_eq!(call(&mut reader, &["GET", key])?, Frame::bulk("1"));
-        call(&mut writer, &["SET", key, "2"])?;
+        writer.command(&["SET", key, "1"])?;
+        assert_eq!(reader.command(&["GET", key])?, Frame::bulk("1"));
+        writer.command(&["SET", key, "2"])?;
         assert_eq!(
             invalidated(reader.read_reply()?),
             Some(vec![key.to_string()])
         );
         // Forgotten once invalidated: the next write is not announced until the key is read again.
-        call(&mut writer, &["SET", key, "3"])?;
+        writer.command(&["SET", key, "3"])?;
     }
     // Neither the bystander (read nothing) nor the reader (after its invalidations) hears more.
     for key in ONE_KEY_PER_MASTER {
-        call(&mut writer, &["SET", key, "4"])?;
+        writer.command(&["SET", key, "4"])?;
     }
     quiet(&mut reader)?;
-    let pong = call(&mut bystander, &["PING"])?;
+    let pong = bystander.command(&["PING"])?;
     assert_eq!(
         pong,
         Frame::Simple("PONG".into()),
@@ -92,7 +78,7 @@ fn invalidations_reach_the_clients_that_read_the_key() -> anyhow::Result<()> {
     );
     // A node's FLUSHALL flushes every tracking client's cache.
     let mut node = RespClient::connect(env.cluster.masters()?[0])?;
-    call(&mut node, &["FLUSHALL"])?;
+    node.command(&["FLUSHALL"])?;
     assert_eq!(invalidated(reader.read_reply()?), None);
     assert_eq!(invalidated(bystander.read_reply()?), None);
     Ok(())
@@ -103,13 +89,13 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
     let env = ProxiedCluster::start("")?;
     let mut writer = RespClient::connect(env.port())?;
     let mut bcast = tracking(env.port(), &["BCAST", "PREFIX", "user:"])?;
-    call(&mut writer, &["SET", "order:1", "x"])?;
-    call(&mut writer, &["SET", "user:1", "x"])?;
+    writer.command(&["SET", "order:1", "x"])?;
+    writer.command(&["SET", "user:1", "x"])?;
     assert_eq!(
         invalidated(bcast.read_reply()?),
         Some(vec!["user:1".into()])
     );
-    let Frame::Map(info) = call(&mut bcast, &["CLIENT", "TRACKINGINFO"])? else {
+    let Frame::Map(info) = bcast.command(&["CLIENT", "TRACKINGINFO"])? else {
         panic!("TRACKINGINFO answers a map");
     };
     assert_eq!(
@@ -126,31 +112,25 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
             ),
         ]
     );
+    assert_eq!(bcast.command(&["CLIENT", "GETREDIR"])?, Frame::Integer(0));
     assert_eq!(
-        call(&mut bcast, &["CLIENT", "GETREDIR"])?,
-        Frame::Integer(0)
-    );
-    assert_eq!(
-        call(&mut bcast, &["CLIENT", "TRACKING", "OFF"])?,
+        bcast.command(&["CLIENT", "TRACKING", "OFF"])?,
         Frame::Simple("OK".into())
     );
-    assert_eq!(
-        call(&mut bcast, &["CLIENT", "GETREDIR"])?,
-        Frame::Integer(-1)
-    );
+    assert_eq!(bcast.command(&["CLIENT", "GETREDIR"])?, Frame::Integer(-1));
 
     // OPTIN: only the read right after CLIENT CACHING YES is remembered.
     let mut optin = tracking(env.port(), &["OPTIN"])?;
-    call(&mut optin, &["GET", "a"])?;
+    optin.command(&["GET", "a"])?;
     assert_eq!(
-        call(&mut optin, &["CLIENT", "CACHING", "YES"])?,
+        optin.command(&["CLIENT", "CACHING", "YES"])?,
         Frame::Simple("OK".into())
     );
-    call(&mut optin, &["GET", "b"])?;
-    call(&mut writer, &["SET", "a", "x"])?;
-    call(&mut writer, &["SET", "b", "x"])?;
+    optin.command(&["GET", "b"])?;
+    writer.command(&["SET", "a", "x"])?;
+    writer.command(&["SET", "b", "x"])?;
     assert_eq!(invalidated(optin.read_reply()?), Some(vec!["b".into()]));
-    let text = match call(&mut optin, &["CLIENT", "CACHING", "NO"])? {
+    let text = match optin.command(&["CLIENT", "CACHING", "NO"])? {
         Frame::Error(e) => String::from_utf8_lossy(&e).into_owned(),
         other => panic!("{other:?}"),
     };
@@ -162,7 +142,7 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
         &["CLIENT", "TRACKING", "ON"][..],
         &["CLIENT", "TRACKING", "ON", "REDIRECT", "1"],
     ] {
-        match call(&mut resp2, refused)? {
+        match resp2.command(refused)? {
             Frame::Error(e) => {
                 assert!(e.starts_with(b"ERR Puerta") && e.windows(5).any(|w| w == b"RESP3"))
             }
@@ -173,7 +153,7 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
     drop((bcast, optin));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let Frame::Bulk(info) = call(&mut writer, &["INFO", "clients"])? else {
+        let Frame::Bulk(info) = writer.command(&["INFO", "clients"])? else {
             panic!("INFO answers text");
         };
         if String::from_utf8_lossy(&info).contains("tracking_clients:0\r\n") {

@@ -27,6 +27,10 @@ pub struct RedisCluster {
 /// Short, so that failover tests see a failover within seconds.
 const NODE_TIMEOUT_MS: u32 = 2000;
 
+/// One key in the slots of each master of a 3-master cluster made by `redis-cli --cluster create`
+/// (slots 3300, 7365, 15495).
+pub const ONE_KEY_PER_MASTER: [&str; 3] = ["b", "c", "a"];
+
 impl RedisCluster {
     /// 3 masters + 3 replicas.
     pub fn start() -> anyhow::Result<RedisCluster> {

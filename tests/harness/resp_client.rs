@@ -64,6 +64,16 @@ impl RespClient {
         replies.pop().context("no reply")
     }
 
+    /// One command given as separate arguments (which may hold spaces).
+    pub fn command(&mut self, args: &[&str]) -> anyhow::Result<Frame> {
+        let args = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let mut replies = self.pipeline(&[args])?;
+        replies.pop().context("no reply")
+    }
+
     /// Sends one command and returns its reply's exact bytes (to tell `_` from `$-1`, `%` from `*`).
     pub fn call_raw(&mut self, args: &[&str]) -> anyhow::Result<Bytes> {
         let args: Vec<Bytes> = args

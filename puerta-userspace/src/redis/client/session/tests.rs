@@ -11,13 +11,7 @@ async fn replies_leave_in_request_order() {
     let (tx, rx) = mpsc::channel(16);
     let (progress, completed) = watch::channel(0u64);
     let (_pushes, push_rx) = mpsc::channel(1);
-    let writer = tokio::spawn(write_replies(
-        output(server),
-        rx,
-        feeds(push_rx),
-        progress,
-        slowlogged(),
-    ));
+    let writer = spawn_writer(server, rx, push_rx, progress);
     let mut senders = Vec::new();
     for _ in 0..5 {
         let (s, r) = oneshot::channel::<Frame>();
@@ -56,13 +50,7 @@ async fn pushes_go_between_replies() {
     let (tx, rx) = mpsc::channel(16);
     let (pushes, push_rx) = mpsc::channel(16);
     let (progress, _completed) = watch::channel(0u64);
-    let writer = tokio::spawn(write_replies(
-        output(server),
-        rx,
-        feeds(push_rx),
-        progress,
-        slowlogged(),
-    ));
+    let writer = spawn_writer(server, rx, push_rx, progress);
     let (slow, slow_rx) = oneshot::channel::<Frame>();
     let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
     tx.send(slot(
@@ -108,6 +96,22 @@ fn slot(protocol: Protocol, reply: Reply) -> Slot {
         reply,
         timed: None,
     }
+}
+
+/// The writer of a session over `server`, with no MONITOR or invalidation feed.
+fn spawn_writer(
+    server: tokio::io::DuplexStream,
+    rx: mpsc::Receiver<Slot>,
+    pushes: mpsc::Receiver<Frame>,
+    progress: watch::Sender<u64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(write_replies(
+        output(server),
+        rx,
+        feeds(pushes),
+        progress,
+        slowlogged(),
+    ))
 }
 
 fn slowlogged() -> SlowLogged {

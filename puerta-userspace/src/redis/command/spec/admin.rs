@@ -55,13 +55,9 @@ const fn gated(
     reach: Reach,
     merge: Merge,
 ) -> AdminSpec {
-    AdminSpec {
-        command,
-        sub,
-        reach,
-        merge,
-        gated: true,
-    }
+    let mut spec = open(command, sub, reach, merge);
+    spec.gated = true;
+    spec
 }
 
 use Merge::{AllOf, AllOk, AnyOk, Each};
