@@ -144,11 +144,23 @@ impl Feeds {
         self.pushes.is_empty() && self.monitor.is_empty() && self.invalidations.is_empty()
     }
 
+    /// Holds `invalidation` until its reply is written. Past `MAX_PENDING` held (a slow reply with
+    /// many writes behind it), they all become one flush: the cache starts over, and memory stays
+    /// bounded whatever the client's output limit.
+    fn hold(&mut self, invalidation: Invalidation) {
+        if self.held.len() >= tracking::MAX_PENDING {
+            self.held.clear();
+            self.held.push_back(Invalidation::flush(invalidation.after));
+            return;
+        }
+        self.held.push_back(invalidation);
+    }
+
     /// Writes the invalidations due once `done` replies are written, in order.
     fn release(&mut self, done: u64, out: &mut BytesMut) {
         while self.held.front().is_some_and(|i| i.after <= done) {
             if let Some(due) = self.held.pop_front() {
-                due.frame.encode_in(Protocol::Resp3, out);
+                out.extend_from_slice(due.push.bytes());
             }
         }
     }
@@ -473,7 +485,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 continue;
             }
             Some(invalidation) = feeds.invalidations.recv() => {
-                feeds.held.push_back(invalidation);
+                feeds.hold(invalidation);
                 feeds.release(*progress.borrow(), &mut output.out);
                 if rx.is_empty() && feeds.is_empty() {
                     output.flush().await?;
@@ -497,6 +509,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         else {
             return Ok(());
         };
+        // A monitor's lines for commands dispatched before this one, its own included, come
+        // before this reply, as in Redis where both go through one output buffer.
+        while let Ok(line) = feeds.monitor.try_recv() {
+            output.out.extend_from_slice(line.bytes());
+        }
         let close = match reply {
             Reply::Ready(frame) => {
                 output.frame(protocol, &frame);

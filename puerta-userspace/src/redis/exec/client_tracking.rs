@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis::client::tracking::feed;
 use crate::redis::client::tracking::options::{self, Request};
+use crate::redis::client::tracking::{feed, NewTracker};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::{later, ClientState, Reply};
@@ -35,10 +35,13 @@ pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) 
     };
     // This command's own number: its invalidations come after its OK.
     let at = state.order.queued() + 1;
-    if let Some(stop) = cluster
-        .tracking
-        .enable(&state.client, mode.clone(), sink, at)
-    {
+    let new = NewTracker {
+        entry: state.client.clone(),
+        budget: state.budget.clone(),
+        sink,
+        mode: mode.clone(),
+    };
+    if let Some(stop) = cluster.tracking.enable(new, at) {
         tokio::spawn(feed::run(cluster.clone(), stop));
     }
     state.tracking = Some(mode);

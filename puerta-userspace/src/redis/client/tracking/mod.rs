@@ -14,64 +14,111 @@
 pub mod feed;
 pub mod options;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::client::registry::Entry;
-use crate::redis::resp::Frame;
+use crate::redis::resp::{Frame, Protocol};
 
 pub use options::Mode;
 
-/// Invalidations waiting for one client's writer before it is closed (it must not miss one).
+/// Invalidations waiting for one client's writer: past this in the channel the client is closed (it
+/// must not miss one); past this held behind a slow reply they collapse into one flush.
 pub const MAX_PENDING: usize = 4096;
 /// Keys remembered for all clients; past it the oldest are invalidated and forgotten, like Redis'
 /// `tracking-table-max-keys`.
 const MAX_KEYS: usize = 1_000_000;
-/// Bytes of those keys.
-const MAX_KEY_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes the table may hold (keys, the readers of each, the eviction order), however many clients
+/// read however many keys.
+const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
+/// What one remembered key costs beyond its bytes (map entry, order entry).
+const KEY_OVERHEAD: usize = 64;
+/// What one more reader of a key costs.
+const READER_BYTES: usize = std::mem::size_of::<u64>();
+
+/// What a remembered key with `readers` readers is charged in `Table::bytes`.
+fn entry_bytes(key: &[u8], readers: usize) -> usize {
+    key.len() + KEY_OVERHEAD + READER_BYTES * readers
+}
 
 /// A push for one client, to be written once its writer has finished the reply of command number
-/// `after` (counted from 1 in the order the client sent them).
+/// `after` (counted from 1 in the order the client sent them). Its bytes count against the client's
+/// `client_output_limit_mb` until written, like any reply.
 #[derive(Debug)]
 pub struct Invalidation {
     pub after: u64,
-    pub frame: Frame,
+    pub push: Charged,
 }
 
 impl Invalidation {
     /// `>2 invalidate [keys]`; `None` = flush everything.
-    fn push(keys: Option<Vec<Bytes>>, after: u64) -> Invalidation {
-        let keys = match keys {
-            Some(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
-            None => Frame::Null,
-        };
+    fn charged(keys: Option<Vec<Bytes>>, after: u64, budget: &Arc<OutputBudget>) -> Invalidation {
         Invalidation {
             after,
-            frame: Frame::Push(vec![Frame::bulk("invalidate"), keys]),
+            push: budget.charge(encode(keys)),
         }
     }
+
+    /// A flush that stands for every invalidation held before it (it is never charged: a few bytes).
+    pub fn flush(after: u64) -> Invalidation {
+        Invalidation {
+            after,
+            push: Charged::free(encode(None)),
+        }
+    }
+}
+
+fn encode(keys: Option<Vec<Bytes>>) -> Bytes {
+    let keys = match keys {
+        Some(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+        None => Frame::Null,
+    };
+    let mut out = BytesMut::new();
+    Frame::Push(vec![Frame::bulk("invalidate"), keys]).encode_in(Protocol::Resp3, &mut out);
+    out.freeze()
 }
 
 struct Tracker {
     mode: Mode,
     sink: mpsc::Sender<Invalidation>,
+    budget: Arc<OutputBudget>,
     entry: Arc<Entry>,
     /// The number of the client's latest command sent while it tracked.
     latest: u64,
 }
 
+/// The table's bounds: the constants above, smaller in tests.
+struct Limits {
+    keys: usize,
+    bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            keys: MAX_KEYS,
+            bytes: MAX_TABLE_BYTES,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
     clients: HashMap<u64, Tracker>,
+    /// How many of them are in BCAST mode: without any, a write costs one map lookup.
+    bcast: usize,
     /// Key → clients that read it since its last invalidation (ids of clients gone are skipped).
     keys: HashMap<Bytes, Vec<u64>>,
     /// Keys in the order first remembered, for eviction past the bounds.
-    order: std::collections::VecDeque<Bytes>,
-    key_bytes: usize,
+    order: VecDeque<Bytes>,
+    /// What `keys` and `order` hold, by the costs above.
+    bytes: usize,
+    limits: Limits,
     /// The feed's supervisor while any client tracks.
     feed: Option<CancellationToken>,
 }
@@ -80,7 +127,15 @@ struct Table {
 pub struct Tracking {
     table: Mutex<Table>,
     /// Masters whose feed connection is up.
-    pub(crate) connected: Mutex<std::collections::HashSet<Arc<str>>>,
+    pub(crate) connected: Mutex<HashSet<Arc<str>>>,
+}
+
+/// Who is starting to track.
+pub struct NewTracker {
+    pub entry: Arc<Entry>,
+    pub budget: Arc<OutputBudget>,
+    pub sink: mpsc::Sender<Invalidation>,
+    pub mode: Mode,
 }
 
 impl Tracking {
@@ -90,23 +145,19 @@ impl Tracking {
 
     /// Starts tracking for a client whose `CLIENT TRACKING ON` is command number `at`. Returns the
     /// token of a feed to start when this is the first tracking client.
-    pub fn enable(
-        &self,
-        entry: &Arc<Entry>,
-        mode: Mode,
-        sink: mpsc::Sender<Invalidation>,
-        at: u64,
-    ) -> Option<CancellationToken> {
+    pub fn enable(&self, new: NewTracker, at: u64) -> Option<CancellationToken> {
         let mut table = self.table();
-        table.clients.insert(
-            entry.id,
-            Tracker {
-                mode,
-                sink,
-                entry: entry.clone(),
-                latest: at,
-            },
-        );
+        let tracker = Tracker {
+            mode: new.mode,
+            sink: new.sink,
+            budget: new.budget,
+            entry: new.entry,
+            latest: at,
+        };
+        table.bcast += usize::from(tracker.mode.bcast);
+        if let Some(old) = table.clients.insert(tracker.entry.id, tracker) {
+            table.bcast -= usize::from(old.mode.bcast);
+        }
         if table.feed.is_some() {
             return None;
         }
@@ -117,15 +168,7 @@ impl Tracking {
 
     /// Stops tracking for a client (OFF, RESET, disconnect); the feed stops with the last one.
     pub fn disable(&self, id: u64) {
-        let mut table = self.table();
-        if table.clients.remove(&id).is_some() && table.clients.is_empty() {
-            table.keys.clear();
-            table.order.clear();
-            table.key_bytes = 0;
-            if let Some(feed) = table.feed.take() {
-                feed.cancel();
-            }
-        }
+        self.table().remove(id);
     }
 
     pub fn tracking_clients(&self) -> usize {
@@ -156,9 +199,7 @@ impl Tracking {
     pub fn invalidate(&self, keys: Option<Vec<Bytes>>) {
         let mut table = self.table();
         let Some(keys) = keys else {
-            table.keys.clear();
-            table.order.clear();
-            table.key_bytes = 0;
+            table.forget_all();
             let all: Vec<u64> = table.clients.keys().copied().collect();
             for id in all {
                 table.send(id, None);
@@ -168,10 +209,13 @@ impl Tracking {
         let mut per_client: HashMap<u64, Vec<Bytes>> = HashMap::new();
         for key in keys {
             if let Some(readers) = table.keys.remove(&key) {
-                table.key_bytes -= key.len();
+                table.bytes -= entry_bytes(&key, readers.len());
                 for id in readers {
                     per_client.entry(id).or_default().push(key.clone());
                 }
+            }
+            if table.bcast == 0 {
+                continue;
             }
             for (id, tracker) in &table.clients {
                 if tracker.mode.bcast && tracker.mode.matches(&key) {
@@ -186,33 +230,69 @@ impl Tracking {
 }
 
 impl Table {
-    fn remember(&mut self, id: u64, key: &Bytes) {
-        if let Some(readers) = self.keys.get_mut(key) {
-            if !readers.contains(&id) {
-                readers.push(id);
-            }
+    fn remove(&mut self, id: u64) {
+        let Some(old) = self.clients.remove(&id) else {
             return;
+        };
+        self.bcast -= usize::from(old.mode.bcast);
+        if self.clients.is_empty() {
+            self.forget_all();
+            if let Some(feed) = self.feed.take() {
+                feed.cancel();
+            }
         }
-        while self.keys.len() >= MAX_KEYS || self.key_bytes + key.len() > MAX_KEY_BYTES {
+    }
+
+    fn forget_all(&mut self) {
+        self.keys.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+
+    fn remember(&mut self, id: u64, key: &Bytes) {
+        if let Some(readers) = self.keys.get(key) {
+            if readers.contains(&id) {
+                return;
+            }
+        }
+        let cost = match self.keys.contains_key(key) {
+            true => READER_BYTES,
+            false => entry_bytes(key, 1),
+        };
+        self.make_room(cost);
+        // make_room may have evicted this very key: charge what is actually added.
+        self.bytes += match self.keys.get_mut(key) {
+            Some(readers) => {
+                readers.push(id);
+                READER_BYTES
+            }
+            None => {
+                self.keys.insert(key.clone(), vec![id]);
+                self.order.push_back(key.clone());
+                entry_bytes(key, 1)
+            }
+        };
+        // Invalidated keys leave stale entries behind; drop them once they outnumber live ones.
+        if self.order.len() > 2 * self.keys.len() + 1024 {
+            let mut seen = HashSet::new();
+            let keys = &self.keys;
+            self.order
+                .retain(|k| keys.contains_key(k) && seen.insert(k.clone()));
+        }
+    }
+
+    /// Invalidates and forgets the oldest keys until `cost` more fits in the bounds.
+    fn make_room(&mut self, cost: usize) {
+        while self.keys.len() >= self.limits.keys || self.bytes + cost > self.limits.bytes {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
             if let Some(readers) = self.keys.remove(&oldest) {
-                self.key_bytes -= oldest.len();
+                self.bytes -= entry_bytes(&oldest, readers.len());
                 for reader in readers {
                     self.send(reader, Some(vec![oldest.clone()]));
                 }
             }
-        }
-        self.keys.insert(key.clone(), vec![id]);
-        self.order.push_back(key.clone());
-        self.key_bytes += key.len();
-        // Invalidated keys leave stale entries behind; drop them once they outnumber live ones.
-        if self.order.len() > 2 * self.keys.len() + 1024 {
-            let mut seen = std::collections::HashSet::new();
-            let keys = &self.keys;
-            self.order
-                .retain(|k| keys.contains_key(k) && seen.insert(k.clone()));
         }
     }
 
@@ -222,14 +302,14 @@ impl Table {
         let Some(tracker) = self.clients.get(&id) else {
             return;
         };
-        let push = Invalidation::push(keys, tracker.latest);
+        let push = Invalidation::charged(keys, tracker.latest, &tracker.budget);
         if tracker.sink.try_send(push).is_err() {
             tracing::warn!(
                 client = id,
                 "closing client: it does not read its cache invalidations"
             );
             tracker.entry.killed.cancel();
-            self.clients.remove(&id);
+            self.remove(id);
         }
     }
 }

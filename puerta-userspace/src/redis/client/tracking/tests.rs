@@ -1,4 +1,5 @@
 use super::*;
+use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{register, Registered};
 use crate::redis::cluster::refresh::tests::config;
 use crate::redis::cluster::Cluster;
@@ -14,12 +15,23 @@ fn client(
 ) -> (Registered, mpsc::Receiver<Invalidation>) {
     let registered = register(cluster, None, None);
     let (tx, rx) = mpsc::channel(4);
-    cluster.tracking.enable(&registered.entry, mode, tx, at);
+    cluster
+        .tracking
+        .enable(new_tracker(&registered.entry, mode, tx), at);
     (registered, rx)
 }
 
+fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: mpsc::Sender<Invalidation>) -> NewTracker {
+    NewTracker {
+        entry: entry.clone(),
+        budget: OutputBudget::new(None, entry.id, None),
+        sink,
+        mode,
+    }
+}
+
 fn keys_of(i: &Invalidation) -> Option<Vec<Bytes>> {
-    match &i.frame {
+    match &i.push.frame() {
         Frame::Push(items) => match &items[1] {
             Frame::Array(keys) => Some(keys.iter().filter_map(|k| k.as_bytes().cloned()).collect()),
             _ => None,
@@ -100,12 +112,12 @@ async fn the_last_client_leaving_stops_the_feed() {
     let (tx, _rx) = mpsc::channel(4);
     let feed = cluster
         .tracking
-        .enable(&first.entry, Mode::default(), tx.clone(), 1)
+        .enable(new_tracker(&first.entry, Mode::default(), tx.clone()), 1)
         .expect("the first client starts the feed");
     let second = register(&cluster, None, None);
     assert!(cluster
         .tracking
-        .enable(&second.entry, Mode::default(), tx, 1)
+        .enable(new_tracker(&second.entry, Mode::default(), tx), 1)
         .is_none());
     cluster.tracking.disable(first.entry.id);
     assert!(!feed.is_cancelled());
@@ -113,28 +125,89 @@ async fn the_last_client_leaving_stops_the_feed() {
     assert!(feed.is_cancelled());
 }
 
-#[test]
-fn remembered_keys_are_bounded_and_stale_order_entries_do_not_pile_up() {
-    let mut table = Table::default();
-    let (tx, _rx) = mpsc::channel(1);
+fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>, Vec<Registered>) {
     let cluster = Cluster::new(config(1));
-    let entry = register(&cluster, None, None);
-    table.clients.insert(
-        1,
-        Tracker {
-            mode: Mode::default(),
-            sink: tx,
-            entry: entry.entry.clone(),
-            latest: 0,
-        },
-    );
+    let mut table = Table::default();
+    let (mut receivers, mut registered) = (Vec::new(), Vec::new());
+    for id in 1..=readers {
+        let (tx, rx) = mpsc::channel(MAX_PENDING);
+        let entry = register(&cluster, None, None);
+        table.clients.insert(
+            id,
+            Tracker {
+                mode: Mode::default(),
+                sink: tx,
+                budget: OutputBudget::new(None, id, None),
+                entry: entry.entry.clone(),
+                latest: 0,
+            },
+        );
+        receivers.push(rx);
+        registered.push(entry);
+    }
+    (table, receivers, registered)
+}
+
+#[test]
+fn stale_order_entries_do_not_pile_up() {
+    let (mut table, _rx, _entries) = table_with_readers(1);
     // Read, invalidated, read again: the order queue is compacted, not grown per read.
     for _ in 0..10_000 {
         table.remember(1, &key("k"));
         if let Some(readers) = table.keys.remove(&key("k")) {
-            table.key_bytes -= 1;
-            drop(readers);
+            table.bytes -= entry_bytes(b"k", readers.len());
         }
     }
     assert!(table.order.len() <= 1025, "{}", table.order.len());
+}
+
+#[test]
+fn the_table_is_bounded_in_bytes_however_many_clients_read_a_key() {
+    // 64 clients each reading big keys: readers count, not only keys.
+    let (mut table, mut receivers, _entries) = table_with_readers(64);
+    table.limits.bytes = 64 * 1024;
+    let big = |i: usize| Bytes::from(format!("{i:0>600}"));
+    // One key with 64 readers is charged 600 + 64 + 512 bytes: ~55 of them fit, 200 are read.
+    for i in 0..200 {
+        let key = big(i);
+        for id in 1..=64 {
+            table.remember(id, &key);
+        }
+        assert!(table.bytes <= table.limits.bytes, "{} bytes", table.bytes);
+    }
+    assert!(table.keys.len() < 60, "{} keys kept", table.keys.len());
+    // The evicted keys were invalidated for every reader, oldest first.
+    let first = receivers[63]
+        .try_recv()
+        .expect("evictions are invalidations");
+    assert_eq!(keys_of(&first), Some(vec![big(0)]));
+    let accounted: usize = table
+        .keys
+        .iter()
+        .map(|(k, readers)| entry_bytes(k, readers.len()))
+        .sum();
+    assert_eq!(accounted, table.bytes);
+}
+
+#[tokio::test]
+async fn invalidations_count_against_the_client_output_limit_until_written() {
+    let cluster = Cluster::new(config(1));
+    let registered = register(&cluster, None, None);
+    let (tx, mut rx) = mpsc::channel(4);
+    let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None);
+    let new = NewTracker {
+        entry: registered.entry.clone(),
+        budget: budget.clone(),
+        sink: tx,
+        mode: Mode::default(),
+    };
+    cluster.tracking.enable(new, 1);
+    cluster
+        .tracking
+        .sending(registered.entry.id, 2, &[key("k")]);
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    let push = rx.try_recv().expect("invalidated");
+    assert_eq!(budget.held(), push.push.bytes().len());
+    drop(push);
+    assert_eq!(budget.held(), 0);
 }
