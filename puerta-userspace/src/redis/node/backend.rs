@@ -119,7 +119,29 @@ struct Waiting {
 #[derive(Default)]
 struct PendingQueue {
     closed: bool,
+    /// Every handle is gone but replies are still due: the reader closes once the last is in.
+    released: bool,
     queue: VecDeque<Waiting>,
+}
+
+impl PendingQueue {
+    /// Called when every handle is gone: true (and `released` set) when replies are still due.
+    /// The pool of a master that a failover demoted is dropped while its commands wait there (a
+    /// manual failover pauses them, then answers MOVED): closing now would lose them.
+    fn release(&mut self) -> bool {
+        self.released = !self.queue.is_empty();
+        self.released
+    }
+}
+
+/// What a reply did to the queue.
+#[derive(PartialEq, Eq)]
+enum Delivery {
+    Delivered,
+    /// The last one due after every handle is gone: the connection can close.
+    LastAfterRelease,
+    /// Nobody asked for it.
+    Unexpected,
 }
 
 /// Handle to the connection task pair. Dropping every handle closes the connection.
@@ -150,10 +172,13 @@ impl BackendConn {
         let pending = Arc::new(Mutex::new(PendingQueue::default()));
         let stop = CancellationToken::new();
         tokio::spawn(write_loop(
-            addr.clone(),
-            write,
-            rx,
-            pending.clone(),
+            Writing {
+                addr: addr.clone(),
+                write,
+                rx,
+                pending: pending.clone(),
+                drain_on_release: reply_timeout.is_some(),
+            },
             closed.clone(),
             stop.clone(),
         ));
@@ -220,22 +245,42 @@ impl BackendConn {
     }
 }
 
-async fn write_loop(
+/// The writing half and what it needs.
+struct Writing {
     addr: Arc<str>,
-    mut write: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Request>,
+    write: OwnedWriteHalf,
+    rx: mpsc::UnboundedReceiver<Request>,
     pending: Arc<Mutex<PendingQueue>>,
-    closed: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
+    /// When every handle is gone, wait for the replies still due before closing. Only where a
+    /// reply timeout bounds that wait: a blocking command's connection closes at once.
+    drain_on_release: bool,
+}
+
+async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken) {
+    let Writing {
+        addr,
+        mut write,
+        mut rx,
+        pending,
+        drain_on_release,
+    } = w;
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut batch = Vec::new();
     loop {
         let first = tokio::select! {
             r = rx.recv() => r,
-            _ = stop.cancelled() => None,
+            _ = stop.cancelled() => break,
         };
-        let Some(first) = first else { break };
+        let Some(first) = first else {
+            let due =
+                drain_on_release && pending.lock().unwrap_or_else(|e| e.into_inner()).release();
+            if due {
+                // The write half stays open (dropping it would send FIN, and Redis drops a client
+                // on EOF with its replies) until the reader has them all, or times out.
+                stop.cancelled().await;
+            }
+            break;
+        };
         // Let every task that is ready in this scheduler turn queue its request first, so they leave
         // in one write: without this the runtime runs this task right after the first sender (its
         // LIFO slot). Measured at -P 1: a fifth fewer writes to the nodes (each one wakes a node),
@@ -376,15 +421,21 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
                 tracing::debug!(addr = %r.addr, "dropped a push frame on a pooled connection");
                 continue;
             }
-            Ok(Some(raw)) => {
-                if !deliver(&r.pending, raw, &latency) {
+            Ok(Some(raw)) => match deliver(&r.pending, raw, &latency) {
+                Delivery::Delivered => continue,
+                Delivery::LastAfterRelease => {
+                    return Ended {
+                        fault: None,
+                        reason: "released once its replies were in".into(),
+                    }
+                }
+                Delivery::Unexpected => {
                     return Ended::fault(
                         FaultKind::BadReply,
                         "sent a reply nobody asked for (stream out of sync)",
-                    );
+                    )
                 }
-                continue;
-            }
+            },
             Ok(None) => {}
             Err(e) => return Ended::fault(FaultKind::BadReply, format!("sent a bad reply: {e}")),
         }
@@ -459,11 +510,11 @@ fn is_overdue(pending: &Mutex<PendingQueue>, timeout: Duration) -> bool {
 }
 
 /// Hands `raw` to the oldest waiting request. False when nobody waits: the stream is out of sync.
-fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogram) -> bool {
-    let (w, reply) = {
+fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogram) -> Delivery {
+    let (w, reply, last) = {
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(front) = p.queue.front_mut() else {
-            return false;
+            return Delivery::Unexpected;
         };
         let raw = match &front.budget {
             Some(budget) => budget.charge(raw),
@@ -472,20 +523,23 @@ fn deliver(pending: &Mutex<PendingQueue>, raw: Bytes, latency: &metrics::Histogr
         let reply = if front.want > 1 {
             front.got.push(raw);
             if front.got.len() < front.want {
-                return true;
+                return Delivery::Delivered;
             }
             NodeReply::Many(std::mem::take(&mut front.got))
         } else {
             NodeReply::One(raw)
         };
         let Some(w) = p.queue.pop_front() else {
-            return false;
+            return Delivery::Unexpected;
         };
-        (w, reply)
+        (w, reply, p.released && p.queue.is_empty())
     };
     crate::redis::metrics::record_latency(latency, w.sent.elapsed());
     let _ = w.tx.send(Ok(reply));
-    true
+    match last {
+        true => Delivery::LastAfterRelease,
+        false => Delivery::Delivered,
+    }
 }
 
 #[cfg(test)]

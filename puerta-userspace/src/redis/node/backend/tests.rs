@@ -153,3 +153,70 @@ async fn refused_connect_is_a_clear_error() {
         .to_string()
         .starts_with(&format!("cannot connect to {addr}")));
 }
+
+/// A node that answers each command with `+OK` after `delay`, and reports when the proxy hangs up.
+async fn slow_node(delay: Duration) -> (Arc<str>, oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    let (hung_up, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        loop {
+            while let Ok(Some(_)) = resp::parse_command(&mut buf, &Limits::default()) {
+                tokio::time::sleep(delay).await;
+                if sock.write_all(b"+OK\r\n").await.is_err() {
+                    return;
+                }
+            }
+            if sock.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                let _ = hung_up.send(());
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn dropping_every_handle_keeps_the_connection_until_its_replies_are_in() {
+    let (addr, hung_up) = slow_node(Duration::from_millis(300)).await;
+    let opts = ConnectOptions {
+        reply_timeout: Some(Duration::from_secs(10)),
+        ..opts()
+    };
+    let conn = BackendConn::connect(addr, &opts).await.unwrap();
+    let first = conn.send(wire::command_bytes(&["SET", "a", "1"]), 1);
+    let second = conn.send(wire::command_bytes(&["SET", "b", "1"]), 1);
+    tokio::task::yield_now().await;
+    drop(conn);
+    for rx in [first, second] {
+        let reply = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("bounded")
+            .unwrap()
+            .expect("the reply, not a lost connection");
+        assert_eq!(reply.frame(), Frame::Simple("OK".into()));
+    }
+    // Then the connection is closed.
+    tokio::time::timeout(Duration::from_secs(30), hung_up)
+        .await
+        .expect("closed once the replies were in")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dropping_a_blocking_connection_closes_it_at_once() {
+    let (addr, hung_up) = slow_node(Duration::from_secs(3600)).await;
+    let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+    let reply = conn.send(wire::command_bytes(&["BLPOP", "l", "0"]), 1);
+    tokio::task::yield_now().await;
+    drop(conn);
+    let err = tokio::time::timeout(Duration::from_secs(30), reply)
+        .await
+        .expect("bounded")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Lost { .. }), "{err}");
+    drop(hung_up);
+}
