@@ -2,9 +2,11 @@
 //! clients must see no error at all. A killed master leaves a window until its replica is promoted:
 //! errors are allowed there, wrong values never, and service must come back for every slot.
 
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
 use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::ChildGuard;
 
 #[test]
 fn manual_failover_is_invisible_to_clients() -> anyhow::Result<()> {
@@ -58,6 +60,79 @@ fn killed_master_recovers_without_wrong_values() -> anyhow::Result<()> {
     }
     let output = env.finish_workload(workload, &stop)?;
     println!("{output}");
+    Ok(())
+}
+
+/// `failover_hold_ms` (default 5 s): a killed master, a manual failover on another shard and a killed
+/// replica, with 10 writers and 10 readers through Puerta and a smart client straight to the nodes.
+/// Only the commands in flight on the killed connection may fail; commands sent after the kill wait
+/// for the new master instead, which Puerta finds about as soon as the smart client does.
+#[test]
+fn failovers_are_a_pause_not_errors() -> anyhow::Result<()> {
+    const WRITERS: usize = 10;
+    let mut env = ProxiedCluster::start("")?;
+    let control = tempfile::tempdir()?;
+    let (replica, master) = env.cluster.replicas()?[0];
+    let mut script = Command::new(puerta_tests::python());
+    script
+        .arg(puerta_tests::py_script("redis_failover_hold.py"))
+        .arg("127.0.0.1")
+        .arg(env.port().to_string())
+        .arg(control.path())
+        .arg(WRITERS.to_string())
+        .arg("10")
+        .arg(env.cluster.ports()[0].to_string())
+        .arg(master.to_string());
+    let mut clients = ChildGuard::spawn("failover clients", script)?;
+    clients.wait_for_output("STARTED", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(2));
+
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+    std::fs::write(
+        control.path().join("kill"),
+        format!("{:.6}", now.as_secs_f64()),
+    )?;
+    env.cluster.kill(master);
+    wait_until(Duration::from_secs(60), || {
+        Ok(env.cluster.masters()?.contains(&replica))
+    })?;
+    env.cluster.wait_healthy(Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A manual failover on another shard: coordinated by Redis, invisible to clients.
+    let (replica, old_master) = env.cluster.replicas()?[0];
+    assert_eq!(
+        env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(),
+        "OK"
+    );
+    wait_until(Duration::from_secs(60), || {
+        let masters = env.cluster.masters()?;
+        Ok(masters.contains(&replica) && !masters.contains(&old_master))
+    })?;
+    env.cluster.wait_healthy(Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A killed replica: nothing routes to it.
+    let (replica, _) = *env
+        .cluster
+        .replicas()?
+        .iter()
+        .find(|(r, _)| *r != old_master)
+        .ok_or_else(|| anyhow::anyhow!("no replica left to kill"))?;
+    env.cluster.kill(replica);
+    std::thread::sleep(Duration::from_secs(2));
+
+    std::fs::write(control.path().join("stop"), b"stop")?;
+    let code = clients.wait_exit(Duration::from_secs(300))?;
+    let output = clients.output();
+    println!("{output}");
+    anyhow::ensure!(
+        code == Some(0) && output.contains("ALL OK"),
+        "{output}\npuerta output:\n{}",
+        env.puerta.process.output()
+    );
+    let held = env.proxy_counter("failover_held")?;
+    anyhow::ensure!(held > 0, "no command was held: {output}");
     Ok(())
 }
 

@@ -86,6 +86,9 @@ pub struct RedisConfig {
     /// never answers would otherwise hold its commands until TCP keepalive, which a live but stuck
     /// process always passes.
     pub command_timeout: Option<Duration>,
+    /// `failover_hold_ms`: how long a command whose slot has no reachable master waits for the
+    /// cluster to promote one, instead of failing at once (`ZERO` = 0 = fail at once).
+    pub failover_hold: Duration,
     /// Backend connections per cluster node, shared by all clients.
     pub pool_size: usize,
     pub read_from_replicas: bool,

@@ -92,6 +92,8 @@ struct RawRedis {
     connection_timeout_ms: Spanned<u64>,
     #[serde(default = "default_command_timeout_ms")]
     command_timeout_ms: u64,
+    #[serde(default = "default_failover_hold_ms")]
+    failover_hold_ms: u64,
     #[serde(default = "default_pool_size")]
     pool_size: Spanned<usize>,
     #[serde(default)]
@@ -164,6 +166,9 @@ fn default_redis_connect_ms() -> Spanned<u64> {
     Spanned::new(0..0, 1_000)
 }
 fn default_command_timeout_ms() -> u64 {
+    5_000
+}
+fn default_failover_hold_ms() -> u64 {
     5_000
 }
 fn default_client_output_limit_mb() -> u64 {
@@ -394,6 +399,7 @@ fn redis(
         ),
         command_timeout: (raw.command_timeout_ms > 0)
             .then(|| Duration::from_millis(raw.command_timeout_ms)),
+        failover_hold: Duration::from_millis(raw.failover_hold_ms),
         pool_size: *raw.pool_size.get_ref(),
         read_from_replicas: raw.read_from_replicas,
         password: raw.password.clone(),

@@ -84,6 +84,17 @@ fn redis_command_timeout_zero_turns_it_off() {
     );
 }
 
+#[test]
+fn redis_failover_hold_defaults_to_five_seconds_and_zero_turns_it_off() {
+    use std::time::Duration;
+    let text = "mode = \"redis\"\nlisten_addr = \"127.0.0.1:6379\"\n[redis]\n\
+                cluster_nodes = [\"a:1\"]\n";
+    let default = parse(text).expect("valid");
+    assert_eq!(default.redis().failover_hold, Duration::from_secs(5));
+    let off = parse(&format!("{text}failover_hold_ms = 0\n")).expect("valid");
+    assert_eq!(off.redis().failover_hold, Duration::ZERO);
+}
+
 fn invalid_line(text: &str) -> (String, usize) {
     let err = parse(text).expect_err("must be rejected");
     (err.to_string(), err.line().expect("has a line"))

@@ -45,6 +45,11 @@ pub fn node_latency(addr: &Arc<str>) -> metrics::Histogram {
     metrics::histogram!("puerta_redis_node_latency_seconds", "node" => addr.to_string())
 }
 
+/// How long one command was held for a failover (`failover_hold_ms`).
+pub fn failover_hold(took: Duration) {
+    metrics::histogram!("puerta_redis_failover_hold_seconds").record(took.as_secs_f64());
+}
+
 pub fn record_latency(histogram: &metrics::Histogram, took: Duration) {
     histogram.record(took.as_secs_f64());
 }
@@ -93,6 +98,10 @@ pub fn refresh_from_stats(stats: &Stats) {
         "puerta_redis_backend_errors_total",
         Stats::get(&stats.backend_errors),
     );
+    set(
+        "puerta_redis_failover_held_total",
+        Stats::get(&stats.failover_held),
+    );
 }
 
 /// Help texts, registered once when the view is published; also resolves the per-command counters
@@ -121,6 +130,14 @@ pub fn describe() {
     describe_counter!(
         "puerta_redis_topology_refreshes_total",
         "Topology refresh attempts (CLUSTER SLOTS)"
+    );
+    describe_counter!(
+        "puerta_redis_failover_held_total",
+        "Commands held while their slot had no reachable master (failover_hold_ms)"
+    );
+    describe_histogram!(
+        "puerta_redis_failover_hold_seconds",
+        "How long each held command waited for a new master"
     );
     describe_histogram!(
         "puerta_redis_node_latency_seconds",

@@ -61,6 +61,7 @@ fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
             old.command_timeout != new.command_timeout,
         ),
         ("admin_commands", old.admin_commands != new.admin_commands),
+        ("failover_hold_ms", old.failover_hold != new.failover_hold),
         (
             "client_output_limit_mb",
             old.client_output_limit != new.client_output_limit,

@@ -1,6 +1,7 @@
 //! Counters shown by INFO, so operators can see redirects and refreshes without a debugger.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Stats {
@@ -15,6 +16,9 @@ pub struct Stats {
     pub backend_errors: AtomicU64,
     pub refreshes: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Commands that waited for a new master (`failover_hold_ms`), and how many wait now.
+    pub failover_held: AtomicU64,
+    pub failover_holding: Arc<AtomicU64>,
 }
 
 impl Default for Stats {
@@ -31,6 +35,8 @@ impl Default for Stats {
             backend_errors: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            failover_held: AtomicU64::new(0),
+            failover_holding: Arc::default(),
         }
     }
 }

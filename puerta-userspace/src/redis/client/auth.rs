@@ -85,6 +85,7 @@ pub(crate) mod tests {
             max_redirects: 5,
             connection_timeout: std::time::Duration::from_secs(1),
             command_timeout: None,
+            failover_hold: std::time::Duration::ZERO,
             pool_size: 1,
             read_from_replicas: false,
             password: password.map(String::from),

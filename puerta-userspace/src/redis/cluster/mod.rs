@@ -1,6 +1,7 @@
 //! Shared cluster state: the slot map, one connection pool per node, and the refresh trigger. Every
 //! client session holds an `Arc<Cluster>`.
 
+pub mod hold;
 pub mod members;
 pub mod redirect;
 pub mod refresh;
@@ -256,6 +257,16 @@ impl Cluster {
         let nodes: HashSet<Arc<str>> = routed.into_iter().collect();
         {
             let mut current = self.write_map();
+            for (old, new) in current.replaced_masters(&map) {
+                match new {
+                    Some(new) => {
+                        tracing::info!(%old, %new, "failover: {old} is no longer a master; its slots are served by {new}")
+                    }
+                    None => {
+                        tracing::info!(%old, "failover: {old} is no longer a master; its slots have no master")
+                    }
+                }
+            }
             let moved = !current.same_masters(&map);
             *current = map;
             if moved {
@@ -291,6 +302,11 @@ impl Cluster {
 
     pub fn remember_version(&self, version: Arc<str>) {
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+    }
+
+    /// Whether any command waits for a failover: the refresh then runs back to back (see `refresh`).
+    pub fn holding(&self) -> bool {
+        Stats::get(&self.stats.failover_holding) > 0
     }
 
     /// Asks for a refresh; requests that arrive while one runs fold into a single follow-up.

@@ -1,5 +1,6 @@
-//! Topology refresh: every `slot_refresh_interval`, and soon after a MOVED or a broken node. One task
-//! does all refreshes, so a storm of redirects causes one refresh in flight plus at most one queued.
+//! Topology refresh: every `slot_refresh_interval`, soon after a MOVED or a broken node, and every
+//! ~50 ms while commands are held for a failover. One task does all refreshes, so a storm of
+//! redirects causes one refresh in flight plus at most one queued.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +15,29 @@ use crate::redis::stats::Stats;
 
 /// Pause after a refresh before the next one, so that a burst of triggers folds together.
 const MIN_GAP: Duration = Duration::from_millis(100);
+/// The pause while commands wait for a new master: the promotion is seen within ~50 ms of the
+/// cluster making it (smart clients poll about as often while their commands fail), at one
+/// CLUSTER SLOTS per gap.
+const HOLD_GAP: Duration = Duration::from_millis(50);
 
 pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     let interval = cluster.config.slot_refresh_interval;
     loop {
+        let wait = match cluster.holding() {
+            true => Duration::ZERO,
+            false => interval,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = cluster.refresh_requested() => {}
             _ = shutdown.cancelled() => return,
         }
         refresh_once(&cluster).await;
-        tokio::time::sleep(MIN_GAP).await;
+        let gap = match cluster.holding() {
+            true => HOLD_GAP,
+            false => MIN_GAP,
+        };
+        tokio::time::sleep(gap).await;
     }
 }
 
@@ -146,6 +159,7 @@ pub(crate) mod tests {
             max_redirects: 5,
             connection_timeout: Duration::from_secs(5),
             command_timeout: Some(Duration::from_secs(5)),
+            failover_hold: Duration::ZERO,
             pool_size: 1,
             read_from_replicas: false,
             password: None,

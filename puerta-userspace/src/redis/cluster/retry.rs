@@ -9,11 +9,15 @@
 //!   not run it, or running it twice is harmless (reads): a write whose reply was lost may have been
 //!   applied. A timed-out command is not sent to the same node again (it would most likely time out
 //!   again, another full timeout for nothing); only a new owner is worth it.
+//! - With `failover_hold_ms`, a failed connection (where the command may be sent again) and
+//!   CLUSTERDOWN hold the command until the slot has a master worth trying (see `hold`), bounded by
+//!   time rather than by `max_redirects`.
 //! - After `max_redirects` retries the last answer goes to the client as it is.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis::cluster::hold::{self, Held};
 use crate::redis::cluster::redirect::{classify, Redirect};
 use crate::redis::cluster::Cluster;
 use crate::redis::node::backend::BackendError;
@@ -52,6 +56,8 @@ pub struct Retry {
     /// The sender can follow ASK.
     can_ask: bool,
     retries: u32,
+    /// Waiting for a failover since the first failure that started it.
+    held: Option<Held>,
 }
 
 impl Retry {
@@ -61,6 +67,7 @@ impl Retry {
             idempotent,
             can_ask,
             retries: 0,
+            held: None,
         }
     }
 
@@ -71,6 +78,16 @@ impl Retry {
     /// Where to send next after `failure`, or `None` to give the client the last answer. The map
     /// learns from a MOVED even when no retry is left.
     pub async fn next(&mut self, cluster: &Cluster, failure: Failure<'_>) -> Option<Next> {
+        if let Failure::Backend(e) = &failure {
+            Stats::bump(&cluster.stats.backend_errors);
+            // The next refresh asks the other nodes first: they know of a failover.
+            cluster.note_refresh_answer(e.addr(), false);
+        }
+        let hold = self.may_hold(cluster, &failure);
+        if let Some(failed) = hold {
+            // Bounded by failover_hold_ms, not by max_redirects.
+            return self.hold(cluster, failed).await;
+        }
         let next = match failure {
             Failure::Redirect(redirect) => self.follow(cluster, redirect).await,
             Failure::Backend(e) => self.after_error(cluster, e).await,
@@ -103,6 +120,36 @@ impl Retry {
                 .await
                 .ok_or_else(|| wire::error(format!("ERR Puerta: {e}"))),
         }
+    }
+
+    /// When `failure` is one to wait out: CLUSTERDOWN, or a failed connection to a slot's node where
+    /// the command may be sent again (not a timeout: a stuck node is left to `command_timeout_ms`).
+    /// `Some(failed node)`; a fixed node (one part of a fan-out) is asked as it is.
+    fn may_hold<'f>(
+        &self,
+        cluster: &Cluster,
+        failure: &Failure<'f>,
+    ) -> Option<Option<&'f Arc<str>>> {
+        if cluster.config.failover_hold.is_zero() || matches!(self.target, Target::Node(_)) {
+            return None;
+        }
+        match failure {
+            Failure::Redirect(Redirect::ClusterDown) => Some(None),
+            Failure::Backend(BackendError::Timeout { .. }) => None,
+            Failure::Backend(e) if e.never_sent() || self.idempotent => Some(Some(e.addr())),
+            _ => None,
+        }
+    }
+
+    async fn hold(&mut self, cluster: &Cluster, failed: Option<&Arc<str>>) -> Option<Next> {
+        let held = self.held.get_or_insert_with(|| Held::start(cluster));
+        let target = &self.target;
+        let owner = || owner_of(target, cluster).map(|n| n.addr);
+        let addr = hold::until_owner(cluster, held, failed, owner).await?;
+        Some(Next {
+            addr,
+            asking: false,
+        })
     }
 
     async fn follow(&self, cluster: &Cluster, redirect: Redirect) -> Option<Next> {
@@ -140,7 +187,6 @@ impl Retry {
     }
 
     async fn after_error(&self, cluster: &Cluster, e: &BackendError) -> Option<Next> {
-        Stats::bump(&cluster.stats.backend_errors);
         tracing::debug!("backend error: {e}");
         let resend = e.never_sent() || self.idempotent;
         cluster.refresh_and_wait(refresh_wait(cluster)).await;
@@ -155,21 +201,25 @@ impl Retry {
         Some(next)
     }
 
-    /// The node the target names now: a fixed node only while it is still a master.
     fn owner(&self, cluster: &Cluster) -> Option<Next> {
-        let addr = match &self.target {
-            Target::Slot { slot, readonly } => node_for(cluster, *slot, *readonly).ok()?,
-            Target::Node(addr) => cluster
-                .masters()
-                .iter()
-                .any(|m| m == addr)
-                .then(|| addr.clone())?,
-        };
-        Some(Next {
-            addr,
-            asking: false,
-        })
+        owner_of(&self.target, cluster)
     }
+}
+
+/// The node `target` names now: a fixed node only while it is still a master.
+fn owner_of(target: &Target, cluster: &Cluster) -> Option<Next> {
+    let addr = match target {
+        Target::Slot { slot, readonly } => node_for(cluster, *slot, *readonly).ok()?,
+        Target::Node(addr) => cluster
+            .masters()
+            .iter()
+            .any(|m| m == addr)
+            .then(|| addr.clone())?,
+    };
+    Some(Next {
+        addr,
+        asking: false,
+    })
 }
 
 /// The node serving `slot` now (`None`: any master), or the error a client gets when none is known
@@ -202,6 +252,7 @@ fn backoff(retries: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::cluster::hold::REPROBE_FOR_TESTS;
     use crate::redis::cluster::refresh::tests::{config, one_shard};
 
     fn slot_target() -> Target {
@@ -275,5 +326,101 @@ mod tests {
         let mut part = Retry::new(Target::Node(addr(7001)), true, false);
         assert_eq!(part.next(&cluster, moved(7003)).await, None);
         assert_eq!(part.next(&cluster, ask()).await, None);
+    }
+
+    fn holding(ms: u64) -> Arc<Cluster> {
+        let mut config = config(1);
+        config.failover_hold = Duration::from_millis(ms);
+        // Bounds the old policy's wait for a refresh (none runs here).
+        config.connection_timeout = Duration::from_millis(100);
+        let cluster = Cluster::new(config);
+        cluster.install(one_shard(7001, 7002));
+        cluster
+    }
+
+    fn refused(port: u16) -> BackendError {
+        BackendError::Connect {
+            addr: addr(port),
+            reason: "refused".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_for_a_dead_master_waits_for_its_successor() {
+        let cluster = holding(10_000);
+        let promote = {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                cluster.install(one_shard(7002, 7001));
+            })
+        };
+        let mut retry = Retry::new(slot_target(), false, true);
+        let started = std::time::Instant::now();
+        let next = retry.next(&cluster, Failure::Backend(&refused(7001))).await;
+        assert_eq!(next.map(|n| n.addr), Some(addr(7002)));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(Stats::get(&cluster.stats.failover_held), 1);
+        assert_eq!(Stats::get(&cluster.stats.failover_holding), 1);
+        drop(retry);
+        assert_eq!(Stats::get(&cluster.stats.failover_holding), 0);
+        promote.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_that_may_have_been_applied_is_never_held_nor_sent_again() {
+        let cluster = holding(10_000);
+        let lost = BackendError::Lost {
+            addr: addr(7001),
+            reason: "reset".into(),
+        };
+        let mut retry = Retry::new(slot_target(), false, true);
+        let started = std::time::Instant::now();
+        assert_eq!(retry.next(&cluster, Failure::Backend(&lost)).await, None);
+        assert_eq!(Stats::get(&cluster.stats.failover_held), 0);
+        // A read in the same spot is held (and re-sent to the same node once it may have recovered).
+        let mut read = Retry::new(slot_target(), true, true);
+        let next = read.next(&cluster, Failure::Backend(&lost)).await;
+        assert_eq!(next.map(|n| n.addr), Some(addr(7001)));
+        assert!(started.elapsed() >= REPROBE_FOR_TESTS);
+    }
+
+    #[tokio::test]
+    async fn the_hold_ends_after_failover_hold_ms_with_the_error() {
+        let cluster = holding(300);
+        let refused_7001 = refused(7001);
+        let timeout = BackendError::Timeout {
+            addr: addr(7001),
+            ms: 5000,
+        };
+        // A timed-out command is left to command_timeout_ms: not held, not sent to that node again.
+        let mut retry = Retry::new(slot_target(), true, true);
+        assert_eq!(retry.next(&cluster, Failure::Backend(&timeout)).await, None);
+        assert_eq!(Stats::get(&cluster.stats.failover_held), 0);
+        // A dead node still owning the slot: tried again after the first refresh, then every
+        // REPROBE until the hold is over.
+        let mut retry = Retry::new(slot_target(), false, true);
+        let started = std::time::Instant::now();
+        let dead = || Failure::Backend(&refused_7001);
+        let mut tries = 0;
+        while retry.next(&cluster, dead()).await.is_some() {
+            tries += 1;
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!((1..=2).contains(&tries), "{tries} tries in {took:?}");
+        // CLUSTERDOWN is held too, and tried again on the owner after a refresh.
+        let down = Failure::Redirect(Redirect::ClusterDown);
+        let mut retry = Retry::new(slot_target(), false, true);
+        assert_eq!(
+            retry.next(&cluster, down).await.map(|n| n.addr),
+            Some(addr(7001))
+        );
+        // Off: the old policy, bounded by max_redirects.
+        let off = holding(0);
+        let mut retry = Retry::new(slot_target(), false, true);
+        let next = retry.next(&off, Failure::Backend(&refused(7001))).await;
+        assert_eq!(next.map(|n| n.addr), Some(addr(7001)));
+        assert_eq!(Stats::get(&off.stats.failover_held), 0);
     }
 }

@@ -80,6 +80,22 @@ impl SlotMap {
             })
     }
 
+    /// Masters of this map that are no master in `new` (a failover, or a node gone), each with the
+    /// new master of the first slot it served.
+    pub fn replaced_masters(&self, new: &SlotMap) -> Vec<(Arc<str>, Option<Arc<str>>)> {
+        let still = new.masters();
+        let mut replaced: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
+        for (slot, shard) in self.slots.iter().enumerate() {
+            let Some(shard) = shard else { continue };
+            if still.contains(&shard.master) || replaced.iter().any(|(m, _)| *m == shard.master) {
+                continue;
+            }
+            let successor = new.slots[slot].as_ref().map(|s| s.master.clone());
+            replaced.push((shard.master.clone(), successor));
+        }
+        replaced
+    }
+
     pub fn shard(&self, slot: u16) -> Option<&Arc<Shard>> {
         self.slots.get(slot as usize).and_then(|s| s.as_ref())
     }
@@ -309,5 +325,23 @@ mod tests {
         moved.set_master(7, &"127.0.0.1:7777".into());
         assert!(!map.same_masters(&moved));
         assert!(!map.same_masters(&SlotMap::default()));
+    }
+
+    #[test]
+    fn a_failover_names_the_old_master_and_its_successor() {
+        let map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
+        let mut failed_over = map.clone();
+        for slot in 0..=5460 {
+            failed_over.set_master(slot, &"127.0.0.1:7003".into());
+        }
+        let replaced = map.replaced_masters(&failed_over);
+        assert_eq!(
+            replaced,
+            vec![("127.0.0.1:7000".into(), Some("127.0.0.1:7003".into()))]
+        );
+        // A slot migration between masters that stay masters is no failover.
+        let mut migrated = map.clone();
+        migrated.set_master(7, &"127.0.0.1:7001".into());
+        assert!(map.replaced_masters(&migrated).is_empty());
     }
 }

@@ -210,6 +210,8 @@ fn proxy_section(cluster: &Cluster, out: &mut String) {
         ("ask_redirects", Stats::get(&s.ask)),
         ("tryagain_retries", Stats::get(&s.tryagain)),
         ("backend_errors", Stats::get(&s.backend_errors)),
+        ("failover_held", Stats::get(&s.failover_held)),
+        ("failover_holding", Stats::get(&s.failover_holding)),
         ("topology_refreshes", Stats::get(&s.refreshes)),
         ("protocol_errors", Stats::get(&s.protocol_errors)),
     ];
