@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use puerta_tests::mongo::{probe, puerta_config, run_py, seed_names, StandIn};
+use puerta_tests::mongo::{probe, puerta_config, roundtrip, run_py, seed_names, StandIn};
 use puerta_tests::{free_port, loopback, Puerta};
 
 fn three_stand_ins() -> anyhow::Result<Vec<StandIn>> {
@@ -134,6 +134,82 @@ fn backend_down_and_back() -> anyhow::Result<()> {
         newcomers.iter().all(|n| !n.starts_with("error")),
         "{newcomers:?}"
     );
+    Ok(())
+}
+
+/// Two instances with `affinity = "hash"` and no link between them: each of 20 clients reaches the
+/// same stand-in through both (a document written through one is read through the other), and when
+/// a stand-in dies its clients move alike on both while the others stay.
+#[test]
+fn hash_affinity_agrees_across_instances() -> anyhow::Result<()> {
+    let mut stand_ins = three_stand_ins()?;
+    let names = ["h0", "h1", "h2"];
+    seed_names(&[
+        (&stand_ins[0], names[0]),
+        (&stand_ins[1], names[1]),
+        (&stand_ins[2], names[2]),
+    ])?;
+    let backends: Vec<_> = stand_ins.iter().map(|s| s.address()).collect();
+    let extra = format!(
+        "affinity = \"hash\"\nhealth_check_interval_sec = {INTERVAL_SEC}\n\
+         health_fall = {FALL}\nhealth_rise = {RISE}\n"
+    );
+    let a = loopback(free_port());
+    let b = std::net::SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let start = |listen| -> anyhow::Result<Puerta> {
+        let config = puerta_config(listen, 1000, &backends, &extra);
+        let puerta = Puerta::start(&config, listen)?;
+        puerta
+            .process
+            .wait_for_output("initial health check done", Duration::from_secs(30))?;
+        Ok(puerta)
+    };
+    let (on_a, on_b) = (start(a)?, start(b)?);
+    let clients = sources(51, 20);
+    // Asked in the opposite order: placement by round-robin would differ, a hash does not.
+    let reversed = |list: &[String]| list.iter().rev().cloned().collect::<Vec<_>>();
+    let placed = probe(a, &clients)?;
+    assert_eq!(
+        reversed(&probe(b, &reversed(&clients))?),
+        placed,
+        "the instances disagree"
+    );
+    for name in names {
+        assert!(
+            placed.iter().any(|p| p == name),
+            "{name} unused: {placed:?}"
+        );
+    }
+    for (client, result) in clients.iter().zip(roundtrip(a, b, &clients)?) {
+        assert_eq!(result, "ok", "{client}");
+    }
+    for (client, result) in clients.iter().zip(roundtrip(b, a, &clients)?) {
+        assert_eq!(result, "ok", "{client}");
+    }
+
+    let victim = stand_ins[1].address();
+    stand_ins[1].process.kill();
+    for puerta in [&on_a, &on_b] {
+        puerta.process.wait_for_output(
+            &format!("mongos {victim} is down after {FALL} failed checks"),
+            Duration::from_secs(FALL * INTERVAL_SEC + 5),
+        )?;
+    }
+    let moved = probe(a, &clients)?;
+    assert_eq!(
+        reversed(&probe(b, &reversed(&clients))?),
+        moved,
+        "the instances disagree after the kill"
+    );
+    for ((client, before), now) in clients.iter().zip(&placed).zip(&moved) {
+        match before == "h1" {
+            true => assert!(now == "h0" || now == "h2", "{client}: {now}"),
+            false => assert_eq!(now, before, "{client} moved though its mongos is up"),
+        }
+    }
+    for (client, result) in clients.iter().zip(roundtrip(a, b, &clients)?) {
+        assert_eq!(result, "ok", "{client} after the kill");
+    }
     Ok(())
 }
 

@@ -74,19 +74,31 @@ pub fn seed_names(stand_ins: &[(&StandIn, &str)]) -> anyhow::Result<()> {
 /// For each source address (127.x.y.z), one fresh connection through `proxy` from that address;
 /// returns the stand-in name it reached (or `error: ...`), in order.
 pub fn probe(proxy: SocketAddr, sources: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut args = vec!["probe".to_string(), proxy.to_string()];
+    per_source(&["probe".to_string(), proxy.to_string()], sources)
+}
+
+/// Per source address: a document inserted through proxy `a` and looked for through proxy `b` on
+/// fresh connections from that address; `ok` or the error, in `sources` order.
+pub fn roundtrip(a: SocketAddr, b: SocketAddr, sources: &[String]) -> anyhow::Result<Vec<String>> {
+    let args = ["roundtrip".to_string(), a.to_string(), b.to_string()];
+    per_source(&args, sources)
+}
+
+/// Runs `mongo_whoami.py args... sources...` and reads its `SRC -> result` lines.
+fn per_source(args: &[String], sources: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut args = args.to_vec();
     args.extend(sources.iter().cloned());
     let out = run_py("mongo_whoami.py", &args, Duration::from_secs(120))?;
-    let mut names = Vec::new();
+    let mut results = Vec::new();
     for src in sources {
         let prefix = format!("{src} -> ");
         let line = out
             .lines()
             .find(|l| l.starts_with(&prefix))
-            .ok_or_else(|| anyhow::anyhow!("no probe result for {src} in:\n{out}"))?;
-        names.push(line[prefix.len()..].trim().to_string());
+            .ok_or_else(|| anyhow::anyhow!("no result for {src} in:\n{out}"))?;
+        results.push(line[prefix.len()..].trim().to_string());
     }
-    Ok(names)
+    Ok(results)
 }
 
 /// The data path the MongoDB suites run with. The same test files are compiled into three targets each

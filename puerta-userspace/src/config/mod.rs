@@ -57,10 +57,23 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
 }
 
+/// How a new client (or one whose mongos went down) is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    /// Smooth weighted round-robin; the pin lives in this instance's table.
+    #[default]
+    Table,
+    /// Weighted rendezvous hashing of the client IP: every instance with the same backends and
+    /// health view places a client alike.
+    Hash,
+}
+
 #[derive(Debug, Clone)]
 pub struct MongoConfig {
     pub endpoints: Vec<Endpoint>,
     pub session_affinity_enabled: bool,
+    pub affinity: Affinity,
     pub session_timeout: Duration,
     pub health_check_interval: Duration,
     pub health_check_timeout: Duration,

@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::source::{explain, Source};
 use super::{
-    Config, ConfigError, Endpoint, Forwarding, Mode, MongoConfig, ProxyProtocol, RedisConfig,
-    RedisUser,
+    Affinity, Config, ConfigError, Endpoint, Forwarding, Mode, MongoConfig, ProxyProtocol,
+    RedisConfig, RedisUser,
 };
 
 #[derive(Deserialize)]
@@ -42,6 +42,8 @@ struct RawMongo {
     mongos_endpoints: Spanned<Vec<Spanned<RawEndpoint>>>,
     #[serde(default = "yes")]
     session_affinity_enabled: bool,
+    #[serde(default)]
+    affinity: Affinity,
     #[serde(default = "default_session_timeout_sec")]
     session_timeout_sec: Spanned<u64>,
     #[serde(default = "default_health_interval_sec")]
@@ -312,6 +314,7 @@ fn mongo(src: &Source, raw: &RawMongo) -> Result<MongoConfig, ConfigError> {
     Ok(MongoConfig {
         endpoints,
         session_affinity_enabled: raw.session_affinity_enabled,
+        affinity: raw.affinity,
         session_timeout: Duration::from_secs(*raw.session_timeout_sec.get_ref()),
         health_check_interval: Duration::from_secs(src.positive(
             "mongodb.health_check_interval_sec",

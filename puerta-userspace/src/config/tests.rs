@@ -95,6 +95,22 @@ fn redis_failover_hold_defaults_to_five_seconds_and_zero_turns_it_off() {
     assert_eq!(off.redis().failover_hold, Duration::ZERO);
 }
 
+#[test]
+fn mongodb_affinity_is_table_unless_hash_is_asked_for() {
+    use crate::config::Affinity;
+    assert_eq!(
+        parse(MONGO).expect("valid").mongodb().affinity,
+        Affinity::Table
+    );
+    let hash = MONGO.replace("[mongodb]", "[mongodb]\naffinity = \"hash\"");
+    assert_eq!(
+        parse(&hash).expect("valid").mongodb().affinity,
+        Affinity::Hash
+    );
+    let bad = MONGO.replace("[mongodb]", "[mongodb]\naffinity = \"random\"");
+    assert!(parse(&bad).is_err());
+}
+
 fn invalid_line(text: &str) -> (String, usize) {
     let err = parse(text).expect_err("must be rejected");
     (err.to_string(), err.line().expect("has a line"))

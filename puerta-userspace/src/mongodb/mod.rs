@@ -7,6 +7,7 @@ mod admission;
 mod datapath;
 mod flow;
 mod reload;
+mod rendezvous;
 mod router;
 mod stats;
 

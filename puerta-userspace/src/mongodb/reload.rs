@@ -79,7 +79,7 @@ fn context(
     forwarder: Arc<Forwarder>,
 ) -> FlowContext {
     FlowContext {
-        router: Router::new(backends, affinity),
+        router: Router::new(backends, affinity, config.affinity),
         forwarder,
         connect_timeout: config.connect_timeout,
         idle_timeout,

@@ -1,32 +1,59 @@
 //! Which mongos a new client connection goes to: its pinned one (affinity) while healthy, otherwise the
-//! next one by smooth weighted round-robin over the healthy backends.
+//! one the placement picks among the healthy backends: the next by smooth weighted round-robin
+//! (`affinity = "table"`), or the client IP's by rendezvous hashing (`"hash"`, the same choice on
+//! every instance).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::rendezvous::Rendezvous;
 use crate::affinity::{AffinityTable, Lease, Placement};
 use crate::backends::Backends;
 use crate::balancer::Balancer;
+use crate::config::Affinity;
 
 pub struct Router {
     backends: Arc<Backends>,
-    balancer: Balancer,
+    placer: Placer,
     affinity: Option<Arc<AffinityTable>>,
+}
+
+/// How a client without a healthy pin is placed.
+enum Placer {
+    RoundRobin(Balancer),
+    Hash(Rendezvous),
+}
+
+impl Placer {
+    fn pick(&self, ip: IpAddr, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        match self {
+            Placer::RoundRobin(balancer) => balancer.pick(eligible),
+            Placer::Hash(rendezvous) => rendezvous.pick(ip, eligible),
+        }
+    }
 }
 
 /// The chosen backend, and the affinity lease that counts this connection while it lives.
 pub struct Route {
     pub backend: usize,
+    ip: IpAddr,
     lease: Option<Lease>,
 }
 
 impl Router {
-    pub fn new(backends: Arc<Backends>, affinity: Option<Arc<AffinityTable>>) -> Router {
-        let balancer = Balancer::new(backends.weights());
+    pub fn new(
+        backends: Arc<Backends>,
+        affinity: Option<Arc<AffinityTable>>,
+        placement: Affinity,
+    ) -> Router {
+        let placer = match placement {
+            Affinity::Table => Placer::RoundRobin(Balancer::new(backends.weights())),
+            Affinity::Hash => Placer::Hash(Rendezvous::new(&backends)),
+        };
         Router {
             backends,
-            balancer,
+            placer,
             affinity,
         }
     }
@@ -39,14 +66,15 @@ impl Router {
     pub fn route(&self, ip: IpAddr) -> Option<Route> {
         let is_up = |i| self.backends.is_up(i);
         let Some(table) = &self.affinity else {
-            let backend = self.balancer.pick(is_up)?;
+            let backend = self.placer.pick(ip, is_up)?;
             return Some(Route {
                 backend,
+                ip,
                 lease: None,
             });
         };
         let (backend, placement) =
-            table.acquire(ip, Instant::now(), is_up, || self.balancer.pick(is_up))?;
+            table.acquire(ip, Instant::now(), is_up, || self.placer.pick(ip, is_up))?;
         match placement {
             Placement::Moved { from } => tracing::info!(
                 client = %ip,
@@ -63,6 +91,7 @@ impl Router {
         }
         Some(Route {
             backend,
+            ip,
             lease: Some(Lease::new(table.clone(), ip)),
         })
     }
@@ -71,8 +100,8 @@ impl Router {
     /// client there. False if none is left.
     pub fn reroute(&self, route: &mut Route, tried: &[usize]) -> bool {
         let Some(next) = self
-            .balancer
-            .pick(|i| self.backends.is_up(i) && !tried.contains(&i))
+            .placer
+            .pick(route.ip, |i| self.backends.is_up(i) && !tried.contains(&i))
         else {
             return false;
         };
@@ -102,6 +131,10 @@ mod tests {
     use crate::config::Endpoint;
 
     fn router(affinity: bool) -> Router {
+        router_placing(affinity, Affinity::Table)
+    }
+
+    fn router_placing(affinity: bool, placement: Affinity) -> Router {
         let eps: Vec<_> = (1..=3)
             .map(|p| Endpoint::parse(&format!("127.0.0.1:{p}")).unwrap())
             .collect();
@@ -112,7 +145,7 @@ mod tests {
                 Arc::new(NoMirror),
             ))
         });
-        Router::new(backends, table)
+        Router::new(backends, table, placement)
     }
 
     fn ip(n: u8) -> IpAddr {
@@ -159,5 +192,40 @@ mod tests {
             r.backends.set_up(i, false);
         }
         assert!(r.route(ip(1)).is_none());
+    }
+
+    #[test]
+    fn hash_placement_agrees_across_routers_and_moves_only_the_dead_backends_clients() {
+        let a = router_placing(true, Affinity::Hash);
+        let b = router_placing(false, Affinity::Hash);
+        let placed: Vec<usize> = (1..=30).map(|n| a.route(ip(n)).unwrap().backend).collect();
+        for (n, p) in (1..=30).zip(&placed) {
+            assert_eq!(
+                b.route(ip(n)).unwrap().backend,
+                *p,
+                "instances disagree on {n}"
+            );
+        }
+        assert!((0..3).all(|i| placed.contains(&i)), "{placed:?}");
+        let victim = placed[0];
+        a.backends.set_up(victim, false);
+        b.backends.set_up(victim, false);
+        for (n, p) in (1..=30).zip(&placed) {
+            let (on_a, on_b) = (
+                a.route(ip(n)).unwrap().backend,
+                b.route(ip(n)).unwrap().backend,
+            );
+            assert_eq!(on_a, on_b, "instances disagree on {n} after the kill");
+            match *p == victim {
+                true => assert_ne!(on_a, victim),
+                false => assert_eq!(on_a, *p),
+            }
+        }
+        // A connect failure falls back the same way on both.
+        let mut on_a = a.route(ip(2)).unwrap();
+        let mut on_b = b.route(ip(2)).unwrap();
+        let tried = [on_a.backend];
+        assert!(a.reroute(&mut on_a, &tried) && b.reroute(&mut on_b, &tried));
+        assert_eq!(on_a.backend, on_b.backend);
     }
 }
