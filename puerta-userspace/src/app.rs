@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminSlot;
 use crate::config::{Config, Mode};
+use crate::handover::Handover;
 use crate::mongodb::DataPath;
 use crate::startup::{AdminListener, Prepared};
 
@@ -24,6 +25,8 @@ pub enum AppError {
     Mongo(#[from] crate::mongodb::MongoError),
     #[error("redis mode: {0}")]
     Redis(#[from] crate::redis::RedisError),
+    #[error("{0}")]
+    Handover(#[from] crate::handover::HandoverError),
 }
 
 impl AppError {
@@ -43,6 +46,9 @@ pub struct Serve {
     pub config: Arc<Config>,
     pub listener: TcpListener,
     pub shutdown: CancellationToken,
+    /// Cancelled by `shutdown`, or when the next instance took the listening sockets over: the
+    /// accept loop ends, flows go on (drained as on shutdown).
+    pub stop_accepting: CancellationToken,
     pub flows: TaskTracker,
     /// Where the mode publishes its state for `/healthz`, `/backends`, `/affinity`.
     pub admin: AdminSlot,
@@ -50,6 +56,22 @@ pub struct Serve {
     pub reloads: watch::Receiver<Arc<Config>>,
     /// MongoDB mode's data path, loaded by [`crate::startup::prepare`] before the runtime started.
     pub data_path: Option<DataPath>,
+    handover: Option<Handover>,
+}
+
+impl Serve {
+    /// Called by the mode right before its accept loop: the previous instance (if this one took its
+    /// sockets) may stop accepting now, and the next one may take them from this one.
+    pub fn ready(&mut self) {
+        let Some(handover) = self.handover.take() else {
+            return;
+        };
+        if let Some(previous) = handover.previous {
+            previous.serving();
+        }
+        let accepting = self.stop_accepting.clone();
+        tokio::spawn(handover.offer.serve(accepting.clone(), accepting));
+    }
 }
 
 /// Runs the configured mode until `shutdown` fires, then waits for flows up to the drain deadline.
@@ -74,16 +96,20 @@ pub async fn run_prepared(
     tracing::info!(%addr, mode = ?config.mode, "listening");
     let drain_timeout = config.drain_timeout;
     let serve_mode = config.mode;
-    let admin = start_admin(prepared.admin, shutdown.clone());
+    let stop_accepting = shutdown.child_token();
+    // The admin port goes with the listener: after a hand-over the next instance answers it.
+    let admin = start_admin(prepared.admin, stop_accepting.clone());
     let flows = TaskTracker::new();
     let serve = Serve {
         config: Arc::new(config),
         listener,
         shutdown: shutdown.clone(),
+        stop_accepting,
         flows: flows.clone(),
         admin,
         reloads,
         data_path: prepared.data_path,
+        handover: prepared.handover,
     };
     match serve.config.mode {
         Mode::Mongodb => crate::mongodb::serve(serve).await?,

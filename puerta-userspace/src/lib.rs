@@ -10,6 +10,7 @@ pub mod config;
 pub mod connect;
 pub mod error_line;
 pub mod forward;
+pub mod handover;
 pub mod health;
 pub mod kernel;
 pub mod limits;

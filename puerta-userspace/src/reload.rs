@@ -78,6 +78,10 @@ fn warn_fixed_settings(running: &Config, new: &Config) {
         ("listen_addr", running.listen_addr != new.listen_addr),
         ("admin_addr", running.admin_addr != new.admin_addr),
         (
+            "handover_socket",
+            running.handover_socket != new.handover_socket,
+        ),
+        (
             "max_connections",
             running.max_connections != new.max_connections,
         ),

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::app::AppError;
 use crate::config::{Config, Mode};
+use crate::handover::{Handover, Offer};
 use crate::mongodb::{data_path, DataPath, MongoError};
 
 /// Listen backlog, as tokio's `TcpListener::bind` uses: bursts of 10k+ clients must not be refused.
@@ -24,6 +25,8 @@ pub struct Prepared {
     pub admin: AdminListener,
     /// MongoDB mode's data path (kernel or userspace), already loaded.
     pub data_path: Option<DataPath>,
+    /// With `handover_socket`: what to offer the next instance, and the previous one to release.
+    pub handover: Option<Handover>,
 }
 
 /// The admin port is an operator aid: a bind failure is logged later and the proxy still serves.
@@ -37,13 +40,36 @@ pub enum AdminListener {
 /// is started, so that dropping capabilities afterwards covers the whole process.
 pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
     let addr = config.listen_addr;
-    let listener = bind(addr).map_err(|source| AppError::Bind { addr, source })?;
-    let admin = match config.admin_addr {
-        None => AdminListener::Off,
-        Some(addr) => match bind(addr) {
+    let taken = match &config.handover_socket {
+        Some(path) => take_over(path, addr, config.admin_addr)?,
+        None => None,
+    };
+    let (listener, taken_admin, previous) = match taken {
+        Some(t) => (t.listener, t.admin, Some(t.ready)),
+        None => (
+            bind(addr).map_err(|source| AppError::Bind { addr, source })?,
+            None,
+            None,
+        ),
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let admin = match (config.admin_addr, taken_admin) {
+        (None, _) => AdminListener::Off,
+        (Some(_), Some(l)) => AdminListener::Bound(l),
+        (Some(addr), None) => match bind(addr) {
             Ok(l) => AdminListener::Bound(l),
             Err(error) => AdminListener::Failed { addr, error },
         },
+    };
+    let handover = match &config.handover_socket {
+        Some(path) => Some(Handover {
+            previous,
+            offer: offer(path, &listener, addr, &admin)
+                .map_err(|source| AppError::Bind { addr, source })?,
+        }),
+        None => None,
     };
     let data_path = match config.mode {
         Mode::Mongodb => Some(data_path(config.mongodb()).map_err(MongoError::from)?),
@@ -53,6 +79,38 @@ pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
         listener,
         admin,
         data_path,
+        handover,
+    })
+}
+
+fn take_over(
+    path: &std::path::Path,
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Result<Option<crate::handover::Taken>, AppError> {
+    let taken = crate::handover::take_over(path, addr, admin)?;
+    if taken.is_none() {
+        tracing::info!(path = %path.display(), "no running instance offers its sockets; binding afresh");
+    }
+    Ok(taken)
+}
+
+/// Copies of the listening descriptors for the next instance.
+fn offer(
+    path: &std::path::Path,
+    listener: &std::net::TcpListener,
+    listen: SocketAddr,
+    admin: &AdminListener,
+) -> io::Result<Offer> {
+    let admin = match admin {
+        AdminListener::Bound(l) => Some((l.try_clone()?.into(), l.local_addr()?)),
+        _ => None,
+    };
+    Ok(Offer {
+        path: path.to_path_buf(),
+        listener: listener.try_clone()?.into(),
+        listen,
+        admin,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub log_level: Option<String>,
     /// Prometheus `/metrics` and the admin endpoints; `None` when configured `"off"`.
     pub admin_addr: Option<SocketAddr>,
+    /// `handover_socket`: where a running Puerta offers its listening sockets to the next one (a
+    /// restart or upgrade that drops nothing; see `handover`). `None`: no hand-over.
+    pub handover_socket: Option<std::path::PathBuf>,
     pub mongodb: Option<MongoConfig>,
     pub redis: Option<RedisConfig>,
 }

@@ -32,6 +32,7 @@ struct RawConfig {
     /// `"off"` disables the admin/metrics listener.
     #[serde(default = "default_admin_addr")]
     admin_addr: Spanned<String>,
+    handover_socket: Option<PathBuf>,
     mongodb: Option<Spanned<RawMongo>>,
     redis: Option<Spanned<RawRedis>>,
 }
@@ -265,6 +266,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         client_idle_timeout: client_idle_timeout(raw.client_idle_timeout_sec),
         log_level: log_level(&src, raw.log_level.as_ref())?,
         admin_addr,
+        handover_socket: raw.handover_socket.clone(),
         mongodb,
         redis,
     })

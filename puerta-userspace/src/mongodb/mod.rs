@@ -36,7 +36,7 @@ pub enum MongoError {
     Forward(#[from] ForwardError),
 }
 
-/// Accepts until `serve.shutdown` fires, spawning every flow on `serve.flows`.
+/// Accepts until `serve.stop_accepting` fires, spawning every flow on `serve.flows`.
 pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
     let config = serve.config.mongodb();
     let path = match serve.data_path.take() {
@@ -78,6 +78,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         background.clone(),
     ));
     let admission = Admission::new(serve.config.max_connections);
+    serve.ready();
     accept_loop(&serve, &serve.listener, &admission, &live).await;
     tracing::info!("stopped accepting MongoDB clients");
     Ok(())
@@ -110,7 +111,7 @@ async fn accept_loop(serve: &Serve, listener: &TcpListener, admission: &Admissio
     let accept_errors = LogThrottle::new(Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
-            _ = serve.shutdown.cancelled() => return,
+            _ = serve.stop_accepting.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (client, peer) = match accepted {

@@ -32,7 +32,7 @@ pub enum RedisError {
     Accept(std::io::Error),
 }
 
-pub async fn serve(serve: Serve) -> Result<(), RedisError> {
+pub async fn serve(mut serve: Serve) -> Result<(), RedisError> {
     let cluster = Cluster::new(serve.config.redis().clone());
     if cluster::refresh::refresh_once(&cluster).await {
         tracing::info!(
@@ -57,6 +57,7 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
         serve.shutdown.clone(),
     ));
     let slots = Arc::new(Semaphore::new(serve.config.max_connections));
+    serve.ready();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = serve.listener.accept() => match accepted {
@@ -68,7 +69,7 @@ pub async fn serve(serve: Serve) -> Result<(), RedisError> {
                 }
                 Err(e) => return Err(RedisError::Accept(e)),
             },
-            _ = serve.shutdown.cancelled() => return Ok(()),
+            _ = serve.stop_accepting.cancelled() => return Ok(()),
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             Stats::bump(&cluster.stats.clients_rejected);

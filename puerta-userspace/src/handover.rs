@@ -1,0 +1,327 @@
+//! Restarts and upgrades that drop nothing. A Puerta with `handover_socket` set offers its listening
+//! sockets on that Unix socket. The next Puerta started with the same setting (a new binary, a new
+//! configuration) connects there before binding anything and receives the listening sockets
+//! themselves over SCM_RIGHTS: the same kernel sockets with their accept queues, not new ones on the
+//! same port. Once it serves it says READY; only then does the old one stop accepting and drain (its
+//! connections go on until they end or `drain_timeout_sec`). Connections arriving meanwhile wait in
+//! the one accept queue for whichever process accepts next, so none is refused or reset. A new
+//! process that fails before READY changes nothing: the old one keeps serving and offering.
+//!
+//! Two listeners with `SO_REUSEPORT` would not do: closing one resets the connections waiting in
+//! its own queue (unless `net.ipv4.tcp_migrate_req` is set on the host).
+//!
+//! The exchange: the new process sends `TAKEOVER <pid>`; the old one answers one line,
+//! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or ->`, carrying the listener's and the
+//! admin listener's descriptors; the new one sends `READY` once it serves, or hangs up.
+
+use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use tokio_util::sync::CancellationToken;
+
+const PROTOCOL: &str = "PUERTA-HANDOVER 1";
+/// How long either side waits for the other's line, READY aside.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the old process waits for the new one to serve: its start-up (the cluster topology,
+/// the first health checks, loading the eBPF program) happens in between.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    #[error("hand-over over {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("hand-over over {path}: {why}")]
+    Protocol { path: PathBuf, why: String },
+}
+
+/// Listening sockets taken over from the running instance.
+pub struct Taken {
+    pub listener: TcpListener,
+    /// The admin listener, when the running instance had one on the address this one wants.
+    pub admin: Option<TcpListener>,
+    pub ready: Ready,
+}
+
+/// The line back to the instance whose sockets were taken.
+pub struct Ready {
+    from_pid: u32,
+    stream: UnixStream,
+}
+
+impl Ready {
+    /// Tells the old instance that this one serves: it stops accepting and drains.
+    pub fn serving(mut self) {
+        match self.stream.write_all(b"READY\n") {
+            Ok(()) => tracing::info!(
+                from_pid = self.from_pid,
+                "took over the listening sockets of pid {}; it drains now",
+                self.from_pid
+            ),
+            Err(e) => tracing::warn!(
+                from_pid = self.from_pid,
+                "could not tell pid {} that this instance serves ({e}); both accept until it stops",
+                self.from_pid
+            ),
+        }
+    }
+}
+
+/// Asks the instance offering at `path` for its sockets. `None` when nobody offers (no socket, or a
+/// stale one): this instance binds its own. Must run before other threads start, like every bind.
+pub fn take_over(
+    path: &Path,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Result<Option<Taken>, HandoverError> {
+    let io_error = |source| HandoverError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let protocol = |why: String| HandoverError::Protocol {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut stream = match UnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    stream
+        .set_read_timeout(Some(EXCHANGE_TIMEOUT))
+        .map_err(io_error)?;
+    stream
+        .set_write_timeout(Some(EXCHANGE_TIMEOUT))
+        .map_err(io_error)?;
+    writeln!(stream, "TAKEOVER {}", std::process::id()).map_err(io_error)?;
+    let (line, mut fds) = receive(&stream).map_err(io_error)?;
+    let offer =
+        Header::parse(&line).ok_or_else(|| protocol(format!("unexpected answer {line:?}")))?;
+    let expected = 1 + usize::from(offer.admin.is_some());
+    if fds.len() != expected {
+        return Err(protocol(format!("{} descriptors for {line:?}", fds.len())));
+    }
+    let listener = TcpListener::from(fds.remove(0));
+    if offer.listen != listen {
+        return Err(protocol(format!(
+            "the running instance (pid {}) listens on {}, this configuration on {listen}; stop it instead",
+            offer.pid, offer.listen
+        )));
+    }
+    // An admin address that changed is bound afresh; the old one's closes with it.
+    let admin = match (fds.pop(), offer.admin) {
+        (Some(fd), Some(at)) if Some(at) == admin => Some(TcpListener::from(fd)),
+        _ => None,
+    };
+    Ok(Some(Taken {
+        listener,
+        admin,
+        ready: Ready {
+            from_pid: offer.pid,
+            stream,
+        },
+    }))
+}
+
+/// One line and the descriptors that came with it.
+fn receive(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
+    let mut buf = [0u8; 512];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this process for us alone.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let n = msg.bytes;
+    let line = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+    Ok((line, fds))
+}
+
+/// The old instance's answer line.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    pid: u32,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+}
+
+impl Header {
+    fn line(&self) -> String {
+        let admin = self.admin.map_or("-".to_string(), |a| a.to_string());
+        format!(
+            "{PROTOCOL} pid={} listen={} admin={admin}\n",
+            self.pid, self.listen
+        )
+    }
+
+    fn parse(line: &str) -> Option<Header> {
+        let rest = line.strip_prefix(PROTOCOL)?.trim();
+        let mut pid = None;
+        let mut listen = None;
+        let mut admin = None;
+        for field in rest.split_whitespace() {
+            match field.split_once('=')? {
+                ("pid", v) => pid = v.parse().ok(),
+                ("listen", v) => listen = v.parse().ok(),
+                ("admin", "-") => admin = Some(None),
+                ("admin", v) => admin = Some(Some(v.parse().ok()?)),
+                _ => {}
+            }
+        }
+        Some(Header {
+            pid: pid?,
+            listen: listen?,
+            admin: admin?,
+        })
+    }
+}
+
+/// A hand-over to finish once this instance serves: tell the previous one, offer to the next.
+pub struct Handover {
+    pub previous: Option<Ready>,
+    pub offer: Offer,
+}
+
+/// What this instance offers to the next one: copies of its listening descriptors (the sockets stay
+/// open for the next process even after this one stops accepting).
+pub struct Offer {
+    pub path: PathBuf,
+    pub listener: OwnedFd,
+    pub listen: SocketAddr,
+    pub admin: Option<(OwnedFd, SocketAddr)>,
+}
+
+impl Offer {
+    /// Serves the hand-over socket until an instance took over (then `handed_over` is cancelled:
+    /// stop accepting) or `stop` fires.
+    pub async fn serve(self, handed_over: CancellationToken, stop: CancellationToken) {
+        let listener = match bind(&self.path) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), "hand-over socket unavailable: {e}");
+                return;
+            }
+        };
+        tracing::info!(path = %self.path.display(), "offering the listening sockets for hand-over");
+        let offer = std::sync::Arc::new(self);
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => return,
+            };
+            let stream = match accepted.and_then(|(s, _)| s.into_std()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("hand-over socket: {e}");
+                    continue;
+                }
+            };
+            let offer = offer.clone();
+            let exchange = tokio::task::spawn_blocking(move || offer.exchange(stream)).await;
+            match exchange {
+                Ok(Ok(pid)) => {
+                    tracing::info!(
+                        to_pid = pid,
+                        "handed the listening sockets over to pid {pid}; draining"
+                    );
+                    handed_over.cancel();
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("hand-over failed, still serving: {e}");
+                }
+                Err(e) => tracing::warn!("hand-over failed, still serving: {e}"),
+            }
+        }
+    }
+
+    /// One exchange, blocking: the new process's pid once it said READY.
+    fn exchange(&self, stream: UnixStream) -> io::Result<u32> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
+        stream.set_write_timeout(Some(EXCHANGE_TIMEOUT))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.by_ref().take(128).read_line(&mut line)?;
+        let pid: u32 = line
+            .trim()
+            .strip_prefix("TAKEOVER ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("unexpected request {line:?}")))?;
+        let header = Header {
+            pid: std::process::id(),
+            listen: self.listen,
+            admin: self.admin.as_ref().map(|(_, at)| *at),
+        }
+        .line();
+        let mut fds = vec![self.listener.as_raw_fd()];
+        fds.extend(self.admin.as_ref().map(|(fd, _)| fd.as_raw_fd()));
+        let rights = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(header.as_bytes())],
+            &rights,
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(io::Error::from)?;
+        tracing::info!(
+            to_pid = pid,
+            "pid {pid} asks for the listening sockets; waiting until it serves"
+        );
+        stream.set_read_timeout(Some(READY_TIMEOUT))?;
+        let mut ready = String::new();
+        reader.take(16).read_line(&mut ready)?;
+        match ready.trim() {
+            "READY" => Ok(pid),
+            "" => Err(io::Error::other(format!(
+                "pid {pid} hung up before it served"
+            ))),
+            other => Err(io::Error::other(format!("pid {pid} said {other:?}"))),
+        }
+    }
+}
+
+/// The hand-over socket, replacing a stale one (or the previous instance's, which took its turn),
+/// reachable by this user only: whoever connects gets the listening sockets.
+fn bind(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests;

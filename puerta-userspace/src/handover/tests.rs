@@ -1,0 +1,107 @@
+use super::*;
+
+fn offer_for(listener: &TcpListener, path: &Path) -> Offer {
+    Offer {
+        path: path.to_path_buf(),
+        listener: listener.try_clone().unwrap().into(),
+        listen: listener.local_addr().unwrap(),
+        admin: None,
+    }
+}
+
+#[test]
+fn the_header_says_what_it_carries() {
+    let header = Header {
+        pid: 42,
+        listen: "127.0.0.1:6379".parse().unwrap(),
+        admin: Some("127.0.0.1:9090".parse().unwrap()),
+    };
+    assert_eq!(Header::parse(header.line().trim_end()), Some(header));
+    let no_admin = Header {
+        admin: None,
+        ..Header::parse("PUERTA-HANDOVER 1 pid=1 listen=[::1]:7 admin=-").unwrap()
+    };
+    assert_eq!(no_admin.listen, "[::1]:7".parse().unwrap());
+    assert_eq!(
+        Header::parse("PUERTA-HANDOVER 2 pid=1 listen=1.2.3.4:5 admin=-"),
+        None
+    );
+    assert_eq!(Header::parse("PUERTA-HANDOVER 1 pid=1 admin=-"), None);
+}
+
+#[tokio::test]
+async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_after_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handover.sock");
+    let old = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = old.local_addr().unwrap();
+    let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
+    let offering = tokio::spawn(offer_for(&old, &path).serve(handed_over.clone(), stop.clone()));
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A client that connects before the new instance serves waits in the shared queue.
+    let early = std::net::TcpStream::connect(addr).unwrap();
+    let asking = path.clone();
+    let taken = tokio::task::spawn_blocking(move || take_over(&asking, addr, None))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the running instance offers");
+    assert_eq!(taken.listener.local_addr().unwrap(), addr);
+    let (_, peer) = taken.listener.accept().unwrap();
+    assert_eq!(
+        peer,
+        early.local_addr().unwrap(),
+        "the very connection queued before"
+    );
+    assert!(
+        !handed_over.is_cancelled(),
+        "the old one accepts until READY"
+    );
+    taken.ready.serving();
+    tokio::time::timeout(Duration::from_secs(10), handed_over.cancelled())
+        .await
+        .expect("READY makes the old instance stop accepting");
+    offering.await.unwrap();
+}
+
+#[tokio::test]
+async fn nobody_offering_and_a_failed_take_over_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handover.sock");
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let none = take_over(&path, addr, None).unwrap();
+    assert!(none.is_none(), "no socket: bind afresh");
+
+    let old = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
+    let offering = tokio::spawn(offer_for(&old, &path).serve(handed_over.clone(), stop.clone()));
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another listen address: refused with a clear error, and the old instance goes on.
+    let asking = path.clone();
+    let refused = tokio::task::spawn_blocking(move || take_over(&asking, addr, None))
+        .await
+        .unwrap();
+    let Err(e) = refused else {
+        panic!("a take-over for another address must fail")
+    };
+    assert!(e.to_string().contains("listens on"), "{e}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!handed_over.is_cancelled());
+    // A new instance that hangs up before READY (it failed to start) changes nothing either.
+    let right = old.local_addr().unwrap();
+    let asking = path.clone();
+    let taken = tokio::task::spawn_blocking(move || take_over(&asking, right, None))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    drop(taken);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!handed_over.is_cancelled());
+    stop.cancel();
+    offering.await.unwrap();
+}

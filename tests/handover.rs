@@ -1,0 +1,105 @@
+//! Restarts that drop nothing (`handover_socket`): clients connect and run commands in a loop, with
+//! no retries, while Puerta is replaced three times; each new process takes the listening socket
+//! over from the running one, which then drains. Not one connection may be refused or fail, and no
+//! old process may need its drain deadline.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use puerta_tests::mongo::{puerta_config, StandIn};
+use puerta_tests::redis_cluster::RedisCluster;
+use puerta_tests::{free_port, loopback, ChildGuard, Puerta};
+
+const RESTARTS: usize = 3;
+
+#[test]
+fn redis_mode_restarts_drop_nothing() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let listen = loopback(free_port());
+    let config = format!(
+        "handover_socket = \"{}\"\n{}",
+        dir.path().join("handover.sock").display(),
+        cluster.puerta_config(listen, "")
+    );
+    restarts_under_load("redis", &config, listen, dir.path())
+}
+
+#[test]
+fn mongodb_mode_restarts_drop_nothing() -> anyhow::Result<()> {
+    let stand_ins: Vec<StandIn> = (0..2).map(|_| StandIn::start()).collect::<Result<_, _>>()?;
+    let backends: Vec<String> = stand_ins.iter().map(|s| s.address()).collect();
+    let dir = tempfile::tempdir()?;
+    let listen = loopback(free_port());
+    let config = format!(
+        "handover_socket = \"{}\"\n{}",
+        dir.path().join("handover.sock").display(),
+        puerta_config(listen, 1000, &backends, "forwarding = \"auto\"")
+            .replace("drain_timeout_sec = 60", "drain_timeout_sec = 10")
+    );
+    restarts_under_load("mongodb", &config, listen, dir.path())
+}
+
+fn restarts_under_load(
+    mode: &str,
+    config: &str,
+    listen: std::net::SocketAddr,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let mut running = Puerta::start(config, listen)?;
+    running
+        .process
+        .wait_for_output("offering the listening sockets", Duration::from_secs(60))?;
+    let stop = dir.join("stop");
+    let mut clients = Command::new(puerta_tests::python());
+    clients
+        .arg(puerta_tests::py_script("restart_clients.py"))
+        .arg(mode)
+        .arg("127.0.0.1")
+        .arg(listen.port().to_string())
+        .arg(&stop)
+        .arg("6");
+    let mut clients = ChildGuard::spawn("restart clients", clients)?;
+    clients.wait_for_output("STARTED", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    for round in 1..=RESTARTS {
+        let mut next = Puerta::start(config, listen)?;
+        let old_pid = running.process.pid();
+        next.process.wait_for_output(
+            &format!("took over the listening sockets of pid {old_pid}"),
+            Duration::from_secs(60),
+        )?;
+        next.process
+            .wait_for_output("offering the listening sockets", Duration::from_secs(60))?;
+        let code = running.process.wait_exit(Duration::from_secs(60))?;
+        let old_log = running.process.output();
+        anyhow::ensure!(
+            code == Some(0),
+            "round {round}: the old process exited {code:?}:\n{old_log}"
+        );
+        anyhow::ensure!(
+            old_log.contains(&format!(
+                "handed the listening sockets over to pid {}",
+                next.process.pid()
+            )),
+            "round {round}:\n{old_log}"
+        );
+        anyhow::ensure!(
+            !old_log.contains("drain deadline reached"),
+            "round {round}: flows were cut at the drain deadline:\n{old_log}"
+        );
+        std::mem::swap(&mut running, &mut next);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::fs::write(&stop, b"stop")?;
+    let code = clients.wait_exit(Duration::from_secs(120))?;
+    let output = clients.output();
+    println!("{output}");
+    anyhow::ensure!(
+        code == Some(0) && output.contains("ALL OK"),
+        "{output}\nlast puerta:\n{}",
+        running.process.output()
+    );
+    Ok(())
+}
