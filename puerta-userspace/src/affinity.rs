@@ -125,6 +125,24 @@ impl AffinityTable {
         Some(from)
     }
 
+    /// Pins `ip` to `backend` unless it has a pin already (one made here wins over one carried over
+    /// from the previous instance). The pin has no connection here yet, so it expires after
+    /// `timeout` unless the client comes. True when added.
+    pub fn seed(&self, ip: IpAddr, backend: usize, now: Instant) -> bool {
+        let mut entries = self.lock();
+        if entries.contains_key(&ip) {
+            return false;
+        }
+        let entry = AffinityEntry {
+            backend,
+            last_seen: now,
+            live_conns: 0,
+        };
+        entries.insert(ip, entry);
+        self.mirror.upsert(ip, &entry);
+        true
+    }
+
     /// One connection of `ip` closed; the expiry clock starts when the last one does.
     pub fn release(&self, ip: IpAddr, now: Instant) {
         let mut entries = self.lock();

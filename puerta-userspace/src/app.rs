@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminSlot;
 use crate::config::{Config, Mode};
-use crate::handover::Handover;
+use crate::handover::{CarryOver, Handover};
 use crate::mongodb::DataPath;
 use crate::startup::{AdminListener, Prepared};
 
@@ -61,16 +61,21 @@ pub struct Serve {
 
 impl Serve {
     /// Called by the mode right before its accept loop: the previous instance (if this one took its
-    /// sockets) may stop accepting now, and the next one may take them from this one.
-    pub fn ready(&mut self) {
+    /// sockets) may stop accepting now and send its state to `carry.merge`, and the next one may take
+    /// the sockets, and `carry.snapshot`, from this one.
+    pub fn ready(&mut self, carry: CarryOver) {
         let Some(handover) = self.handover.take() else {
             return;
         };
         if let Some(previous) = handover.previous {
-            previous.serving();
+            previous.serving(carry.merge);
         }
         let accepting = self.stop_accepting.clone();
-        tokio::spawn(handover.offer.serve(accepting.clone(), accepting));
+        tokio::spawn(
+            handover
+                .offer
+                .serve(carry.snapshot, accepting.clone(), accepting),
+        );
     }
 }
 

@@ -12,7 +12,10 @@
 //!
 //! The exchange: the new process sends `TAKEOVER <pid>`; the old one answers one line,
 //! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or ->`, carrying the listener's and the
-//! admin listener's descriptors; the new one sends `READY` once it serves, or hangs up.
+//! admin listener's descriptors; the new one sends `READY` once it serves, or hangs up. After READY
+//! the old one stops accepting and sends the mode's state worth keeping ([`CarryOver`]: MongoDB's
+//! affinity pins, so that a client's new connections reach the mongos holding its cursors), one
+//! line each, then `END`.
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -55,21 +58,71 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Tells the old instance that this one serves: it stops accepting and drains.
-    pub fn serving(mut self) {
-        match self.stream.write_all(b"READY\n") {
-            Ok(()) => tracing::info!(
-                from_pid = self.from_pid,
-                "took over the listening sockets of pid {}; it drains now",
-                self.from_pid
-            ),
-            Err(e) => tracing::warn!(
+    /// Tells the old instance that this one serves: it stops accepting, drains, and sends its state,
+    /// which `merge` gets (in the background).
+    pub fn serving(mut self, merge: Merge) {
+        if let Err(e) = self.stream.write_all(b"READY\n") {
+            tracing::warn!(
                 from_pid = self.from_pid,
                 "could not tell pid {} that this instance serves ({e}); both accept until it stops",
                 self.from_pid
-            ),
+            );
+            return;
+        }
+        tracing::info!(
+            from_pid = self.from_pid,
+            "took over the listening sockets of pid {}; it drains now",
+            self.from_pid
+        );
+        let from_pid = self.from_pid;
+        tokio::task::spawn_blocking(move || match read_state(self.stream) {
+            Ok(lines) => {
+                tracing::info!(
+                    from_pid,
+                    entries = lines.len(),
+                    "state carried over from pid {from_pid}"
+                );
+                merge(lines);
+            }
+            Err(e) => tracing::warn!(from_pid, "no state carried over from pid {from_pid}: {e}"),
+        });
+    }
+}
+
+/// What a mode keeps across a hand-over: `snapshot` gives the lines to send the next instance
+/// (none may contain a newline), `merge` takes those the previous one sent.
+pub struct CarryOver {
+    pub snapshot: Snapshot,
+    pub merge: Merge,
+}
+
+pub type Snapshot = std::sync::Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+pub type Merge = Box<dyn FnOnce(Vec<String>) + Send>;
+
+impl CarryOver {
+    /// Nothing to keep (Redis mode: clients reconnect to the same cluster).
+    pub fn nothing() -> CarryOver {
+        CarryOver {
+            snapshot: std::sync::Arc::new(Vec::new),
+            merge: Box::new(|_| {}),
         }
     }
+}
+
+/// Bounds what a previous instance may make this one read.
+const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+
+fn read_state(stream: UnixStream) -> io::Result<Vec<String>> {
+    stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
+    let mut lines = Vec::new();
+    for line in BufReader::new(stream.take(MAX_STATE_BYTES)).lines() {
+        let line = line?;
+        if line == "END" {
+            return Ok(lines);
+        }
+        lines.push(line);
+    }
+    Err(io::Error::other("the state ended without END"))
 }
 
 /// Asks the instance offering at `path` for its sockets. `None` when nobody offers (no socket, or a
@@ -218,8 +271,13 @@ pub struct Offer {
 
 impl Offer {
     /// Serves the hand-over socket until an instance took over (then `handed_over` is cancelled:
-    /// stop accepting) or `stop` fires.
-    pub async fn serve(self, handed_over: CancellationToken, stop: CancellationToken) {
+    /// stop accepting, and `snapshot` goes to the new instance) or `stop` fires.
+    pub async fn serve(
+        self,
+        snapshot: Snapshot,
+        handed_over: CancellationToken,
+        stop: CancellationToken,
+    ) {
         let listener = match bind(&self.path) {
             Ok(l) => l,
             Err(e) => {
@@ -242,14 +300,16 @@ impl Offer {
                 }
             };
             let offer = offer.clone();
-            let exchange = tokio::task::spawn_blocking(move || offer.exchange(stream)).await;
+            let (snapshot, handed) = (snapshot.clone(), handed_over.clone());
+            let exchange =
+                tokio::task::spawn_blocking(move || offer.exchange(stream, &snapshot, &handed))
+                    .await;
             match exchange {
                 Ok(Ok(pid)) => {
                     tracing::info!(
                         to_pid = pid,
                         "handed the listening sockets over to pid {pid}; draining"
                     );
-                    handed_over.cancel();
                     return;
                 }
                 Ok(Err(e)) => {
@@ -260,8 +320,14 @@ impl Offer {
         }
     }
 
-    /// One exchange, blocking: the new process's pid once it said READY.
-    fn exchange(&self, stream: UnixStream) -> io::Result<u32> {
+    /// One exchange, blocking: the new process's pid once it said READY (accepting stops then,
+    /// before the snapshot is taken, so that it misses no placement).
+    fn exchange(
+        &self,
+        stream: UnixStream,
+        snapshot: &Snapshot,
+        handed_over: &CancellationToken,
+    ) -> io::Result<u32> {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
         stream.set_write_timeout(Some(EXCHANGE_TIMEOUT))?;
@@ -298,13 +364,30 @@ impl Offer {
         let mut ready = String::new();
         reader.take(16).read_line(&mut ready)?;
         match ready.trim() {
-            "READY" => Ok(pid),
-            "" => Err(io::Error::other(format!(
-                "pid {pid} hung up before it served"
-            ))),
-            other => Err(io::Error::other(format!("pid {pid} said {other:?}"))),
+            "READY" => {}
+            "" => {
+                let why = format!("pid {pid} hung up before it served");
+                return Err(io::Error::other(why));
+            }
+            other => return Err(io::Error::other(format!("pid {pid} said {other:?}"))),
         }
+        handed_over.cancel();
+        // The new instance serves already: a state it misses costs pins, not the hand-over.
+        if let Err(e) = send_state(&stream, &snapshot()) {
+            tracing::warn!(to_pid = pid, "could not send the state to pid {pid}: {e}");
+        }
+        Ok(pid)
     }
+}
+
+fn send_state(stream: &UnixStream, lines: &[String]) -> io::Result<()> {
+    let mut out = io::BufWriter::new(stream);
+    for line in lines {
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.write_all(b"END\n")?;
+    out.flush()
 }
 
 /// The hand-over socket, replacing a stale one (or the previous instance's, which took its turn),

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 fn offer_for(listener: &TcpListener, path: &Path) -> Offer {
     Offer {
@@ -36,7 +37,10 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = old.local_addr().unwrap();
     let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
-    let offering = tokio::spawn(offer_for(&old, &path).serve(handed_over.clone(), stop.clone()));
+    let snapshot: Snapshot =
+        std::sync::Arc::new(|| vec!["10.0.0.1 a:1".into(), "10.0.0.2 b:2".into()]);
+    let offer = offer_for(&old, &path).serve(snapshot, handed_over.clone(), stop.clone());
+    let offering = tokio::spawn(offer);
     while !path.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -59,10 +63,18 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
         !handed_over.is_cancelled(),
         "the old one accepts until READY"
     );
-    taken.ready.serving();
+    let (merged, carried) = tokio::sync::oneshot::channel();
+    taken.ready.serving(Box::new(move |lines| {
+        let _ = merged.send(lines);
+    }));
     tokio::time::timeout(Duration::from_secs(10), handed_over.cancelled())
         .await
         .expect("READY makes the old instance stop accepting");
+    let carried = tokio::time::timeout(Duration::from_secs(10), carried)
+        .await
+        .expect("the state follows READY")
+        .unwrap();
+    assert_eq!(carried, vec!["10.0.0.1 a:1", "10.0.0.2 b:2"]);
     offering.await.unwrap();
 }
 
@@ -76,7 +88,8 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
 
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
     let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
-    let offering = tokio::spawn(offer_for(&old, &path).serve(handed_over.clone(), stop.clone()));
+    let offer = offer_for(&old, &path).serve(Arc::new(Vec::new), handed_over.clone(), stop.clone());
+    let offering = tokio::spawn(offer);
     while !path.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -4,6 +4,7 @@
 
 mod admin_view;
 mod admission;
+mod carry_over;
 mod datapath;
 mod flow;
 mod reload;
@@ -78,7 +79,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         background.clone(),
     ));
     let admission = Admission::new(serve.config.max_connections);
-    serve.ready();
+    serve.ready(carry_over::affinity(&live));
     accept_loop(&serve, &serve.listener, &admission, &live).await;
     tracing::info!("stopped accepting MongoDB clients");
     Ok(())

@@ -57,7 +57,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), RedisError> {
         serve.shutdown.clone(),
     ));
     let slots = Arc::new(Semaphore::new(serve.config.max_connections));
-    serve.ready();
+    serve.ready(crate::handover::CarryOver::nothing());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = serve.listener.accept() => match accepted {
