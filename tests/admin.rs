@@ -153,6 +153,7 @@ fn report_live_state(forwarding: &str) -> anyhow::Result<()> {
         ) >= 1.0
     );
     assert!(text.contains("# TYPE puerta_health_check_duration_seconds histogram"));
+    dashboard_metrics_exist(Mode::Mongodb, &samples)?;
 
     drop(client);
     wait_for(admin, "/backends", WAIT, |_, body| {
@@ -272,5 +273,76 @@ fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
         .sum();
     assert!(replies >= 7.0, "node replies counted: {replies}\n{text}");
     assert_eq!(value("puerta_connections_open", &[]), 1.0);
+    dashboard_metrics_exist(Mode::Redis, &samples)?;
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Mongodb,
+    Redis,
+}
+
+/// Every metric `contrib/grafana/puerta.json` queries for `mode` is on a running Puerta's
+/// `/metrics`: a dashboard panel over a renamed or never-exported metric would stay empty unnoticed.
+fn dashboard_metrics_exist(
+    mode: Mode,
+    samples: &[puerta_tests::http::Sample],
+) -> anyhow::Result<()> {
+    let path = puerta_tests::workspace_root().join("contrib/grafana/puerta.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    let mut queried: Vec<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    queried.sort();
+    queried.dedup();
+    let shared =
+        |m: &str| m.starts_with("puerta_connections_") || m == "puerta_client_idle_timeouts_total";
+    let for_mode: Vec<&String> = queried
+        .iter()
+        .filter(|m| shared(m) || (m.starts_with("puerta_redis_") == (mode == Mode::Redis)))
+        .collect();
+    anyhow::ensure!(
+        for_mode.len() >= 8,
+        "the dashboard queries little for {mode:?}: {queried:?}"
+    );
+    let missing: Vec<&&String> = for_mode
+        .iter()
+        .filter(|m| !samples.iter().any(|s| s.name == ***m))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "{mode:?}: the dashboard queries metrics /metrics lacks: {missing:?}"
+    );
+    Ok(())
+}
+
+fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// The `puerta_…` identifiers in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("puerta_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
 }

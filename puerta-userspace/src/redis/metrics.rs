@@ -114,6 +114,9 @@ pub fn describe() {
             .map(|spec| metrics::counter!("puerta_redis_commands_total", "command" => spec.name))
             .collect()
     });
+    // Shown from the start (at 0), like the counters copied from Stats, so that dashboards and
+    // alerts over them work before the first event.
+    metrics::counter!("puerta_client_idle_timeouts_total").increment(0);
     describe_counter!(
         "puerta_redis_clients_closed_total",
         "Clients closed by the proxy, by reason (output_limit: replies it did not read)"
