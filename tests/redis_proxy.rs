@@ -486,6 +486,31 @@ fn client_list_info_and_kill_see_the_proxy_clients() -> anyhow::Result<()> {
     );
     drop(raw);
 
+    // A client shown as blocked has its command at the node already: a write made only once it
+    // shows (XADD after XREAD BLOCK $, as Redis' own stream tests do) wakes it, never overtakes it.
+    let mut reader = RespClient::connect(env.port())?;
+    let mut writer = RespClient::connect(env.port())?;
+    for round in 0..30 {
+        let stream = format!("{{x}}stream-{round}");
+        reader.send(&["XREAD", "BLOCK", "0", "STREAMS", &stream, "$"])?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !info(&mut admin)?.contains("blocked_clients:1") {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "round {round}: never blocked"
+            );
+        }
+        writer.command(&["XADD", &stream, "*", "f", "v"])?;
+        let woke = reader
+            .read_reply()
+            .map_err(|e| anyhow::anyhow!("round {round}: XREAD never woke: {e}"))?;
+        assert!(
+            matches!(&woke, Frame::Array(a) if a.len() == 1),
+            "round {round}: {woke:?}"
+        );
+    }
+    drop((reader, writer));
+
     // CLIENT KILL closes the worker's connection; the caller is never killed by default.
     let kill = format!("CLIENT KILL ID {worker_id}");
     assert_eq!(admin.call(&kill)?, Frame::Integer(1));

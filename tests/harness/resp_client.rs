@@ -74,6 +74,17 @@ impl RespClient {
         replies.pop().context("no reply")
     }
 
+    /// Sends one command without reading its reply (a blocking command, a pipeline built by hand).
+    pub fn send(&mut self, args: &[&str]) -> anyhow::Result<()> {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let mut out = BytesMut::new();
+        encode_command(&args, &mut out);
+        Ok(self.conn.write_all(&out)?)
+    }
+
     /// Sends one command and returns its reply's exact bytes (to tell `_` from `$-1`, `%` from `*`).
     pub fn call_raw(&mut self, args: &[&str]) -> anyhow::Result<Bytes> {
         let args: Vec<Bytes> = args

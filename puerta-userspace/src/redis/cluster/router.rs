@@ -104,7 +104,17 @@ async fn attempt(
     let budget = sender.budget.as_ref();
     let (reply, conn) = if route.dedicated {
         match pool.blocking().await {
-            Ok(conn) => (Ok(conn.send_for(payload, replies, budget)), Some(conn)),
+            Ok(conn) => {
+                // The node accepts a fresh connection in its own time, so a command written on
+                // it can run after a later command of another client (an XADD meant to wake
+                // this XREAD BLOCK $). A PING in the same write is answered only once the node
+                // read the connection, and so ran the command behind it: the command counts as
+                // sent (and the client as blocked) from then.
+                let ping = conn.send(wire::command_bytes(&[&b"PING"[..]]), 1);
+                let reply = conn.send_for(payload, replies, budget);
+                let _ = ping.await;
+                (Ok(reply), Some(conn))
+            }
             Err(e) => (Err(e), None),
         }
     } else {
