@@ -24,6 +24,9 @@ pub mod flag {
     pub const PUBSUB: u8 = 1 << 1;
     /// In MONITOR mode (`O`).
     pub const MONITOR: u8 = 1 << 2;
+    /// CLIENT TRACKING on (`t`), in BCAST mode (`B`).
+    pub const TRACKING: u8 = 1 << 3;
+    pub const BCAST: u8 = 1 << 4;
 }
 
 #[derive(Default)]
@@ -193,6 +196,12 @@ impl Entry {
         }
         if self.blocking.load(Ordering::Relaxed) > 0 {
             flags.push('b');
+        }
+        // After `b`, in Redis' order.
+        for (bit, letter) in [(flag::TRACKING, 't'), (flag::BCAST, 'B')] {
+            if self.has_flag(bit) {
+                flags.push(letter);
+            }
         }
         if flags.is_empty() {
             flags.push('N');

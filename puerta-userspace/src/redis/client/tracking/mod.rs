@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::output::{Charged, OutputBudget};
-use crate::redis::client::registry::Entry;
+use crate::redis::client::registry::{flag, Entry};
 use crate::redis::resp::{Frame, Protocol};
 
 pub use options::Mode;
@@ -155,6 +155,8 @@ impl Tracking {
             latest: at,
         };
         table.bcast += usize::from(tracker.mode.bcast);
+        tracker.entry.set_flag(flag::TRACKING, true);
+        tracker.entry.set_flag(flag::BCAST, tracker.mode.bcast);
         if let Some(old) = table.clients.insert(tracker.entry.id, tracker) {
             table.bcast -= usize::from(old.mode.bcast);
         }
@@ -235,6 +237,8 @@ impl Table {
             return;
         };
         self.bcast -= usize::from(old.mode.bcast);
+        old.entry.set_flag(flag::TRACKING, false);
+        old.entry.set_flag(flag::BCAST, false);
         if self.clients.is_empty() {
             self.forget_all();
             if let Some(feed) = self.feed.take() {

@@ -115,11 +115,19 @@ async fn the_last_client_leaving_stops_the_feed() {
         .enable(new_tracker(&first.entry, Mode::default(), tx.clone()), 1)
         .expect("the first client starts the feed");
     let second = register(&cluster, None, None);
+    let bcast = Mode {
+        bcast: true,
+        ..Mode::default()
+    };
     assert!(cluster
         .tracking
-        .enable(new_tracker(&second.entry, Mode::default(), tx), 1)
+        .enable(new_tracker(&second.entry, bcast, tx), 1)
         .is_none());
+    // CLIENT LIST shows `t`, and `B` for broadcast mode, while they track.
+    assert!(first.entry.line().contains(" flags=t "));
+    assert!(second.entry.line().contains(" flags=tB "));
     cluster.tracking.disable(first.entry.id);
+    assert!(first.entry.line().contains(" flags=N "));
     assert!(!feed.is_cancelled());
     cluster.tracking.disable(second.entry.id);
     assert!(feed.is_cancelled());
