@@ -41,8 +41,8 @@ pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) 
         sink,
         mode: mode.clone(),
     };
-    if let Some(stop) = cluster.tracking.enable(new, at) {
-        tokio::spawn(feed::run(cluster.clone(), stop));
+    if let Some(start) = cluster.tracking.enable(new, at) {
+        tokio::spawn(feed::run(cluster.clone(), start));
     }
     state.tracking = Some(mode);
     let cluster = cluster.clone();

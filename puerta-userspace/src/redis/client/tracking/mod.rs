@@ -119,15 +119,24 @@ struct Table {
     /// What `keys` and `order` hold, by the costs above.
     bytes: usize,
     limits: Limits,
-    /// The feed's supervisor while any client tracks.
-    feed: Option<CancellationToken>,
+    /// The feed's supervisor while any client tracks, and its generation.
+    feed: Option<(CancellationToken, u64)>,
+    generations: u64,
 }
 
 #[derive(Default)]
 pub struct Tracking {
     table: Mutex<Table>,
-    /// Masters whose feed connection is up.
-    pub(crate) connected: Mutex<HashSet<Arc<str>>>,
+    /// Masters whose feed connection is up, with the feed generation that connected them: the
+    /// tasks of a stopped feed may still be winding down while the next one starts, and must not
+    /// count (or uncount) for it.
+    pub(crate) connected: Mutex<HashMap<Arc<str>, u64>>,
+}
+
+/// A feed to start: it runs until `stop`, and marks what it connects with `generation`.
+pub struct FeedStart {
+    pub stop: CancellationToken,
+    pub generation: u64,
 }
 
 /// Who is starting to track.
@@ -145,7 +154,7 @@ impl Tracking {
 
     /// Starts tracking for a client whose `CLIENT TRACKING ON` is command number `at`. Returns the
     /// token of a feed to start when this is the first tracking client.
-    pub fn enable(&self, new: NewTracker, at: u64) -> Option<CancellationToken> {
+    pub fn enable(&self, new: NewTracker, at: u64) -> Option<FeedStart> {
         let mut table = self.table();
         let tracker = Tracker {
             mode: new.mode,
@@ -163,9 +172,19 @@ impl Tracking {
         if table.feed.is_some() {
             return None;
         }
-        let token = CancellationToken::new();
-        table.feed = Some(token.clone());
-        Some(token)
+        let stop = CancellationToken::new();
+        table.generations += 1;
+        let generation = table.generations;
+        table.feed = Some((stop.clone(), generation));
+        Some(FeedStart { stop, generation })
+    }
+
+    /// The running feed's generation (`None` while nobody tracks).
+    pub fn feed_generation(&self) -> Option<u64> {
+        self.table()
+            .feed
+            .as_ref()
+            .map(|(_, generation)| *generation)
     }
 
     /// Stops tracking for a client (OFF, RESET, disconnect); the feed stops with the last one.
@@ -241,7 +260,7 @@ impl Table {
         old.entry.set_flag(flag::BCAST, false);
         if self.clients.is_empty() {
             self.forget_all();
-            if let Some(feed) = self.feed.take() {
+            if let Some((feed, _)) = self.feed.take() {
                 feed.cancel();
             }
         }

@@ -128,9 +128,17 @@ async fn the_last_client_leaving_stops_the_feed() {
     assert!(second.entry.line().contains(" flags=tB "));
     cluster.tracking.disable(first.entry.id);
     assert!(first.entry.line().contains(" flags=N "));
-    assert!(!feed.is_cancelled());
+    assert!(!feed.stop.is_cancelled());
     cluster.tracking.disable(second.entry.id);
-    assert!(feed.is_cancelled());
+    assert!(feed.stop.is_cancelled());
+    // The next feed is another generation: what the stopped one connected does not count for it.
+    let (tx, _rx) = mpsc::channel(4);
+    let next = cluster
+        .tracking
+        .enable(new_tracker(&first.entry, Mode::default(), tx), 9)
+        .expect("a new feed");
+    assert_eq!(next.generation, feed.generation + 1);
+    assert_eq!(cluster.tracking.feed_generation(), Some(next.generation));
 }
 
 fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>, Vec<Registered>) {
@@ -218,4 +226,40 @@ async fn invalidations_count_against_the_client_output_limit_until_written() {
     assert_eq!(budget.held(), push.push.bytes().len());
     drop(push);
     assert_eq!(budget.held(), 0);
+}
+
+#[tokio::test]
+async fn a_stopped_feeds_connections_do_not_make_the_next_one_ready() {
+    use crate::redis::cluster::refresh::tests::one_shard;
+    let cluster = Cluster::new(config(1));
+    cluster.install(one_shard(7001, 7002));
+    let master: Arc<str> = "127.0.0.1:7001".into();
+    let client = register(&cluster, None, None);
+    let (tx, _rx) = mpsc::channel(4);
+    let first = cluster
+        .tracking
+        .enable(new_tracker(&client.entry, Mode::default(), tx.clone()), 1)
+        .unwrap();
+    let soon = std::time::Duration::from_millis(50);
+    assert!(
+        feed::ready(&cluster, soon).await.is_err(),
+        "nothing connected yet"
+    );
+    feed::set_connected(&cluster, &master, first.generation, true);
+    assert!(feed::ready(&cluster, soon).await.is_ok());
+    // The last client leaves and another starts tracking before the old feed has wound down: its
+    // connection is not the new feed's, so OK must wait for the new one.
+    cluster.tracking.disable(client.entry.id);
+    let next = cluster
+        .tracking
+        .enable(new_tracker(&client.entry, Mode::default(), tx), 2)
+        .unwrap();
+    assert!(
+        feed::ready(&cluster, soon).await.is_err(),
+        "a stale connection counted"
+    );
+    feed::set_connected(&cluster, &master, next.generation, true);
+    // The old feed's task ending late does not undo the new one's connection.
+    feed::set_connected(&cluster, &master, first.generation, false);
+    assert!(feed::ready(&cluster, soon).await.is_ok());
 }
