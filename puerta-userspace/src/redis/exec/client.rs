@@ -194,9 +194,7 @@ fn parse_id(id: &[u8]) -> Result<u64, Frame> {
 /// The old form, `CLIENT KILL addr:port`.
 fn kill_addr(cluster: &Cluster, addr: &[u8]) -> Frame {
     let addr = String::from_utf8_lossy(addr);
-    let victim = cluster
-        .clients
-        .list()
+    let victim = live_clients(cluster)
         .into_iter()
         .find(|c| c.addr.is_some_and(|a| a.to_string() == addr));
     match victim {
@@ -214,7 +212,7 @@ fn kill(cluster: &Cluster, state: &ClientState, filters: &[Bytes]) -> Frame {
     if !filters.len().is_multiple_of(2) {
         return wire::error("ERR syntax error");
     }
-    let mut clients = cluster.clients.list();
+    let mut clients = live_clients(cluster);
     let mut skip_me = true;
     for pair in filters.chunks(2) {
         let (name, value) = (pair[0].to_ascii_uppercase(), &pair[1]);
@@ -254,6 +252,14 @@ fn kill(cluster: &Cluster, state: &ClientState, filters: &[Bytes]) -> Frame {
         c.killed.cancel();
     }
     Frame::Integer(clients.len() as i64)
+}
+
+/// The clients not killed yet: one killed a moment ago is gone for Redis (freed at once), though
+/// its session here may take a scheduler turn to end.
+fn live_clients(cluster: &Cluster) -> Vec<std::sync::Arc<crate::redis::client::registry::Entry>> {
+    let mut clients = cluster.clients.list();
+    clients.retain(|c| !c.killed.is_cancelled());
+    clients
 }
 
 fn name_yes_no(value: &[u8]) -> Option<bool> {
