@@ -413,9 +413,10 @@ mod tests {
             Frame::Integer(1)
         );
         assert!(a.client.killed.is_cancelled());
+        // Both are killed now: gone, as in Redis, even while their sessions are still ending.
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:5002"]),
-            wire::ok()
+            wire::error("ERR No such client")
         );
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:1"]),
