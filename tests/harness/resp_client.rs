@@ -87,13 +87,7 @@ impl RespClient {
 
     /// Sends one command and returns its reply's exact bytes (to tell `_` from `$-1`, `%` from `*`).
     pub fn call_raw(&mut self, args: &[&str]) -> anyhow::Result<Bytes> {
-        let args: Vec<Bytes> = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        let mut out = BytesMut::new();
-        encode_command(&args, &mut out);
-        self.conn.write_all(&out)?;
+        self.send(args)?;
         self.read_raw()
     }
 
