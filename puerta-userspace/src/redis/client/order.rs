@@ -10,6 +10,9 @@
 
 use tokio::sync::watch;
 
+use crate::redis::cluster::Cluster;
+use crate::redis::resp::Frame;
+
 pub struct SlotOrder {
     /// The slot map epoch the client's latest command was routed with.
     epoch: u64,
@@ -33,6 +36,24 @@ impl SlotOrder {
         if epoch != self.epoch {
             self.all_answered().await;
             self.epoch = epoch;
+        }
+    }
+
+    /// The node `target` names for the client's next command of a slot, chosen with the map it
+    /// waited for: the map's epoch is read before and after `target`, and a change in between
+    /// (seen only through the epoch, which moves under the map's lock) means another round.
+    pub async fn route<T>(
+        &mut self,
+        cluster: &Cluster,
+        target: impl Fn() -> Result<T, Frame>,
+    ) -> Result<T, Frame> {
+        loop {
+            let epoch = cluster.epoch();
+            self.before_send(epoch).await;
+            let node = target()?;
+            if cluster.epoch() == epoch {
+                return Ok(node);
+            }
         }
     }
 

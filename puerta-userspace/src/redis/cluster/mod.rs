@@ -44,8 +44,10 @@ pub struct Cluster {
     /// `CLIENT TRACKING`: who read which key, and the nodes' invalidation feed.
     pub tracking: Tracking,
     map: RwLock<SlotMap>,
-    /// Bumped whenever a slot's master changes: a session compares it to learn that a slot may have
-    /// moved under its commands in flight (see `order`), and drops its cached connections.
+    /// Bumped whenever a slot's master changes, always while `map` is still locked for writing (a
+    /// reader that saw the new map then sees the new epoch): a session compares it to learn that a
+    /// slot may have moved under its commands in flight (see `order`), and drops its cached
+    /// connections.
     epoch: AtomicU64,
     /// Bumped after every refresh attempt, so a caller can wait for "the next refresh".
     refreshed: watch::Sender<u64>,
@@ -232,10 +234,15 @@ impl Cluster {
         pools.iter().map(|p| p.live()).sum()
     }
 
-    /// A MOVED reply is authoritative for one slot right away; the full refresh follows.
+    /// A MOVED reply is authoritative for one slot right away; the full refresh follows. The epoch
+    /// moves before the map's lock is released, as in `install`: a session that read the new map
+    /// must also see the new epoch, or it would send under the old one without waiting for its
+    /// commands still on their way to the old owner (`client::order`).
     pub fn apply_moved(&self, slot: u16, addr: &Arc<str>) {
-        self.write_map().set_master(slot, addr);
+        let mut map = self.write_map();
+        map.set_master(slot, addr);
         self.epoch.fetch_add(1, Ordering::Release);
+        drop(map);
         self.request_refresh();
     }
 
@@ -330,3 +337,6 @@ impl Cluster {
         self.refreshed.send_modify(|g| *g += 1);
     }
 }
+
+#[cfg(test)]
+mod tests;

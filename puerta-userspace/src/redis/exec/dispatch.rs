@@ -273,17 +273,10 @@ async fn send_in_order(
     route: Route,
 ) -> Result<router::InFlight, Frame> {
     let replica_read = route.readonly && cluster.config.read_from_replicas;
-    let addr = loop {
-        let epoch = cluster.epoch();
-        if route.slot.is_some() && !replica_read {
-            state.order.before_send(epoch).await;
-        }
-        let addr = router::target(cluster, &route)?;
-        // A map change between reading the epoch and choosing the node is seen by the next command
-        // only: this one must be routed with the map it waited for.
-        if cluster.epoch() == epoch {
-            break addr;
-        }
+    let target = || router::target(cluster, &route);
+    let addr = match route.slot.is_some() && !replica_read {
+        true => state.order.route(cluster, target).await?,
+        false => target()?,
     };
     let conn = if route.dedicated {
         None

@@ -136,13 +136,17 @@ impl Transaction {
                 }
             });
         }
-        let addr = match node_for(cluster, slot, false) {
+        // Chosen after the client's earlier commands are answered where the map changed under
+        // them, with the map waited for (as every routed command is).
+        let target = || node_for(cluster, slot, false);
+        let addr = match slot.is_some() {
+            true => order.route(cluster, target).await,
+            false => target(),
+        };
+        let addr = match addr {
             Ok(addr) => addr,
             Err(e) => return Reply::Ready(e),
         };
-        if slot.is_some() {
-            order.before_send(cluster.epoch()).await;
-        }
         let first = match cluster.pool(&addr, lane.protocol).conn(lane).await {
             Ok(conn) => Ok(conn.send(payload.clone(), replies)),
             Err(e) => Err(e),
