@@ -42,7 +42,7 @@ fn a_moved_slot_is_never_seen_under_the_old_epoch() {
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..200_000u32 {
-                cluster.apply_moved(5, if i % 2 == 0 { &a } else { &b });
+                cluster.apply_moved(5, if i.is_multiple_of(2) { &a } else { &b });
             }
             stop.store(true, Ordering::Release);
         });
@@ -54,7 +54,11 @@ fn a_moved_slot_is_never_seen_under_the_old_epoch() {
                 continue;
             }
             consistent += 1;
-            let expected = if (before - start) % 2 == 0 { &b } else { &a };
+            let expected = if (before - start).is_multiple_of(2) {
+                &b
+            } else {
+                &a
+            };
             assert_eq!(
                 &owner, expected,
                 "epoch {before} routed to the owner of another epoch"
