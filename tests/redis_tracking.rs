@@ -1,7 +1,8 @@
-//! Client-side caching through the proxy (`CLIENT TRACKING`, RESP3): invalidations reach exactly the
-//! clients that read a key (or whose BCAST prefixes match), OPTIN counts only reads after `CLIENT
-//! CACHING YES`, a node's FLUSHALL flushes every cache, and redis-py 8's `cache_config` and node-redis's
-//! `clientSideCache` stay coherent when another client writes.
+//! Client-side caching through the proxy (`CLIENT TRACKING`, RESP3 or REDIRECT): invalidations reach
+//! exactly the clients that read a key (or whose BCAST prefixes match), or the client they redirect
+//! to, OPTIN counts only reads after `CLIENT CACHING YES`, a node's FLUSHALL flushes every cache, and
+//! redis-py 8's `cache_config` and node-redis's `clientSideCache` stay coherent when another client
+//! writes.
 
 use puerta::redis::resp::Frame;
 use puerta_tests::proxied_cluster::ProxiedCluster;
@@ -136,19 +137,19 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
     };
     assert!(text.contains("OPTOUT"), "{text}");
 
-    // RESP2 has no pushes, and REDIRECT is not offered: both refused with a reason.
+    // RESP2 has no pushes: tracking on the connection itself is refused with a reason; REDIRECT
+    // names a client that must exist, with Redis' error.
     let mut resp2 = RespClient::connect(env.port())?;
-    for refused in [
-        &["CLIENT", "TRACKING", "ON"][..],
-        &["CLIENT", "TRACKING", "ON", "REDIRECT", "1"],
-    ] {
-        match resp2.command(refused)? {
-            Frame::Error(e) => {
-                assert!(e.starts_with(b"ERR Puerta") && e.windows(5).any(|w| w == b"RESP3"))
-            }
-            other => panic!("{refused:?}: {other:?}"),
+    match resp2.command(&["CLIENT", "TRACKING", "ON"])? {
+        Frame::Error(e) => {
+            assert!(e.starts_with(b"ERR Puerta") && e.windows(5).any(|w| w == b"RESP3"))
         }
+        other => panic!("{other:?}"),
     }
+    assert_eq!(
+        resp2.command(&["CLIENT", "TRACKING", "ON", "REDIRECT", "999999"])?,
+        Frame::Error("ERR The client ID you want redirect to does not exist".into())
+    );
     // Every tracking client gone: the table is empty and the feed stops.
     drop((bcast, optin));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -165,6 +166,101 @@ fn bcast_prefixes_optin_and_the_tracking_subcommands() -> anyhow::Result<()> {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// The keys of a RESP2 `__redis__:invalidate` message, skipping flushes (`None` keys).
+fn invalidate_message(c: &mut RespClient) -> anyhow::Result<Vec<String>> {
+    loop {
+        let frame = c.read_reply()?;
+        let Frame::Array(items) = &frame else {
+            panic!("expected a pub/sub message, got {frame:?}");
+        };
+        assert_eq!(
+            items[..2],
+            [Frame::bulk("message"), Frame::bulk("__redis__:invalidate")]
+        );
+        if let Frame::Array(keys) = &items[2] {
+            return Ok(keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k.as_bytes().expect("a key")).into_owned())
+                .collect());
+        }
+        assert_eq!(items[2], Frame::Null, "a flush");
+    }
+}
+
+/// `CLIENT TRACKING ON REDIRECT id`, as Redis' own tests use it: the reads of one connection, the
+/// invalidations on another, a RESP2 one subscribed to `__redis__:invalidate` or a RESP3 one as
+/// pushes. A redirecting client may itself speak RESP2.
+#[test]
+fn redirected_invalidations_reach_the_other_connection() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut writer = RespClient::connect(env.port())?;
+    let mut inbox = RespClient::connect(env.port())?;
+    let Frame::Integer(inbox_id) = inbox.command(&["CLIENT", "ID"])? else {
+        panic!("CLIENT ID answers an integer");
+    };
+    let subscribed = inbox.command(&["SUBSCRIBE", "__redis__:invalidate"])?;
+    assert_eq!(
+        subscribed,
+        Frame::Array(vec![
+            Frame::bulk("subscribe"),
+            Frame::bulk("__redis__:invalidate"),
+            Frame::Integer(1)
+        ])
+    );
+    let id = inbox_id.to_string();
+    let mut reader = RespClient::connect(env.port())?;
+    assert_eq!(
+        reader.command(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id])?,
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        reader.command(&["CLIENT", "GETREDIR"])?,
+        Frame::Integer(inbox_id)
+    );
+    for key in ONE_KEY_PER_MASTER {
+        writer.command(&["SET", key, "1"])?;
+        assert_eq!(reader.command(&["GET", key])?, Frame::bulk("1"));
+        writer.command(&["SET", key, "2"])?;
+        assert_eq!(invalidate_message(&mut inbox)?, vec![key.to_string()]);
+    }
+
+    // A RESP3 target gets pushes, for a BCAST tracker.
+    let mut pushes = RespClient::connect(env.port())?;
+    assert!(matches!(pushes.command(&["HELLO", "3"])?, Frame::Map(_)));
+    let Frame::Integer(pushes_id) = pushes.command(&["CLIENT", "ID"])? else {
+        panic!("CLIENT ID answers an integer");
+    };
+    let mut bcast = RespClient::connect(env.port())?;
+    let on = [
+        "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "r:", "REDIRECT",
+    ];
+    let mut on = on.to_vec();
+    let pushes_id = pushes_id.to_string();
+    on.push(&pushes_id);
+    assert_eq!(bcast.command(&on)?, Frame::Simple("OK".into()));
+    writer.command(&["SET", "r:1", "x"])?;
+    let mut frame = pushes.read_reply()?;
+    while invalidated(frame.clone()).is_none() {
+        frame = pushes.read_reply()?;
+    }
+    assert_eq!(invalidated(frame), Some(vec!["r:1".into()]));
+
+    // The target gone: the tracker goes on (its invalidations are lost, as in Redis).
+    drop(inbox);
+    writer.command(&["SET", ONE_KEY_PER_MASTER[0], "3"])?;
+    reader.command(&["GET", ONE_KEY_PER_MASTER[0]])?;
+    writer.command(&["SET", ONE_KEY_PER_MASTER[0], "4"])?;
+    assert_eq!(
+        reader.command(&["GET", ONE_KEY_PER_MASTER[0]])?,
+        Frame::bulk("4")
+    );
+    assert_eq!(
+        reader.command(&["CLIENT", "GETREDIR"])?,
+        Frame::Integer(inbox_id)
+    );
     Ok(())
 }
 

@@ -44,9 +44,13 @@ pub fn hello(cluster: &Arc<Cluster>, state: &mut ClientState, args: &[Bytes]) ->
     }
     if let Some(protocol) = request.protocol {
         state.set_protocol(protocol);
-        if protocol == Protocol::Resp2 {
+        let redirected = state
+            .tracking
+            .as_ref()
+            .is_some_and(|m| m.redirect.is_some());
+        if protocol == Protocol::Resp2 && !redirected {
             // RESP2 has no pushes to carry invalidations: tracking ends, as a cache must not trust
-            // a connection that can no longer be told.
+            // a connection that can no longer be told. (Redirected ones go elsewhere.)
             crate::redis::exec::client_tracking::stop(cluster, state);
         }
     }

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::output::OutputBudget;
+use crate::redis::client::tracking::Invalidation;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec;
 use crate::redis::stats::Stats;
@@ -54,6 +57,17 @@ pub struct Entry {
     blocking: AtomicU32,
     name: Mutex<Option<Bytes>>,
     user: Mutex<Arc<str>>,
+    /// Where invalidations for this client go, set once its writer runs: what another client's
+    /// `CLIENT TRACKING ON REDIRECT <this id>` sends to.
+    inbox: OnceLock<Inbox>,
+}
+
+/// A client's writer, as the tracking table reaches it.
+#[derive(Clone)]
+pub struct Inbox {
+    pub sink: mpsc::Sender<Invalidation>,
+    /// What the pushes count against until written.
+    pub budget: Arc<OutputBudget>,
 }
 
 /// A registered client; dropping it (the session ended, or its task panicked) removes the entry and
@@ -102,6 +116,7 @@ impl Registry {
             blocking: AtomicU32::new(0),
             name: Mutex::new(None),
             user: Mutex::new("default".into()),
+            inbox: OnceLock::new(),
         });
         lock(&self.clients).insert(id, entry.clone());
         Stats::bump(&stats.clients_total);
@@ -145,6 +160,20 @@ impl Entry {
 
     pub fn set_resp(&self, resp: u8) {
         self.resp.store(resp, Ordering::Relaxed);
+    }
+
+    /// The protocol the client speaks now: 2 or 3.
+    pub fn resp(&self) -> u8 {
+        self.resp.load(Ordering::Relaxed)
+    }
+
+    /// Called once, when the client's writer starts.
+    pub fn set_inbox(&self, inbox: Inbox) {
+        let _ = self.inbox.set(inbox);
+    }
+
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.get()
     }
 
     pub fn set_name(&self, name: Option<Bytes>) {

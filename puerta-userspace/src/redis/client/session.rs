@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::monitor::{self, Monitoring};
 use crate::redis::client::output::{Charged, Exceeded, OutputBudget};
-use crate::redis::client::registry::Entry;
+use crate::redis::client::registry::{Entry, Inbox};
 use crate::redis::client::slowlog::Timed;
 use crate::redis::client::tracking::{self, Invalidation};
 use crate::redis::cluster::Cluster;
@@ -83,8 +83,11 @@ pub async fn run(
     };
     let writer = tokio::spawn(write_replies(output, rx, feeds, progress, slowlog));
     let inflight = InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone());
-    let mut state = ClientState::new(client, &cluster, completed, budget);
-    state.invalidations = Some(invalidations);
+    let state = ClientState::new(client, &cluster, completed, budget);
+    state.client.set_inbox(Inbox {
+        sink: invalidations,
+        budget: state.budget.clone(),
+    });
     let mut reader = Reader {
         exceeded: budget_exceeded,
         inflight,
@@ -146,8 +149,12 @@ impl Feeds {
 
     /// Holds `invalidation` until its reply is written. Past `MAX_PENDING` held (a slow reply with
     /// many writes behind it), they all become one flush: the cache starts over, and memory stays
-    /// bounded whatever the client's output limit.
+    /// bounded whatever the client's output limit. A pub/sub message form is for a subscribed
+    /// RESP2 client (see `write_relayed`): outside that it is dropped, as Redis drops it.
     fn hold(&mut self, invalidation: Invalidation) {
+        if invalidation.message {
+            return;
+        }
         if self.held.len() >= tracking::MAX_PENDING {
             self.held.clear();
             self.held.push_back(Invalidation::flush(invalidation.after));
@@ -535,13 +542,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 output.answer(protocol, answer).await?;
                 false
             }
-            Reply::Relay(mut frames) => {
-                while let Some(frame) = output.wait(frames.recv()).await? {
-                    output.frame(protocol, &frame);
-                    if frames.is_empty() {
-                        output.flush().await?;
-                    }
-                }
+            Reply::Relay(frames) => {
+                write_relayed(output, frames, feeds, protocol).await?;
                 false
             }
             Reply::Close(frame) => {
@@ -562,6 +564,30 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return Ok(());
         }
         if rx.is_empty() || output.out.len() >= FLUSH_AT {
+            output.flush().await?;
+        }
+    }
+}
+
+/// A RESP2 subscriber's messages from its node, and the invalidations another client redirects to
+/// it (`CLIENT TRACKING … REDIRECT`), until the subscription ends.
+async fn write_relayed<W: AsyncWrite + Unpin>(
+    output: &mut Output<W>,
+    mut frames: mpsc::Receiver<Frame>,
+    feeds: &mut Feeds,
+    protocol: Protocol,
+) -> Result<(), Gone> {
+    loop {
+        tokio::select! {
+            frame = output.wait(frames.recv()) => match frame? {
+                Some(frame) => output.frame(protocol, &frame),
+                None => return Ok(()),
+            },
+            Some(invalidation) = feeds.invalidations.recv() => {
+                output.out.extend_from_slice(invalidation.push.bytes());
+            }
+        }
+        if frames.is_empty() && feeds.invalidations.is_empty() {
             output.flush().await?;
         }
     }

@@ -24,21 +24,33 @@ pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) 
         }
         Request::On(mode) => mode,
     };
-    if state.protocol() != Protocol::Resp3 {
+    let redirect = match mode.redirect {
+        Some(id) => match cluster.clients.get(id) {
+            Some(target) => Some(target),
+            None => {
+                return Reply::Ready(wire::error(
+                    "ERR The client ID you want redirect to does not exist",
+                ))
+            }
+        },
+        None => None,
+    };
+    if redirect.is_none() && state.protocol() != Protocol::Resp3 {
         return Reply::Ready(wire::error(
-            "ERR Puerta: CLIENT TRACKING needs RESP3 (HELLO 3) through the proxy: invalidations \
-             are delivered as push messages on the tracking connection",
+            "ERR Puerta: CLIENT TRACKING needs RESP3 (HELLO 3) or REDIRECT through the proxy: \
+             invalidations are delivered as push messages on the tracking connection",
         ));
     }
-    let Some(sink) = state.invalidations.clone() else {
+    let receiver = redirect.as_ref().unwrap_or(&state.client);
+    let Some(inbox) = receiver.inbox().cloned() else {
         return Reply::Ready(wire::error("ERR Puerta: this connection cannot track keys"));
     };
     // This command's own number: its invalidations come after its OK.
     let at = state.order.queued() + 1;
     let new = NewTracker {
         entry: state.client.clone(),
-        budget: state.budget.clone(),
-        sink,
+        inbox,
+        redirect,
         mode: mode.clone(),
     };
     if let Some(start) = cluster.tracking.enable(new, at) {
@@ -92,9 +104,13 @@ pub fn caching(state: &mut ClientState, answer: &[u8]) -> Frame {
     }
 }
 
-/// `CLIENT GETREDIR`: -1 when not tracking, 0 when tracking on this connection (no redirection).
+/// `CLIENT GETREDIR`: -1 when not tracking, 0 when tracking on this connection, else the id
+/// invalidations are redirected to.
 pub fn getredir(state: &ClientState) -> Frame {
-    Frame::Integer(if state.tracking.is_some() { 0 } else { -1 })
+    Frame::Integer(match &state.tracking {
+        None => -1,
+        Some(mode) => mode.redirect.map_or(0, |id| id as i64),
+    })
 }
 
 pub fn trackinginfo(state: &ClientState) -> Frame {

@@ -12,7 +12,7 @@ use crate::redis::client::auth;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
-use crate::redis::client::tracking::{Invalidation, Mode};
+use crate::redis::client::tracking::Mode;
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{self, Kind, Local, Merge, Step};
@@ -98,8 +98,6 @@ pub struct ClientState {
     pub tracking: Option<Mode>,
     /// `CLIENT CACHING YES|NO`, for the next command only.
     pub caching: Option<bool>,
-    /// Where the tracking table sends this client's invalidations (its writer).
-    pub invalidations: Option<mpsc::Sender<Invalidation>>,
 }
 
 impl ClientState {
@@ -143,7 +141,6 @@ impl ClientState {
             txn: Transaction::default(),
             tracking: None,
             caching: None,
-            invalidations: None,
         }
     }
 }

@@ -10,6 +10,11 @@
 //! stale reply, sent by the node before the write, could reach the client after the invalidation and
 //! be cached for good. Whenever Puerta may have missed writes (a feed connection opened or lost), it
 //! tells every tracking client to flush everything, as Redis does when the tracking table is reset.
+//!
+//! With `REDIRECT id` a client's invalidations go to another client instead, as Redis sends them:
+//! a push to a RESP3 one, a `__redis__:invalidate` message to a subscribed RESP2 one (written only
+//! while it is subscribed). They are written at once there: Redis orders them with nothing on
+//! another connection either.
 
 pub mod feed;
 pub mod options;
@@ -22,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::output::{Charged, OutputBudget};
-use crate::redis::client::registry::{flag, Entry};
+use crate::redis::client::registry::{flag, Entry, Inbox};
 use crate::redis::resp::{Frame, Protocol};
 
 pub use options::Mode;
@@ -53,14 +58,23 @@ fn entry_bytes(key: &[u8], readers: usize) -> usize {
 pub struct Invalidation {
     pub after: u64,
     pub push: Charged,
+    /// A RESP2 pub/sub message (a redirected invalidation): written only while the client is
+    /// subscribed, dropped otherwise, as Redis does.
+    pub message: bool,
 }
 
 impl Invalidation {
-    /// `>2 invalidate [keys]`; `None` = flush everything.
-    fn charged(keys: Option<Vec<Bytes>>, after: u64, budget: &Arc<OutputBudget>) -> Invalidation {
+    /// `>2 invalidate [keys]` (or its RESP2 message form); `None` = flush everything.
+    fn charged(
+        keys: Option<Vec<Bytes>>,
+        after: u64,
+        budget: &Arc<OutputBudget>,
+        message: bool,
+    ) -> Invalidation {
         Invalidation {
             after,
-            push: budget.charge(encode(keys)),
+            push: budget.charge(encode(keys, message)),
+            message,
         }
     }
 
@@ -68,26 +82,42 @@ impl Invalidation {
     pub fn flush(after: u64) -> Invalidation {
         Invalidation {
             after,
-            push: Charged::free(encode(None)),
+            push: Charged::free(encode(None, false)),
+            message: false,
         }
     }
 }
 
-fn encode(keys: Option<Vec<Bytes>>) -> Bytes {
+/// Redis' two forms: `>2 invalidate keys` on RESP3, `*3 message __redis__:invalidate keys` for a
+/// subscribed RESP2 client.
+fn encode(keys: Option<Vec<Bytes>>, message: bool) -> Bytes {
     let keys = match keys {
         Some(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+        // `_-1`/`$-1`, as Redis writes a flush in each form.
         None => Frame::Null,
     };
     let mut out = BytesMut::new();
-    Frame::Push(vec![Frame::bulk("invalidate"), keys]).encode_in(Protocol::Resp3, &mut out);
+    match message {
+        true => Frame::Array(vec![
+            Frame::bulk("message"),
+            Frame::bulk("__redis__:invalidate"),
+            keys,
+        ])
+        .encode_in(Protocol::Resp2, &mut out),
+        false => {
+            Frame::Push(vec![Frame::bulk("invalidate"), keys]).encode_in(Protocol::Resp3, &mut out)
+        }
+    }
     out.freeze()
 }
 
 struct Tracker {
     mode: Mode,
-    sink: mpsc::Sender<Invalidation>,
-    budget: Arc<OutputBudget>,
+    /// The tracking client's own writer, or the one it redirects to.
+    inbox: Inbox,
     entry: Arc<Entry>,
+    /// `REDIRECT`: the client that gets the invalidations.
+    redirect: Option<Arc<Entry>>,
     /// The number of the client's latest command sent while it tracked.
     latest: u64,
 }
@@ -142,8 +172,9 @@ pub struct FeedStart {
 /// Who is starting to track.
 pub struct NewTracker {
     pub entry: Arc<Entry>,
-    pub budget: Arc<OutputBudget>,
-    pub sink: mpsc::Sender<Invalidation>,
+    /// Where its invalidations go: its own writer, or that of `redirect`.
+    pub inbox: Inbox,
+    pub redirect: Option<Arc<Entry>>,
     pub mode: Mode,
 }
 
@@ -158,9 +189,9 @@ impl Tracking {
         let mut table = self.table();
         let tracker = Tracker {
             mode: new.mode,
-            sink: new.sink,
-            budget: new.budget,
+            inbox: new.inbox,
             entry: new.entry,
+            redirect: new.redirect,
             latest: at,
         };
         table.bcast += usize::from(tracker.mode.bcast);
@@ -320,19 +351,31 @@ impl Table {
     }
 
     /// Queues an invalidation for client `id`; a client too far behind to take it is closed, since
-    /// a missed invalidation would leave its cache wrong for good.
+    /// a missed invalidation would leave its cache wrong for good. Redirected ones go to their
+    /// target at once; one the target cannot take closes the target, one whose target is gone is
+    /// lost, as in Redis.
     fn send(&mut self, id: u64, keys: Option<Vec<Bytes>>) {
         let Some(tracker) = self.clients.get(&id) else {
             return;
         };
-        let push = Invalidation::charged(keys, tracker.latest, &tracker.budget);
-        if tracker.sink.try_send(push).is_err() {
-            tracing::warn!(
-                client = id,
-                "closing client: it does not read its cache invalidations"
-            );
-            tracker.entry.killed.cancel();
-            self.remove(id);
+        let (after, message, reader) = match &tracker.redirect {
+            None => (tracker.latest, false, &tracker.entry),
+            Some(target) => (0, target.resp() == 2, target),
+        };
+        let push = Invalidation::charged(keys, after, &tracker.inbox.budget, message);
+        match tracker.inbox.sink.try_send(push) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) if tracker.redirect.is_some() => {}
+            Err(_) => {
+                tracing::warn!(
+                    client = reader.id,
+                    "closing client: it does not read its cache invalidations"
+                );
+                reader.killed.cancel();
+                if tracker.redirect.is_none() {
+                    self.remove(id);
+                }
+            }
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct Mode {
     /// Accepted; Puerta cannot tell which client wrote a key, so a client may also be told of its
     /// own writes (a cache miss, never a stale value).
     pub noloop: bool,
+    /// `REDIRECT id`: invalidations go to that client (a RESP2 one subscribed to
+    /// `__redis__:invalidate`, or a RESP3 one as pushes) instead of this connection.
+    pub redirect: Option<u64>,
 }
 
 /// What `CLIENT TRACKING` asks for.
@@ -58,7 +61,8 @@ impl Mode {
                 flags.push(Frame::bulk(name));
             }
         }
-        info_map(flags, 0, self.prefixes.clone())
+        let redirect = self.redirect.map_or(0, |id| id as i64);
+        info_map(flags, redirect, self.prefixes.clone())
     }
 }
 
@@ -101,11 +105,8 @@ pub fn parse(args: &[Bytes], current: Option<&Mode>) -> Result<Request, Frame> {
                 None => return Err(wire::error("ERR syntax error")),
             },
             b"REDIRECT" => {
-                rest.next().ok_or_else(|| wire::error("ERR syntax error"))?;
-                return Err(wire::error(
-                    "ERR Puerta: CLIENT TRACKING REDIRECT is not supported through the proxy; \
-                     track on a RESP3 connection (HELLO 3), which receives its invalidations itself",
-                ));
+                let id = rest.next().ok_or_else(|| wire::error("ERR syntax error"))?;
+                mode.redirect = Some(client_id(id)?);
             }
             _ => return Err(wire::error("ERR syntax error")),
         }
@@ -115,6 +116,19 @@ pub fn parse(args: &[Bytes], current: Option<&Mode>) -> Result<Request, Frame> {
     }
     check(&mode, current)?;
     Ok(Request::On(mode))
+}
+
+/// A client id as Redis reads it: an integer (a negative or zero one names no client).
+fn client_id(arg: &[u8]) -> Result<u64, Frame> {
+    let not_integer = || wire::error("ERR value is not an integer or out of range");
+    let id: i64 = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_integer)?;
+    u64::try_from(id)
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| wire::error("ERR The client ID you want redirect to does not exist"))
 }
 
 fn check(mode: &Mode, current: Option<&Mode>) -> Result<(), Frame> {
@@ -181,7 +195,17 @@ mod tests {
         assert!(error(&["on", "bcast", "optin"]).contains("not compatible with BCAST"));
         assert!(error(&["maybe"]).contains("syntax error"));
         assert!(error(&["on", "prefix"]).contains("syntax error"));
-        assert!(error(&["on", "redirect", "5"]).contains("RESP3"));
+        assert!(error(&["on", "redirect", "x"]).contains("not an integer"));
+        assert!(error(&["on", "redirect", "0"]).contains("does not exist"));
+        assert!(error(&["on", "redirect"]).contains("syntax error"));
+        let redirected = parse(&args(&["on", "redirect", "7"]), None);
+        assert!(matches!(
+            redirected,
+            Ok(Request::On(Mode {
+                redirect: Some(7),
+                ..
+            }))
+        ));
         let optin = Mode {
             optin: true,
             ..Mode::default()

@@ -24,8 +24,11 @@ fn client(
 fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: mpsc::Sender<Invalidation>) -> NewTracker {
     NewTracker {
         entry: entry.clone(),
-        budget: OutputBudget::new(None, entry.id, None),
-        sink,
+        inbox: Inbox {
+            sink,
+            budget: OutputBudget::new(None, entry.id, None),
+        },
+        redirect: None,
         mode,
     }
 }
@@ -152,9 +155,12 @@ fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>
             id,
             Tracker {
                 mode: Mode::default(),
-                sink: tx,
-                budget: OutputBudget::new(None, id, None),
+                inbox: Inbox {
+                    sink: tx,
+                    budget: OutputBudget::new(None, id, None),
+                },
                 entry: entry.entry.clone(),
+                redirect: None,
                 latest: 0,
             },
         );
@@ -213,8 +219,11 @@ async fn invalidations_count_against_the_client_output_limit_until_written() {
     let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None);
     let new = NewTracker {
         entry: registered.entry.clone(),
-        budget: budget.clone(),
-        sink: tx,
+        inbox: Inbox {
+            sink: tx,
+            budget: budget.clone(),
+        },
+        redirect: None,
         mode: Mode::default(),
     };
     cluster.tracking.enable(new, 1);
@@ -262,4 +271,42 @@ async fn a_stopped_feeds_connections_do_not_make_the_next_one_ready() {
     // The old feed's task ending late does not undo the new one's connection.
     feed::set_connected(&cluster, &master, first.generation, false);
     assert!(feed::ready(&cluster, soon).await.is_ok());
+}
+
+/// `REDIRECT`: the target gets the invalidations at once, in the form of the protocol it speaks
+/// now; a target gone loses them without ending the tracker's tracking.
+#[test]
+fn redirected_invalidations_reach_the_target_in_its_protocol() {
+    let cluster = Cluster::new(config(1));
+    let tracker = register(&cluster, None, None);
+    let target = register(&cluster, None, None);
+    let (tx, mut rx) = mpsc::channel(4);
+    let mut new = new_tracker(&tracker.entry, Mode::default(), tx);
+    new.redirect = Some(target.entry.clone());
+    cluster.tracking.enable(new, 9);
+    cluster.tracking.sending(tracker.entry.id, 10, &[key("k")]);
+
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    let resp2 = rx.try_recv().expect("an invalidation for the target");
+    assert_eq!(resp2.after, 0, "not ordered behind the tracker's replies");
+    assert!(resp2.message);
+    assert_eq!(
+        &resp2.push.bytes()[..],
+        b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nk\r\n"
+    );
+
+    target.entry.set_resp(3);
+    cluster.tracking.sending(tracker.entry.id, 11, &[key("k")]);
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    let resp3 = rx.try_recv().expect("an invalidation for the target");
+    assert!(!resp3.message);
+    assert_eq!(
+        &resp3.push.bytes()[..],
+        b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+    );
+
+    drop(rx);
+    cluster.tracking.invalidate(None);
+    assert_eq!(cluster.tracking.tracking_clients(), 1, "still tracking");
+    assert!(!tracker.entry.killed.is_cancelled());
 }
