@@ -132,15 +132,11 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
             "{port}"
         );
     }
-    let nodes = env.cluster.ports().len();
-    let bad = error_text(&c.command(&["CONFIG", "SET", "maxmemory-policy", "bogus"])?);
-    assert!(
-        bad.starts_with("ERR ") && bad.contains(&format!("0 of {nodes} nodes succeeded")),
-        "{bad}"
-    );
-    for port in env.cluster.ports() {
-        assert!(bad.contains(&format!("127.0.0.1:{port}")), "{bad}");
-    }
+    // Refused alike by every node: nothing changed anywhere, and the answer is the node's own.
+    let bogus = ["CONFIG", "SET", "maxmemory-policy", "bogus"];
+    let bad = error_text(&c.command(&bogus)?);
+    let mut node = RespClient::connect(env.cluster.ports()[0])?;
+    assert_eq!(bad, error_text(&node.command(&bogus)?));
     assert_eq!(c.command(&["CONFIG", "RESETSTAT"])?, ok());
     // FLUSHALL empties every master.
     for key in ONE_KEY_PER_MASTER {
@@ -165,7 +161,16 @@ fn with_admin_commands_changes_reach_every_node_and_failures_name_them() -> anyh
         Frame::Integer(_)
     ));
     assert!(matches!(c.command(&["MEMORY", "STATS"])?, Frame::Array(_)));
-    assert_eq!(c.command(&["SAVE"])?, ok());
+    // A replica's first sync may still hold a master's background save: SAVE waits it out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut saved = c.command(&["SAVE"])?;
+    while matches!(&saved, Frame::Error(e) if e.windows(11).any(|w| w == b"in progress"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        saved = c.command(&["SAVE"])?;
+    }
+    assert_eq!(saved, ok());
     // SCRIPT FLUSH reaches every node: the script is gone everywhere.
     let Frame::Bulk(sha) = c.command(&["SCRIPT", "LOAD", "return 1"])? else {
         panic!("SCRIPT LOAD answers the SHA");

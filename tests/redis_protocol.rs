@@ -21,6 +21,9 @@ const MALFORMED: &[&[u8]] = &[
     b"*1\r\n$01\r\nab\r\n",
     b"*1\r\n$99999999999999999999\r\n",
     b"*99999999999999999999\r\n",
+    // Over the limits: Redis' words, whatever the proxy's limits are.
+    b"*3000000000\r\n",
+    b"*1\r\n$2000000000\r\n",
     b"SET a \"b\r\n",
     b"SET a 'b'c\r\n",
 ];

@@ -30,6 +30,8 @@ pub mod flag {
     /// CLIENT TRACKING on (`t`), in BCAST mode (`B`).
     pub const TRACKING: u8 = 1 << 3;
     pub const BCAST: u8 = 1 << 4;
+    /// Closed once its current reply is written (`c`): it killed itself (`CLIENT KILL … SKIPME no`).
+    pub const CLOSE_AFTER_REPLY: u8 = 1 << 5;
 }
 
 #[derive(Default)]
@@ -51,6 +53,8 @@ pub struct Entry {
     last_read_ms: AtomicU64,
     /// The table index of the last command (`u16::MAX`: none yet).
     last_command: AtomicU16,
+    /// The subcommand of the last command with subcommands (lower case), written only for those.
+    last_sub: Mutex<Option<Box<str>>>,
     resp: AtomicU8,
     flags: AtomicU8,
     /// Blocking commands in flight (`b` in CLIENT LIST while any is).
@@ -111,6 +115,7 @@ impl Registry {
             killed: CancellationToken::new(),
             last_read_ms: AtomicU64::new(0),
             last_command: AtomicU16::new(u16::MAX),
+            last_sub: Mutex::new(None),
             resp: AtomicU8::new(2),
             flags: AtomicU8::new(0),
             blocking: AtomicU32::new(0),
@@ -152,9 +157,16 @@ impl Entry {
         self.last_read_ms.store(ms, Ordering::Relaxed);
     }
 
-    pub fn command(&self, spec: Option<&'static spec::CommandSpec>) {
-        if let Some(index) = spec.and_then(spec::index) {
+    /// The command now running, and its first argument (the subcommand, for a command that has
+    /// them).
+    pub fn command(&self, spec: Option<&'static spec::CommandSpec>, sub: Option<&Bytes>) {
+        let Some(spec) = spec else { return };
+        if let Some(index) = spec::index(spec) {
             self.last_command.store(index as u16, Ordering::Relaxed);
+        }
+        if spec.flags & spec::flag::CONTAINER != 0 {
+            let sub = sub.map(|s| String::from_utf8_lossy(&s[..s.len().min(32)]).to_lowercase());
+            *lock(&self.last_sub) = sub.map(String::into_boxed_str);
         }
     }
 
@@ -205,8 +217,9 @@ impl Entry {
     }
 
     /// This client as a line of `CLIENT LIST` (Redis 7.0's fields; memory fields are the proxy's
-    /// and left 0), without the final newline.
-    pub fn line(&self) -> String {
+    /// and left 0), without the final newline. `qbuf`: the bytes of the command being run, for the
+    /// client asking (Redis still holds it in the query buffer), else 0.
+    pub fn line(&self, qbuf: usize) -> String {
         let age = self.created.elapsed();
         let idle = age.as_millis() as u64
             - self
@@ -218,6 +231,7 @@ impl Entry {
             (flag::MULTI, 'x'),
             (flag::PUBSUB, 'P'),
             (flag::MONITOR, 'O'),
+            (flag::CLOSE_AFTER_REPLY, 'c'),
         ] {
             if self.has_flag(bit) {
                 flags.push(letter);
@@ -235,9 +249,17 @@ impl Entry {
         if flags.is_empty() {
             flags.push('N');
         }
-        let cmd = match self.last_command.load(Ordering::Relaxed) {
-            u16::MAX => "NULL",
-            index => spec::all().get(index as usize).map_or("NULL", |s| s.name),
+        let spec = match self.last_command.load(Ordering::Relaxed) {
+            u16::MAX => None,
+            index => spec::all().get(index as usize),
+        };
+        let cmd = match spec {
+            None => "NULL".to_string(),
+            Some(spec) if spec.flags & spec::flag::CONTAINER != 0 => match &*lock(&self.last_sub) {
+                Some(sub) => format!("{}|{sub}", spec.name),
+                None => spec.name.to_string(),
+            },
+            Some(spec) => spec.name.to_string(),
         };
         let name = self
             .name()
@@ -246,7 +268,7 @@ impl Entry {
         let _ = write!(
             line,
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+             ssub=0 multi=-1 qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={cmd} user={} redir=-1 resp={}",
             self.id,
             show(self.addr),

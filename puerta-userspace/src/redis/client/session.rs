@@ -220,9 +220,7 @@ impl Reader {
                     Err(e) => {
                         Stats::bump(&self.cluster.stats.protocol_errors);
                         tracing::debug!(client = self.state.id, "protocol error: {e}");
-                        let _ = self
-                            .send(Reply::Close(wire::error(format!("ERR {e}"))))
-                            .await;
+                        let _ = self.send(Reply::Close(e.to_frame())).await;
                         return;
                     }
                 }
@@ -263,7 +261,7 @@ impl Reader {
 
     async fn serve(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
-        self.state.client.command(cmd.spec);
+        self.state.client.command(cmd.spec, cmd.args.get(1));
         if self.state.authed {
             self.cluster.monitors.feed(&cmd, &self.state.client);
         }

@@ -131,7 +131,8 @@ pub async fn each(
 }
 
 /// The merged answer; when a node failed, its error with the nodes that failed and how many did not
-/// (for AnyOk only when every node failed).
+/// (for AnyOk only when every node failed). When every node gave the same error, nothing happened
+/// anywhere and that error is the answer as one Redis words it (clients match those words).
 fn named(merge: Merge, nodes: &[Arc<str>], replies: Vec<Frame>) -> Frame {
     let failed: Vec<&str> = nodes
         .iter()
@@ -146,6 +147,12 @@ fn named(merge: Merge, nodes: &[Arc<str>], replies: Vec<Frame>) -> Frame {
     let Some(Frame::Error(text)) = replies.iter().find(|r| matches!(r, Frame::Error(_))) else {
         return combine(merge, replies);
     };
+    if replies
+        .iter()
+        .all(|r| matches!(r, Frame::Error(e) if e == text))
+    {
+        return Frame::Error(text.clone());
+    }
     let succeeded = replies.len() - failed.len();
     wire::error(format!(
         "{} (Puerta: failed on {}; {succeeded} of {} nodes succeeded)",
@@ -178,6 +185,24 @@ mod tests {
             ),
             wire::ok()
         );
+    }
+
+    #[test]
+    fn the_same_error_from_every_node_is_the_answer_as_it_is() {
+        let bad = || wire::error("ERR unknown subcommand 'x'. Try FUNCTION HELP.");
+        assert_eq!(
+            named(Merge::AllOk, &nodes(), vec![bad(), bad(), bad()]),
+            bad()
+        );
+        let refused = |addr: &str| wire::error(format!("ERR cannot connect to {addr}"));
+        let Frame::Error(text) = named(
+            Merge::AllOk,
+            &nodes(),
+            vec![refused("a:1"), refused("b:2"), refused("c:3")],
+        ) else {
+            panic!("expected an error");
+        };
+        assert!(text.ends_with(b"(Puerta: failed on a:1, b:2, c:3; 0 of 3 nodes succeeded)"));
     }
 
     #[test]

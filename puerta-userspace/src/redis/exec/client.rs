@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::redis::client::auth;
-use crate::redis::client::registry::flag;
+use crate::redis::client::registry::{flag, Entry};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::client_tracking;
@@ -47,15 +47,18 @@ pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Fram
         ("SETNAME", 3) => set_name(state, &args[2]),
         ("GETNAME", 2) => state.client.name().map(Frame::Bulk).unwrap_or(Frame::Null),
         ("ID", 2) => Frame::Integer(state.id as i64),
-        ("INFO", 2) => text(format!("{}\n", state.client.line())),
-        ("LIST", _) => list(cluster, &args[2..]),
+        ("INFO", 2) => text(format!("{}\n", state.client.line(cmd.size()))),
+        ("LIST", _) => list(cluster, &args[2..], (state.id, cmd.size())),
+        ("KILL" | "PAUSE", 2) => {
+            wire::wrong_arity(format!("client|{}", sub.to_lowercase()).as_bytes())
+        }
         ("REPLY", 3) => reply_mode(state, &args[2]),
         ("PAUSE", 3 | 4) => pause(cluster, &args[2..]),
         ("UNPAUSE", 2) => {
             cluster.pause.unpause();
             wire::ok()
         }
-        ("KILL", 3) => kill_addr(cluster, &args[2]),
+        ("KILL", 3) => kill_addr(cluster, state.id, &args[2]),
         ("KILL", n) if n > 3 => kill(cluster, state, &args[2..]),
         ("SETINFO", 4) => set_info(&args[2]),
         ("NO-EVICT" | "NO-TOUCH", 3) => on_off(&args[2]),
@@ -142,7 +145,8 @@ fn text(text: String) -> Frame {
 }
 
 /// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`.
-fn list(cluster: &Cluster, options: &[Bytes]) -> Frame {
+/// `asking`: the id of the client asking and the size of its command (its `qbuf`).
+fn list(cluster: &Cluster, options: &[Bytes], asking: (u64, usize)) -> Frame {
     let mut clients = cluster.clients.list();
     match options {
         [] => {}
@@ -166,7 +170,8 @@ fn list(cluster: &Cluster, options: &[Bytes]) -> Frame {
     }
     let mut out = String::with_capacity(clients.len() * 300);
     for c in clients {
-        out.push_str(&c.line());
+        let qbuf = if c.id == asking.0 { asking.1 } else { 0 };
+        out.push_str(&c.line(qbuf));
         out.push('\n');
     }
     text(out)
@@ -192,14 +197,14 @@ fn parse_id(id: &[u8]) -> Result<u64, Frame> {
 }
 
 /// The old form, `CLIENT KILL addr:port`.
-fn kill_addr(cluster: &Cluster, addr: &[u8]) -> Frame {
+fn kill_addr(cluster: &Cluster, caller: u64, addr: &[u8]) -> Frame {
     let addr = String::from_utf8_lossy(addr);
     let victim = live_clients(cluster)
         .into_iter()
         .find(|c| c.addr.is_some_and(|a| a.to_string() == addr));
     match victim {
         Some(c) => {
-            c.killed.cancel();
+            end(&c, caller);
             wire::ok()
         }
         None => wire::error("ERR No such client"),
@@ -248,17 +253,24 @@ fn kill(cluster: &Cluster, state: &ClientState, filters: &[Bytes]) -> Frame {
     if skip_me {
         clients.retain(|c| c.id != state.id);
     }
-    for c in &clients {
-        c.killed.cancel();
-    }
+    clients.iter().for_each(|c| end(c, state.id));
     Frame::Integer(clients.len() as i64)
+}
+
+/// Ends a killed client's session now; the caller itself is closed only once this reply is
+/// written (Redis' close-after-reply), so that it still learns how many were killed.
+fn end(client: &Entry, caller: u64) {
+    match client.id == caller {
+        true => client.set_flag(flag::CLOSE_AFTER_REPLY, true),
+        false => client.killed.cancel(),
+    }
 }
 
 /// The clients not killed yet: one killed a moment ago is gone for Redis (freed at once), though
 /// its session here may take a scheduler turn to end.
 fn live_clients(cluster: &Cluster) -> Vec<std::sync::Arc<crate::redis::client::registry::Entry>> {
     let mut clients = cluster.clients.list();
-    clients.retain(|c| !c.killed.is_cancelled());
+    clients.retain(|c| !c.killed.is_cancelled() && !c.has_flag(flag::CLOSE_AFTER_REPLY));
     clients
 }
 
@@ -369,7 +381,10 @@ mod tests {
             all[1]
         );
         let info = lines(on(&cluster, &mut b, &["CLIENT", "INFO"]));
-        assert_eq!(info, vec![all[1].clone()]);
+        // Its own line shows the command it runs as still in its query buffer, as Redis does.
+        let running = Command::from_words(&["CLIENT", "INFO"]).size();
+        let own = all[1].replace(" qbuf=0 ", &format!(" qbuf={running} "));
+        assert_eq!(info, vec![own]);
         let by_id = on(
             &cluster,
             &mut a,
@@ -412,7 +427,8 @@ mod tests {
             kill(&mut a, &["CLIENT", "KILL", "ID", &a_id, "SKIPME", "no"]),
             Frame::Integer(1)
         );
-        assert!(a.client.killed.is_cancelled());
+        // Killed by itself: it gets the count first, then the session closes (`c`).
+        assert!(!a.client.killed.is_cancelled() && a.client.has_flag(flag::CLOSE_AFTER_REPLY));
         // Both are killed now: gone, as in Redis, even while their sessions are still ending.
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:5002"]),

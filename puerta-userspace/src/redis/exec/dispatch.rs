@@ -25,6 +25,7 @@ use crate::redis::exec::local;
 use crate::redis::exec::merge::combine;
 use crate::redis::exec::multikey;
 use crate::redis::exec::proxy_config;
+use crate::redis::exec::pubsub;
 use crate::redis::exec::scan;
 use crate::redis::exec::transaction::Transaction;
 use crate::redis::node::pool::{Lane, LaneCache};
@@ -173,6 +174,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         },
         Kind::Split(merge) => split(cluster, state, cmd, merge).await,
         Kind::AnyMaster => routed(cluster, state, cmd.keyless_route()).await,
+        Kind::PubSub => routed(cluster, state, pubsub::home_route(&cmd)).await,
         Kind::FanOut(merge) => fan_out(cluster.clone(), cmd, lane, merge).await,
         Kind::Local(local) => local::answer(cluster, state, &cmd, local),
         Kind::Admin => admin(cluster, state, cmd).await,
@@ -189,7 +191,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         }
         // The session serves subscriptions; what reaches here is an unsubscribe from a client
         // that has none.
-        Kind::Subscription(_) => crate::redis::exec::pubsub::unsubscribed_reply(&cmd),
+        Kind::Subscription(_) => pubsub::unsubscribed_reply(&cmd),
         Kind::Unsupported(why) => Reply::Ready(refused(&cmd, why)),
     }
 }
@@ -199,7 +201,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
 fn may_write(kind: Kind, cmd: &Command) -> bool {
     match kind {
         Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::FanOut(_) => !cmd.readonly(),
-        Kind::Admin => cmd.has_flag(spec::flag::WRITE),
+        Kind::Admin | Kind::PubSub => cmd.has_flag(spec::flag::WRITE),
         Kind::Transaction(step) => step == Step::Exec,
         _ => false,
     }

@@ -1,9 +1,12 @@
 //! INFO as the proxy answers it: the sections of a standalone Redis, about the one server the
-//! proxy stands for (`server` with the cluster's `redis_version`, `clients` and `stats` of the proxy's
-//! own clients, `memory` and `cpu` of the proxy process, `replication` where the proxy is a master
-//! without replicas, `keyspace` summed over all masters) and `proxy` with Puerta's own counters. Like
-//! Redis, no argument or `default` / `all` / `everything` gives every section, several section names
-//! may be given (any case), and unknown ones add nothing.
+//! proxy stands for. `server` (with the cluster's `redis_version`), `clients` and `cpu` are the
+//! proxy's; the sections about the data (`memory`, `persistence`, `stats`, `replication`,
+//! `commandstats`, `errorstats`, `latencystats`, `keyspace`) are every master's, merged
+//! (`node_info`), with the proxy's own client counters in `stats` and its RSS in `memory`; the
+//! replication view is a master without replicas, and `cluster` says what a standalone server says.
+//! `proxy` has Puerta's own counters. Like Redis, no argument or `default` gives the default
+//! sections, `all` / `everything` adds `commandstats` and `latencystats`, several section names may
+//! be given (any case), and unknown ones add nothing.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -13,25 +16,65 @@ use bytes::Bytes;
 use crate::redis::cluster::version;
 use crate::redis::cluster::Cluster;
 use crate::redis::exec::broadcast::to_masters;
+use crate::redis::exec::node_info;
 use crate::redis::node::pool::Lane;
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
 use crate::redis::stats::Stats;
 
-/// Every section, in the order Redis prints them.
-const SECTIONS: &[&str] = &[
-    "server",
-    "clients",
+/// Every section in the order Redis prints them, and whether a plain INFO (or `default`) shows it.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("proxy", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("latencystats", false),
+    ("cluster", true),
+    ("keyspace", true),
+];
+
+/// The sections about the data, asked of every master.
+const NODE_SECTIONS: &[&str] = &[
     "memory",
+    "persistence",
     "stats",
     "replication",
-    "cpu",
-    "proxy",
+    "commandstats",
+    "errorstats",
+    "latencystats",
     "keyspace",
 ];
 
 pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame {
     let wanted = wanted_sections(&args);
+    let from_nodes: Vec<&[u8]> = std::iter::once(&b"INFO"[..])
+        .chain(
+            wanted
+                .iter()
+                .filter(|s| NODE_SECTIONS.contains(s))
+                .map(|s| s.as_bytes()),
+        )
+        .collect();
+    let replies = match from_nodes.len() > 1 {
+        // The proxy reads these replies itself: RESP2, whatever the client speaks.
+        true => match to_masters(
+            &cluster,
+            wire::command_bytes(&from_nodes),
+            Lane::resp2(lane.index),
+        )
+        .await
+        {
+            Ok(replies) => replies,
+            Err(e) => return e,
+        },
+        false => Vec::new(),
+    };
     let mut text = String::new();
     for section in wanted {
         if !text.is_empty() {
@@ -40,24 +83,30 @@ pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame 
         match section {
             "server" => server_section(&cluster, &mut text).await,
             "clients" => clients_section(&cluster, &mut text),
-            "memory" => memory_section(&mut text),
-            "stats" => stats_section(&cluster, &mut text),
+            "memory" => memory_section(&replies, &mut text),
+            "stats" => stats_section(&cluster, &replies, &mut text),
             "cpu" => cpu_section(&mut text),
-            "replication" => {
-                text.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
-            }
+            "replication" => replication_section(&replies, &mut text),
             "proxy" => proxy_section(&cluster, &mut text),
-            _ => {
-                // The proxy reads these replies itself: RESP2, whatever the client speaks.
-                let payload = wire::command_bytes(&[&b"INFO"[..], b"keyspace"]);
-                match to_masters(&cluster, payload, Lane::resp2(lane.index)).await {
-                    Ok(replies) => keyspace_section(&replies, &mut text),
-                    Err(e) => return e,
-                }
+            "cluster" => text.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+            "keyspace" => keyspace_section(&replies, &mut text),
+            other => {
+                let fields = node_info::merged(&replies, other).unwrap_or_default();
+                node_info::write(&mut text, title(other), &fields);
             }
         }
     }
     Frame::verbatim_text(Bytes::from(text))
+}
+
+/// A section's header as Redis prints it.
+fn title(section: &str) -> &'static str {
+    match section {
+        "persistence" => "Persistence",
+        "commandstats" => "Commandstats",
+        "errorstats" => "Errorstats",
+        _ => "Latencystats",
+    }
 }
 
 /// The known sections named by INFO's arguments (`args[0]` is INFO), in Redis' order.
@@ -66,14 +115,14 @@ fn wanted_sections(args: &[Bytes]) -> Vec<&'static str> {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let everything = names.is_empty()
-        || names
-            .iter()
-            .any(|n| matches!(n.as_str(), "all" | "everything" | "default"));
+    let all = names
+        .iter()
+        .any(|n| matches!(n.as_str(), "all" | "everything"));
+    let default = names.is_empty() || names.iter().any(|n| n == "default");
     SECTIONS
         .iter()
-        .copied()
-        .filter(|s| everything || names.iter().any(|n| n == s))
+        .filter(|(s, in_default)| all || (default && *in_default) || names.iter().any(|n| n == s))
+        .map(|(s, _)| *s)
         .collect()
 }
 
@@ -112,9 +161,19 @@ fn run_id() -> &'static str {
     })
 }
 
-/// The proxy process's memory, in the fields clients and dashboards read.
-fn memory_section(out: &mut String) {
+/// The masters' memory, merged, and the proxy's own RSS; the proxy's alone when no master answered.
+fn memory_section(replies: &[Frame], out: &mut String) {
     let rss = resident_bytes().unwrap_or(0);
+    if let Some(mut fields) = node_info::merged(replies, "memory") {
+        fields.push(("puerta_used_memory_rss".into(), rss.to_string()));
+        node_info::write(out, "Memory", &fields);
+        return;
+    }
+    proxy_memory_section(rss, out);
+}
+
+/// The proxy process's memory, in the fields clients and dashboards read.
+fn proxy_memory_section(rss: u64, out: &mut String) {
     let _ = write!(
         out,
         "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
@@ -135,7 +194,7 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// Redis' `…_human` form: 917.36K, 11.86M.
-fn human(bytes: u64) -> String {
+pub(super) fn human(bytes: u64) -> String {
     let units = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)];
     for (unit, size) in units {
         if bytes >= size {
@@ -145,24 +204,46 @@ fn human(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-fn stats_section(cluster: &Cluster, out: &mut String) {
+/// The masters' stats, merged, with the proxy's own client counters in place of theirs (the nodes'
+/// clients are the proxy's pooled connections) and the proxy's routing counters after them.
+fn stats_section(cluster: &Cluster, replies: &[Frame], out: &mut String) {
     let s = &cluster.stats;
-    let _ = write!(
-        out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-         rejected_connections:{}\r\nmoved_redirects:{}\r\nask_redirects:{}\r\n\
-         tryagain_retries:{}\r\nbackend_errors:{}\r\nprotocol_errors:{}\r\n\
-         tracking_total_keys:{}\r\n",
-        Stats::get(&s.clients_total),
-        Stats::get(&s.commands),
-        Stats::get(&s.clients_rejected),
-        Stats::get(&s.moved),
-        Stats::get(&s.ask),
-        Stats::get(&s.tryagain),
-        Stats::get(&s.backend_errors),
-        Stats::get(&s.protocol_errors),
-        cluster.tracking.tracked_keys(),
-    );
+    let own = [
+        ("total_connections_received", Stats::get(&s.clients_total)),
+        ("total_commands_processed", Stats::get(&s.commands)),
+        ("rejected_connections", Stats::get(&s.clients_rejected)),
+        ("moved_redirects", Stats::get(&s.moved)),
+        ("ask_redirects", Stats::get(&s.ask)),
+        ("tryagain_retries", Stats::get(&s.tryagain)),
+        ("backend_errors", Stats::get(&s.backend_errors)),
+        ("protocol_errors", Stats::get(&s.protocol_errors)),
+        (
+            "tracking_total_keys",
+            cluster.tracking.tracked_keys() as u64,
+        ),
+    ];
+    let mut fields = node_info::merged(replies, "stats").unwrap_or_default();
+    for (name, value) in own {
+        match fields.iter_mut().find(|(have, _)| have == name) {
+            Some((_, have)) => *have = value.to_string(),
+            None => fields.push((name.to_string(), value.to_string())),
+        }
+    }
+    node_info::write(out, "Stats", &fields);
+}
+
+/// A master without replicas, as one server standing for the cluster: the masters' replication
+/// offsets and backlog merged, their replicas left out (they are the cluster's, not the proxy's).
+fn replication_section(replies: &[Frame], out: &mut String) {
+    let mut fields = node_info::merged(replies, "replication").unwrap_or_default();
+    fields.retain(|(name, _)| {
+        !(name.starts_with("slave") && name[5..].bytes().all(|b| b.is_ascii_digit()))
+            && name != "role"
+            && name != "connected_slaves"
+    });
+    fields.insert(0, ("connected_slaves".into(), "0".into()));
+    fields.insert(0, ("role".into(), "master".into()));
+    node_info::write(out, "Replication", &fields);
 }
 
 /// CPU the proxy process used (`getrusage`), in seconds.
@@ -276,8 +357,13 @@ mod tests {
 
     #[test]
     fn sections_follow_the_arguments() {
-        assert_eq!(sections(&["INFO"]), SECTIONS);
-        assert_eq!(sections(&["INFO", "everything"]), SECTIONS);
+        let all: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sections(&["INFO", "everything"]), all);
+        assert_eq!(sections(&["INFO", "all"]), all);
+        let default = sections(&["INFO"]);
+        assert_eq!(sections(&["INFO", "default"]), default);
+        assert!(default.contains(&"persistence") && default.contains(&"errorstats"));
+        assert!(!default.contains(&"commandstats") && !default.contains(&"latencystats"));
         assert_eq!(sections(&["info", "Replication"]), ["replication"]);
         assert_eq!(
             sections(&["INFO", "MEMORY", "cpu", "stats"]),
@@ -287,7 +373,8 @@ mod tests {
             sections(&["INFO", "keyspace", "server"]),
             ["server", "keyspace"]
         );
-        assert!(sections(&["INFO", "commandstats"]).is_empty());
+        assert_eq!(sections(&["INFO", "commandstats"]), ["commandstats"]);
+        assert!(sections(&["INFO", "nosuch"]).is_empty());
     }
 
     #[test]
@@ -298,7 +385,7 @@ mod tests {
         assert_eq!(run_id().len(), 40);
         assert!(run_id().bytes().all(|b| b.is_ascii_hexdigit()));
         let mut out = String::new();
-        memory_section(&mut out);
+        memory_section(&[], &mut out);
         assert!(out.contains("mem_allocator:libc\r\n"), "{out}");
         assert!(!out.contains("used_memory:0\r\n"), "{out}");
     }

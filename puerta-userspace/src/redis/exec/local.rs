@@ -45,7 +45,13 @@ pub fn answer(
         Local::Client if cmd.arg_upper(1).as_deref() == Some("TRACKING") && args.len() >= 3 => {
             return crate::redis::exec::client_tracking::tracking(cluster, state, cmd)
         }
-        Local::Client => crate::redis::exec::client::client(cluster, state, cmd),
+        Local::Client => {
+            let frame = crate::redis::exec::client::client(cluster, state, cmd);
+            if state.client.has_flag(client_flag::CLOSE_AFTER_REPLY) {
+                return Reply::Close(frame);
+            }
+            frame
+        }
         Local::Cluster => wire::error("ERR This instance has cluster support disabled"),
         Local::Accept => wire::ok(),
         Local::Reset => reset(cluster, state),

@@ -24,8 +24,56 @@ pub fn combine(merge: Merge, replies: Vec<Frame>) -> Frame {
             Some(Frame::Array(_)) => concat(replies),
             _ => replies.into_iter().next().unwrap_or_else(wire::ok),
         },
+        Merge::ByName => replies
+            .into_iter()
+            .reduce(by_name)
+            .unwrap_or(Frame::Array(Vec::new())),
         Merge::Values => wire::error("ERR Puerta: values cannot be merged without their keys"),
     }
+}
+
+/// Two maps (RESP3 maps, or RESP2 arrays of name, value, name, value) merged key by key: a value
+/// both have is merged again (integers added up), one only `b` has is added. Integer keys (a
+/// histogram's buckets) end up in ascending order, as each node prints them.
+fn by_name(a: Frame, b: Frame) -> Frame {
+    match (a, b) {
+        (Frame::Integer(x), Frame::Integer(y)) => Frame::Integer(x + y),
+        (Frame::Map(a), Frame::Map(b)) => Frame::Map(merge_pairs(a, b)),
+        (Frame::Array(a), Frame::Array(b))
+            if a.len().is_multiple_of(2) && b.len().is_multiple_of(2) =>
+        {
+            let flat = |items: Vec<Frame>| {
+                let mut items = items.into_iter();
+                std::iter::from_fn(move || Some((items.next()?, items.next()?))).collect()
+            };
+            Frame::Array(
+                merge_pairs(flat(a), flat(b))
+                    .into_iter()
+                    .flat_map(|(k, v)| [k, v])
+                    .collect(),
+            )
+        }
+        (a, _) => a,
+    }
+}
+
+fn merge_pairs(mut a: Vec<(Frame, Frame)>, b: Vec<(Frame, Frame)>) -> Vec<(Frame, Frame)> {
+    for (key, value) in b {
+        match a.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let have = std::mem::replace(&mut a[i].1, Frame::Null);
+                a[i].1 = by_name(have, value);
+            }
+            None => a.push((key, value)),
+        }
+    }
+    if a.iter().all(|(k, _)| matches!(k, Frame::Integer(_))) {
+        a.sort_by_key(|(k, _)| match k {
+            Frame::Integer(n) => *n,
+            _ => 0,
+        });
+    }
+    a
 }
 
 fn sum(replies: &[Frame]) -> Frame {
@@ -110,6 +158,38 @@ mod tests {
         );
         let sha = wire::bulk("e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
         assert_eq!(combine(Merge::AllOk, vec![sha.clone(), sha.clone()]), sha);
+    }
+
+    #[test]
+    fn histograms_merge_by_command_and_bucket() {
+        let histogram = |calls: i64, buckets: &[(i64, i64)]| {
+            let buckets = buckets
+                .iter()
+                .flat_map(|(b, n)| [Frame::Integer(*b), Frame::Integer(*n)])
+                .collect();
+            Frame::Array(vec![
+                wire::bulk("calls"),
+                Frame::Integer(calls),
+                wire::bulk("histogram_usec"),
+                Frame::Array(buckets),
+            ])
+        };
+        let a = Frame::Array(vec![wire::bulk("set"), histogram(1, &[(8, 1)])]);
+        let b = Frame::Array(vec![
+            wire::bulk("get"),
+            histogram(2, &[(4, 2)]),
+            wire::bulk("set"),
+            histogram(2, &[(2, 1), (8, 2)]),
+        ]);
+        assert_eq!(
+            combine(Merge::ByName, vec![a, b]),
+            Frame::Array(vec![
+                wire::bulk("set"),
+                histogram(3, &[(2, 1), (8, 3)]),
+                wire::bulk("get"),
+                histogram(2, &[(4, 2)]),
+            ])
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod info;
 pub mod local;
 pub mod merge;
 pub mod multikey;
+pub mod node_info;
 pub mod proxy_config;
 pub mod pubsub;
 pub mod scan;

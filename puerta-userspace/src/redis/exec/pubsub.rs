@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::cluster::router::Route;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::slots::key_slot;
 use crate::redis::command::Command;
@@ -92,15 +93,34 @@ pub async fn start_resp3(
     Ok(pubsub)
 }
 
-/// The node a subscription command goes to: the shard channel's master for the sharded family, any
-/// master for the others (Redis Cluster delivers PUBLISH on every node).
+/// The slot whose master holds every global subscription of the proxy's clients, and answers
+/// their PUBLISH and PUBSUB. Redis Cluster delivers a PUBLISH on every node, but counts (PUBLISH's
+/// answer, PUBSUB NUMSUB/NUMPAT/CHANNELS) only the subscribers of the node that runs it: on one
+/// node, the proxy's clients count as they would on one Redis. A failover of that master moves the
+/// home with the slot (live subscriptions on the old one are told their connection was lost).
+pub const HOME_SLOT: u16 = 0;
+
+/// The node a subscription command goes to: the shard channel's master for the sharded family, the
+/// home of global subscriptions for the others.
 pub fn node_for(cluster: &Cluster, cmd: &Command) -> Result<Arc<str>, Frame> {
     let sharded = cmd.subscription().is_some_and(|s| s.sharded);
-    match cmd.args.get(1) {
-        Some(channel) if sharded => cluster.node_for(key_slot(channel), false),
-        _ => cluster.any_master(),
+    let slot = match cmd.args.get(1) {
+        Some(channel) if sharded => key_slot(channel),
+        _ => HOME_SLOT,
+    };
+    cluster
+        .node_for(slot, false)
+        .ok_or_else(|| wire::error("CLUSTERDOWN Puerta knows no node for this subscription"))
+}
+
+/// PUBLISH and PUBSUB, to the home of global subscriptions.
+pub fn home_route(cmd: &Command) -> Route {
+    Route {
+        payload: cmd.payload(),
+        slot: Some(HOME_SLOT),
+        readonly: false,
+        dedicated: false,
     }
-    .ok_or_else(|| wire::error("CLUSTERDOWN Puerta knows no node for this subscription"))
 }
 
 /// Connects to `addr` and starts the relay.

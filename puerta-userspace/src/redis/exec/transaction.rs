@@ -227,7 +227,7 @@ fn queueable(kind: Kind, cmd: &Command) -> Result<(), Frame> {
         )))
     };
     match kind {
-        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster => Ok(()),
+        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::PubSub => Ok(()),
         Kind::Local(Local::Ping | Local::Echo) => Ok(()),
         Kind::Admin if admin::one_node(cmd) => Ok(()),
         Kind::Unsupported(why) => refused(why),

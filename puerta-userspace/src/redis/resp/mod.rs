@@ -122,7 +122,9 @@ impl Default for Limits {
 pub enum ParseError {
     #[error("Protocol error: {0}")]
     Protocol(String),
-    #[error("Protocol error: {what} of {len} exceeds the limit of {limit}")]
+    /// Led by Redis' own words (`invalid multibulk length`, `invalid bulk length`, `too big inline
+    /// request`), which clients and test suites match, then the numbers.
+    #[error("Protocol error: {} ({len}; the limit is {limit})", too_large(what))]
     TooLarge {
         what: &'static str,
         len: usize,
@@ -130,11 +132,23 @@ pub enum ParseError {
     },
 }
 
+fn too_large(what: &str) -> String {
+    match what {
+        "inline request" => "too big inline request".into(),
+        what => format!("invalid {what}"),
+    }
+}
+
 impl ParseError {
     /// The reply Redis sends before closing a connection that broke the protocol
-    /// (`-ERR Protocol error: ...`).
+    /// (`-ERR Protocol error: ...`), in Redis' words only (the numbers are for the log).
     pub fn to_frame(&self) -> Frame {
-        Frame::error(format!("ERR {self}"))
+        match self {
+            ParseError::TooLarge { what, .. } => {
+                Frame::error(format!("ERR Protocol error: {}", too_large(what)))
+            }
+            ParseError::Protocol(_) => Frame::error(format!("ERR {self}")),
+        }
     }
 }
 

@@ -228,7 +228,7 @@ fn limits_are_checked_before_waiting_for_the_payload() {
             limit: 10
         }
         .to_string(),
-        "Protocol error: bulk length of 11 exceeds the limit of 10"
+        "Protocol error: invalid bulk length (11; the limit is 10)"
     );
 }
 

@@ -34,6 +34,7 @@ impl Reader {
                 Kind::Keyed
                     | Kind::Split(_)
                     | Kind::AnyMaster
+                    | Kind::PubSub
                     | Kind::FanOut(_)
                     | Kind::Scan
                     | Kind::Transaction(_)

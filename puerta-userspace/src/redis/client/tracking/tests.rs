@@ -127,10 +127,10 @@ async fn the_last_client_leaving_stops_the_feed() {
         .enable(new_tracker(&second.entry, bcast, tx), 1)
         .is_none());
     // CLIENT LIST shows `t`, and `B` for broadcast mode, while they track.
-    assert!(first.entry.line().contains(" flags=t "));
-    assert!(second.entry.line().contains(" flags=tB "));
+    assert!(first.entry.line(0).contains(" flags=t "));
+    assert!(second.entry.line(0).contains(" flags=tB "));
     cluster.tracking.disable(first.entry.id);
-    assert!(first.entry.line().contains(" flags=N "));
+    assert!(first.entry.line(0).contains(" flags=N "));
     assert!(!feed.stop.is_cancelled());
     cluster.tracking.disable(second.entry.id);
     assert!(feed.stop.is_cancelled());

@@ -60,7 +60,7 @@ const fn gated(
     spec
 }
 
-use Merge::{AllOf, AllOk, AnyOk, Each};
+use Merge::{AllOf, AllOk, AnyOk, ByName, Each};
 use Reach::{AnyMaster, Key, Masters, Nodes};
 
 #[rustfmt::skip]
@@ -94,8 +94,10 @@ const ADMIN: &[AdminSpec] = &[
     gated("DEBUG", Some("QUICKLIST"), Key(2), AllOk),
     gated("DEBUG", Some("ZIPLIST"), Key(2), AllOk),
     gated("DEBUG", Some("DIGEST-VALUE"), Key(2), AllOk),
+    gated("DEBUG", Some("HTSTATS-KEY"), Key(2), AllOk),
     gated("DEBUG", Some("PROTOCOL"), AnyMaster, AllOk),
     gated("LATENCY", None, Nodes, Each),
+    gated("LATENCY", Some("HISTOGRAM"), Nodes, ByName),
     open("LATENCY", Some("HELP"), AnyMaster, AllOk),
     gated("MEMORY", None, Nodes, Each),
     open("MEMORY", Some("HELP"), AnyMaster, AllOk),

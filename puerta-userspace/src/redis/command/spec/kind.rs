@@ -9,9 +9,13 @@ pub enum Kind {
     Keyed,
     /// Keys may span slots (MGET, MSET, DEL, ...): one sub-command per slot, the answers merged.
     Split(Merge),
-    /// Needs a node but has no key, and any master answers for the whole cluster (PUBLISH is
-    /// cluster-wide in Redis itself; COMMAND, TIME, RANDOMKEY, PUBSUB introspection).
+    /// Needs a node but has no key, and any master answers for the whole cluster (COMMAND, TIME,
+    /// RANDOMKEY).
     AnyMaster,
+    /// PUBLISH and PUBSUB introspection: on the node that holds the global subscriptions of every
+    /// client of the proxy (`exec::pubsub::HOME_SLOT`), so that PUBLISH counts the receivers and
+    /// PUBSUB NUMSUB/NUMPAT/CHANNELS see the subscriptions as one Redis would.
+    PubSub,
     /// Must run on every master, the answers merged: on one node it would be silently partial.
     FanOut(Merge),
     /// Answered by the proxy itself: it describes the connection or the (virtual) server.
@@ -50,6 +54,9 @@ pub enum Merge {
     /// Every node answers for itself (DEBUG, LATENCY, MEMORY): integers added up, arrays
     /// concatenated, anything else the first node's answer.
     Each,
+    /// Maps keyed by name, merged key by key at every level, counts added up (LATENCY HISTOGRAM:
+    /// per command its calls and its buckets).
+    ByName,
 }
 
 /// The commands the proxy answers without a node.

@@ -51,6 +51,9 @@ pub mod flag {
     /// May block the connection (BLPOP, BLMOVE, ...): needs a dedicated backend connection. For
     /// XREAD/XREADGROUP only with a `BLOCK` option: see [`crate::redis::blocks`].
     pub const BLOCKING: u32 = 1 << 2;
+    /// Has subcommands: `CLIENT LIST` shows the command with its subcommand (`client|list`), as
+    /// Redis 7 does.
+    pub const CONTAINER: u32 = 1 << 3;
 }
 
 /// Where a command's keys are, counting `args[0]` (the name) as position 0.
@@ -104,6 +107,12 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// A malformed call that the node refuses with an error of its own for each command (the
+    /// arity and CROSSSLOT checks are the proxy's to make).
+    pub fn node_words_it(&self) -> bool {
+        !matches!(self, CommandError::WrongArity(_) | CommandError::CrossSlot)
+    }
+
     pub fn to_frame(&self) -> crate::redis::resp::Frame {
         crate::redis::resp::Frame::error(self.to_string())
     }
