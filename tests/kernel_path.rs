@@ -63,7 +63,8 @@ async fn ten_thousand_concurrent_pairs_leave_no_entries_or_fds() -> anyhow::Resu
     let pins = PinDir::new("10k");
     let puerta = start(&[backend.addr], "kernel", &pins).await?;
     let pid = puerta.process.pid();
-    let counts = || puerta::kernel::pinned_counts(&pins.0).map_err(anyhow::Error::from);
+    let counts =
+        || puerta::mongodb::datapath::kernel::pinned_counts(&pins.0).map_err(anyhow::Error::from);
     // Pins appear once the program is loaded, which may be just after the port opened; the baseline
     // is taken once the readiness probe's flow has finished.
     wait_for("pins present, probe flow closed", || {

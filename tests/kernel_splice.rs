@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use puerta::kernel::KernelPath;
+use puerta::mongodb::datapath::kernel::KernelPath;
 use puerta_tests::stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -126,10 +126,10 @@ async fn bpftool_shows_affinity_with_field_names() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn puerta_common_value(backend: u32) -> puerta::kernel::AffinityValue {
-    puerta::kernel::AffinityValue {
+fn puerta_common_value(backend: u32) -> puerta::mongodb::datapath::kernel::AffinityValue {
+    puerta::mongodb::datapath::kernel::AffinityValue {
         backend,
         conn_count: 1,
-        last_seen_ns: puerta::kernel::monotonic_ns(),
+        last_seen_ns: puerta::mongodb::datapath::kernel::monotonic_ns(),
     }
 }

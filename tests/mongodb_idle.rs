@@ -220,7 +220,7 @@ async fn many_idle_clients_do_not_stop_service_and_leave_nothing_behind() -> any
         if !kernel {
             return Ok(0);
         }
-        let c = puerta::kernel::pinned_counts(&pins)?;
+        let c = puerta::mongodb::datapath::kernel::pinned_counts(&pins)?;
         Ok(c.sockets + c.peers)
     };
     // The readiness probe's flow closes on its own; the baseline is taken after it.

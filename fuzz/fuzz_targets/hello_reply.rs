@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
     let id = data
         .get(8..12)
         .map_or(1, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let _ = puerta::health::hello::decode_hello_reply(data, id);
-    let _ = puerta::health::hello::decode_hello_reply(data, 1);
+    let _ = puerta::mongodb::health::hello::decode_hello_reply(data, id);
+    let _ = puerta::mongodb::health::hello::decode_hello_reply(data, 1);
 });

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use puerta::affinity::{AffinityTable, NoMirror};
-use puerta::balancer::Balancer;
+use puerta::mongodb::placement::affinity::{AffinityTable, NoMirror};
+use puerta::mongodb::placement::balancer::Balancer;
 
 fn swrr(c: &mut Criterion) {
     let mut group = c.benchmark_group("swrr_pick");

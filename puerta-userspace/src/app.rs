@@ -2,6 +2,7 @@
 //! to `drain_timeout` so that clients in the middle of a request are not cut off by a deploy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,8 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminSlot;
 use crate::config::{Config, Mode};
-use crate::handover::{CarryOver, Handover};
-use crate::mongodb::DataPath;
+use crate::front_door::{self, Serve};
 use crate::startup::{AdminListener, Prepared};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,6 @@ pub enum AppError {
     },
     #[error("mongodb mode: {0}")]
     Mongo(#[from] crate::mongodb::MongoError),
-    #[error("redis mode: {0}")]
-    Redis(#[from] crate::redis::RedisError),
     #[error("{0}")]
     Handover(#[from] crate::handover::HandoverError),
 }
@@ -37,45 +35,6 @@ impl AppError {
             self,
             AppError::Mongo(crate::mongodb::MongoError::Forward(_))
         )
-    }
-}
-
-/// What every mode gets: the listener, the stop signal, and a tracker that every flow task must be
-/// spawned on so that draining can wait for it.
-pub struct Serve {
-    pub config: Arc<Config>,
-    pub listener: TcpListener,
-    pub shutdown: CancellationToken,
-    /// Cancelled by `shutdown`, or when the next instance took the listening sockets over: the
-    /// accept loop ends, flows go on (drained as on shutdown).
-    pub stop_accepting: CancellationToken,
-    pub flows: TaskTracker,
-    /// Where the mode publishes its state for `/healthz`, `/backends`, `/affinity`.
-    pub admin: AdminSlot,
-    /// Validated configurations from SIGHUP reloads; the mode applies what it can change live.
-    pub reloads: watch::Receiver<Arc<Config>>,
-    /// MongoDB mode's data path, loaded by [`crate::startup::prepare`] before the runtime started.
-    pub data_path: Option<DataPath>,
-    handover: Option<Handover>,
-}
-
-impl Serve {
-    /// Called by the mode right before its accept loop: the previous instance (if this one took its
-    /// sockets) may stop accepting now and send its state to `carry.merge`, and the next one may take
-    /// the sockets, and `carry.snapshot`, from this one.
-    pub fn ready(&mut self, carry: CarryOver) {
-        let Some(handover) = self.handover.take() else {
-            return;
-        };
-        if let Some(previous) = handover.previous {
-            previous.serving(carry.merge);
-        }
-        let accepting = self.stop_accepting.clone();
-        tokio::spawn(
-            handover
-                .offer
-                .serve(carry.snapshot, accepting.clone(), accepting),
-        );
     }
 }
 
@@ -100,26 +59,37 @@ pub async fn run_prepared(
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, mode = ?config.mode, "listening");
     let drain_timeout = config.drain_timeout;
-    let serve_mode = config.mode;
     let stop_accepting = shutdown.child_token();
     // The admin port goes with the listener: after a hand-over the next instance answers it.
     let admin = start_admin(prepared.admin, stop_accepting.clone());
-    let flows = TaskTracker::new();
-    let serve = Serve {
+    let mut serve = Serve {
         config: Arc::new(config),
         listener,
         shutdown: shutdown.clone(),
         stop_accepting,
-        flows: flows.clone(),
+        flows: TaskTracker::new(),
         admin,
         reloads,
         data_path: prepared.data_path,
         handover: prepared.handover,
     };
     match serve.config.mode {
-        Mode::Mongodb => crate::mongodb::serve(serve).await?,
-        Mode::Redis => crate::redis::serve(serve).await?,
+        Mode::Mongodb => {
+            let mode = crate::mongodb::prepare(&mut serve).await?;
+            run_mode(serve, &mode, drain_timeout).await;
+        }
+        Mode::Redis => {
+            let mode = crate::redis::prepare(&serve).await;
+            run_mode(serve, &mode, drain_timeout).await;
+        }
     }
+    Ok(())
+}
+
+/// The front door for `mode` until it stops accepting, then the flows drain up to the deadline.
+async fn run_mode<M: front_door::Mode>(serve: Serve, mode: &Arc<M>, drain_timeout: Duration) {
+    let flows = serve.flows.clone();
+    front_door::accept(serve, mode).await;
     flows.close();
     let live = flows.len();
     if live > 0 {
@@ -138,10 +108,7 @@ pub async fn run_prepared(
             "drain deadline reached; closing remaining flows"
         );
     }
-    if serve_mode == Mode::Mongodb {
-        crate::mongodb::log_totals();
-    }
-    Ok(())
+    mode.log_totals();
 }
 
 /// Starts the admin listener in the background. It is an operator aid, not part of the data path: if it

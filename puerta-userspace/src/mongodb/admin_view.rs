@@ -76,9 +76,9 @@ impl AdminView for MongoAdminView {
         }
         let entries = self.live.affinity().map_or(0, |t| t.len());
         metrics::gauge!("puerta_affinity_entries").set(entries as f64);
-        let (up, down) = crate::forward::userspace_bytes_by_direction();
+        let (up, down) = crate::mongodb::datapath::forward::userspace_bytes_by_direction();
         set_bytes("userspace", up, down);
-        let (up, down) = crate::forward::splice_bytes_by_direction();
+        let (up, down) = crate::mongodb::datapath::forward::splice_bytes_by_direction();
         set_bytes("splice", up, down);
         if let Some(kernel) = self.live.forwarder().kernel_path() {
             match kernel.counters() {

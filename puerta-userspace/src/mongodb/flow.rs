@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::router::{Route, Router};
+use super::placement::router::{Route, Router};
 use super::stats::{stats, ActiveFlow, MongoStats};
-use crate::connect::connect;
-use crate::forward::{failed_side, Forwarder, Side};
 use crate::log_throttle::LogThrottle;
-use crate::proxy_protocol;
+use crate::mongodb::connect::connect;
+use crate::mongodb::datapath::forward::{failed_side, Forwarder, Side};
+use crate::mongodb::datapath::proxy_protocol;
 
 /// What every flow shares.
 pub struct FlowContext {
@@ -30,14 +29,8 @@ pub struct FlowContext {
     pub backend_failure_log: LogThrottle,
 }
 
-/// Runs one flow to its end. Holds the admission permit until then.
-pub async fn run(
-    ctx: Arc<FlowContext>,
-    client: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
-    let _permit = permit;
+/// Runs one flow to its end (the front door holds its admission permit until then).
+pub async fn run(ctx: Arc<FlowContext>, client: TcpStream, peer: SocketAddr) {
     let _active = ActiveFlow::start();
     MongoStats::count(&stats().accepted);
     let _ = client.set_nodelay(true);

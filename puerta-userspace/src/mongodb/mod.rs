@@ -1,34 +1,34 @@
 //! MongoDB mode: an L4 balancer in front of mongos routers. New clients are placed by smooth weighted
 //! round-robin over healthy routers and then stick to theirs (session affinity); health comes from
-//! OP_MSG `hello` checks; payload moves through a [`Forwarder`](crate::forward::Forwarder).
+//! OP_MSG `hello` checks; payload moves through a [`Forwarder`](crate::mongodb::datapath::forward::Forwarder).
 
 mod admin_view;
-mod admission;
 mod carry_over;
-mod datapath;
+pub mod connect;
+pub mod datapath;
 mod flow;
+pub mod health;
+pub mod placement;
 mod reload;
-mod rendezvous;
-mod router;
 mod stats;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::affinity::{self, AffinityTable};
-use crate::app::Serve;
-use crate::backends::Backends;
 use crate::config::MongoConfig;
-use crate::forward::ForwardError;
-use crate::health::{Checker, HealthSettings, HelloCheck};
-use crate::log_throttle::LogThrottle;
-use admission::Admission;
+use crate::front_door::{Mode, Serve};
+use crate::handover::CarryOver;
+use crate::mongodb::datapath::forward::ForwardError;
+use crate::mongodb::health::{Checker, HealthSettings, HelloCheck};
+use crate::mongodb::placement::affinity::{self, AffinityTable};
+use crate::mongodb::placement::backends::Backends;
 pub use datapath::{data_path, DataPath};
+pub use placement::router::{Route, Router};
 use reload::Live;
-pub use router::{Route, Router};
 pub use stats::{stats, MongoStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +37,16 @@ pub enum MongoError {
     Forward(#[from] ForwardError),
 }
 
-/// Accepts until `serve.stop_accepting` fires, spawning every flow on `serve.flows`.
-pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
+/// MongoDB mode behind the front door: the live configuration every flow starts from.
+pub struct MongoMode {
+    live: Arc<Live>,
+    /// Health checks, affinity clean-up and reloads run until the door stops accepting.
+    background: Mutex<Option<DropGuard>>,
+}
+
+/// Loads the data path (unless start-up did), runs the first health check round (no client is
+/// placed before backends are known), and starts the background tasks.
+pub async fn prepare(serve: &mut Serve) -> Result<Arc<MongoMode>, MongoError> {
     let config = serve.config.mongodb();
     let path = match serve.data_path.take() {
         Some(path) => path,
@@ -48,9 +56,7 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         Backends::new(&config.endpoints, false),
         path.health_mirror.as_ref(),
     ));
-    // Background tasks end with serve(), whichever way it returns.
     let background = serve.shutdown.child_token();
-    let _stop_background = background.clone().drop_guard();
     let checks = background.child_token();
     start_health_checks(config, backends.clone(), checks.clone()).await;
     let affinity = config.session_affinity_enabled.then(|| {
@@ -78,11 +84,40 @@ pub async fn serve(mut serve: Serve) -> Result<(), MongoError> {
         serve.reloads.clone(),
         background.clone(),
     ));
-    let admission = Admission::new(serve.config.max_connections);
-    serve.ready(carry_over::affinity(&live));
-    accept_loop(&serve, &serve.listener, &admission, &live).await;
-    tracing::info!("stopped accepting MongoDB clients");
-    Ok(())
+    Ok(Arc::new(MongoMode {
+        live,
+        background: Mutex::new(Some(background.drop_guard())),
+    }))
+}
+
+impl Mode for MongoMode {
+    fn serve(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        flow::run(self.live.current(), stream, peer)
+    }
+
+    fn refused(&self) -> &AtomicU64 {
+        &stats().refused
+    }
+
+    fn carry_over(self: &Arc<Self>) -> CarryOver {
+        carry_over::affinity(&self.live)
+    }
+
+    fn stopped_accepting(&self) {
+        self.background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        tracing::info!("stopped accepting MongoDB clients");
+    }
+
+    fn log_totals(&self) {
+        log_totals();
+    }
 }
 
 /// Runs the first round before returning, so no client is accepted before backends are known, then
@@ -108,38 +143,9 @@ pub(crate) async fn start_health_checks(
     tokio::spawn(checker.run(stop));
 }
 
-async fn accept_loop(serve: &Serve, listener: &TcpListener, admission: &Admission, live: &Live) {
-    let accept_errors = LogThrottle::new(Duration::from_secs(1));
-    loop {
-        let accepted = tokio::select! {
-            _ = serve.stop_accepting.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (client, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Typically EMFILE: back off briefly instead of spinning.
-                if let Some(n) = accept_errors.hit(std::time::Instant::now()) {
-                    tracing::error!(errors = n, "accept failed: {e}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(permit) = admission.try_admit() else {
-            admission.refuse(peer);
-            drop(client);
-            continue;
-        };
-        serve
-            .flows
-            .spawn(flow::run(live.current(), client, peer, permit));
-    }
-}
-
 /// One line with the totals, for the shutdown log.
-pub fn log_totals() {
-    crate::kernel::finish_active();
+fn log_totals() {
+    crate::mongodb::datapath::kernel::finish_active();
     let s = stats();
     tracing::info!(
         accepted = MongoStats::get(&s.accepted),
@@ -147,7 +153,7 @@ pub fn log_totals() {
         connect_failures = MongoStats::get(&s.connect_failures),
         no_backend = MongoStats::get(&s.no_backend),
         closed_idle = MongoStats::get(&s.closed_idle),
-        userspace_bytes = crate::forward::userspace_bytes(),
+        userspace_bytes = crate::mongodb::datapath::forward::userspace_bytes(),
         "mongodb mode totals"
     );
 }

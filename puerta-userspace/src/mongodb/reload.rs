@@ -10,12 +10,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::FlowContext;
-use super::router::Router;
-use crate::affinity::AffinityTable;
-use crate::backends::{Backends, HealthMirror};
+use super::placement::router::Router;
 use crate::config::{Config, MongoConfig};
-use crate::forward::Forwarder;
 use crate::log_throttle::LogThrottle;
+use crate::mongodb::datapath::forward::Forwarder;
+use crate::mongodb::placement::affinity::AffinityTable;
+use crate::mongodb::placement::backends::{Backends, HealthMirror};
 
 /// What new flows are served with, swappable as a whole.
 pub struct Live {

@@ -16,23 +16,26 @@ pub mod reload;
 pub mod resp;
 pub mod stats;
 
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use crate::app::Serve;
+use crate::front_door::{Mode, Serve};
 use cluster::Cluster;
-use stats::Stats;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RedisError {
-    #[error("accept failed: {0}")]
-    Accept(std::io::Error),
+/// Redis mode behind the front door: the cluster state every session shares.
+pub struct RedisMode {
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
 }
 
-pub async fn serve(mut serve: Serve) -> Result<(), RedisError> {
+/// Loads the topology (serving errors until one is known), then starts the refresh and reload
+/// tasks and publishes the admin view.
+pub async fn prepare(serve: &Serve) -> Arc<RedisMode> {
     let cluster = Cluster::new(serve.config.redis().clone());
     if cluster::refresh::refresh_once(&cluster).await {
         tracing::info!(
@@ -56,44 +59,36 @@ pub async fn serve(mut serve: Serve) -> Result<(), RedisError> {
         cluster.clone(),
         serve.shutdown.clone(),
     ));
-    let slots = Arc::new(Semaphore::new(serve.config.max_connections));
-    serve.ready(crate::handover::CarryOver::nothing());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = serve.listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-                Err(e) => return Err(RedisError::Accept(e)),
-            },
-            _ = serve.stop_accepting.cancelled() => return Ok(()),
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            Stats::bump(&cluster.stats.clients_rejected);
-            tracing::warn!(%peer, "max_connections reached; refusing client");
-            serve.flows.spawn(refuse(stream));
-            continue;
-        };
-        let cluster = cluster.clone();
-        let shutdown = serve.shutdown.clone();
-        serve.flows.spawn(async move {
+    Arc::new(RedisMode {
+        cluster,
+        shutdown: serve.shutdown.clone(),
+    })
+}
+
+impl Mode for RedisMode {
+    fn serve(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (cluster, shutdown) = (self.cluster.clone(), self.shutdown.clone());
+        async move {
             let client = client::registry::register(&cluster, Some(peer), stream.local_addr().ok());
             client::session::run(cluster, stream, client.entry.clone(), shutdown).await;
-            drop(client);
-            drop(permit);
-        });
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream) -> impl std::future::Future<Output = ()> + Send + 'static {
+        too_many_clients(stream)
+    }
+
+    fn refused(&self) -> &AtomicU64 {
+        &self.cluster.stats.clients_rejected
     }
 }
 
-/// Errors after which accepting can go on (out of descriptors, a client that reset early).
-fn is_transient(e: &std::io::Error) -> bool {
-    !matches!(e.kind(), std::io::ErrorKind::InvalidInput)
-}
-
-async fn refuse(mut stream: TcpStream) {
+/// Redis' own words for a client beyond `max_connections`.
+async fn too_many_clients(mut stream: TcpStream) {
     let _ = stream
         .write_all(b"-ERR max number of clients reached\r\n")
         .await;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use super::{failed_on, FlowBytes, UserspaceForwarder};
-use crate::kernel::{KernelPath, SpliceError, Spliced};
 use crate::log_throttle::LogThrottle;
+use crate::mongodb::datapath::kernel::{KernelPath, SpliceError, Spliced};
 
 pub struct KernelForwarder {
     kernel: KernelPath,

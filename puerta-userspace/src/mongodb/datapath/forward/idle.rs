@@ -10,7 +10,7 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::kernel::sockopt;
+use crate::mongodb::datapath::kernel::sockopt;
 
 /// Floor between two checks, so a clock that rounds down (jiffies) cannot make a busy loop.
 const MIN_RECHECK: Duration = Duration::from_millis(50);

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::rendezvous::Rendezvous;
-use crate::affinity::{AffinityTable, Lease, Placement};
-use crate::backends::Backends;
-use crate::balancer::Balancer;
 use crate::config::Affinity;
+use crate::mongodb::placement::affinity::{AffinityTable, Lease, Placement};
+use crate::mongodb::placement::backends::Backends;
+use crate::mongodb::placement::balancer::Balancer;
 
 pub struct Router {
     backends: Arc<Backends>,
@@ -127,8 +127,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::affinity::NoMirror;
     use crate::config::Endpoint;
+    use crate::mongodb::placement::affinity::NoMirror;
 
     fn router(affinity: bool) -> Router {
         router_placing(affinity, Affinity::Table)

@@ -8,9 +8,9 @@ use std::time::Instant;
 use puerta_common::AffinityValue;
 
 use super::{monotonic_ns, KernelPath};
-use crate::affinity::{AffinityEntry, AffinityMirror};
-use crate::backends::HealthMirror;
 use crate::config::Endpoint;
+use crate::mongodb::placement::affinity::{AffinityEntry, AffinityMirror};
+use crate::mongodb::placement::backends::HealthMirror;
 
 pub struct KernelAffinityMirror {
     kernel: KernelPath,

@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use crate::backends::Backends;
+use crate::mongodb::placement::backends::Backends;
 
 pub struct Rendezvous {
     /// Per backend, in index order: the hash of its address and its weight.

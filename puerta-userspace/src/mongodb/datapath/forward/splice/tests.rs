@@ -4,7 +4,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::forward::{failed_side, userspace_bytes};
+use crate::mongodb::datapath::forward::{failed_side, userspace_bytes};
 
 /// Two connected pairs: (client, proxy-side client socket) and (proxy-side backend socket, backend).
 async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {

@@ -18,10 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::Backends;
 use crate::config::Endpoint;
-use crate::connect::connect;
-use crate::proxy_protocol;
+use crate::mongodb::connect::connect;
+use crate::mongodb::datapath::proxy_protocol;
+use crate::mongodb::placement::backends::Backends;
 pub use hello::{HelloError, HelloReply};
 pub use state::{Hysteresis, Transition};
 

@@ -1,13 +1,14 @@
-//! `max_connections`: a client beyond the limit is closed at once (before any backend work), counted,
-//! and reported by a rate-limited log line.
+//! `max_connections`: a client beyond the limit is refused at once (before any backend work),
+//! counted in its mode's counter, and reported by a rate-limited log line, so a flood of clients
+//! cannot flood the log too.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::stats::{stats, MongoStats};
 use crate::log_throttle::LogThrottle;
 
 pub struct Admission {
@@ -25,19 +26,19 @@ impl Admission {
         }
     }
 
-    /// A permit the flow holds for its lifetime, or `None` at the limit.
+    /// A permit the connection holds for its lifetime, or `None` at the limit.
     pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
-    /// Counts and (rate-limited) logs a refusal; the caller drops the socket.
-    pub fn refuse(&self, peer: SocketAddr) {
-        MongoStats::count(&stats().refused);
+    /// Counts a refusal in `refused` and logs it (rate-limited).
+    pub fn refuse(&self, peer: SocketAddr, refused: &AtomicU64) {
+        let total = refused.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(n) = self.refusal_log.hit(Instant::now()) {
             tracing::warn!(
                 max_connections = self.max,
                 refused_since_last_line = n,
-                total_refused = MongoStats::get(&stats().refused),
+                total_refused = total,
                 "refused connection from {peer}: max_connections ({}) reached",
                 self.max
             );

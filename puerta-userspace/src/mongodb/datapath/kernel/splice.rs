@@ -19,9 +19,9 @@ use tokio::sync::Notify;
 
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
-use crate::forward::idle::idle;
+use crate::mongodb::datapath::forward::idle::idle;
 /// Which socket of the pair; `Side` below is this module's per-socket state.
-use crate::forward::Side as PairSide;
+use crate::mongodb::datapath::forward::Side as PairSide;
 
 /// How long a FIN may wait without the peer taking any more queued bytes before the pair is aborted.
 const FIN_DRAIN_LIMIT: Duration = Duration::from_secs(60);

@@ -1,13 +1,19 @@
-//! The parts of MongoDB mode that depend on the data path: how flows forward, and who mirrors the
-//! affinity table. The kernel path plugs in here and nowhere else.
+//! The parts of MongoDB mode that depend on the data path: how flows forward (`forward`: kernel
+//! sockmap, splice, userspace; `kernel`: the eBPF program and its maps; `proxy_protocol`: the
+//! header a mongos may want first), and who mirrors the affinity table. The kernel path plugs in
+//! here and nowhere else.
+
+pub mod forward;
+pub mod kernel;
+pub mod proxy_protocol;
 
 use std::sync::Arc;
 
-use crate::affinity::{AffinityMirror, NoMirror};
-use crate::backends::{Backends, HealthMirror};
 use crate::config::MongoConfig;
-use crate::forward::{ForwardError, Forwarder};
-use crate::kernel::{KernelAffinityMirror, KernelHealthMirror};
+use crate::mongodb::datapath::forward::{ForwardError, Forwarder};
+use crate::mongodb::datapath::kernel::{KernelAffinityMirror, KernelHealthMirror};
+use crate::mongodb::placement::affinity::{AffinityMirror, NoMirror};
+use crate::mongodb::placement::backends::{Backends, HealthMirror};
 
 pub struct DataPath {
     pub forwarder: Forwarder,

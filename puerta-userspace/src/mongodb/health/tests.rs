@@ -5,7 +5,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::health::bson::{encode, Value};
+use crate::mongodb::health::bson::{encode, Value};
 
 /// Answers from a per-port switch the test flips.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::config::{Forwarding, MongoConfig};
-use crate::kernel::KernelPath;
+use crate::mongodb::datapath::kernel::KernelPath;
 pub use kernel::KernelForwarder;
 pub use splice::{splice_bytes_by_direction, SpliceForwarder, PIPE_SIZE};
 pub use userspace::{

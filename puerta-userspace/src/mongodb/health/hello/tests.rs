@@ -1,5 +1,5 @@
 use super::*;
-use crate::health::bson::{encode, Value};
+use crate::mongodb::health::bson::{encode, Value};
 
 fn reply(request_id: i32, flags: u32, body: &[u8]) -> Vec<u8> {
     let len = (HEADER_LEN + 5 + body.len()) as i32;
