@@ -100,6 +100,7 @@ const ADMIN: &[AdminSpec] = &[
     gated("LATENCY", Some("HISTOGRAM"), Nodes, ByName),
     open("LATENCY", Some("HELP"), AnyMaster, AllOk),
     gated("MEMORY", None, Nodes, Each),
+    gated("MEMORY", Some("STATS"), Masters, ByName),
     open("MEMORY", Some("HELP"), AnyMaster, AllOk),
     open("MEMORY", Some("USAGE"), Key(2), AllOk),
 ];

@@ -55,7 +55,7 @@ pub enum Merge {
     /// concatenated, anything else the first node's answer.
     Each,
     /// Maps keyed by name, merged key by key at every level, counts added up (LATENCY HISTOGRAM:
-    /// per command its calls and its buckets).
+    /// per command its calls and its buckets; MEMORY STATS over the masters).
     ByName,
 }
 
