@@ -141,6 +141,11 @@ fn named(merge: Merge, nodes: &[Arc<str>], replies: Vec<Frame>) -> Frame {
         .map(|(node, _)| &**node)
         .collect();
     let tolerated = merge == Merge::AnyOk && failed.len() < replies.len();
+    if failed.is_empty() && merge == Merge::Each {
+        if let Some(reports) = reports(nodes, &replies) {
+            return reports;
+        }
+    }
     if failed.is_empty() || tolerated {
         return combine(merge, replies);
     }
@@ -160,6 +165,35 @@ fn named(merge: Merge, nodes: &[Arc<str>], replies: Vec<Frame>) -> Frame {
         failed.join(", "),
         replies.len()
     ))
+}
+
+/// Every node's text report (LATENCY DOCTOR, MEMORY DOCTOR, MEMORY MALLOC-STATS), one after the
+/// other under the node's name: one node's alone would describe a third of the data. `None` when the
+/// answers are not all text.
+fn reports(nodes: &[Arc<str>], replies: &[Frame]) -> Option<Frame> {
+    let mut all = String::new();
+    let mut verbatim = false;
+    for (node, reply) in nodes.iter().zip(replies) {
+        let text = match reply {
+            Frame::Bulk(text) => text,
+            Frame::Verbatim { text, .. } => {
+                verbatim = true;
+                text
+            }
+            _ => return None,
+        };
+        if !all.is_empty() {
+            all.push('\n');
+        }
+        all.push_str(&format!(
+            "--- {node} ---\n{}",
+            String::from_utf8_lossy(text)
+        ));
+    }
+    Some(match verbatim {
+        true => Frame::verbatim_text(all),
+        false => Frame::Bulk(all.into()),
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +219,17 @@ mod tests {
             ),
             wire::ok()
         );
+    }
+
+    #[test]
+    fn text_reports_come_from_every_node_by_name() {
+        let replies = vec![wire::bulk("fine"), wire::bulk("slow"), wire::bulk("fine")];
+        assert_eq!(
+            named(Merge::Each, &nodes(), replies),
+            wire::bulk("--- a:1 ---\nfine\n--- b:2 ---\nslow\n--- c:3 ---\nfine")
+        );
+        let ints = vec![Frame::Integer(1), Frame::Integer(2), Frame::Integer(3)];
+        assert_eq!(named(Merge::Each, &nodes(), ints), Frame::Integer(6));
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub enum Merge {
     /// script, the others are not busy).
     AnyOk,
     /// Every node answers for itself (DEBUG, LATENCY, MEMORY): integers added up, arrays
-    /// concatenated, anything else the first node's answer.
+    /// concatenated, text reports one after the other under each node's name, anything else the
+    /// first node's answer.
     Each,
     /// Maps keyed by name, merged key by key at every level, counts added up (LATENCY HISTOGRAM:
     /// per command its calls and its buckets; MEMORY STATS over the masters).
