@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::mongo_echo::ok_reply;
-
-const OP_MSG: i32 = 2013;
-const HEADER_LEN: usize = 16;
+use testkit::opmsg::{ok_reply, HEADER_LEN, OP_MSG};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MongosFault {

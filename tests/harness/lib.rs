@@ -19,7 +19,7 @@ pub mod resp_client;
 pub mod stream;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -51,45 +51,7 @@ pub fn py_script(name: &str) -> PathBuf {
     workspace_root().join("tests/py").join(name)
 }
 
-/// A port that was free a moment ago on 127.0.0.1. Ports are handed out from a process-wide cursor so
-/// that tests running in parallel in one binary never get the same one twice.
-pub fn free_port() -> u16 {
-    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind an ephemeral port")
-            .port();
-        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        // Redis cluster bus ports are port + 10000: keep room for them, and never hand out a port that
-        // is another one's bus port (or whose bus port is another one's port).
-        let bus = port + 10_000;
-        let clash = taken.contains(&port)
-            || taken.contains(&bus)
-            || taken.contains(&port.wrapping_sub(10_000));
-        if port < 55_000 && !clash && TcpListener::bind(("127.0.0.1", bus)).is_ok() {
-            taken.push(port);
-            taken.push(bus);
-            return port;
-        }
-    }
-}
-
-pub fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_for_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    anyhow::bail!("nothing listening on {addr} after {within:?}")
-}
+pub use testkit::{free_port, loopback, wait_for_port};
 
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test never leaks
 /// servers. Its stderr/stdout are captured line by line for assertions on log output.

@@ -6,6 +6,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
+use testkit::opmsg::{ok_reply, OP_MSG};
+
 use crate::{free_port, loopback, py_script, python, wait_for_port, ChildGuard};
 
 /// The `secantusd-py` launcher installed next to the venv's Python.
@@ -222,23 +224,12 @@ fn serve_echo(mut conn: TcpStream, mode: Echo) -> std::io::Result<()> {
 
 /// `{ok: 1.0}` in answer to an OP_MSG that mentions `hello`; `None` for anything else.
 fn hello_reply(first: &[u8]) -> Option<Vec<u8>> {
-    let is_op_msg = first.len() >= 21 && first[12..16] == 2013i32.to_le_bytes();
+    let is_op_msg = first.len() >= 21 && first[12..16] == OP_MSG.to_le_bytes();
     if !is_op_msg || !first.windows(5).any(|w| w == b"hello") {
         return None;
     }
-    let doc: [u8; 17] = [
-        17, 0, 0, 0, 0x01, b'o', b'k', 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0,
-    ];
-    let len = (16 + 4 + 1 + doc.len()) as i32;
-    let mut msg = Vec::new();
-    msg.extend_from_slice(&len.to_le_bytes());
-    msg.extend_from_slice(&1i32.to_le_bytes());
-    msg.extend_from_slice(&first[4..8]); // responseTo = the request's id
-    msg.extend_from_slice(&2013i32.to_le_bytes());
-    msg.extend_from_slice(&0u32.to_le_bytes());
-    msg.push(0);
-    msg.extend_from_slice(&doc);
-    Some(msg)
+    let request_id = i32::from_le_bytes([first[4], first[5], first[6], first[7]]);
+    Some(ok_reply(request_id))
 }
 
 /// Length of a PROXY v1 `UNKNOWN` or v2 `LOCAL` header at the start of `data` (what Puerta's own health

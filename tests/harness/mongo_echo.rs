@@ -8,8 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-const OP_MSG: i32 = 2013;
-const HEADER_LEN: usize = 16;
+use testkit::opmsg::{ok_reply, HEADER_LEN, OP_MSG};
 
 pub struct MongoEcho {
     pub addr: SocketAddr,
@@ -84,24 +83,4 @@ async fn answer_hellos(mut sock: TcpStream) -> std::io::Result<()> {
         sock.read_exact(&mut rest).await?;
         sock.write_all(&ok_reply(request_id)).await?;
     }
-}
-
-/// OP_MSG reply with body `{ok: 1.0}`.
-pub fn ok_reply(response_to: i32) -> Vec<u8> {
-    let mut doc = Vec::new();
-    doc.extend_from_slice(&17i32.to_le_bytes());
-    doc.push(0x01);
-    doc.extend_from_slice(b"ok\0");
-    doc.extend_from_slice(&1.0f64.to_le_bytes());
-    doc.push(0);
-    let total = HEADER_LEN + 4 + 1 + doc.len();
-    let mut msg = Vec::with_capacity(total);
-    msg.extend_from_slice(&(total as i32).to_le_bytes());
-    msg.extend_from_slice(&1i32.to_le_bytes());
-    msg.extend_from_slice(&response_to.to_le_bytes());
-    msg.extend_from_slice(&OP_MSG.to_le_bytes());
-    msg.extend_from_slice(&0u32.to_le_bytes());
-    msg.push(0);
-    msg.extend_from_slice(&doc);
-    msg
 }

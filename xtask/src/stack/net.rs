@@ -6,24 +6,11 @@ use std::time::{Duration, Instant};
 use super::process::Proc;
 use crate::interrupt;
 
-pub fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+pub use testkit::loopback;
 
-/// A currently free port below 55000 (Redis cluster bus ports are port + 10000). Ports already handed
-/// out by this process are never repeated.
+/// A free loopback port (with its cluster bus port) below the ephemeral range (see `testkit`).
 pub fn free_port() -> anyhow::Result<u16> {
-    use std::sync::Mutex;
-    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        if port < 55_000 && !taken.contains(&port) {
-            taken.push(port);
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no free loopback port found")
+    Ok(testkit::free_port())
 }
 
 /// `wanted` if every port in it (and its +10000 bus port when `with_bus`) is free, else fresh free ports.

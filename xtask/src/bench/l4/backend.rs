@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::opmsg;
+use testkit::opmsg;
 
 /// 16 bytes a bench client sends first: 15 bytes of magic and the mode byte.
 pub const MAGIC: &[u8; 15] = b"PUERTA-BENCH-v1";

@@ -2,7 +2,6 @@
 //! (A/B/A/B) so that a noisy moment on the machine hits every target alike.
 
 mod backend;
-mod opmsg;
 mod targets;
 mod work;
 

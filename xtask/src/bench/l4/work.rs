@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::backend::{preamble, MODE_ECHO, MODE_SINK};
-use super::opmsg;
 use crate::bench::stats;
+use testkit::opmsg;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 

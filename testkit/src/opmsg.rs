@@ -1,5 +1,5 @@
-//! Just enough of the MongoDB wire protocol for the bench: an OP_MSG `hello` request (what clients and
-//! Puerta's health checks send) and a reply that says `ok: 1`.
+//! Just enough of the MongoDB wire protocol for the stand-ins of tests and bench: an OP_MSG `hello`
+//! request (what clients and Puerta's health checks send) and replies that say `ok: 1`.
 
 pub const OP_MSG: i32 = 2013;
 pub const HEADER_LEN: usize = 16;
@@ -32,6 +32,12 @@ pub fn hello_reply(response_to: i32) -> Vec<u8> {
         (0x02, "msg", bson_string("isdbgrid")),
         (0x01, "ok", 1f64.to_le_bytes().to_vec()),
     ]);
+    message(1, response_to, &doc)
+}
+
+/// The smallest answer a health check accepts: `{ok: 1.0}`.
+pub fn ok_reply(response_to: i32) -> Vec<u8> {
+    let doc = bson_doc(&[(0x01, "ok", 1f64.to_le_bytes().to_vec())]);
     message(1, response_to, &doc)
 }
 
