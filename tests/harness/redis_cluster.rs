@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use testkit::redis_cluster as recipe;
+
 use crate::{free_port, loopback, wait_for_port, ChildGuard};
 
 pub use crate::proxied_cluster::ProxiedCluster;
@@ -67,44 +69,18 @@ impl RedisCluster {
                 bail!("{e}; redis output:\n{}", node.process.output());
             }
         }
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &cluster.nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        create
-            .arg("--cluster-replicas")
-            .arg(replicas.to_string())
-            .arg("--cluster-yes");
-        let out = create.output().context("run redis-cli --cluster create")?;
-        if !out.status.success() {
-            bail!(
-                "redis-cli --cluster create failed:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        recipe::create(&cluster.ports(), replicas)?;
         cluster.wait_healthy(Duration::from_secs(60))?;
         Ok(cluster)
     }
 
     fn spawn_node(&mut self) -> anyhow::Result<()> {
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .arg("--cluster-config-file")
-            .arg(format!("nodes-{port}.conf"))
-            .arg("--cluster-node-timeout")
-            .arg(self.node_timeout_ms.to_string())
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            // As Redis's own test servers run: DEBUG works from loopback, where Puerta connects.
-            .args(["--enable-debug-command", "local"])
-            .arg("--dir")
-            .arg(self.dir.path());
+        let timeout = [
+            "--cluster-node-timeout".to_string(),
+            self.node_timeout_ms.to_string(),
+        ];
+        let cmd = recipe::node_command(port, self.dir.path(), &timeout);
         let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;
         self.nodes.push(RedisNode { port, process });
         Ok(())
@@ -139,19 +115,7 @@ impl RedisCluster {
 
     /// `redis-cli -p port args...`; stdout on success.
     pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("redis-cli")
-            .arg("-p")
-            .arg(port.to_string())
-            .args(args)
-            .output()
-            .context("run redis-cli")?;
-        if !out.status.success() {
-            bail!(
-                "redis-cli -p {port} {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        recipe::cli(port, args)
     }
 
     /// Ports of the live nodes that are masters owning slots, per `CLUSTER NODES` of any live node.
@@ -212,34 +176,7 @@ impl RedisCluster {
     }
 
     fn health(&self) -> anyhow::Result<()> {
-        for node in self.live_nodes() {
-            let info = self.cli(node, &["CLUSTER", "INFO"])?;
-            if !info.contains("cluster_state:ok") || !info.contains("cluster_slots_assigned:16384")
-            {
-                bail!("node {node} not ok yet");
-            }
-            // Every node must know every live peer and each replica's master, or its CLUSTER SLOTS
-            // would still omit replicas.
-            for line in self.cli(node, &["CLUSTER", "NODES"])?.lines() {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                if fields.len() < 8 || fields[2].contains("fail") {
-                    continue;
-                }
-                let replica_without_master = fields[2].contains("slave") && fields[3] == "-";
-                if fields[2].contains("handshake")
-                    || fields[7] != "connected"
-                    || replica_without_master
-                {
-                    bail!("node {node} does not fully know its peers yet: {line}");
-                }
-            }
-            let replication = self.cli(node, &["INFO", "replication"])?;
-            if replication.contains("role:slave") && !replication.contains("master_link_status:up")
-            {
-                bail!("replica {node} not in sync yet");
-            }
-        }
-        Ok(())
+        recipe::health(&self.live_nodes())
     }
 
     /// Nodes whose process is still running (not killed by a test).

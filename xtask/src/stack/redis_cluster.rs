@@ -2,12 +2,11 @@
 //! operator would: `redis-server --cluster-enabled yes` per node, then `redis-cli --cluster create`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::net::{loopback, wait_for_port};
 use super::process::{stop_all, Proc};
-use crate::{cmd, interrupt};
+use crate::interrupt;
 
 pub struct RedisCluster {
     pub ports: Vec<u16>,
@@ -57,7 +56,7 @@ impl RedisCluster {
             }
         }
         cluster.create()?;
-        cluster.wait_ok(Duration::from_secs(30))?;
+        cluster.wait_ok(Duration::from_secs(60))?;
         Ok(cluster)
     }
 
@@ -66,14 +65,7 @@ impl RedisCluster {
     fn spawn(&self, port: u16, restarts: usize) -> anyhow::Result<Proc> {
         let node_dir = self.dir.join(format!("redis-{port}"));
         std::fs::create_dir_all(&node_dir)?;
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(&self.extra_args)
-            .arg("--dir")
-            .arg(&node_dir);
+        let cmd = testkit::redis_cluster::node_command(port, &node_dir, &self.extra_args);
         let log = match restarts {
             0 => self.dir.join(format!("redis-{port}.log")),
             n => self.dir.join(format!("redis-{port}-restart{n}.log")),
@@ -82,33 +74,21 @@ impl RedisCluster {
     }
 
     fn create(&self) -> anyhow::Result<()> {
-        let nodes: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        cmd::output(
-            "redis-cli --cluster create",
-            Command::new("redis-cli")
-                .arg("--cluster")
-                .arg("create")
-                .args(&nodes)
-                .args(["--cluster-replicas", "1", "--cluster-yes"]),
-        )?;
-        Ok(())
+        testkit::redis_cluster::create(&self.ports, 1)
     }
 
-    /// Every node must report `cluster_state:ok` and agree on all 16384 slots.
+    /// Every node must report `cluster_state:ok`, know its peers, and every replica be in sync.
     fn wait_ok(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
             interrupt::check()?;
             self.ensure_running()?;
-            if self.ports.iter().all(|&p| node_ok(p)) {
+            let health = testkit::redis_cluster::health(&self.ports);
+            if health.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                anyhow::bail!("redis cluster not ok after {within:?}");
+                anyhow::bail!("redis cluster not ok after {within:?}: {health:?}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -148,26 +128,6 @@ impl RedisCluster {
 
     fn node(&mut self, port: u16) -> Option<&mut Node> {
         self.nodes.iter_mut().find(|n| n.port == port)
-    }
-}
-
-fn node_ok(port: u16) -> bool {
-    let info = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "cluster",
-            "info",
-        ])
-        .output();
-    match info {
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            text.contains("cluster_state:ok") && text.contains("cluster_slots_ok:16384")
-        }
-        Err(_) => false,
     }
 }
 
