@@ -122,14 +122,8 @@ fn restarts_under_load(
         after_round(round)?;
         std::thread::sleep(Duration::from_secs(1));
     }
-    std::fs::write(&stop, b"stop")?;
-    let code = clients.wait_exit(Duration::from_secs(120))?;
-    let output = clients.output();
+    let puerta = || format!("last puerta:\n{}", running.process.output());
+    let output = clients.finish(&stop, "ALL OK", Duration::from_secs(120), puerta)?;
     println!("{output}");
-    anyhow::ensure!(
-        code == Some(0) && output.contains("ALL OK"),
-        "{output}\nlast puerta:\n{}",
-        running.process.output()
-    );
     Ok(())
 }

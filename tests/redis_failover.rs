@@ -16,16 +16,7 @@ fn manual_failover_is_invisible_to_clients() -> anyhow::Result<()> {
     let workload = env.workload(&stop, 10, "strict")?;
     std::thread::sleep(Duration::from_secs(2));
     let (replica, old_master) = env.cluster.replicas()?[0];
-    assert_eq!(
-        env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(),
-        "OK"
-    );
-    wait_until(Duration::from_secs(60), || {
-        let masters = env.cluster.masters()?;
-        Ok(masters.contains(&replica) && !masters.contains(&old_master))
-    })?;
-    env.cluster.wait_healthy(Duration::from_secs(60))?;
-    std::thread::sleep(Duration::from_secs(2));
+    manual_failover(&env, replica, old_master)?;
     let output = env.finish_workload(workload, &stop)?;
     println!("{output}");
     Ok(())
@@ -93,24 +84,13 @@ fn failovers_are_a_pause_not_errors() -> anyhow::Result<()> {
         format!("{:.6}", now.as_secs_f64()),
     )?;
     env.cluster.kill(master);
-    wait_until(Duration::from_secs(60), || {
+    settle(&env, Duration::from_secs(60), || {
         Ok(env.cluster.masters()?.contains(&replica))
     })?;
-    env.cluster.wait_healthy(Duration::from_secs(60))?;
-    std::thread::sleep(Duration::from_secs(2));
 
     // A manual failover on another shard: coordinated by Redis, invisible to clients.
     let (replica, old_master) = env.cluster.replicas()?[0];
-    assert_eq!(
-        env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(),
-        "OK"
-    );
-    wait_until(Duration::from_secs(60), || {
-        let masters = env.cluster.masters()?;
-        Ok(masters.contains(&replica) && !masters.contains(&old_master))
-    })?;
-    env.cluster.wait_healthy(Duration::from_secs(60))?;
-    std::thread::sleep(Duration::from_secs(2));
+    manual_failover(&env, replica, old_master)?;
 
     // A killed replica: nothing routes to it.
     let (replica, _) = *env
@@ -122,17 +102,36 @@ fn failovers_are_a_pause_not_errors() -> anyhow::Result<()> {
     env.cluster.kill(replica);
     std::thread::sleep(Duration::from_secs(2));
 
-    std::fs::write(control.path().join("stop"), b"stop")?;
-    let code = clients.wait_exit(Duration::from_secs(300))?;
-    let output = clients.output();
+    let puerta = || format!("puerta output:\n{}", env.puerta.process.output());
+    let stop = control.path().join("stop");
+    let output = clients.finish(&stop, "ALL OK", Duration::from_secs(300), puerta)?;
     println!("{output}");
-    anyhow::ensure!(
-        code == Some(0) && output.contains("ALL OK"),
-        "{output}\npuerta output:\n{}",
-        env.puerta.process.output()
-    );
     let held = env.proxy_counter("failover_held")?;
     anyhow::ensure!(held > 0, "no command was held: {output}");
+    Ok(())
+}
+
+/// `CLUSTER FAILOVER` on `replica`, then [`settle`] until it replaced `old_master`.
+fn manual_failover(env: &ProxiedCluster, replica: u16, old_master: u16) -> anyhow::Result<()> {
+    assert_eq!(
+        env.cluster.cli(replica, &["CLUSTER", "FAILOVER"])?.trim(),
+        "OK"
+    );
+    settle(env, Duration::from_secs(60), || {
+        let masters = env.cluster.masters()?;
+        Ok(masters.contains(&replica) && !masters.contains(&old_master))
+    })
+}
+
+/// Waits for `done`, then for a healthy cluster, then lets the clients run 2 s more on it.
+fn settle(
+    env: &ProxiedCluster,
+    within: Duration,
+    done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    wait_until(within, done)?;
+    env.cluster.wait_healthy(within)?;
+    std::thread::sleep(Duration::from_secs(2));
     Ok(())
 }
 

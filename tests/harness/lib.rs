@@ -139,6 +139,25 @@ impl ChildGuard {
         }
     }
 
+    /// Tells a client script to finish (it watches for `stop_file`), waits for it, and checks that
+    /// it exited 0 having printed `ok_line`; its output, or an error with `context()` (the proxy's
+    /// log, say) appended.
+    pub fn finish(
+        &mut self,
+        stop_file: &std::path::Path,
+        ok_line: &str,
+        within: Duration,
+        context: impl FnOnce() -> String,
+    ) -> anyhow::Result<String> {
+        std::fs::write(stop_file, b"stop")?;
+        let code = self.wait_exit(within)?;
+        let output = self.output();
+        if code != Some(0) || !output.contains(ok_line) {
+            anyhow::bail!("{} failed ({code:?}):\n{output}\n{}", self.name, context());
+        }
+        Ok(output)
+    }
+
     /// Kills the process now (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

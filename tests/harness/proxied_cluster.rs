@@ -142,16 +142,13 @@ impl ProxiedCluster {
         mut workload: ChildGuard,
         stop_file: &std::path::Path,
     ) -> anyhow::Result<String> {
-        std::fs::write(stop_file, b"stop")?;
-        let code = workload.wait_exit(Duration::from_secs(300))?;
-        let output = workload.output();
-        if code != Some(0) || !output.contains("WORKLOAD OK") {
-            bail!(
-                "workload failed ({code:?}):\n{output}\npuerta output (tail):\n{}",
+        let puerta = || {
+            format!(
+                "puerta output (tail):\n{}",
                 tail(&self.puerta.process.output(), 40)
-            );
-        }
-        Ok(output)
+            )
+        };
+        workload.finish(stop_file, "WORKLOAD OK", Duration::from_secs(300), puerta)
     }
 
     /// A counter from the `# Proxy` section of the proxy's INFO.
