@@ -598,6 +598,12 @@ fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
         assert!(answered, "{master}: {reply:?}");
     }
     assert_eq!(writer.call("GET {p}k")?, Frame::bulk("before"));
+    // The held client counts as blocked, as a paused client does in Redis.
+    let Frame::Bulk(clients) = admin.call("INFO clients")? else {
+        anyhow::bail!("INFO answers text");
+    };
+    let clients = String::from_utf8_lossy(&clients).into_owned();
+    assert!(clients.contains("\r\nblocked_clients:1\r\n"), "{clients}");
     assert_eq!(admin.call("CLIENT UNPAUSE")?, Frame::Simple("OK".into()));
     held.set_read_timeout(Some(Duration::from_secs(30)))?;
     let got = read_until(&mut held, b"+PONG\r\n")?;

@@ -41,6 +41,14 @@ impl Pause {
         self.changed.notify_waiters();
     }
 
+    /// Whether a pause holds a command now (`write`: it may change data). One atomic load when
+    /// there is no pause.
+    pub fn holds(&self, write: bool) -> bool {
+        let until = self.until_ms.load(Ordering::Acquire);
+        let exempt = self.writes_only.load(Ordering::Acquire) && !write;
+        until != 0 && self.now_ms() < until && !exempt
+    }
+
     /// Waits while a pause holds a command (`write`: it may change data). One atomic load when
     /// there is no pause.
     pub async fn wait(&self, write: bool) {
@@ -77,8 +85,10 @@ mod tests {
     async fn commands_wait_for_the_pause_to_end_or_be_lifted() {
         let pause = std::sync::Arc::new(Pause::default());
         pause.wait(true).await;
+        assert!(!pause.holds(true));
         pause.pause(Duration::from_secs(60), true);
         // WRITE: reads go on.
+        assert!(pause.holds(true) && !pause.holds(false));
         pause.wait(false).await;
         let waiting = tokio::spawn({
             let pause = pause.clone();
@@ -87,6 +97,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "a write must wait");
         pause.unpause();
+        assert!(!pause.holds(true));
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("UNPAUSE releases it")

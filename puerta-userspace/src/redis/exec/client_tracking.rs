@@ -9,7 +9,7 @@ use crate::redis::client::tracking::{feed, NewTracker};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::dispatch::{later, ClientState, Reply};
-use crate::redis::resp::{wire, Frame, Protocol};
+use crate::redis::resp::{wire, Frame};
 
 /// `CLIENT TRACKING ON|OFF …`. ON answers once every master's invalidation feed is up.
 pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) -> Reply {
@@ -35,12 +35,6 @@ pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) 
         },
         None => None,
     };
-    if redirect.is_none() && state.protocol() != Protocol::Resp3 {
-        return Reply::Ready(wire::error(
-            "ERR Puerta: CLIENT TRACKING needs RESP3 (HELLO 3) or REDIRECT through the proxy: \
-             invalidations are delivered as push messages on the tracking connection",
-        ));
-    }
     let receiver = redirect.as_ref().unwrap_or(&state.client);
     let Some(inbox) = receiver.inbox().cloned() else {
         return Reply::Ready(wire::error("ERR Puerta: this connection cannot track keys"));

@@ -162,9 +162,12 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
     if let Err(e) = cmd.check_arity() {
         return Reply::Ready(e);
     }
-    // CLIENT is never held, so that CLIENT UNPAUSE gets through.
-    if kind != Kind::Local(Local::Client) {
-        cluster.pause.wait(may_write(kind, &cmd)).await;
+    // CLIENT is never held, so that CLIENT UNPAUSE gets through. A held client counts as blocked
+    // (`blocked_clients`, flag `b`), as Redis counts a paused one.
+    let write = may_write(kind, &cmd);
+    if kind != Kind::Local(Local::Client) && cluster.pause.holds(write) {
+        let _blocked = Blocked::new(cluster, &state.client);
+        cluster.pause.wait(write).await;
     }
     let lane = state.lane;
     match kind {

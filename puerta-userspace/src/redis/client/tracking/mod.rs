@@ -259,23 +259,24 @@ impl Tracking {
             return;
         };
         let mut per_client: HashMap<u64, Vec<Bytes>> = HashMap::new();
-        for key in keys {
-            if let Some(readers) = table.keys.remove(&key) {
-                table.bytes -= entry_bytes(&key, readers.len());
+        for key in &keys {
+            if let Some(readers) = table.keys.remove(key) {
+                table.bytes -= entry_bytes(key, readers.len());
                 for id in readers {
                     per_client.entry(id).or_default().push(key.clone());
                 }
             }
-            if table.bcast == 0 {
-                continue;
-            }
-            for (id, tracker) in &table.clients {
-                if tracker.mode.bcast && tracker.mode.matches(&key) {
-                    per_client.entry(*id).or_default().push(key.clone());
+        }
+        // BCAST: one message per prefix, with the keys it matches, as Redis sends them.
+        let mut per_prefix: Vec<(u64, Vec<Bytes>)> = Vec::new();
+        if table.bcast > 0 {
+            for (id, tracker) in table.clients.iter().filter(|(_, t)| t.mode.bcast) {
+                for group in tracker.mode.by_prefix(&keys) {
+                    per_prefix.push((*id, group));
                 }
             }
         }
-        for (id, keys) in per_client {
+        for (id, keys) in per_client.into_iter().chain(per_prefix) {
             table.send(id, Some(keys));
         }
     }
@@ -359,6 +360,8 @@ impl Table {
             return;
         };
         let (after, message, reader) = match &tracker.redirect {
+            // RESP2 has no pushes: Redis accepts the tracking and sends such a client nothing.
+            None if tracker.entry.resp() == 2 => return,
             None => (tracker.latest, false, &tracker.entry),
             Some(target) => (0, target.resp() == 2, target),
         };

@@ -36,6 +36,24 @@ impl Mode {
         self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p))
     }
 
+    /// What a BCAST client hears of `keys`: per prefix (all of them without prefixes), the keys it
+    /// matches, leaving out prefixes that match none.
+    pub fn by_prefix(&self, keys: &[Bytes]) -> Vec<Vec<Bytes>> {
+        if self.prefixes.is_empty() {
+            return vec![keys.to_vec()];
+        }
+        self.prefixes
+            .iter()
+            .map(|p| {
+                keys.iter()
+                    .filter(|k| k.starts_with(p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|group| !group.is_empty())
+            .collect()
+    }
+
     /// Whether a read is remembered, given the client's last `CLIENT CACHING` answer (for this
     /// command only).
     pub fn remembers(&self, caching: Option<bool>) -> bool {

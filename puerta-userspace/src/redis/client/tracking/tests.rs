@@ -81,6 +81,26 @@ async fn bcast_clients_hear_of_matching_prefixes_without_reading() {
     assert!(rx.try_recv().is_err());
 }
 
+/// As Redis sends them: one message per prefix, with the keys that prefix matched.
+#[tokio::test]
+async fn bcast_invalidations_come_one_message_per_prefix() {
+    let cluster = Cluster::new(config(1));
+    let mode = Mode {
+        bcast: true,
+        prefixes: vec![key("a:"), key("b:"), key("c:")],
+        ..Mode::default()
+    };
+    let (_c, mut rx) = client(&cluster, mode, 1);
+    let written = vec![key("a:1"), key("b:1"), key("a:2"), key("x:1")];
+    cluster.tracking.invalidate(Some(written));
+    assert_eq!(
+        keys_of(&rx.try_recv().expect("a:")),
+        Some(vec![key("a:1"), key("a:2")])
+    );
+    assert_eq!(keys_of(&rx.try_recv().expect("b:")), Some(vec![key("b:1")]));
+    assert!(rx.try_recv().is_err(), "nothing for c:");
+}
+
 #[tokio::test]
 async fn a_flush_reaches_every_client_and_forgets_every_key() {
     let cluster = Cluster::new(config(1));
