@@ -751,6 +751,10 @@ fn answers_in_redis_own_words() -> anyhow::Result<()> {
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no cmdstat_set in {commands}"))?;
     assert!(set_calls >= 2, "the SETs of both masters: {commands}");
+    assert!(
+        !commands.contains("cmdstat_cluster|") && !commands.contains("cmdstat_hello:"),
+        "the proxy's own topology queries and handshakes are not the client's: {commands}"
+    );
 
     // CLIENT KILL of itself: the count first, then the connection closes.
     let mut suicidal = RespClient::connect(env.port())?;

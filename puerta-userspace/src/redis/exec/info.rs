@@ -91,7 +91,8 @@ pub async fn info(cluster: Arc<Cluster>, args: Vec<Bytes>, lane: Lane) -> Frame 
             "cluster" => text.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             "keyspace" => keyspace_section(&replies, &mut text),
             other => {
-                let fields = node_info::merged(&replies, other).unwrap_or_default();
+                let mut fields = node_info::merged(&replies, other).unwrap_or_default();
+                fields.retain(|(name, _)| !node_info::proxys_own(name));
                 node_info::write(&mut text, title(other), &fields);
             }
         }

@@ -37,6 +37,25 @@ pub fn merged(replies: &[Frame], section: &str) -> Option<Fields> {
     Some(merged)
 }
 
+/// Whether a per-command field (`cmdstat_<command>` of commandstats,
+/// `latency_percentiles_usec_<command>` of latencystats) counts only what the proxy itself sends the
+/// nodes: its clients' CLUSTER, CLIENT, HELLO, INFO, PING and ASKING/READONLY are answered by the
+/// proxy and never reach a node, so on the nodes these are the proxy's topology queries, handshakes,
+/// barriers and tracking feeds, which one Redis would not show.
+pub fn proxys_own(field: &str) -> bool {
+    let command = field
+        .strip_prefix("cmdstat_")
+        .or_else(|| field.strip_prefix("latency_percentiles_usec_"));
+    command.is_some_and(|c| {
+        c.starts_with("cluster|")
+            || c.starts_with("client|")
+            || matches!(
+                c,
+                "hello" | "info" | "ping" | "asking" | "readonly" | "auth"
+            )
+    })
+}
+
 /// Writes `# Title` and the fields, as Redis does.
 pub fn write(out: &mut String, title: &str, fields: &[(String, String)]) {
     let _ = write!(out, "# {title}\r\n");
@@ -227,6 +246,16 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn the_proxys_own_commands_are_told_apart() {
+        assert!(proxys_own("cmdstat_cluster|slots"));
+        assert!(proxys_own("cmdstat_hello"));
+        assert!(proxys_own("latency_percentiles_usec_client|tracking"));
+        assert!(!proxys_own("cmdstat_set"));
+        assert!(!proxys_own("cmdstat_infox"));
+        assert!(!proxys_own("used_memory"));
     }
 
     #[test]
