@@ -586,6 +586,15 @@ fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
         early.is_err(),
         "a write answered during the pause: {early:?}"
     );
+    // PFCOUNT reads, but may write (its cached count): held too, as in Redis.
+    let mut pfcount = std::net::TcpStream::connect(("127.0.0.1", env.port()))?;
+    std::io::Write::write_all(&mut pfcount, b"*2\r\n$7\r\nPFCOUNT\r\n$4\r\n{p}h\r\n")?;
+    pfcount.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let early = std::io::Read::read(&mut pfcount, &mut buf);
+    assert!(
+        early.is_err(),
+        "PFCOUNT answered during the pause: {early:?}"
+    );
     // The nodes were not paused: a write straight to every master is answered (OK by the slot's
     // owner, MOVED by the others), none is held.
     for master in env.cluster.masters()? {
@@ -603,11 +612,13 @@ fn client_pause_is_held_at_the_proxy() -> anyhow::Result<()> {
         anyhow::bail!("INFO answers text");
     };
     let clients = String::from_utf8_lossy(&clients).into_owned();
-    assert!(clients.contains("\r\nblocked_clients:1\r\n"), "{clients}");
+    assert!(clients.contains("\r\nblocked_clients:2\r\n"), "{clients}");
     assert_eq!(admin.call("CLIENT UNPAUSE")?, Frame::Simple("OK".into()));
     held.set_read_timeout(Some(Duration::from_secs(30)))?;
     let got = read_until(&mut held, b"+PONG\r\n")?;
     assert_eq!(&got[..], b"+OK\r\n+PONG\r\n");
+    pfcount.set_read_timeout(Some(Duration::from_secs(30)))?;
+    assert_eq!(&read_until(&mut pfcount, b"\r\n")?[..], b":0\r\n");
     assert_eq!(writer.call("GET {p}k")?, Frame::bulk("after"));
     assert!(
         matches!(admin.call("CLIENT PAUSE -1")?, Frame::Error(e) if e.starts_with(b"ERR timeout is negative"))

@@ -262,13 +262,15 @@ impl Reader {
     async fn serve(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
         self.state.client.command(cmd.spec, cmd.args.get(1));
-        if self.state.authed {
-            self.cluster.monitors.feed(&cmd, &self.state.client);
-        }
         let local = match cmd.kind() {
             Some(Kind::Local(local)) => Some(local),
             _ => None,
         };
+        // A monitor's RESET ends its monitoring before Redis would show it: no line of its own.
+        let ends_monitor = self.monitoring.is_some() && local == Some(Local::Reset);
+        if self.state.authed && !ends_monitor {
+            self.cluster.monitors.feed(&cmd, &self.state.client);
+        }
         if local == Some(Local::Reset) {
             // Dropping the RESP2 subscriber connection ends its relay: the writer moves on to
             // RESET's own reply.

@@ -203,7 +203,9 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
 /// commands, EVAL and PUBLISH included), and EXEC.
 fn may_write(kind: Kind, cmd: &Command) -> bool {
     match kind {
-        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::FanOut(_) => !cmd.readonly(),
+        Kind::Keyed | Kind::Split(_) | Kind::AnyMaster | Kind::FanOut(_) => {
+            !cmd.readonly() || cmd.has_flag(spec::flag::MAY_WRITE)
+        }
         Kind::Admin | Kind::PubSub => cmd.has_flag(spec::flag::WRITE),
         Kind::Transaction(step) => step == Step::Exec,
         _ => false,

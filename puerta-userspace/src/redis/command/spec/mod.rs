@@ -54,6 +54,9 @@ pub mod flag {
     /// Has subcommands: `CLIENT LIST` shows the command with its subcommand (`client|list`), as
     /// Redis 7 does.
     pub const CONTAINER: u32 = 1 << 3;
+    /// Reads for its callers, but may change what the node holds (PFCOUNT caches the count it
+    /// computed): held by `CLIENT PAUSE WRITE`, as Redis holds its "may-replicate" commands.
+    pub const MAY_WRITE: u32 = 1 << 4;
 }
 
 /// Where a command's keys are, counting `args[0]` (the name) as position 0.

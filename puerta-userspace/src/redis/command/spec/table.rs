@@ -190,7 +190,7 @@ pub(super) const TABLE: &[CommandSpec] = &[
     cmd("pexpireat", -3, WRITE, Single { pos: 1 }),
     cmd("pexpiretime", 2, READONLY, Single { pos: 1 }),
     cmd("pfadd", -2, WRITE, Single { pos: 1 }),
-    cmd("pfcount", -2, READONLY, Range { first: 1, last: -1, step: 1 }),
+    cmd("pfcount", -2, READONLY | MAY_WRITE, Range { first: 1, last: -1, step: 1 }),
     cmd("pfdebug", 3, WRITE, Single { pos: 2 }),
     cmd("pfmerge", -2, WRITE, Range { first: 1, last: -1, step: 1 }),
     with("pfselftest", 1, 0, KEYLESS, AnyMaster),
