@@ -21,7 +21,9 @@ fn client(
     (registered, rx)
 }
 
+/// A tracker speaking RESP3 (a RESP2 one without REDIRECT is told nothing, as in Redis).
 fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: mpsc::Sender<Invalidation>) -> NewTracker {
+    entry.set_resp(3);
     NewTracker {
         entry: entry.clone(),
         inbox: Inbox {
@@ -171,6 +173,7 @@ fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>
     for id in 1..=readers {
         let (tx, rx) = mpsc::channel(MAX_PENDING);
         let entry = register(&cluster, None, None);
+        entry.entry.set_resp(3);
         table.clients.insert(
             id,
             Tracker {
@@ -235,6 +238,7 @@ fn the_table_is_bounded_in_bytes_however_many_clients_read_a_key() {
 async fn invalidations_count_against_the_client_output_limit_until_written() {
     let cluster = Cluster::new(config(1));
     let registered = register(&cluster, None, None);
+    registered.entry.set_resp(3);
     let (tx, mut rx) = mpsc::channel(4);
     let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None);
     let new = NewTracker {
@@ -329,4 +333,18 @@ fn redirected_invalidations_reach_the_target_in_its_protocol() {
     cluster.tracking.invalidate(None);
     assert_eq!(cluster.tracking.tracking_clients(), 1, "still tracking");
     assert!(!tracker.entry.killed.is_cancelled());
+}
+
+/// RESP2 has no pushes: a tracker without REDIRECT that speaks it is told nothing, as Redis does,
+/// and its keys are forgotten all the same.
+#[test]
+fn a_resp2_tracker_without_redirect_is_told_nothing() {
+    let cluster = Cluster::new(config(1));
+    let (c, mut rx) = client(&cluster, Mode::default(), 1);
+    c.entry.set_resp(2);
+    cluster.tracking.sending(c.entry.id, 2, &[key("k")]);
+    cluster.tracking.invalidate(Some(vec![key("k")]));
+    assert!(rx.try_recv().is_err(), "no push on a RESP2 connection");
+    assert_eq!(cluster.tracking.tracked_keys(), 0);
+    assert!(!c.entry.killed.is_cancelled());
 }
