@@ -25,6 +25,8 @@ pub enum AppError {
     Mongo(#[from] crate::mongodb::MongoError),
     #[error("{0}")]
     Handover(#[from] crate::handover::HandoverError),
+    #[error("redis mode: TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl AppError {
@@ -33,7 +35,7 @@ impl AppError {
     pub fn is_config_problem(&self) -> bool {
         matches!(
             self,
-            AppError::Mongo(crate::mongodb::MongoError::Forward(_))
+            AppError::Mongo(crate::mongodb::MongoError::Forward(_)) | AppError::Tls(_)
         )
     }
 }
@@ -79,7 +81,7 @@ pub async fn run_prepared(
             run_mode(serve, &mode, drain_timeout).await;
         }
         Mode::Redis => {
-            let mode = crate::redis::prepare(&serve).await;
+            let mode = crate::redis::prepare(&serve).await?;
             run_mode(serve, &mode, drain_timeout).await;
         }
     }

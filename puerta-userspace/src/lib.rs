@@ -16,3 +16,4 @@ pub mod privileges;
 pub mod redis;
 pub mod reload;
 pub mod startup;
+pub mod tls;

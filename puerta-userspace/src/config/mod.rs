@@ -10,7 +10,7 @@ mod source;
 mod tests;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use endpoint::{Endpoint, ProxyProtocol};
@@ -126,6 +126,42 @@ pub struct RedisConfig {
     /// log, the initial values that `CONFIG SET slowlog-*` changes at run time.
     pub slowlog_log_slower_than_us: i64,
     pub slowlog_max_len: usize,
+    /// `[redis.tls]`: clients connect to `listen_addr` with TLS (and only with TLS).
+    pub tls: Option<ListenerTls>,
+    /// `[redis.backend_tls]`: every connection to a cluster node is TLS.
+    pub backend_tls: Option<BackendTls>,
+}
+
+/// `[redis.tls]`. Paths are used as written (relative ones from the working directory, as
+/// `handover_socket`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Mutual TLS: a client without a certificate signed by one of these CAs is refused.
+    pub client_ca_file: Option<PathBuf>,
+    pub protocols: Vec<TlsVersion>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+/// `[redis.backend_tls]` (see `tls::client` for how node names are checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// CAs that sign the nodes' certificates; required unless `insecure_skip_verify`.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate for nodes that require one (`tls-auth-clients yes`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name every node's certificate must carry, instead of the node's announced address.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::source::{explain, Source};
 use super::{
-    Affinity, Config, ConfigError, Endpoint, Forwarding, Mode, MongoConfig, ProxyProtocol,
-    RedisConfig, RedisUser,
+    Affinity, BackendTls, Config, ConfigError, Endpoint, Forwarding, ListenerTls, Mode,
+    MongoConfig, ProxyProtocol, RedisConfig, RedisUser, TlsVersion,
 };
 
 #[derive(Deserialize)]
@@ -114,6 +114,33 @@ struct RawRedis {
     slowlog_log_slower_than_us: i64,
     #[serde(default = "default_slowlog_max_len")]
     slowlog_max_len: usize,
+    tls: Option<Spanned<RawListenerTls>>,
+    backend_tls: Option<Spanned<RawBackendTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListenerTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    #[serde(default = "default_tls_protocols")]
+    protocols: Spanned<Vec<TlsVersion>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTls {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+}
+
+fn default_tls_protocols() -> Spanned<Vec<TlsVersion>> {
+    Spanned::new(0..0, vec![TlsVersion::V1_2, TlsVersion::V1_3])
 }
 
 #[derive(Deserialize)]
@@ -426,5 +453,53 @@ fn redis(
         admin_commands: raw.admin_commands,
         slowlog_log_slower_than_us: raw.slowlog_log_slower_than_us,
         slowlog_max_len: raw.slowlog_max_len,
+        tls: raw.tls.as_ref().map(|t| listener_tls(src, t)).transpose()?,
+        backend_tls: raw
+            .backend_tls
+            .as_ref()
+            .map(|t| backend_tls(src, t))
+            .transpose()?,
+    })
+}
+
+fn listener_tls(src: &Source, raw: &Spanned<RawListenerTls>) -> Result<ListenerTls, ConfigError> {
+    let tls = raw.get_ref();
+    if tls.protocols.get_ref().is_empty() {
+        return Err(src.invalid(
+            "redis.tls.protocols",
+            &tls.protocols,
+            "needs \"1.2\", \"1.3\" or both",
+        ));
+    }
+    Ok(ListenerTls {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        client_ca_file: tls.client_ca_file.clone(),
+        protocols: tls.protocols.get_ref().clone(),
+    })
+}
+
+fn backend_tls(src: &Source, raw: &Spanned<RawBackendTls>) -> Result<BackendTls, ConfigError> {
+    let tls = raw.get_ref();
+    if tls.ca_file.is_none() && !tls.insecure_skip_verify {
+        return Err(src.invalid(
+            "redis.backend_tls",
+            raw,
+            "needs ca_file (the CA that signs the nodes' certificates), or insecure_skip_verify = true",
+        ));
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(src.invalid(
+            "redis.backend_tls",
+            raw,
+            "cert_file and key_file go together",
+        ));
+    }
+    Ok(BackendTls {
+        ca_file: tls.ca_file.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        server_name: tls.server_name.clone(),
+        insecure_skip_verify: tls.insecure_skip_verify,
     })
 }

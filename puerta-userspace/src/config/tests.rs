@@ -291,3 +291,49 @@ fn every_forwarding_value_parses() {
         assert_eq!(cfg.mongodb().forwarding, expected, "{value}");
     }
 }
+
+const REDIS: &str =
+    "mode = \"redis\"\nlisten_addr = \"127.0.0.1:6379\"\n[redis]\ncluster_nodes = [\"a:1\"]\n";
+
+#[test]
+fn redis_tls_defaults_to_both_protocols_and_no_client_certificates() {
+    let text = format!("{REDIS}[redis.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n");
+    let config = parse(&text).unwrap();
+    let tls = config.redis().tls.clone().unwrap();
+    assert_eq!(tls.cert_file, std::path::PathBuf::from("c.pem"));
+    assert_eq!(tls.protocols, vec![TlsVersion::V1_2, TlsVersion::V1_3]);
+    assert_eq!(tls.client_ca_file, None);
+    assert_eq!(config.redis().backend_tls, None);
+    let only_13 = format!("{text}protocols = [\"1.3\"]\nclient_ca_file = \"ca.pem\"\n");
+    let tls = parse(&only_13).unwrap().redis().tls.clone().unwrap();
+    assert_eq!(tls.protocols, vec![TlsVersion::V1_3]);
+    assert!(tls.client_ca_file.is_some());
+}
+
+#[test]
+fn redis_tls_settings_that_cannot_work_are_refused() {
+    let tls = format!("{REDIS}[redis.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n");
+    let (msg, line) = invalid_line(&format!("{tls}protocols = []\n"));
+    assert!(msg.contains("redis.tls.protocols"), "{msg}");
+    assert_eq!(line, 8);
+    let (msg, _) = invalid_line(&format!("{tls}protocols = [\"1.1\"]\n"));
+    assert!(msg.contains("1.1"), "{msg}");
+    let (msg, _) = invalid_line(&format!(
+        "{REDIS}[redis.backend_tls]\nserver_name = \"n\"\n"
+    ));
+    assert!(msg.contains("needs ca_file"), "{msg}");
+    let (msg, _) = invalid_line(&format!(
+        "{REDIS}[redis.backend_tls]\nca_file = \"ca\"\ncert_file = \"c\"\n"
+    ));
+    assert!(msg.contains("go together"), "{msg}");
+    let skip = format!("{REDIS}[redis.backend_tls]\ninsecure_skip_verify = true\n");
+    assert!(
+        parse(&skip)
+            .unwrap()
+            .redis()
+            .backend_tls
+            .clone()
+            .unwrap()
+            .insecure_skip_verify
+    );
+}

@@ -19,24 +19,52 @@ pub mod stats;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::front_door::{Mode, Serve};
+use crate::log_throttle::LogThrottle;
+use crate::tls::client::Connector;
+use crate::tls::server::Acceptor;
+use crate::tls::{Stream, TlsError};
 use cluster::Cluster;
 
 /// Redis mode behind the front door: the cluster state every session shares.
 pub struct RedisMode {
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
+    /// `[redis.tls]`: every client connection starts with a TLS handshake.
+    tls: Option<Arc<Acceptor>>,
+    handshake_failures: Arc<LogThrottle>,
 }
 
-/// Loads the topology (serving errors until one is known), then starts the refresh and reload
-/// tasks and publishes the admin view.
-pub async fn prepare(serve: &Serve) -> Arc<RedisMode> {
-    let cluster = Cluster::new(serve.config.redis().clone());
+/// Loads the TLS material (a file that does not load stops start-up), then the topology (serving
+/// errors until one is known), starts the refresh and reload tasks and publishes the admin view.
+pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
+    let config = serve.config.redis();
+    crate::tls::describe();
+    let tls = config
+        .tls
+        .as_ref()
+        .map(Acceptor::load)
+        .transpose()?
+        .map(Arc::new);
+    let backend_tls = match &config.backend_tls {
+        Some(settings) => {
+            if settings.insecure_skip_verify {
+                tracing::warn!(
+                    "redis.backend_tls.insecure_skip_verify = true: cluster nodes' certificates are \
+                     not verified; anyone on the path can impersonate a node"
+                );
+            }
+            Some(Arc::new(Connector::load(settings)?))
+        }
+        None => None,
+    };
+    let cluster = Cluster::with_backend_tls(config.clone(), backend_tls);
     if cluster::refresh::refresh_once(&cluster).await {
         tracing::info!(
             masters = cluster.masters().len(),
@@ -52,6 +80,7 @@ pub async fn prepare(serve: &Serve) -> Arc<RedisMode> {
     }));
     tokio::spawn(reload::follow(
         cluster.clone(),
+        tls.clone(),
         serve.reloads.clone(),
         serve.shutdown.clone(),
     ));
@@ -59,10 +88,12 @@ pub async fn prepare(serve: &Serve) -> Arc<RedisMode> {
         cluster.clone(),
         serve.shutdown.clone(),
     ));
-    Arc::new(RedisMode {
+    Ok(Arc::new(RedisMode {
         cluster,
         shutdown: serve.shutdown.clone(),
-    })
+        tls,
+        handshake_failures: Arc::new(LogThrottle::new(Duration::from_secs(1))),
+    }))
 }
 
 impl Mode for RedisMode {
@@ -72,18 +103,42 @@ impl Mode for RedisMode {
         peer: SocketAddr,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (cluster, shutdown) = (self.cluster.clone(), self.shutdown.clone());
+        let (tls, failures) = (self.tls.clone(), self.handshake_failures.clone());
         async move {
-            let client = client::registry::register(&cluster, Some(peer), stream.local_addr().ok());
+            let stream = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(reason) => return handshake_failed(&failures, peer, &reason),
+                },
+                None => Stream::Plain(stream),
+            };
+            let local = stream.tcp().local_addr().ok();
+            let client = client::registry::register(&cluster, Some(peer), local);
             client::session::run(cluster, stream, client.entry.clone(), shutdown).await;
         }
     }
 
+    /// A TLS client cannot read a plain error line: it is just closed.
     fn refuse(&self, stream: TcpStream) -> impl std::future::Future<Output = ()> + Send + 'static {
-        too_many_clients(stream)
+        let tls = self.tls.is_some();
+        async move {
+            if !tls {
+                too_many_clients(stream).await
+            }
+        }
     }
 
     fn refused(&self) -> &AtomicU64 {
         &self.cluster.stats.clients_rejected
+    }
+}
+
+/// Counted, and logged at most once a second: a scanner or a misconfigured client must not flood
+/// the log, but an operator must see that clients fail (a wrong CA, an expired certificate).
+fn handshake_failed(throttle: &LogThrottle, peer: SocketAddr, reason: &str) {
+    ::metrics::counter!("puerta_tls_handshake_failures_total", "side" => "client").increment(1);
+    if let Some(failures) = throttle.hit(Instant::now()) {
+        tracing::warn!(%peer, failures, "TLS handshake with client {peer} failed: {reason}");
     }
 }
 

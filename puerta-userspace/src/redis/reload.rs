@@ -1,6 +1,9 @@
 //! SIGHUP in Redis mode: new seeds (`cluster_nodes`) are used from the next topology refresh, which is
 //! requested at once; the slow log's settings are applied (the file wins over an earlier `CONFIG SET`);
-//! the log level is handled by `main`. Other `[redis]` settings need a restart and the log says so.
+//! the log level is handled by `main`. TLS certificates and keys (`[redis.tls]`,
+//! `[redis.backend_tls]`) are re-read for new connections; established ones keep theirs, and files
+//! that do not load leave the ones in use in place. Other `[redis]` settings need a restart and the
+//! log says so.
 
 use std::sync::Arc;
 
@@ -9,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, RedisConfig};
 use crate::redis::cluster::Cluster;
+use crate::tls::server::Acceptor;
 
 pub async fn follow(
     cluster: Arc<Cluster>,
+    tls: Option<Arc<Acceptor>>,
     mut reloads: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) {
@@ -33,6 +38,30 @@ pub async fn follow(
             .set_slower_than_us(new.slowlog_log_slower_than_us);
         cluster.slowlog.set_max_len(new.slowlog_max_len);
         cluster.request_refresh();
+        reload_tls(&cluster, tls.as_deref(), new);
+    }
+}
+
+/// Re-reads the certificates and keys of both legs. TLS cannot be turned on or off live: the
+/// listener's clients and the pooled node connections would speak two protocols at once.
+fn reload_tls(cluster: &Cluster, tls: Option<&Acceptor>, new: &RedisConfig) {
+    match (tls, &new.tls) {
+        (Some(acceptor), Some(settings)) => match acceptor.reload(settings) {
+            Ok(()) => tracing::info!("redis.tls: certificate re-read for new client connections"),
+            Err(e) => tracing::error!("redis.tls not reloaded, the certificate in use stays: {e}"),
+        },
+        (None, None) => {}
+        _ => tracing::warn!("redis.tls added or removed; it takes effect only after a restart"),
+    }
+    match (&cluster.connect_options().tls, &new.backend_tls) {
+        (Some(connector), Some(settings)) => match connector.reload(settings) {
+            Ok(()) => tracing::info!("redis.backend_tls: files re-read for new node connections"),
+            Err(e) => tracing::error!("redis.backend_tls not reloaded, the files in use stay: {e}"),
+        },
+        (None, None) => {}
+        _ => tracing::warn!(
+            "redis.backend_tls added or removed; it takes effect only after a restart"
+        ),
     }
 }
 

@@ -103,6 +103,8 @@ pub(crate) mod tests {
             admin_commands: false,
             slowlog_log_slower_than_us: 10_000,
             slowlog_max_len: 128,
+            tls: None,
+            backend_tls: None,
         }
     }
 

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+
+use crate::tls::ReadHalf;
 
 /// Reads more client bytes into `buf`; `TimedOut` when `limit` passes without any.
 pub async fn read_buf(
-    read: &mut OwnedReadHalf,
+    read: &mut ReadHalf,
     buf: &mut BytesMut,
     limit: Option<Duration>,
 ) -> io::Result<usize> {

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +30,7 @@ use crate::redis::exec::subscriptions::Subscriptions;
 use crate::redis::resp::wire;
 use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
 use crate::redis::stats::Stats;
+use crate::tls::{ReadHalf, Stream};
 
 mod monitoring;
 mod subscribed;
@@ -51,17 +50,17 @@ const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 pub async fn run(
     cluster: Arc<Cluster>,
-    stream: TcpStream,
+    stream: Stream,
     client: Arc<Entry>,
     shutdown: CancellationToken,
 ) {
     let id = client.id;
     let killed = client.killed.clone();
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let budget = OutputBudget::new(
         cluster.config.client_output_limit,
         id,
-        stream.peer_addr().ok(),
+        stream.tcp().peer_addr().ok(),
     );
     let budget_exceeded = budget.exceeded();
     let (read, write) = stream.into_split();
@@ -182,7 +181,7 @@ struct SlowLogged {
 struct Reader {
     cluster: Arc<Cluster>,
     state: ClientState,
-    read: OwnedReadHalf,
+    read: ReadHalf,
     buf: BytesMut,
     decoder: Decoder,
     inflight: InFlightBytes,
@@ -429,8 +428,13 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Gone> {
+        let write = async {
+            self.write.write_all(bytes).await?;
+            // TLS may hold back what did not fit the socket (plain TCP: nothing to do).
+            self.write.flush().await
+        };
         tokio::select! {
-            r = self.write.write_all(bytes) => r.map_err(|_| Gone),
+            r = write => r.map_err(|_| Gone),
             _ = &mut self.exceeded => Err(Gone),
         }
     }

@@ -27,6 +27,7 @@ use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
 use crate::redis::stats::Stats;
+use crate::tls::client::Connector;
 use topology::SlotMap;
 
 /// One pool per node and protocol.
@@ -66,6 +67,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(config: RedisConfig) -> Arc<Cluster> {
+        Self::with_backend_tls(config, None)
+    }
+
+    /// [`Cluster::new`], with every node connection made through `tls`.
+    pub fn with_backend_tls(config: RedisConfig, tls: Option<Arc<Connector>>) -> Arc<Cluster> {
         let opts = Arc::new(ConnectOptions {
             timeout: config.connection_timeout,
             username: config.backend_username.clone(),
@@ -73,6 +79,7 @@ impl Cluster {
             readonly: config.read_from_replicas,
             reply_timeout: config.command_timeout,
             protocol: Protocol::Resp2,
+            tls,
         });
         let seeds = config
             .cluster_nodes

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +26,7 @@ use crate::redis::exec::dispatch::Reply;
 use crate::redis::node::backend;
 use crate::redis::resp::wire;
 use crate::redis::resp::{self, Frame, Limits, Protocol};
+use crate::tls::{ReadHalf, WriteHalf};
 
 const BARRIER_PREFIX: &[u8] = b"__puerta_pubsub_barrier_";
 
@@ -51,7 +51,7 @@ enum Delivery {
 }
 
 pub struct PubSub {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     acks: watch::Receiver<Ack>,
     seq: u64,
     ended: CancellationToken,
@@ -160,10 +160,7 @@ impl PubSub {
     /// RESP2: forwards a command; `Ok(false)` when the client has no subscription left (pub/sub is
     /// over).
     pub async fn forward(&mut self, cmd: &Command) -> Result<bool, String> {
-        self.write
-            .write_all(&cmd.payload())
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(&cmd.payload()).await?;
         if cmd.subscription().is_some_and(|s| !s.unsubscribe) {
             return Ok(true);
         }
@@ -181,12 +178,17 @@ impl PubSub {
                 .unwrap_or_else(|e| e.into_inner())
                 .push_back(slot);
         }
-        self.write
-            .write_all(&cmd.payload())
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(&cmd.payload()).await?;
         let seq = self.barrier().await?;
         Ok((answers, seq))
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let sent = async {
+            self.write.write_all(bytes).await?;
+            self.write.flush().await
+        };
+        sent.await.map_err(|e| e.to_string())
     }
 
     /// Sends the next marked PING; returns its sequence number.
@@ -194,10 +196,8 @@ impl PubSub {
         self.seq += 1;
         let mut marker = BARRIER_PREFIX.to_vec();
         marker.extend_from_slice(self.seq.to_string().as_bytes());
-        self.write
-            .write_all(&wire::command_bytes(&[&b"PING"[..], &marker]))
-            .await
-            .map_err(|e| e.to_string())?;
+        self.send(&wire::command_bytes(&[&b"PING"[..], &marker]))
+            .await?;
         Ok(self.seq)
     }
 
@@ -222,7 +222,7 @@ impl PubSub {
 
 /// The reading half of a subscribed connection and where its frames go.
 struct Relay {
-    read: OwnedReadHalf,
+    read: ReadHalf,
     buf: BytesMut,
     delivery: Delivery,
     acks: watch::Sender<Ack>,

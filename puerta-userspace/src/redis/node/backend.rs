@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +16,7 @@ use crate::redis::client::output::{Charged, OutputBudget};
 pub use crate::redis::node::connect::{open, ConnectOptions};
 use crate::redis::node::fault::{self, FaultKind};
 use crate::redis::resp::{self, Decoder, Frame, Limits};
+use crate::tls::{ReadHalf, Stream, WriteHalf};
 
 /// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +27,8 @@ pub enum BackendError {
     ConnectTimeout { addr: Arc<str>, ms: u128 },
     #[error("handshake with {addr} failed: {reason}")]
     Handshake { addr: Arc<str>, reason: String },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: Arc<str>, reason: String },
     #[error("connection to {addr} closed before the command was sent")]
     NotSent { addr: Arc<str> },
     #[error(
@@ -55,6 +56,7 @@ impl BackendError {
             BackendError::Connect { addr, .. }
             | BackendError::ConnectTimeout { addr, .. }
             | BackendError::Handshake { addr, .. }
+            | BackendError::Tls { addr, .. }
             | BackendError::NotSent { addr }
             | BackendError::Lost { addr, .. }
             | BackendError::Timeout { addr, .. } => addr,
@@ -162,7 +164,7 @@ impl BackendConn {
 
     fn start(
         addr: Arc<str>,
-        stream: TcpStream,
+        stream: Stream,
         leftover: BytesMut,
         reply_timeout: Option<Duration>,
     ) -> BackendConn {
@@ -248,7 +250,7 @@ impl BackendConn {
 /// The writing half and what it needs.
 struct Writing {
     addr: Arc<str>,
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     rx: mpsc::UnboundedReceiver<Request>,
     pending: Arc<Mutex<PendingQueue>>,
     /// When every handle is gone, wait for the replies still due before closing. Only where a
@@ -323,7 +325,7 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
         // A node that stops reading fills the socket buffer; the reader's timeout must still be
         // able to end this write.
         let written = tokio::select! {
-            r = write.write_all(&out) => r,
+            r = write_out(&mut write, &out) => r,
             _ = stop.cancelled() => break,
         };
         if let Err(e) = written {
@@ -345,10 +347,16 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
     }
 }
 
+/// One coalesced write; the flush pushes out what TLS may still hold (nothing on plain TCP).
+async fn write_out(write: &mut WriteHalf, out: &[u8]) -> std::io::Result<()> {
+    write.write_all(out).await?;
+    write.flush().await
+}
+
 /// The reading half and what it needs to match replies to requests.
 struct Reading {
     addr: Arc<str>,
-    read: OwnedReadHalf,
+    read: ReadHalf,
     buf: BytesMut,
     pending: Arc<Mutex<PendingQueue>>,
     reply_timeout: Option<Duration>,

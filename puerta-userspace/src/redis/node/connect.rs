@@ -1,5 +1,6 @@
 //! Opening a connection to a cluster node: connect within `connection_timeout_ms`, TCP keepalive,
-//! then AUTH / HELLO 3 / READONLY before the connection carries any client command.
+//! the TLS handshake with `[redis.backend_tls]`, then AUTH / HELLO 3 / READONLY before the
+//! connection carries any client command.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::tls::client::Connector;
+use crate::tls::Stream;
 
 use crate::redis::node::backend::BackendError;
 use crate::redis::resp::{self, Frame, Limits, Protocol};
@@ -24,6 +28,8 @@ pub struct ConnectOptions {
     pub reply_timeout: Option<Duration>,
     /// RESP3 connections send `HELLO 3` so that replies come in the protocol their clients speak.
     pub protocol: Protocol,
+    /// `[redis.backend_tls]`: every node connection is TLS.
+    pub tls: Option<Arc<Connector>>,
 }
 
 impl ConnectOptions {
@@ -48,7 +54,7 @@ impl ConnectOptions {
 pub async fn open(
     addr: &Arc<str>,
     opts: &ConnectOptions,
-) -> Result<(TcpStream, BytesMut), BackendError> {
+) -> Result<(Stream, BytesMut), BackendError> {
     match tokio::time::timeout(opts.timeout, open_unbounded(addr, opts)).await {
         Ok(result) => result,
         Err(_) => Err(BackendError::ConnectTimeout {
@@ -61,15 +67,26 @@ pub async fn open(
 async fn open_unbounded(
     addr: &Arc<str>,
     opts: &ConnectOptions,
-) -> Result<(TcpStream, BytesMut), BackendError> {
-    let mut stream = TcpStream::connect(&**addr)
+) -> Result<(Stream, BytesMut), BackendError> {
+    let tcp = TcpStream::connect(&**addr)
         .await
         .map_err(|e| BackendError::Connect {
             addr: addr.clone(),
             reason: e.to_string(),
         })?;
-    let _ = stream.set_nodelay(true);
-    set_keepalive(&stream);
+    let _ = tcp.set_nodelay(true);
+    set_keepalive(&tcp);
+    let mut stream = match &opts.tls {
+        Some(tls) => tls.connect(addr, tcp).await.map_err(|reason| {
+            metrics::counter!("puerta_tls_handshake_failures_total", "side" => "backend")
+                .increment(1);
+            BackendError::Tls {
+                addr: addr.clone(),
+                reason,
+            }
+        })?,
+        None => Stream::Plain(tcp),
+    };
     let mut hello = BytesMut::new();
     let mut expected = 0;
     if let Some(password) = &opts.password {
@@ -101,6 +118,7 @@ async fn open_unbounded(
         .write_all(&hello)
         .await
         .map_err(|e| handshake(e.to_string()))?;
+    stream.flush().await.map_err(|e| handshake(e.to_string()))?;
     let limits = Limits::default();
     while expected > 0 {
         match resp::parse_reply(&mut buf, &limits).map_err(|e| handshake(e.to_string()))? {

@@ -213,6 +213,7 @@ mod tests {
             readonly: false,
             reply_timeout: Some(Duration::from_secs(5)),
             protocol: Protocol::Resp2,
+            tls: None,
         });
         let pool = NodePool::new(node(accepted.clone()).await, 1, opts);
         let _first = pool.blocking().await.unwrap();

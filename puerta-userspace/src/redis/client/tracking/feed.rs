@@ -149,6 +149,7 @@ async fn listen(cluster: &Cluster, feed: &Follow) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let on = wire::command_bytes(&[&b"CLIENT"[..], b"TRACKING", b"ON", b"BCAST"]);
     stream.write_all(&on).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
     let limits = Limits::default();
     let mut confirmed = false;
     loop {

@@ -34,6 +34,7 @@ fn opts() -> ConnectOptions {
         readonly: false,
         reply_timeout: None,
         protocol: crate::redis::resp::Protocol::Resp2,
+        tls: None,
     }
 }
 
