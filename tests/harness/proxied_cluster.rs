@@ -21,6 +21,12 @@ impl ProxiedCluster {
         Self::start_on(loopback(free_port()), extra)
     }
 
+    /// A TLS cluster behind Puerta speaking TLS on both legs (see `RedisCluster::start_tls`), with
+    /// the admin endpoint, like [`ProxiedCluster::start_with_admin`].
+    pub fn start_tls(extra: &str) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
+        Self::with_admin(RedisCluster::start_tls()?, extra)
+    }
+
     /// Like [`ProxiedCluster::start`], with Puerta listening on `listen` (e.g. a fixed demo port).
     pub fn start_on(listen: SocketAddr, extra: &str) -> anyhow::Result<ProxiedCluster> {
         let cluster = RedisCluster::start()?;
@@ -88,6 +94,9 @@ impl ProxiedCluster {
         script: &str,
         args: &[&str],
     ) -> anyhow::Result<String> {
+        if let Some(tls) = self.cluster.tls() {
+            client.envs(tls.client_env());
+        }
         let out = client
             .arg("127.0.0.1")
             .arg(self.port().to_string())
@@ -125,6 +134,9 @@ impl ProxiedCluster {
         mode: &str,
     ) -> anyhow::Result<ChildGuard> {
         let mut cmd = Command::new(crate::python());
+        if let Some(tls) = self.cluster.tls() {
+            cmd.envs(tls.client_env());
+        }
         cmd.arg(crate::py_script("redis_workload.py"))
             .arg("127.0.0.1")
             .arg(self.port().to_string())

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use testkit::redis_cluster as recipe;
+use testkit::redis_cluster::{self as recipe, TlsArgs};
+use testkit::tls::{Issued, Pki};
 
 use crate::{free_port, loopback, wait_for_port, ChildGuard};
 
@@ -24,6 +25,16 @@ pub struct RedisCluster {
     dir: tempfile::TempDir,
     /// `--cluster-node-timeout`: how long a node may miss the cluster bus before its replica takes over.
     node_timeout_ms: u32,
+    /// A TLS-only cluster: its CA (which can issue more certificates, e.g. Puerta's) and the
+    /// certificate every node uses as server and client.
+    tls: Option<ClusterTls>,
+}
+
+/// A TLS cluster's CA, the nodes' certificate, and the one Puerta presents to its clients.
+pub struct ClusterTls {
+    pub pki: Pki,
+    pub nodes: TlsArgs,
+    pub puerta: Issued,
 }
 
 /// Short, so that failover tests see a failover within seconds.
@@ -50,16 +61,48 @@ impl RedisCluster {
         Self::start_full(3, 1, 30_000)
     }
 
+    /// 3 masters + 3 replicas that speak only TLS, to clients and among themselves, and require
+    /// client certificates (`tls-auth-clients yes`), certificates from a CA made for the cluster.
+    pub fn start_tls() -> anyhow::Result<RedisCluster> {
+        let dir = tempfile::tempdir()?;
+        let pki = Pki::new(dir.path(), "cluster")?;
+        let node = pki.issue("node")?;
+        let nodes = TlsArgs {
+            ca: pki.ca_file(),
+            cert: node.cert,
+            key: node.key,
+        };
+        let puerta = pki.issue("puerta")?;
+        let tls = ClusterTls { pki, nodes, puerta };
+        Self::start_in(dir, 3, 1, NODE_TIMEOUT_MS, Some(tls))
+    }
+
     fn start_full(
         masters: usize,
         replicas: usize,
         node_timeout_ms: u32,
     ) -> anyhow::Result<RedisCluster> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(
+            tempfile::tempdir()?,
+            masters,
+            replicas,
+            node_timeout_ms,
+            None,
+        )
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: u32,
+        tls: Option<ClusterTls>,
+    ) -> anyhow::Result<RedisCluster> {
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             dir,
             node_timeout_ms,
+            tls,
         };
         for _ in 0..masters * (1 + replicas) {
             cluster.spawn_node()?;
@@ -69,21 +112,37 @@ impl RedisCluster {
                 bail!("{e}; redis output:\n{}", node.process.output());
             }
         }
-        recipe::create(&cluster.ports(), replicas)?;
+        recipe::create_with(&cluster.ports(), replicas, cluster.tls_args())?;
         cluster.wait_healthy(Duration::from_secs(60))?;
         Ok(cluster)
     }
 
     fn spawn_node(&mut self) -> anyhow::Result<()> {
         let port = free_port();
-        let timeout = [
+        let mut extra = vec![
             "--cluster-node-timeout".to_string(),
             self.node_timeout_ms.to_string(),
         ];
-        let cmd = recipe::node_command(port, self.dir.path(), &timeout);
+        if let Some(tls) = self.tls_args() {
+            extra.extend(
+                tls.server(port)
+                    .into_iter()
+                    .filter_map(|a| a.into_string().ok()),
+            );
+        }
+        let cmd = recipe::node_command(port, self.dir.path(), &extra);
         let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;
         self.nodes.push(RedisNode { port, process });
         Ok(())
+    }
+
+    /// `redis-cli`'s TLS files, for a TLS cluster.
+    pub fn tls_args(&self) -> Option<&TlsArgs> {
+        self.tls.as_ref().map(|t| &t.nodes)
+    }
+
+    pub fn tls(&self) -> Option<&ClusterTls> {
+        self.tls.as_ref()
     }
 
     pub fn ports(&self) -> Vec<u16> {
@@ -106,16 +165,21 @@ impl RedisCluster {
         } else {
             "slot_refresh_interval_sec = 5\n"
         };
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| t.puerta_sections(extra))
+            .unwrap_or_default();
         format!(
             "mode = \"redis\"\nlisten_addr = \"{listen}\"\ndrain_timeout_sec = 2\n\n[redis]\n\
-             cluster_nodes = [{}]\n{refresh}connection_timeout_ms = 2000\n{extra}\n",
+             cluster_nodes = [{}]\n{refresh}connection_timeout_ms = 2000\n{extra}\n{tls}",
             seeds.join(", ")
         )
     }
 
     /// `redis-cli -p port args...`; stdout on success.
     pub fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
-        recipe::cli(port, args)
+        recipe::cli_with(port, self.tls_args(), args)
     }
 
     /// Ports of the live nodes that are masters owning slots, per `CLUSTER NODES` of any live node.
@@ -176,7 +240,7 @@ impl RedisCluster {
     }
 
     fn health(&self) -> anyhow::Result<()> {
-        recipe::health(&self.live_nodes())
+        recipe::health_with(&self.live_nodes(), self.tls_args())
     }
 
     /// Nodes whose process is still running (not killed by a test).
@@ -193,6 +257,39 @@ impl RedisCluster {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
             node.process.kill();
         }
+    }
+}
+
+impl ClusterTls {
+    /// TLS on both of Puerta's legs, mutual on both: clients need a certificate from the cluster's
+    /// CA (the nodes' one will do), and Puerta shows the nodes theirs. A section `extra` already
+    /// has is left to it.
+    fn puerta_sections(&self, extra: &str) -> String {
+        let mut out = String::new();
+        let ca = self.pki.ca_file();
+        if !extra.contains("[redis.tls]") {
+            out += &format!(
+                "[redis.tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {ca:?}\n",
+                self.puerta.cert, self.puerta.key
+            );
+        }
+        if !extra.contains("[redis.backend_tls]") {
+            out += &format!(
+                "[redis.backend_tls]\nca_file = {ca:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+                self.nodes.cert, self.nodes.key
+            );
+        }
+        out
+    }
+
+    /// What a client of Puerta gives to redis-py, node-redis, ...: `REDIS_TLS_CA`,
+    /// `REDIS_TLS_CERT` and `REDIS_TLS_KEY` (the scripts under tests/py and tests/js read them).
+    pub fn client_env(&self) -> [(&'static str, std::path::PathBuf); 3] {
+        [
+            ("REDIS_TLS_CA", self.nodes.ca.clone()),
+            ("REDIS_TLS_CERT", self.nodes.cert.clone()),
+            ("REDIS_TLS_KEY", self.nodes.key.clone()),
+        ]
     }
 }
 
@@ -231,7 +328,11 @@ impl RedisCluster {
     pub fn reshard(&self, from: u16, to: u16, slots: usize) -> anyhow::Result<String> {
         let from_id = self.node_id(from)?;
         let to_id = self.node_id(to)?;
-        let out = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(tls) = self.tls_args() {
+            cli.args(tls.client());
+        }
+        let out = cli
             .arg("--cluster")
             .arg("reshard")
             .arg(format!("127.0.0.1:{from}"))

@@ -4,10 +4,13 @@
 import { createClient } from "redis";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { tlsOptions } from "./tls_env.mjs";
 
 const [host, port, mode] = process.argv.slice(2);
 const options = { socket: { host, port: Number(port), reconnectStrategy: false } };
 if (mode === "resp2") options.RESP = 2;
+const tls = tlsOptions();
+if (tls) Object.assign(options.socket, { tls: true, ...tls });
 const run = randomUUID().slice(0, 8);
 const key = (name) => `node-redis:${mode}:${run}:${name}`;
 

@@ -10,8 +10,11 @@ import uuid
 import redis
 import redis.asyncio
 
+import tls_env
+
 host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 kwargs = {"protocol": 2} if mode == "resp2" else {}
+kwargs.update(tls_env.redis_py_kwargs())
 expected_proto = 2 if mode == "resp2" else 3
 run = uuid.uuid4().hex[:8]
 

@@ -16,6 +16,8 @@ import time
 
 import redis
 
+import tls_env
+
 host, port, stop_file, clients, mode = (
     sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
 
@@ -40,7 +42,7 @@ def check(what, got, expected):
 
 
 def client(cid):
-    r = redis.Redis(host=host, port=port, protocol=2, socket_timeout=30, retry_on_timeout=False)
+    r = redis.Redis(host=host, port=port, protocol=2, **tls_env.redis_py_kwargs(), socket_timeout=30, retry_on_timeout=False)
     mine = []
     i = 0
     while not os.path.exists(stop_file):
@@ -88,7 +90,7 @@ for t in threads:
     t.join()
 
 # Verification with a fresh connection, after the cluster settled.
-r = redis.Redis(host=host, port=port, protocol=2, socket_timeout=60)
+r = redis.Redis(host=host, port=port, protocol=2, **tls_env.redis_py_kwargs(), socket_timeout=60)
 missing = []
 keys = sorted(acked)
 for start in range(0, len(keys), 500):

@@ -1,0 +1,173 @@
+//! Redis mode with TLS on both legs, in front of a 6-node cluster whose nodes speak only TLS (to
+//! clients, on the cluster bus and for replication) and require client certificates. Puerta
+//! requires client certificates too (mutual TLS), signed by the cluster's CA: the test kit's.
+
+use std::process::Command;
+use std::time::Duration;
+
+use puerta_tests::http;
+use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::{py_script, python, ChildGuard};
+
+/// `redis-cli --tls` towards Puerta with only the CA: no client certificate.
+fn cli_without_certificate(env: &ProxiedCluster, args: &[&str]) -> std::process::Output {
+    let tls = env.cluster.tls().expect("a TLS cluster");
+    Command::new("redis-cli")
+        .args(["--tls", "--cacert"])
+        .arg(tls.pki.ca_file())
+        .args(["-p", &env.port().to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli")
+}
+
+fn metric(admin: std::net::SocketAddr, line_start: &str) -> anyhow::Result<f64> {
+    let (_, text) = http::get(admin, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {line_start} on /metrics"))
+}
+
+const CLIENT_EXPIRY: &str = "puerta_tls_certificate_expiry_timestamp_seconds{side=\"client\"}";
+const BACKEND_EXPIRY: &str = "puerta_tls_certificate_expiry_timestamp_seconds{side=\"backend\"}";
+
+#[test]
+fn clients_reach_a_tls_cluster_through_tls() -> anyhow::Result<()> {
+    let (env, admin) = ProxiedCluster::start_tls("")?;
+    assert_eq!(env.cli(&["SET", "tls:a", "1"])?.trim(), "OK");
+    assert_eq!(env.cli(&["GET", "tls:a"])?.trim(), "1");
+    assert_eq!(
+        env.cli(&["MSET", "tls:b", "2", "tls:c", "3", "tls:d", "4"])?
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        env.cli(&["MGET", "tls:b", "tls:c", "tls:d"])?.trim(),
+        "2\n3\n4"
+    );
+    for mode in ["default", "resp2"] {
+        env.python_ok("redis_clients.py", &[mode])?;
+    }
+    env.node_ok("node_redis.mjs", &["default"])?;
+
+    // Mutual TLS: without a certificate from the CA the handshake fails, and nothing is served.
+    let refused = cli_without_certificate(&env, &["PING"]);
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!said.contains("PONG"), "{said}");
+    env.puerta
+        .process
+        .wait_for_output("TLS handshake with client", Duration::from_secs(5))?;
+
+    // Both certificates' expiry is on /metrics (rcgen's default: 4096-01-01).
+    assert_eq!(metric(admin, CLIENT_EXPIRY)?, 67_090_118_400.0);
+    assert_eq!(metric(admin, BACKEND_EXPIRY)?, 67_090_118_400.0);
+    Ok(())
+}
+
+#[test]
+fn a_slot_moved_during_a_live_migration_is_followed_over_tls() -> anyhow::Result<()> {
+    // Only redirects (not the periodic refresh) tell the proxy about moved slots.
+    let (env, _) = ProxiedCluster::start_tls("slot_refresh_interval_sec = 3600")?;
+    let dir = tempfile::tempdir()?;
+    let stop = dir.path().join("stop");
+    let workload = env.workload(&stop, 10, "strict")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let masters = env.cluster.masters()?;
+    env.cluster.reshard(masters[0], masters[1], 500)?;
+    std::thread::sleep(Duration::from_secs(1));
+    println!("{}", env.finish_workload(workload, &stop)?);
+    let moved = env.proxy_counter("moved_redirects")?;
+    assert!(
+        moved > 0,
+        "the migration must have produced MOVED redirects"
+    );
+    Ok(())
+}
+
+/// `tls_peer.py` towards Puerta, with the cluster's client certificate.
+fn peer(env: &ProxiedCluster, stop_file: Option<&std::path::Path>) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.arg(py_script("tls_peer.py"))
+        .arg("127.0.0.1")
+        .arg(env.port().to_string());
+    if let Some(stop) = stop_file {
+        cmd.arg(stop);
+    }
+    cmd.envs(env.cluster.tls().expect("a TLS cluster").client_env());
+    cmd
+}
+
+fn served_name(env: &ProxiedCluster) -> anyhow::Result<String> {
+    let out = peer(env, None).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text.trim().to_string())
+}
+
+#[test]
+fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_old_ones() -> anyhow::Result<()> {
+    let (env, admin) = ProxiedCluster::start_tls("")?;
+    let tls = env.cluster.tls().expect("a TLS cluster");
+    assert_eq!(served_name(&env)?, "CN=puerta");
+    let dir = tempfile::tempdir()?;
+    let stop = dir.path().join("stop");
+    let mut held = ChildGuard::spawn("held", peer(&env, Some(&stop)))?;
+    held.wait_for_output("CN=puerta", Duration::from_secs(10))?;
+
+    let next = tls.pki.issue_expiring("puerta-next", 2040, 1, 1)?;
+    std::fs::copy(&next.cert, &tls.puerta.cert)?;
+    std::fs::copy(&next.key, &tls.puerta.key)?;
+    env.puerta.process.signal("HUP");
+    env.puerta
+        .process
+        .wait_for_output("certificate re-read", Duration::from_secs(10))?;
+    assert_eq!(served_name(&env)?, "CN=puerta-next");
+    assert_eq!(metric(admin, CLIENT_EXPIRY)?, 2_208_988_800.0);
+    held.finish(&stop, "HELD OK", Duration::from_secs(10), || {
+        env.puerta.process.output()
+    })?;
+
+    // A key that does not load is refused; the certificate in use stays.
+    std::fs::write(&tls.puerta.key, "not a key")?;
+    env.puerta.process.signal("HUP");
+    env.puerta
+        .process
+        .wait_for_output("redis.tls not reloaded", Duration::from_secs(10))?;
+    assert_eq!(served_name(&env)?, "CN=puerta-next");
+    assert_eq!(env.cli(&["PING"])?.trim(), "PONG");
+    Ok(())
+}
+
+#[test]
+fn nodes_signed_by_another_ca_are_named_in_the_log_and_puerta_stays_up() -> anyhow::Result<()> {
+    let cluster = puerta_tests::redis_cluster::RedisCluster::start_tls()?;
+    let tls = cluster.tls().expect("a TLS cluster");
+    let dir = tempfile::tempdir()?;
+    let stranger = testkit::tls::Pki::new(dir.path(), "stranger")?;
+    let extra = format!(
+        "[redis.backend_tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        stranger.ca_file(),
+        tls.nodes.cert,
+        tls.nodes.key
+    );
+    let (env, _) = ProxiedCluster::with_admin(cluster, &extra)?;
+    let seed = env.cluster.ports()[0];
+    env.puerta.process.wait_for_output(
+        &format!(
+            "TLS handshake with 127.0.0.1:{seed} failed: invalid peer certificate: UnknownIssuer"
+        ),
+        Duration::from_secs(15),
+    )?;
+    // What needs no node is still answered; what does gets an error, not a hang or a crash.
+    assert_eq!(env.cli(&["PING"])?.trim(), "PONG");
+    let get = env.cli(&["GET", "tls:x"])?;
+    assert!(get.contains("CLUSTERDOWN") || get.contains("ERR"), "{get}");
+    assert_eq!(env.cli(&["PING"])?.trim(), "PONG");
+    Ok(())
+}
