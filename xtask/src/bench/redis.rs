@@ -1,5 +1,7 @@
 //! The Redis suite: `redis-benchmark` against the cluster directly (`--cluster`, the smart-client
-//! baseline) and through Puerta with 1 and 2 worker threads, at pipeline depth 1 and 16.
+//! baseline) and through Puerta with 1 and 2 worker threads, at pipeline depth 1 and 16. Then the
+//! same with TLS: a second cluster whose nodes speak only TLS, directly and through Puerta with TLS
+//! on both legs, so the cipher's cost and Puerta's share of it can be told apart.
 //!
 //! redis-benchmark 7.0 has no MGET test (`-t mget` is silently ignored), so MSET with 10 keys is the
 //! multi-key case: with `--cluster` redis-benchmark hash-tags the 10 keys into one slot, through Puerta
@@ -10,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use testkit::redis_cluster::TlsArgs;
+use testkit::tls::Pki;
 
 use super::procstat;
 use super::report::{Column, Row, Table};
@@ -77,8 +81,22 @@ pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
         _keep: None,
     }];
     for threads in [1, 2] {
-        targets.push(puerta(threads, &cluster.ports, dir));
+        targets.push(puerta(threads, &cluster.ports, None, dir));
     }
+    let tls_cluster = tls_cluster(dir)?;
+    let tls = tls_cluster.1.clone();
+    targets.push(Target {
+        name: "direct, TLS (redis-benchmark --cluster --tls)".into(),
+        args: Ok([
+            tls_client_args(&tls),
+            vec!["--cluster".into(), "-h".into(), "127.0.0.1".into()],
+            vec!["-p".into(), tls_cluster.0.ports[0].to_string()],
+        ]
+        .concat()),
+        pid: None,
+        _keep: None,
+    });
+    targets.push(puerta(1, &tls_cluster.0.ports, Some(&tls), dir));
     let mut tables = Vec::new();
     for &pipeline in PIPELINES {
         let mut results: Vec<Vec<RunResult>> = targets.iter().map(|_| Vec::new()).collect();
@@ -102,32 +120,77 @@ pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
     Ok(tables)
 }
 
-fn puerta(threads: usize, nodes: &[u16], dir: &Path) -> Target {
+/// A 6-node cluster speaking only TLS, with certificates from a CA made for the run, and the
+/// files a client (redis-benchmark, Puerta) presents to it and checks it with.
+fn tls_cluster(dir: &Path) -> anyhow::Result<(RedisCluster, TlsArgs)> {
+    let tls_dir = dir.join("tls");
+    std::fs::create_dir_all(&tls_dir)?;
+    let pki = Pki::new(&tls_dir, "bench")?;
+    let node = pki.issue("node")?;
+    let tls = TlsArgs {
+        ca: pki.ca_file(),
+        cert: node.cert,
+        key: node.key,
+    };
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    eprintln!("==> 6-node TLS Redis Cluster on {ports:?}");
+    let cluster = RedisCluster::start_tls(&ports, &tls_dir, tls.clone())?;
+    Ok((cluster, tls))
+}
+
+/// redis-benchmark's and redis-cli's TLS arguments.
+fn tls_client_args(tls: &TlsArgs) -> Vec<String> {
+    tls.client()
+        .into_iter()
+        .filter_map(|a| a.into_string().ok())
+        .collect()
+}
+
+/// `[redis.tls]` and `[redis.backend_tls]`: the node certificate serves both legs (and Puerta
+/// requires no client certificate, as redis-benchmark's plain rows).
+fn tls_sections(tls: &TlsArgs) -> String {
+    format!(
+        "[redis.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n\
+         [redis.backend_tls]\nca_file = {ca:?}\ncert_file = {cert:?}\nkey_file = {key:?}\n",
+        cert = tls.cert,
+        key = tls.key,
+        ca = tls.ca
+    )
+}
+
+fn puerta(threads: usize, nodes: &[u16], tls: Option<&TlsArgs>, dir: &Path) -> Target {
     let name = format!(
-        "puerta, {threads} worker thread{}",
-        if threads == 1 { "" } else { "s" }
+        "puerta, {threads} worker thread{}{}",
+        if threads == 1 { "" } else { "s" },
+        if tls.is_some() { ", TLS both legs" } else { "" }
     );
+    let client_args = tls.map(tls_client_args).unwrap_or_default();
     let started = (|| {
         let listen = loopback(free_port()?);
         let seeds: Vec<String> = nodes.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
         let config = format!(
             "mode = \"redis\"\nlisten_addr = \"{listen}\"\nmax_connections = 10000\n\
-             worker_threads = {threads}\ndrain_timeout_sec = 1\n\n[redis]\ncluster_nodes = [{}]\n",
-            seeds.join(", ")
+             worker_threads = {threads}\ndrain_timeout_sec = 1\n\n[redis]\ncluster_nodes = [{}]\n{}",
+            seeds.join(", "),
+            tls.map(tls_sections).unwrap_or_default()
         );
-        let mut p = Puerta::start(&format!("puerta-redis-{threads}"), &config, listen, dir)?;
-        wait_for_pong(listen.port(), &mut p.proc)?;
+        let label = format!(
+            "puerta-redis-{threads}{}",
+            if tls.is_some() { "-tls" } else { "" }
+        );
+        let mut p = Puerta::start(&label, &config, listen, dir)?;
+        wait_for_pong(listen.port(), &client_args, &mut p.proc)?;
         Ok::<_, anyhow::Error>(p)
     })();
     match started {
         Ok(p) => Target {
             name,
-            args: Ok(vec![
-                "-h".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                p.listen.port().to_string(),
-            ]),
+            args: Ok([
+                client_args.clone(),
+                vec!["-h".into(), "127.0.0.1".into()],
+                vec!["-p".into(), p.listen.port().to_string()],
+            ]
+            .concat()),
             pid: Some(p.proc.pid()),
             _keep: Some(p),
         },
@@ -144,12 +207,13 @@ fn puerta(threads: usize, nodes: &[u16], dir: &Path) -> Target {
     }
 }
 
-fn wait_for_pong(port: u16, proc: &mut Proc) -> anyhow::Result<()> {
+fn wait_for_pong(port: u16, client_args: &[String], proc: &mut Proc) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         interrupt::check()?;
         proc.ensure_running()?;
         let out = Command::new("redis-cli")
+            .args(client_args)
             .args([
                 "-h",
                 "127.0.0.1",

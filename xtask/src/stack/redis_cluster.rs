@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use testkit::redis_cluster::TlsArgs;
+
 use super::net::{loopback, wait_for_port};
 use super::process::{stop_all, Proc};
 use crate::interrupt;
@@ -12,6 +14,8 @@ pub struct RedisCluster {
     pub ports: Vec<u16>,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// A TLS-only cluster (`--tls-port`, `--tls-cluster`, `--tls-replication`).
+    tls: Option<TlsArgs>,
     nodes: Vec<Node>,
 }
 
@@ -36,10 +40,25 @@ impl RedisCluster {
         dir: &Path,
         extra_args: &[&str],
     ) -> anyhow::Result<RedisCluster> {
+        Self::start_full(ports, dir, extra_args, None)
+    }
+
+    /// As [`RedisCluster::start`], the nodes speaking only TLS with `tls`'s files.
+    pub fn start_tls(ports: &[u16], dir: &Path, tls: TlsArgs) -> anyhow::Result<RedisCluster> {
+        Self::start_full(ports, dir, &[], Some(tls))
+    }
+
+    fn start_full(
+        ports: &[u16],
+        dir: &Path,
+        extra_args: &[&str],
+        tls: Option<TlsArgs>,
+    ) -> anyhow::Result<RedisCluster> {
         let mut cluster = RedisCluster {
             ports: ports.to_vec(),
             dir: dir.to_path_buf(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            tls,
             nodes: Vec::new(),
         };
         for &port in ports {
@@ -65,7 +84,15 @@ impl RedisCluster {
     fn spawn(&self, port: u16, restarts: usize) -> anyhow::Result<Proc> {
         let node_dir = self.dir.join(format!("redis-{port}"));
         std::fs::create_dir_all(&node_dir)?;
-        let cmd = testkit::redis_cluster::node_command(port, &node_dir, &self.extra_args);
+        let mut args = self.extra_args.clone();
+        if let Some(tls) = &self.tls {
+            args.extend(
+                tls.server(port)
+                    .into_iter()
+                    .filter_map(|a| a.into_string().ok()),
+            );
+        }
+        let cmd = testkit::redis_cluster::node_command(port, &node_dir, &args);
         let log = match restarts {
             0 => self.dir.join(format!("redis-{port}.log")),
             n => self.dir.join(format!("redis-{port}-restart{n}.log")),
@@ -74,7 +101,7 @@ impl RedisCluster {
     }
 
     fn create(&self) -> anyhow::Result<()> {
-        testkit::redis_cluster::create(&self.ports, 1)
+        testkit::redis_cluster::create_with(&self.ports, 1, self.tls.as_ref())
     }
 
     /// Every node must report `cluster_state:ok`, know its peers, and every replica be in sync.
@@ -83,7 +110,7 @@ impl RedisCluster {
         loop {
             interrupt::check()?;
             self.ensure_running()?;
-            let health = testkit::redis_cluster::health(&self.ports);
+            let health = testkit::redis_cluster::health_with(&self.ports, self.tls.as_ref());
             if health.is_ok() {
                 return Ok(());
             }
