@@ -8,7 +8,7 @@
 //! against that hostname.
 
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -17,11 +17,11 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{pem, provider, publish_expiry, Stream, TlsError};
+use super::{pem, provider, publish_expiry, Stream, Swappable, TlsError};
 use crate::config::BackendTls;
 
 pub struct Connector {
-    current: RwLock<Current>,
+    current: Swappable<Current>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -39,24 +39,19 @@ struct Current {
 impl Connector {
     pub fn load(settings: &BackendTls) -> Result<Connector, TlsError> {
         Ok(Connector {
-            current: RwLock::new(build(settings)?),
+            current: Swappable::new(build(settings)?),
         })
     }
 
     /// Re-reads the files (SIGHUP); new node connections use them. On an error nothing changes.
     pub fn reload(&self, settings: &BackendTls) -> Result<(), TlsError> {
-        let fresh = build(settings)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.current.replace(build(settings)?);
         Ok(())
     }
 
     /// The TLS handshake with the node at `addr` (`host:port`, as the cluster announced it).
     pub async fn connect(&self, addr: &str, tcp: TcpStream) -> Result<Stream, String> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = self.current.get();
         let name = match current.server_name {
             Some(name) => name,
             None => name_of(addr)?,

@@ -12,7 +12,7 @@ pub mod stream;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use stream::{ReadHalf, Stream, WriteHalf};
 
@@ -35,6 +35,24 @@ pub enum TlsError {
     Setting { key: &'static str, message: String },
     #[error("{}: no usable CA certificate: {message}", path.display())]
     Roots { path: PathBuf, message: String },
+}
+
+/// The rustls set-up SIGHUP may replace: each new connection takes a clone of the current one, so
+/// a replacement never touches established connections.
+struct Swappable<T>(RwLock<T>);
+
+impl<T: Clone> Swappable<T> {
+    fn new(value: T) -> Swappable<T> {
+        Swappable(RwLock::new(value))
+    }
+
+    fn get(&self) -> T {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, value: T) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
 }
 
 /// aws-lc-rs (rustls' default, with post-quantum key exchange), explicitly: the process never depends

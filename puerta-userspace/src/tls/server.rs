@@ -1,7 +1,7 @@
 //! TLS towards clients (`[redis.tls]`): the handshake on each accepted connection, optionally
 //! requiring a client certificate signed by `client_ca_file` (mutual TLS).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::server::WebPkiClientVerifier;
@@ -9,14 +9,14 @@ use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::{pem, provider, publish_expiry, Stream, TlsError};
+use super::{pem, provider, publish_expiry, Stream, Swappable, TlsError};
 use crate::config::{ListenerTls, TlsVersion};
 
 /// A client that connects and never finishes its handshake holds only a socket for this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Acceptor {
-    current: RwLock<TlsAcceptor>,
+    current: Swappable<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -28,24 +28,19 @@ impl std::fmt::Debug for Acceptor {
 impl Acceptor {
     pub fn load(settings: &ListenerTls) -> Result<Acceptor, TlsError> {
         Ok(Acceptor {
-            current: RwLock::new(build(settings)?),
+            current: Swappable::new(build(settings)?),
         })
     }
 
     /// Re-reads the files (SIGHUP). On an error the certificates in use stay, and the caller logs it.
     pub fn reload(&self, settings: &ListenerTls) -> Result<(), TlsError> {
-        let fresh = build(settings)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.current.replace(build(settings)?);
         Ok(())
     }
 
     /// The TLS handshake with a client; the error says why it failed.
     pub async fn accept(&self, tcp: TcpStream) -> Result<Stream, String> {
-        let acceptor = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let acceptor = self.current.get();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls.into()))),
             Ok(Err(e)) => Err(e.to_string()),
