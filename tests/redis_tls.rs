@@ -171,3 +171,49 @@ fn nodes_signed_by_another_ca_are_named_in_the_log_and_puerta_stays_up() -> anyh
     assert_eq!(env.cli(&["PING"])?.trim(), "PONG");
     Ok(())
 }
+
+/// `--check` loads the TLS files as start-up would, and start-up refuses them the same way: exit
+/// code 2 and the file named.
+#[test]
+fn tls_files_that_do_not_load_stop_check_and_start_up() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = testkit::tls::Pki::new(dir.path(), "check")?;
+    let good = pki.issue("good")?;
+    let config = dir.path().join("puerta.toml");
+    let listen = testkit::loopback(testkit::free_port());
+    let write = |key: &std::path::Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "mode = \"redis\"\nlisten_addr = \"{listen}\"\nadmin_addr = \"off\"\n\
+                 [redis]\ncluster_nodes = [\"127.0.0.1:2\"]\n\
+                 [redis.tls]\ncert_file = {:?}\nkey_file = {key:?}\n",
+                good.cert
+            ),
+        )
+    };
+    let run = |extra: &[&str]| -> anyhow::Result<(Option<i32>, String)> {
+        let out = Command::new(puerta_tests::puerta_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        Ok((out.status.code(), text))
+    };
+    write(&good.key)?;
+    let (code, text) = run(&["--check"])?;
+    assert_eq!(code, Some(0), "{text}");
+    let missing = dir.path().join("missing.key");
+    write(&missing)?;
+    for extra in [&["--check"][..], &[]] {
+        let (code, text) = run(extra)?;
+        assert_eq!(code, Some(2), "{extra:?}: {text}");
+        assert!(
+            text.contains("missing.key: cannot read"),
+            "{extra:?}: {text}"
+        );
+    }
+    Ok(())
+}

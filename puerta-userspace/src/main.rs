@@ -17,7 +17,7 @@ struct Cli {
     /// Path to the TOML configuration file.
     #[arg(long, short)]
     config: PathBuf,
-    /// Validate the configuration and exit.
+    /// Validate the configuration (and load the TLS files it names) and exit.
     #[arg(long)]
     check: bool,
 }
@@ -38,6 +38,10 @@ fn main() -> ExitCode {
         }
     }
     if cli.check {
+        if let Err(e) = config.redis.as_ref().map_or(Ok(()), puerta::tls::check) {
+            tracing::error!("invalid configuration: redis mode: TLS: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }

@@ -74,6 +74,17 @@ fn publish_expiry(side: &'static str, at: Option<i64>) {
     }
 }
 
+/// Loads every TLS file `redis` names, as start-up would (`puerta --check`).
+pub fn check(redis: &crate::config::RedisConfig) -> Result<(), TlsError> {
+    if let Some(settings) = &redis.tls {
+        server::Acceptor::load(settings)?;
+    }
+    if let Some(settings) = &redis.backend_tls {
+        client::Connector::load(settings)?;
+    }
+    Ok(())
+}
+
 /// Registers the TLS metrics' help texts.
 pub fn describe() {
     metrics::describe_gauge!(
