@@ -217,3 +217,59 @@ fn tls_files_that_do_not_load_stop_check_and_start_up() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `[redis.tls] listen_addr`: TLS on its own port while `listen_addr` stays plain, both taken over
+/// by the next instance in a hand-over.
+#[test]
+fn plain_and_tls_side_by_side_and_both_go_along_in_a_handover() -> anyhow::Result<()> {
+    use testkit::redis_cluster::cli_with;
+    let cluster = puerta_tests::redis_cluster::RedisCluster::start_tls()?;
+    let tls = cluster.tls().expect("a TLS cluster");
+    let dir = tempfile::tempdir()?;
+    let (listen, tls_listen) = (
+        testkit::loopback(testkit::free_port()),
+        testkit::loopback(testkit::free_port()),
+    );
+    let extra = format!(
+        "[redis.tls]\nlisten_addr = \"{tls_listen}\"\ncert_file = {:?}\nkey_file = {:?}\n",
+        tls.puerta.cert, tls.puerta.key
+    );
+    let config = format!(
+        "handover_socket = {:?}\nadmin_addr = \"off\"\n{}",
+        dir.path().join("handover.sock"),
+        cluster.puerta_config(listen, &extra)
+    );
+    let plain = |args: &[&str]| cli_with(listen.port(), None, args);
+    let secure = |args: &[&str]| cli_with(tls_listen.port(), cluster.tls_args(), args);
+
+    let mut first = puerta_tests::Puerta::start(&config, listen)?;
+    testkit::wait_for_port(tls_listen, Duration::from_secs(10))?;
+    assert_eq!(plain(&["SET", "side:a", "1"])?.trim(), "OK");
+    assert_eq!(secure(&["GET", "side:a"])?.trim(), "1");
+    let plain_at_the_tls_door = cli_with(tls_listen.port(), None, &["PING"]);
+    assert!(
+        plain_at_the_tls_door
+            .as_ref()
+            .map_or(true, |out| !out.contains("PONG")),
+        "{plain_at_the_tls_door:?}"
+    );
+
+    first
+        .process
+        .wait_for_output("offering the listening sockets", Duration::from_secs(30))?;
+    let next = puerta_tests::Puerta::start(&config, listen)?;
+    next.process.wait_for_output(
+        &format!(
+            "took over the listening sockets of pid {}",
+            first.process.pid()
+        ),
+        Duration::from_secs(30),
+    )?;
+    let code = first.process.wait_exit(Duration::from_secs(30))?;
+    assert_eq!(code, Some(0), "{}", first.process.output());
+    assert_eq!(secure(&["SET", "side:b", "2"])?.trim(), "OK");
+    assert_eq!(plain(&["GET", "side:b"])?.trim(), "2");
+    let log = next.process.output();
+    assert!(!log.contains("cannot listen"), "{log}");
+    Ok(())
+}

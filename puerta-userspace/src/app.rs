@@ -60,6 +60,14 @@ pub async fn run_prepared(
     let listener = TcpListener::from_std(prepared.listener)
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, mode = ?config.mode, "listening");
+    let tls_listener = match (prepared.tls_listener, config.tls_listen_addr()) {
+        (Some(l), Some(addr)) => {
+            let l = TcpListener::from_std(l).map_err(|source| AppError::Bind { addr, source })?;
+            tracing::info!(%addr, "listening for TLS clients");
+            Some(l)
+        }
+        _ => None,
+    };
     let drain_timeout = config.drain_timeout;
     let stop_accepting = shutdown.child_token();
     // The admin port goes with the listener: after a hand-over the next instance answers it.
@@ -67,6 +75,7 @@ pub async fn run_prepared(
     let mut serve = Serve {
         config: Arc::new(config),
         listener,
+        tls_listener,
         shutdown: shutdown.clone(),
         stop_accepting,
         flows: TaskTracker::new(),

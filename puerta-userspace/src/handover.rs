@@ -11,8 +11,9 @@
 //! its own queue (unless `net.ipv4.tcp_migrate_req` is set on the host).
 //!
 //! The exchange: the new process sends `TAKEOVER <pid>`; the old one answers one line,
-//! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or ->`, carrying the listener's and the
-//! admin listener's descriptors; the new one sends `READY` once it serves, or hangs up. After READY
+//! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or -> tls=<addr or ->`, carrying the
+//! listener's, the admin listener's and Redis mode's TLS listener's descriptors (`tls=` may be
+//! missing: none); the new one sends `READY` once it serves, or hangs up. After READY
 //! the old one stops accepting and sends the mode's state worth keeping ([`CarryOver`]: MongoDB's
 //! affinity pins, so that a client's new connections reach the mongos holding its cursors), one
 //! line each, then `END`.
@@ -48,6 +49,8 @@ pub struct Taken {
     pub listener: TcpListener,
     /// The admin listener, when the running instance had one on the address this one wants.
     pub admin: Option<TcpListener>,
+    /// Redis mode's TLS listener (`[redis.tls] listen_addr`), likewise.
+    pub tls: Option<TcpListener>,
     pub ready: Ready,
 }
 
@@ -131,6 +134,7 @@ pub fn take_over(
     path: &Path,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
 ) -> Result<Option<Taken>, HandoverError> {
     let io_error = |source| HandoverError::Io {
         path: path.to_path_buf(),
@@ -159,28 +163,35 @@ pub fn take_over(
         .set_write_timeout(Some(EXCHANGE_TIMEOUT))
         .map_err(io_error)?;
     writeln!(stream, "TAKEOVER {}", std::process::id()).map_err(io_error)?;
-    let (line, mut fds) = receive(&stream).map_err(io_error)?;
+    let (line, fds) = receive(&stream).map_err(io_error)?;
     let offer =
         Header::parse(&line).ok_or_else(|| protocol(format!("unexpected answer {line:?}")))?;
-    let expected = 1 + usize::from(offer.admin.is_some());
+    let expected = 1 + usize::from(offer.admin.is_some()) + usize::from(offer.tls.is_some());
     if fds.len() != expected {
         return Err(protocol(format!("{} descriptors for {line:?}", fds.len())));
     }
-    let listener = TcpListener::from(fds.remove(0));
+    let mut fds = fds.into_iter();
+    let listener = fds.next().map(TcpListener::from);
     if offer.listen != listen {
         return Err(protocol(format!(
             "the running instance (pid {}) listens on {}, this configuration on {listen}; stop it instead",
             offer.pid, offer.listen
         )));
     }
-    // An admin address that changed is bound afresh; the old one's closes with it.
-    let admin = match (fds.pop(), offer.admin) {
-        (Some(fd), Some(at)) if Some(at) == admin => Some(TcpListener::from(fd)),
-        _ => None,
+    // An extra address that changed is bound afresh; the old one's closes with it.
+    let mut next_if_same = |offered: Option<SocketAddr>, wanted: Option<SocketAddr>| {
+        let fd = offered.and_then(|_| fds.next());
+        fd.filter(|_| offered == wanted).map(TcpListener::from)
+    };
+    let admin = next_if_same(offer.admin, admin);
+    let tls = next_if_same(offer.tls, tls);
+    let Some(listener) = listener else {
+        return Err(protocol(format!("no descriptor for {line:?}")));
     };
     Ok(Some(Taken {
         listener,
         admin,
+        tls,
         ready: Ready {
             from_pid: offer.pid,
             stream,
@@ -192,7 +203,7 @@ pub fn take_over(
 fn receive(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
     let mut buf = [0u8; 512];
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 3]);
     let msg = recvmsg::<()>(
         stream.as_raw_fd(),
         &mut iov,
@@ -221,14 +232,18 @@ struct Header {
     pid: u32,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
 }
 
 impl Header {
     fn line(&self) -> String {
-        let admin = self.admin.map_or("-".to_string(), |a| a.to_string());
+        let show = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
         format!(
-            "{PROTOCOL} pid={} listen={} admin={admin}\n",
-            self.pid, self.listen
+            "{PROTOCOL} pid={} listen={} admin={} tls={}\n",
+            self.pid,
+            self.listen,
+            show(self.admin),
+            show(self.tls)
         )
     }
 
@@ -237,12 +252,15 @@ impl Header {
         let mut pid = None;
         let mut listen = None;
         let mut admin = None;
+        let mut tls = None;
         for field in rest.split_whitespace() {
             match field.split_once('=')? {
                 ("pid", v) => pid = v.parse().ok(),
                 ("listen", v) => listen = v.parse().ok(),
                 ("admin", "-") => admin = Some(None),
                 ("admin", v) => admin = Some(Some(v.parse().ok()?)),
+                ("tls", "-") => tls = None,
+                ("tls", v) => tls = Some(v.parse().ok()?),
                 _ => {}
             }
         }
@@ -250,6 +268,7 @@ impl Header {
             pid: pid?,
             listen: listen?,
             admin: admin?,
+            tls,
         })
     }
 }
@@ -267,6 +286,7 @@ pub struct Offer {
     pub listener: OwnedFd,
     pub listen: SocketAddr,
     pub admin: Option<(OwnedFd, SocketAddr)>,
+    pub tls: Option<(OwnedFd, SocketAddr)>,
 }
 
 impl Offer {
@@ -343,10 +363,12 @@ impl Offer {
             pid: std::process::id(),
             listen: self.listen,
             admin: self.admin.as_ref().map(|(_, at)| *at),
+            tls: self.tls.as_ref().map(|(_, at)| *at),
         }
         .line();
         let mut fds = vec![self.listener.as_raw_fd()];
         fds.extend(self.admin.as_ref().map(|(fd, _)| fd.as_raw_fd()));
+        fds.extend(self.tls.as_ref().map(|(fd, _)| fd.as_raw_fd()));
         let rights = [ControlMessage::ScmRights(&fds)];
         sendmsg::<()>(
             stream.as_raw_fd(),

@@ -1,5 +1,5 @@
 //! The start-up steps that may need a capability, done synchronously on the main thread before the
-//! tokio runtime (and so any other thread) exists: binding the listener (CAP_NET_BIND_SERVICE below
+//! tokio runtime (and so any other thread) exists: binding the listeners (CAP_NET_BIND_SERVICE below
 //! port 1024) and the admin port, and loading the eBPF program and pinning its maps (CAP_BPF,
 //! CAP_NET_ADMIN). After [`prepare`], `main` drops every capability the running proxy does not need
 //! ([`Prepared::capabilities_needed_later`]); see [`crate::privileges`].
@@ -22,6 +22,8 @@ const BACKLOG: i32 = 1024;
 pub struct Prepared {
     /// Bound, listening and non-blocking.
     pub listener: std::net::TcpListener,
+    /// Redis mode's listener for TLS alone (`[redis.tls] listen_addr`), likewise.
+    pub tls_listener: Option<std::net::TcpListener>,
     pub admin: AdminListener,
     /// MongoDB mode's data path (kernel or userspace), already loaded.
     pub data_path: Option<DataPath>,
@@ -40,14 +42,16 @@ pub enum AdminListener {
 /// is started, so that dropping capabilities afterwards covers the whole process.
 pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
     let addr = config.listen_addr;
+    let tls_addr = config.tls_listen_addr();
     let taken = match &config.handover_socket {
-        Some(path) => take_over(path, addr, config.admin_addr)?,
+        Some(path) => take_over(path, addr, config.admin_addr, tls_addr)?,
         None => None,
     };
-    let (listener, taken_admin, previous) = match taken {
-        Some(t) => (t.listener, t.admin, Some(t.ready)),
+    let (listener, taken_admin, taken_tls, previous) = match taken {
+        Some(t) => (t.listener, t.admin, t.tls, Some(t.ready)),
         None => (
             bind(addr).map_err(|source| AppError::Bind { addr, source })?,
+            None,
             None,
             None,
         ),
@@ -55,6 +59,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
     listener
         .set_nonblocking(true)
         .map_err(|source| AppError::Bind { addr, source })?;
+    let tls_listener = match (tls_addr, taken_tls) {
+        (None, _) => None,
+        (Some(_), Some(l)) => Some(l),
+        (Some(addr), None) => Some(bind(addr).map_err(|source| AppError::Bind { addr, source })?),
+    };
+    if let (Some(l), Some(addr)) = (&tls_listener, tls_addr) {
+        l.set_nonblocking(true)
+            .map_err(|source| AppError::Bind { addr, source })?;
+    }
     let admin = match (config.admin_addr, taken_admin) {
         (None, _) => AdminListener::Off,
         (Some(_), Some(l)) => AdminListener::Bound(l),
@@ -66,7 +79,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
     let handover = match &config.handover_socket {
         Some(path) => Some(Handover {
             previous,
-            offer: offer(path, &listener, addr, &admin)
+            offer: offer(path, &listener, addr, &admin, tls_listener.as_ref())
                 .map_err(|source| AppError::Bind { addr, source })?,
         }),
         None => None,
@@ -77,6 +90,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, AppError> {
     };
     Ok(Prepared {
         listener,
+        tls_listener,
         admin,
         data_path,
         handover,
@@ -87,8 +101,9 @@ fn take_over(
     path: &std::path::Path,
     addr: SocketAddr,
     admin: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
 ) -> Result<Option<crate::handover::Taken>, AppError> {
-    let taken = crate::handover::take_over(path, addr, admin)?;
+    let taken = crate::handover::take_over(path, addr, admin, tls)?;
     if taken.is_none() {
         tracing::info!(path = %path.display(), "no running instance offers its sockets; binding afresh");
     }
@@ -101,7 +116,12 @@ fn offer(
     listener: &std::net::TcpListener,
     listen: SocketAddr,
     admin: &AdminListener,
+    tls: Option<&std::net::TcpListener>,
 ) -> io::Result<Offer> {
+    let tls = match tls {
+        Some(l) => Some((l.try_clone()?.into(), l.local_addr()?)),
+        None => None,
+    };
     let admin = match admin {
         AdminListener::Bound(l) => Some((l.try_clone()?.into(), l.local_addr()?)),
         _ => None,
@@ -111,6 +131,7 @@ fn offer(
         listener: listener.try_clone()?.into(),
         listen,
         admin,
+        tls,
     })
 }
 

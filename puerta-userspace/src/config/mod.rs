@@ -126,7 +126,7 @@ pub struct RedisConfig {
     /// log, the initial values that `CONFIG SET slowlog-*` changes at run time.
     pub slowlog_log_slower_than_us: i64,
     pub slowlog_max_len: usize,
-    /// `[redis.tls]`: clients connect to `listen_addr` with TLS (and only with TLS).
+    /// `[redis.tls]`: clients connect with TLS, to `listen_addr` or to the section's own address.
     pub tls: Option<ListenerTls>,
     /// `[redis.backend_tls]`: every connection to a cluster node is TLS.
     pub backend_tls: Option<BackendTls>,
@@ -136,6 +136,10 @@ pub struct RedisConfig {
 /// `handover_socket`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTls {
+    /// `listen_addr` in `[redis.tls]`: TLS is served on this extra address and the top-level
+    /// `listen_addr` stays plain, so that clients can move over one by one. `None`: the top-level
+    /// `listen_addr` is TLS only.
+    pub listen_addr: Option<SocketAddr>,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     /// Mutual TLS: a client without a certificate signed by one of these CAs is refused.
@@ -190,6 +194,11 @@ impl Config {
         self.mongodb
             .as_ref()
             .expect("validated: mongodb mode has a [mongodb] section")
+    }
+
+    /// The address of a listener for TLS alone (Redis mode's `[redis.tls] listen_addr`).
+    pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
+        self.redis.as_ref()?.tls.as_ref()?.listen_addr
     }
 
     /// The `[redis]` section; validation guarantees it exists in Redis mode.

@@ -121,6 +121,7 @@ struct RawRedis {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListenerTls {
+    listen_addr: Option<Spanned<String>>,
     cert_file: PathBuf,
     key_file: PathBuf,
     client_ca_file: Option<PathBuf>,
@@ -267,6 +268,20 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             )
         })
         .transpose()?;
+    if let Some(tls) = raw.redis.as_ref().and_then(|r| r.get_ref().tls.as_ref()) {
+        let same = redis
+            .as_ref()
+            .and_then(|r| r.tls.as_ref())
+            .and_then(|t| t.listen_addr)
+            .is_some_and(|a| a == listen_addr);
+        if same {
+            return Err(src.invalid(
+                "redis.tls.listen_addr",
+                tls,
+                "is the top-level listen_addr; leave it out to make that address TLS only",
+            ));
+        }
+    }
     match mode {
         Mode::Mongodb if mongodb.is_none() => {
             return Err(src.invalid(
@@ -471,7 +486,18 @@ fn listener_tls(src: &Source, raw: &Spanned<RawListenerTls>) -> Result<ListenerT
             "needs \"1.2\", \"1.3\" or both",
         ));
     }
+    let listen_addr = match &tls.listen_addr {
+        Some(text) => Some(text.get_ref().parse::<SocketAddr>().map_err(|_| {
+            src.invalid(
+                "redis.tls.listen_addr",
+                text,
+                format!("`{}` is not an IP:port address", text.get_ref()),
+            )
+        })?),
+        None => None,
+    };
     Ok(ListenerTls {
+        listen_addr,
         cert_file: tls.cert_file.clone(),
         key_file: tls.key_file.clone(),
         client_ca_file: tls.client_ca_file.clone(),

@@ -303,7 +303,14 @@ fn redis_tls_defaults_to_both_protocols_and_no_client_certificates() {
     assert_eq!(tls.cert_file, std::path::PathBuf::from("c.pem"));
     assert_eq!(tls.protocols, vec![TlsVersion::V1_2, TlsVersion::V1_3]);
     assert_eq!(tls.client_ca_file, None);
+    assert_eq!(tls.listen_addr, None);
+    assert_eq!(config.tls_listen_addr(), None);
     assert_eq!(config.redis().backend_tls, None);
+    let beside = format!("{text}listen_addr = \"127.0.0.1:6380\"\n");
+    assert_eq!(
+        parse(&beside).unwrap().tls_listen_addr(),
+        Some("127.0.0.1:6380".parse().unwrap())
+    );
     let only_13 = format!("{text}protocols = [\"1.3\"]\nclient_ca_file = \"ca.pem\"\n");
     let tls = parse(&only_13).unwrap().redis().tls.clone().unwrap();
     assert_eq!(tls.protocols, vec![TlsVersion::V1_3]);
@@ -318,6 +325,10 @@ fn redis_tls_settings_that_cannot_work_are_refused() {
     assert_eq!(line, 8);
     let (msg, _) = invalid_line(&format!("{tls}protocols = [\"1.1\"]\n"));
     assert!(msg.contains("1.1"), "{msg}");
+    let (msg, _) = invalid_line(&format!("{tls}listen_addr = \"127.0.0.1:6379\"\n"));
+    assert!(msg.contains("leave it out"), "{msg}");
+    let (msg, _) = invalid_line(&format!("{tls}listen_addr = \"nowhere\"\n"));
+    assert!(msg.contains("not an IP:port"), "{msg}");
     let (msg, _) = invalid_line(&format!(
         "{REDIS}[redis.backend_tls]\nserver_name = \"n\"\n"
     ));

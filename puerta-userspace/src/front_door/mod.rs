@@ -23,6 +23,15 @@ use crate::log_throttle::LogThrottle;
 use crate::mongodb::DataPath;
 use admission::Admission;
 
+/// Which listener a client came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `listen_addr`.
+    Main,
+    /// Redis mode's `[redis.tls] listen_addr`: TLS beside a plain `listen_addr`.
+    Tls,
+}
+
 /// What a mode does with the clients the front door lets in.
 pub trait Mode: Send + Sync + 'static {
     /// Serves one admitted client until it is done (the door holds its admission permit until then).
@@ -30,11 +39,12 @@ pub trait Mode: Send + Sync + 'static {
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        door: Door,
     ) -> impl Future<Output = ()> + Send + 'static;
 
     /// A client beyond `max_connections`, before its socket is dropped: told why, where the
     /// protocol has words for it (by default it is just closed).
-    fn refuse(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+    fn refuse(&self, stream: TcpStream, _door: Door) -> impl Future<Output = ()> + Send + 'static {
         async move { drop(stream) }
     }
 
@@ -58,6 +68,8 @@ pub trait Mode: Send + Sync + 'static {
 pub struct Serve {
     pub config: Arc<Config>,
     pub listener: TcpListener,
+    /// Redis mode's listener for TLS alone, when `[redis.tls]` has its own `listen_addr`.
+    pub tls_listener: Option<TcpListener>,
     pub shutdown: CancellationToken,
     /// Cancelled by `shutdown`, or when the next instance took the listening sockets over: the
     /// accept loop ends, flows go on (drained as on shutdown).
@@ -92,39 +104,63 @@ impl Serve {
     }
 }
 
-/// Accepts for `mode` until `serve.stop_accepting` fires, every connection spawned on
-/// `serve.flows`. The listening socket closes on return (`serve` is dropped), so that clients
-/// arriving while the flows drain are refused at once instead of waiting in its queue.
+/// Accepts for `mode` on every listener until `serve.stop_accepting` fires, every connection
+/// spawned on `serve.flows`, one admission limit for all. The listening sockets close on return
+/// (`serve` is dropped), so that clients arriving while the flows drain are refused at once
+/// instead of waiting in their queue.
 pub async fn accept<M: Mode>(mut serve: Serve, mode: &Arc<M>) {
     serve.ready(mode.carry_over());
-    let admission = Admission::new(serve.config.max_connections);
-    let accept_errors = LogThrottle::new(Duration::from_secs(1));
-    loop {
-        let accepted = tokio::select! {
-            _ = serve.stop_accepting.cancelled() => break,
-            accepted = serve.listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Typically EMFILE: back off briefly instead of spinning.
-                if let Some(n) = accept_errors.hit(Instant::now()) {
-                    tracing::error!(errors = n, "accept failed: {e}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(permit) = admission.try_admit() else {
-            admission.refuse(peer, mode.refused());
-            serve.flows.spawn(mode.refuse(stream));
-            continue;
-        };
-        let served = mode.serve(stream, peer);
-        serve.flows.spawn(async move {
-            served.await;
-            drop(permit);
-        });
+    let door = Entrance {
+        admission: Admission::new(serve.config.max_connections),
+        accept_errors: LogThrottle::new(Duration::from_secs(1)),
+        serve: &serve,
+    };
+    let main = door.accept(&serve.listener, Door::Main, mode);
+    match &serve.tls_listener {
+        Some(tls) => {
+            tokio::join!(main, door.accept(tls, Door::Tls, mode));
+        }
+        None => main.await,
     }
     mode.stopped_accepting();
+}
+
+/// What the accept loops of one front door share.
+struct Entrance<'a> {
+    admission: Admission,
+    accept_errors: LogThrottle,
+    serve: &'a Serve,
+}
+
+impl Entrance<'_> {
+    async fn accept<M: Mode>(&self, listener: &TcpListener, door: Door, mode: &Arc<M>) {
+        let (serve, admission, accept_errors) = (self.serve, &self.admission, &self.accept_errors);
+        loop {
+            let accepted = tokio::select! {
+                _ = serve.stop_accepting.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    if let Some(n) = accept_errors.hit(Instant::now()) {
+                        tracing::error!(errors = n, "accept failed: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(permit) = admission.try_admit() else {
+                admission.refuse(peer, mode.refused());
+                serve.flows.spawn(mode.refuse(stream, door));
+                continue;
+            };
+            let served = mode.serve(stream, peer, door);
+            serve.flows.spawn(async move {
+                served.await;
+                drop(permit);
+            });
+        }
+    }
 }

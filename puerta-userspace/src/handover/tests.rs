@@ -7,6 +7,7 @@ fn offer_for(listener: &TcpListener, path: &Path) -> Offer {
         listener: listener.try_clone().unwrap().into(),
         listen: listener.local_addr().unwrap(),
         admin: None,
+        tls: None,
     }
 }
 
@@ -16,8 +17,14 @@ fn the_header_says_what_it_carries() {
         pid: 42,
         listen: "127.0.0.1:6379".parse().unwrap(),
         admin: Some("127.0.0.1:9090".parse().unwrap()),
+        tls: Some("127.0.0.1:6380".parse().unwrap()),
     };
     assert_eq!(Header::parse(header.line().trim_end()), Some(header));
+    let before_tls = Header::parse("PUERTA-HANDOVER 1 pid=1 listen=1.2.3.4:5 admin=-").unwrap();
+    assert_eq!(
+        before_tls.tls, None,
+        "an instance without a TLS listener says nothing"
+    );
     let no_admin = Header {
         admin: None,
         ..Header::parse("PUERTA-HANDOVER 1 pid=1 listen=[::1]:7 admin=-").unwrap()
@@ -47,7 +54,7 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
     // A client that connects before the new instance serves waits in the shared queue.
     let early = std::net::TcpStream::connect(addr).unwrap();
     let asking = path.clone();
-    let taken = tokio::task::spawn_blocking(move || take_over(&asking, addr, None))
+    let taken = tokio::task::spawn_blocking(move || take_over(&asking, addr, None, None))
         .await
         .unwrap()
         .unwrap()
@@ -83,7 +90,7 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("handover.sock");
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let none = take_over(&path, addr, None).unwrap();
+    let none = take_over(&path, addr, None, None).unwrap();
     assert!(none.is_none(), "no socket: bind afresh");
 
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -95,7 +102,7 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
     }
     // Another listen address: refused with a clear error, and the old instance goes on.
     let asking = path.clone();
-    let refused = tokio::task::spawn_blocking(move || take_over(&asking, addr, None))
+    let refused = tokio::task::spawn_blocking(move || take_over(&asking, addr, None, None))
         .await
         .unwrap();
     let Err(e) = refused else {
@@ -107,7 +114,7 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
     // A new instance that hangs up before READY (it failed to start) changes nothing either.
     let right = old.local_addr().unwrap();
     let asking = path.clone();
-    let taken = tokio::task::spawn_blocking(move || take_over(&asking, right, None))
+    let taken = tokio::task::spawn_blocking(move || take_over(&asking, right, None, None))
         .await
         .unwrap()
         .unwrap()
@@ -115,6 +122,52 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
     drop(taken);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!handed_over.is_cancelled());
+    stop.cancel();
+    offering.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_tls_listener_goes_along_unless_its_address_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handover.sock");
+    let (main, tls) = (
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let (addr, tls_addr) = (main.local_addr().unwrap(), tls.local_addr().unwrap());
+    let mut offer = offer_for(&main, &path);
+    offer.tls = Some((tls.try_clone().unwrap().into(), tls_addr));
+    let stop = CancellationToken::new();
+    let offering =
+        tokio::spawn(offer.serve(Arc::new(Vec::new), CancellationToken::new(), stop.clone()));
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asking = path.clone();
+    let moved: SocketAddr = "127.0.0.1:2".parse().unwrap();
+    let elsewhere =
+        tokio::task::spawn_blocking(move || take_over(&asking, addr, None, Some(moved)))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    assert!(
+        elsewhere.tls.is_none(),
+        "another TLS address is bound afresh"
+    );
+    assert!(elsewhere.admin.is_none());
+    drop(elsewhere);
+    let asking = path.clone();
+    let same = tokio::task::spawn_blocking(move || take_over(&asking, addr, None, Some(tls_addr)))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(same.listener.local_addr().unwrap(), addr);
+    assert_eq!(
+        same.tls.expect("the TLS listener").local_addr().unwrap(),
+        tls_addr
+    );
     stop.cancel();
     offering.await.unwrap();
 }

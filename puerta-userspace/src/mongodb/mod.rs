@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::MongoConfig;
-use crate::front_door::{Mode, Serve};
+use crate::front_door::{Door, Mode, Serve};
 use crate::handover::CarryOver;
 use crate::mongodb::datapath::forward::ForwardError;
 use crate::mongodb::health::{Checker, HealthSettings, HelloCheck};
@@ -95,6 +95,7 @@ impl Mode for MongoMode {
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        _door: Door,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         flow::run(self.live.current(), stream, peer)
     }

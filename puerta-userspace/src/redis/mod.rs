@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::front_door::{Mode, Serve};
+use crate::front_door::{Door, Mode, Serve};
 use crate::log_throttle::LogThrottle;
 use crate::tls::client::Connector;
 use crate::tls::server::Acceptor;
@@ -36,8 +36,10 @@ use cluster::Cluster;
 pub struct RedisMode {
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
-    /// `[redis.tls]`: every client connection starts with a TLS handshake.
+    /// `[redis.tls]`: client connections through its door start with a TLS handshake.
     tls: Option<Arc<Acceptor>>,
+    /// The door TLS clients come through: `listen_addr`, unless `[redis.tls]` has its own.
+    tls_door: Door,
     handshake_failures: Arc<LogThrottle>,
 }
 
@@ -92,6 +94,10 @@ pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
         cluster,
         shutdown: serve.shutdown.clone(),
         tls,
+        tls_door: match config.tls.as_ref().and_then(|t| t.listen_addr) {
+            Some(_) => Door::Tls,
+            None => Door::Main,
+        },
         handshake_failures: Arc::new(LogThrottle::new(Duration::from_secs(1))),
     }))
 }
@@ -101,9 +107,11 @@ impl Mode for RedisMode {
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        door: Door,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (cluster, shutdown) = (self.cluster.clone(), self.shutdown.clone());
-        let (tls, failures) = (self.tls.clone(), self.handshake_failures.clone());
+        let tls = self.tls.clone().filter(|_| door == self.tls_door);
+        let failures = self.handshake_failures.clone();
         async move {
             let stream = match tls {
                 Some(tls) => match tls.accept(stream).await {
@@ -119,8 +127,12 @@ impl Mode for RedisMode {
     }
 
     /// A TLS client cannot read a plain error line: it is just closed.
-    fn refuse(&self, stream: TcpStream) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let tls = self.tls.is_some();
+    fn refuse(
+        &self,
+        stream: TcpStream,
+        door: Door,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tls = self.tls.is_some() && door == self.tls_door;
         async move {
             if !tls {
                 too_many_clients(stream).await

@@ -95,6 +95,11 @@ fn warn_restart_only(old: &RedisConfig, new: &RedisConfig) {
             "client_output_limit_mb",
             old.client_output_limit != new.client_output_limit,
         ),
+        (
+            "tls.listen_addr",
+            old.tls.as_ref().and_then(|t| t.listen_addr)
+                != new.tls.as_ref().and_then(|t| t.listen_addr),
+        ),
     ];
     for (key, changed) in fixed {
         if changed {

@@ -13,6 +13,7 @@ use testkit::tls::{Issued, Pki};
 
 fn listener_tls(server: &Issued, client_ca: Option<&Path>) -> ListenerTls {
     ListenerTls {
+        listen_addr: None,
         cert_file: server.cert.clone(),
         key_file: server.key.clone(),
         client_ca_file: client_ca.map(Path::to_path_buf),
