@@ -273,3 +273,128 @@ fn plain_and_tls_side_by_side_and_both_go_along_in_a_handover() -> anyhow::Resul
     assert!(!log.contains("cannot listen"), "{log}");
     Ok(())
 }
+
+/// Counts the TLS records Puerta sends a client: a relay between them that reads the record
+/// headers of Puerta's side of the stream (each 5 bytes: type, version, length).
+struct RecordCounter {
+    addr: std::net::SocketAddr,
+    records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RecordCounter {
+    async fn start(puerta: std::net::SocketAddr) -> anyhow::Result<RecordCounter> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let records = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = records.clone();
+        tokio::spawn(async move {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(upstream) = tokio::net::TcpStream::connect(puerta).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut up_read, mut up_write) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
+            });
+            // Bytes still to skip of the current record's body, and the header being read.
+            let (mut body_left, mut header) = (0usize, Vec::new());
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = up_read.read(&mut buf).await {
+                if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                let mut at = 0;
+                while at < n {
+                    if body_left > 0 {
+                        let skip = body_left.min(n - at);
+                        body_left -= skip;
+                        at += skip;
+                        continue;
+                    }
+                    header.push(buf[at]);
+                    at += 1;
+                    if header.len() == 5 {
+                        body_left = usize::from(u16::from_be_bytes([header[3], header[4]]));
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        header.clear();
+                    }
+                }
+            }
+        });
+        Ok(RecordCounter { addr, records })
+    }
+
+    fn take(&self) -> usize {
+        self.records.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn read_exactly(stream: &mut puerta::tls::Stream, want: usize) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        let n = stream.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(got)
+}
+
+/// A pipeline's replies leave in one write per scheduler turn, so in a few TLS records, not one
+/// per command (each record costs a MAC, padding and a header).
+#[test]
+fn pipelined_replies_share_tls_records() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (env, _) = ProxiedCluster::start_tls("")?;
+    assert_eq!(env.cli(&["SET", "tls:records", "v"])?.trim(), "OK");
+    let tls = env.cluster.tls().expect("a TLS cluster");
+    let client_tls = puerta::config::BackendTls {
+        ca_file: Some(tls.pki.ca_file()),
+        cert_file: Some(tls.nodes.cert.clone()),
+        key_file: Some(tls.nodes.key.clone()),
+        server_name: None,
+        insecure_skip_verify: false,
+    };
+    let connector = puerta::tls::client::Connector::load(&client_tls)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let counter = RecordCounter::start(env.puerta.listen).await?;
+        let tcp = tokio::net::TcpStream::connect(counter.addr).await?;
+        let mut stream = connector
+            .connect(&env.puerta.listen.to_string(), tcp)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // The handshake and its session tickets are not counted.
+        stream.write_all(b"PING\r\n").await?;
+        stream.flush().await?;
+        read_exactly(&mut stream, 7).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        counter.take();
+        for (command, reply) in [
+            (&b"PING\r\n"[..], &b"+PONG\r\n"[..]),
+            (b"GET tls:records\r\n", b"$1\r\nv\r\n"),
+        ] {
+            stream.write_all(&command.repeat(100)).await?;
+            stream.flush().await?;
+            let got = read_exactly(&mut stream, reply.len() * 100).await?;
+            assert_eq!(got, reply.repeat(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let records = counter.take();
+            println!(
+                "100 x {:?}: {records} records",
+                String::from_utf8_lossy(command).trim()
+            );
+            assert!(
+                (1..50).contains(&records),
+                "{records} TLS records for 100 pipelined replies"
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}
