@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use puerta_tests::mongo::{probe, puerta_config, seed_names, StandIn};
 use puerta_tests::redis_cluster::RedisCluster;
-use puerta_tests::{free_port, loopback, ChildGuard, Puerta};
+use puerta_tests::{free_port, loopback, Process, Puerta};
 
 const RESTARTS: usize = 3;
 
@@ -82,7 +82,7 @@ fn restarts_under_load(
         .arg(listen.port().to_string())
         .arg(&stop)
         .arg("6");
-    let mut clients = ChildGuard::spawn("restart clients", clients)?;
+    let mut clients = Process::captured("restart clients", clients)?;
     clients.wait_for_output("STARTED", Duration::from_secs(60))?;
     after_round(0)?;
     std::thread::sleep(Duration::from_secs(1));

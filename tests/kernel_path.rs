@@ -11,7 +11,7 @@ use puerta_tests::kernel::{
 };
 use puerta_tests::mongo_echo::MongoEcho;
 use puerta_tests::pairs::{open_clients, raise_nofile};
-use puerta_tests::{free_port, loopback, puerta_bin, stream, ChildGuard};
+use puerta_tests::{free_port, loopback, puerta_bin, stream, Process};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -189,7 +189,7 @@ async fn bpftool_shows_backend_health() -> anyhow::Result<()> {
 fn start_without_bpf(
     cfg: &str,
     listen: SocketAddr,
-) -> anyhow::Result<(ChildGuard, tempfile::TempDir)> {
+) -> anyhow::Result<(Process, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("puerta.toml");
     std::fs::write(&path, cfg)?;
@@ -202,7 +202,7 @@ fn start_without_bpf(
         .arg(&path)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info");
-    let child = ChildGuard::spawn("puerta(no-bpf)", cmd)?;
+    let child = Process::captured("puerta(no-bpf)", cmd)?;
     let _ = listen;
     Ok((child, dir))
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use puerta_tests::http::{get, parse_metrics, sample, wait_for};
 use puerta_tests::mongo::{echo, puerta_config, Echo, EchoBackend};
-use puerta_tests::{free_port, loopback, puerta_bin, wait_for_port, ChildGuard, Puerta};
+use puerta_tests::{free_port, loopback, puerta_bin, wait_for_port, Process, Puerta};
 
 const WAIT: Duration = Duration::from_secs(30);
 const CAPS: &str = "+bpf,+net_admin";
@@ -94,7 +94,7 @@ fn wait_for_kernel_bytes(admin: SocketAddr, expected: f64) -> anyhow::Result<()>
 
 /// Starts `puerta` on `config` as `nobody` holding only `caps` (setpriv syntax, `+bpf,+net_admin`),
 /// the way `contrib/puerta.service` does with AmbientCapabilities; the temp dir holds the config.
-fn spawn_as_nobody(caps: &str, config: &str) -> anyhow::Result<(ChildGuard, tempfile::TempDir)> {
+fn spawn_as_nobody(caps: &str, config: &str) -> anyhow::Result<(Process, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     let config_path = dir.path().join("puerta.toml");
@@ -109,7 +109,7 @@ fn spawn_as_nobody(caps: &str, config: &str) -> anyhow::Result<(ChildGuard, temp
         .arg("--config")
         .arg(&config_path)
         .env("RUST_LOG", "info");
-    Ok((ChildGuard::spawn("puerta-nobody", cmd)?, dir))
+    Ok((Process::captured("puerta-nobody", cmd)?, dir))
 }
 
 /// A port below 1024 that nothing listens on (127.0.0.0/8 only), for the CAP_NET_BIND_SERVICE case.
@@ -119,7 +119,7 @@ fn free_privileged_port() -> anyhow::Result<u16> {
         .ok_or_else(|| anyhow::anyhow!("no free port in 900..1024"))
 }
 
-/// Removes the pin directory even when the test fails (the process is SIGKILLed by ChildGuard).
+/// Removes the pin directory even when the test fails (the process is SIGKILLed by Process).
 struct PinDir(std::path::PathBuf);
 
 impl Drop for PinDir {

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use puerta_tests::redis_cluster::ProxiedCluster;
-use puerta_tests::ChildGuard;
+use puerta_tests::Process;
 
 #[test]
 fn manual_failover_is_invisible_to_clients() -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ fn failovers_are_a_pause_not_errors() -> anyhow::Result<()> {
         .arg("10")
         .arg(env.cluster.ports()[0].to_string())
         .arg(master.to_string());
-    let mut clients = ChildGuard::spawn("failover clients", script)?;
+    let mut clients = Process::captured("failover clients", script)?;
     clients.wait_for_output("STARTED", Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(2));
 

@@ -34,7 +34,7 @@ fn random_keys(count: usize) -> Vec<Bytes> {
 }
 
 /// A cluster-enabled redis-server (slots unassigned: enough for `CLUSTER KEYSLOT`).
-fn cluster_node(dir: &std::path::Path) -> anyhow::Result<(puerta_tests::ChildGuard, RespClient)> {
+fn cluster_node(dir: &std::path::Path) -> anyhow::Result<(puerta_tests::Process, RespClient)> {
     let nodes_conf = dir.join("nodes.conf");
     let mut extra = vec!["--cluster-enabled", "yes", "--cluster-config-file"];
     extra.push(nodes_conf.to_str().expect("utf-8 temp path"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use puerta_tests::http;
 use puerta_tests::redis_cluster::ProxiedCluster;
-use puerta_tests::{py_script, python, ChildGuard};
+use puerta_tests::{py_script, python, Process};
 
 /// `redis-cli --tls` towards Puerta with only the CA: no client certificate.
 fn cli_without_certificate(env: &ProxiedCluster, args: &[&str]) -> std::process::Output {
@@ -117,7 +117,7 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_old_ones() -> an
     assert_eq!(served_name(&env)?, "CN=puerta");
     let dir = tempfile::tempdir()?;
     let stop = dir.path().join("stop");
-    let mut held = ChildGuard::spawn("held", peer(&env, Some(&stop)))?;
+    let mut held = Process::captured("held", peer(&env, Some(&stop)))?;
     held.wait_for_output("CN=puerta", Duration::from_secs(10))?;
 
     let next = tls.pki.issue_expiring("puerta-next", 2040, 1, 1)?;

@@ -18,12 +18,10 @@ pub mod redis_cluster;
 pub mod resp_client;
 pub mod stream;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,148 +49,12 @@ pub fn py_script(name: &str) -> PathBuf {
     workspace_root().join("tests/py").join(name)
 }
 
+pub use testkit::process::Process;
 pub use testkit::{free_port, loopback, wait_for_port};
-
-/// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test never leaks
-/// servers. Its stderr/stdout are captured line by line for assertions on log output.
-pub struct ChildGuard {
-    pub name: String,
-    child: Option<Child>,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl ChildGuard {
-    /// Spawns `cmd` with stdout and stderr captured.
-    pub fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<ChildGuard> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {name} ({cmd:?}): {e}"))?;
-        let output = Arc::new(Mutex::new(Vec::new()));
-        if let Some(out) = child.stdout.take() {
-            collect_lines(name, out, output.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            collect_lines(name, err, output.clone());
-        }
-        Ok(ChildGuard {
-            name: name.to_string(),
-            child: Some(child),
-            output,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    /// Everything the process printed so far.
-    pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
-    }
-
-    /// Waits until the output contains `needle`.
-    pub fn wait_for_output(&self, needle: &str, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.output().contains(needle) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        anyhow::bail!(
-            "{} did not print {needle:?} within {within:?}; output:\n{}",
-            self.name,
-            self.output()
-        )
-    }
-
-    /// Sends `signal` (e.g. `"TERM"`) without waiting.
-    pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status();
-    }
-
-    /// Waits for the process to exit and returns its exit code (None if killed by a signal).
-    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<Option<i32>> {
-        let deadline = Instant::now() + within;
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("already reaped"))?;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("{} still running after {within:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Tells a client script to finish (it watches for `stop_file`), waits for it, and checks that
-    /// it exited 0 having printed `ok_line`; its output, or an error with `context()` (the proxy's
-    /// log, say) appended.
-    pub fn finish(
-        &mut self,
-        stop_file: &std::path::Path,
-        ok_line: &str,
-        within: Duration,
-        context: impl FnOnce() -> String,
-    ) -> anyhow::Result<String> {
-        std::fs::write(stop_file, b"stop")?;
-        let code = self.wait_exit(within)?;
-        let output = self.output();
-        if code != Some(0) || !output.contains(ok_line) {
-            anyhow::bail!("{} failed ({code:?}):\n{output}\n{}", self.name, context());
-        }
-        Ok(output)
-    }
-
-    /// Kills the process now (SIGKILL) and reaps it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn collect_lines(
-    name: &str,
-    stream: impl std::io::Read + Send + 'static,
-    sink: Arc<Mutex<Vec<String>>>,
-) {
-    let echo = std::env::var_os("PUERTA_TEST_ECHO").is_some();
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if echo {
-                eprintln!("[{name}] {line}");
-            }
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-        }
-    });
-}
 
 /// A running `puerta` with its config in a temp dir.
 pub struct Puerta {
-    pub process: ChildGuard,
+    pub process: Process,
     pub listen: SocketAddr,
     pub config_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -220,7 +82,7 @@ impl Puerta {
             cmd.env("RUST_LOG", "info");
         }
         adjust(&mut cmd);
-        let process = ChildGuard::spawn("puerta", cmd)?;
+        let process = Process::captured("puerta", cmd)?;
         if let Err(e) = wait_for_port(listen, Duration::from_secs(15)) {
             anyhow::bail!("{e}; puerta output:\n{}", process.output());
         }

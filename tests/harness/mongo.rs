@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use testkit::opmsg::{ok_reply, OP_MSG};
 
-use crate::{free_port, loopback, py_script, python, wait_for_port, ChildGuard};
+use crate::{free_port, loopback, py_script, python, wait_for_port, Process};
 
 /// The `secantusd-py` launcher installed next to the venv's Python.
 pub fn secantusd() -> std::path::PathBuf {
@@ -22,7 +22,7 @@ pub fn secantusd() -> std::path::PathBuf {
 /// client whose connections were split across routers.
 pub struct StandIn {
     pub port: u16,
-    pub process: ChildGuard,
+    pub process: Process,
 }
 
 impl StandIn {
@@ -34,7 +34,7 @@ impl StandIn {
         let mut cmd = Command::new(secantusd());
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--storage-path", ":memory:", "--standalone"]);
-        let process = ChildGuard::spawn(&format!("secantusd-{port}"), cmd)?;
+        let process = Process::captured(&format!("secantusd-{port}"), cmd)?;
         if let Err(e) = wait_for_port(loopback(port), Duration::from_secs(60)) {
             anyhow::bail!("{e}; output:\n{}", process.output());
         }
@@ -50,7 +50,7 @@ impl StandIn {
 pub fn run_py(script: &str, args: &[String], within: Duration) -> anyhow::Result<String> {
     let mut cmd = Command::new(python());
     cmd.arg(py_script(script)).args(args);
-    let mut child = ChildGuard::spawn(script, cmd)?;
+    let mut child = Process::captured(script, cmd)?;
     let code = match child.wait_exit(within) {
         Ok(code) => code,
         Err(e) => anyhow::bail!("{e}; output:\n{}", child.output()),

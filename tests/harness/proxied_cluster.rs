@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::redis_cluster::RedisCluster;
-use crate::{free_port, loopback, ChildGuard};
+use crate::{free_port, loopback, Process};
 
 /// A cluster with Puerta in front of it.
 pub struct ProxiedCluster {
@@ -132,7 +132,7 @@ impl ProxiedCluster {
         stop_file: &std::path::Path,
         clients: usize,
         mode: &str,
-    ) -> anyhow::Result<ChildGuard> {
+    ) -> anyhow::Result<Process> {
         let mut cmd = Command::new(crate::python());
         if let Some(tls) = self.cluster.tls() {
             cmd.envs(tls.client_env());
@@ -143,7 +143,7 @@ impl ProxiedCluster {
             .arg(stop_file)
             .arg(clients.to_string())
             .arg(mode);
-        let child = ChildGuard::spawn("workload", cmd)?;
+        let child = Process::captured("workload", cmd)?;
         child.wait_for_output("STARTED", Duration::from_secs(60))?;
         Ok(child)
     }
@@ -151,7 +151,7 @@ impl ProxiedCluster {
     /// Signals the workload to stop and waits for its verdict; its full output on failure.
     pub fn finish_workload(
         &self,
-        mut workload: ChildGuard,
+        mut workload: Process,
         stop_file: &std::path::Path,
     ) -> anyhow::Result<String> {
         let puerta = || {

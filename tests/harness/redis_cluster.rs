@@ -11,13 +11,13 @@ use anyhow::{bail, Context};
 use testkit::redis_cluster::{self as recipe, TlsArgs};
 use testkit::tls::{Issued, Pki};
 
-use crate::{free_port, loopback, wait_for_port, ChildGuard};
+use crate::{free_port, loopback, wait_for_port, Process};
 
 pub use crate::proxied_cluster::ProxiedCluster;
 
 pub struct RedisNode {
     pub port: u16,
-    pub process: ChildGuard,
+    pub process: Process,
 }
 
 pub struct RedisCluster {
@@ -131,7 +131,7 @@ impl RedisCluster {
             );
         }
         let cmd = recipe::node_command(port, self.dir.path(), &extra);
-        let process = ChildGuard::spawn(&format!("redis-{port}"), cmd)?;
+        let process = Process::captured(&format!("redis-{port}"), cmd)?;
         self.nodes.push(RedisNode { port, process });
         Ok(())
     }

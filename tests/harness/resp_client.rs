@@ -11,18 +11,18 @@ use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use puerta::redis::resp::{encode_command, parse_reply, parse_reply_raw, Frame, Limits};
 
-use crate::{free_port, loopback, wait_for_port, ChildGuard};
+use crate::{free_port, loopback, wait_for_port, Process};
 
 /// Starts `redis-server` on a free loopback port with persistence off and its files in `dir`;
 /// `extra` adds options (e.g. `["--cluster-enabled", "yes"]`).
-pub fn start_redis_server(dir: &Path, extra: &[&str]) -> anyhow::Result<(ChildGuard, u16)> {
+pub fn start_redis_server(dir: &Path, extra: &[&str]) -> anyhow::Result<(Process, u16)> {
     let port = free_port();
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--dir"])
         .arg(dir)
         .args(extra);
-    let server = ChildGuard::spawn("redis-server", cmd)?;
+    let server = Process::captured("redis-server", cmd)?;
     if let Err(e) = wait_for_port(loopback(port), Duration::from_secs(15)) {
         bail!("{e}; redis-server output:\n{}", server.output());
     }

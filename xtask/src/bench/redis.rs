@@ -21,9 +21,9 @@ use super::stats::median;
 use super::syscalls::SyscallCount;
 use crate::interrupt;
 use crate::stack::net::{free_port, loopback};
-use crate::stack::process::Proc;
 use crate::stack::puerta::Puerta;
 use crate::stack::redis_cluster::RedisCluster;
+use testkit::process::Process;
 
 const TESTS: &[(&str, &str)] = &[
     ("SET", "SET"),
@@ -207,7 +207,7 @@ fn puerta(threads: usize, nodes: &[u16], tls: Option<&TlsArgs>, dir: &Path) -> T
     }
 }
 
-fn wait_for_pong(port: u16, client_args: &[String], proc: &mut Proc) -> anyhow::Result<()> {
+fn wait_for_pong(port: u16, client_args: &[String], proc: &mut Process) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         interrupt::check()?;

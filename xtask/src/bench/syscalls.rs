@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::stack::process::Proc;
+use testkit::process::Process;
 
 /// A running `perf stat -p PID`.
 pub struct SyscallCount {
-    perf: Proc,
+    perf: Process,
     out: PathBuf,
 }
 
@@ -41,7 +41,7 @@ impl SyscallCount {
             .arg(pid.to_string())
             .arg("-o")
             .arg(&out);
-        let mut perf = Proc::spawn("perf", cmd, &dir.join(format!("perf-{pid}.log")))?;
+        let mut perf = Process::logged("perf", cmd, &dir.join(format!("perf-{pid}.log")))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !has_perf_event_fd(perf.pid()) {
             perf.ensure_running()?;
@@ -67,7 +67,7 @@ impl SyscallCount {
             parse(&std::fs::read_to_string(&self.out)?).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no count in perf's output; its log: {}",
-                    self.perf.log_tail(3)
+                    self.perf.output_tail(3)
                 )
             })
         })();

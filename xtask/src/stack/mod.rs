@@ -3,6 +3,5 @@
 
 pub mod mongos;
 pub mod net;
-pub mod process;
 pub mod puerta;
 pub mod redis_cluster;

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::net::{loopback, wait_for_port};
-use super::process::{stop_all, Proc};
 use crate::paths;
+use testkit::process::{stop_all, Process};
 
 pub struct MongosStandIns {
     dir: PathBuf,
@@ -17,7 +17,7 @@ pub struct MongosStandIns {
 struct Server {
     port: u16,
     /// `None` while killed on purpose (soak), so that it is not reported as dead.
-    proc: Option<Proc>,
+    proc: Option<Process>,
     restarts: usize,
 }
 
@@ -76,7 +76,7 @@ impl MongosStandIns {
         self.servers
             .iter_mut()
             .filter_map(|s| s.proc.as_mut())
-            .try_for_each(Proc::ensure_running)
+            .try_for_each(Process::ensure_running)
     }
 
     fn server(&mut self, port: u16) -> Option<&mut Server> {
@@ -85,7 +85,7 @@ impl MongosStandIns {
 }
 
 /// A restarted server logs to a file of its own, so the killed one's last words stay readable.
-fn spawn(dir: &Path, port: u16, restarts: usize) -> anyhow::Result<Proc> {
+fn spawn(dir: &Path, port: u16, restarts: usize) -> anyhow::Result<Process> {
     let mut cmd = Command::new(paths::venv_bin("secantusd-py"));
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--storage-path", ":memory:", "--standalone"]);
@@ -93,12 +93,12 @@ fn spawn(dir: &Path, port: u16, restarts: usize) -> anyhow::Result<Proc> {
         0 => dir.join(format!("secantusd-{port}.log")),
         n => dir.join(format!("secantusd-{port}-restart{n}.log")),
     };
-    Proc::spawn(&format!("secantusd-py :{port}"), cmd, &log)
+    Process::logged(&format!("secantusd-py :{port}"), cmd, &log)
 }
 
 impl Drop for MongosStandIns {
     fn drop(&mut self) {
-        let mut procs: Vec<Proc> = self.servers.drain(..).filter_map(|s| s.proc).collect();
+        let mut procs: Vec<Process> = self.servers.drain(..).filter_map(|s| s.proc).collect();
         stop_all(&mut procs);
     }
 }

@@ -3,8 +3,8 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::process::Proc;
 use crate::interrupt;
+use testkit::process::Process;
 
 pub use testkit::loopback;
 
@@ -26,7 +26,7 @@ pub fn ports_or_free(wanted: &[u16], with_bus: bool) -> anyhow::Result<Vec<u16>>
 }
 
 /// Waits until `addr` accepts connections, failing early if `proc` exits or Ctrl-C is pressed.
-pub fn wait_for_port(addr: SocketAddr, proc: &mut Proc, within: Duration) -> anyhow::Result<()> {
+pub fn wait_for_port(addr: SocketAddr, proc: &mut Process, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
         interrupt::check()?;
@@ -38,7 +38,7 @@ pub fn wait_for_port(addr: SocketAddr, proc: &mut Proc, within: Duration) -> any
             anyhow::bail!(
                 "{} is not listening on {addr} after {within:?}; last log lines:\n{}",
                 proc.name,
-                proc.log_tail(15)
+                proc.output_tail(15)
             );
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::net::wait_for_port;
-use super::process::Proc;
 use crate::{cmd, paths};
+use testkit::process::Process;
 
 /// `cargo build --release -p puerta-userspace`; cargo makes it a no-op when nothing changed.
 pub fn build_release() -> anyhow::Result<PathBuf> {
@@ -22,7 +22,7 @@ pub fn build_release() -> anyhow::Result<PathBuf> {
 pub struct Puerta {
     pub listen: SocketAddr,
     pub config_path: PathBuf,
-    pub proc: Proc,
+    pub proc: Process,
 }
 
 impl Puerta {
@@ -55,7 +55,7 @@ impl Puerta {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        let mut proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))?;
+        let mut proc = Process::logged(name, cmd, &dir.join(format!("{name}.log")))?;
         wait_for_port(listen, &mut proc, Duration::from_secs(15))?;
         Ok(Puerta {
             listen,

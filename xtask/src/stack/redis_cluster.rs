@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use testkit::redis_cluster::TlsArgs;
 
 use super::net::{loopback, wait_for_port};
-use super::process::{stop_all, Proc};
 use crate::interrupt;
+use testkit::process::{stop_all, Process};
 
 pub struct RedisCluster {
     pub ports: Vec<u16>,
@@ -22,7 +22,7 @@ pub struct RedisCluster {
 struct Node {
     port: u16,
     /// `None` while killed on purpose (soak), so that it is not reported as dead.
-    proc: Option<Proc>,
+    proc: Option<Process>,
     restarts: usize,
 }
 
@@ -81,7 +81,7 @@ impl RedisCluster {
 
     /// A restarted node keeps its directory (and so its `nodes.conf`: it rejoins as itself) but logs to
     /// a file of its own, so the killed one's last words stay readable.
-    fn spawn(&self, port: u16, restarts: usize) -> anyhow::Result<Proc> {
+    fn spawn(&self, port: u16, restarts: usize) -> anyhow::Result<Process> {
         let node_dir = self.dir.join(format!("redis-{port}"));
         std::fs::create_dir_all(&node_dir)?;
         let mut args = self.extra_args.clone();
@@ -97,7 +97,7 @@ impl RedisCluster {
             0 => self.dir.join(format!("redis-{port}.log")),
             n => self.dir.join(format!("redis-{port}-restart{n}.log")),
         };
-        Proc::spawn(&format!("redis-server :{port}"), cmd, &log)
+        Process::logged(&format!("redis-server :{port}"), cmd, &log)
     }
 
     fn create(&self) -> anyhow::Result<()> {
@@ -150,7 +150,7 @@ impl RedisCluster {
         self.nodes
             .iter_mut()
             .filter_map(|n| n.proc.as_mut())
-            .try_for_each(Proc::ensure_running)
+            .try_for_each(Process::ensure_running)
     }
 
     fn node(&mut self, port: u16) -> Option<&mut Node> {
@@ -160,7 +160,7 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        let mut procs: Vec<Proc> = self.nodes.drain(..).filter_map(|n| n.proc).collect();
+        let mut procs: Vec<Process> = self.nodes.drain(..).filter_map(|n| n.proc).collect();
         stop_all(&mut procs);
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::work;
 use crate::bench::short_reason;
 use crate::stack::net::{free_port, loopback, wait_for_port};
-use crate::stack::process::Proc;
 use crate::stack::puerta::Puerta;
+use testkit::process::Process;
 
 pub struct Target {
     pub name: String,
@@ -153,7 +153,7 @@ fn haproxy(
         std::fs::write(&cfg, config)?;
         let mut cmd = Command::new("haproxy");
         cmd.arg("-db").arg("-f").arg(&cfg);
-        let mut proc = Proc::spawn(&name, cmd, &dir.join(format!("{file}.log")))?;
+        let mut proc = Process::logged(&name, cmd, &dir.join(format!("{file}.log")))?;
         wait_for_port(listen, &mut proc, Duration::from_secs(10))?;
         wait_until_forwarding(listen, &mut proc)?;
         Ok::<_, anyhow::Error>((listen, proc))
@@ -170,7 +170,7 @@ fn haproxy(
 }
 
 /// A proxy may accept before its first health check passed; wait until an echo goes through.
-fn wait_until_forwarding(addr: SocketAddr, proc: &mut Proc) -> anyhow::Result<()> {
+fn wait_until_forwarding(addr: SocketAddr, proc: &mut Process) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         crate::interrupt::check()?;

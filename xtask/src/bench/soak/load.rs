@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::timeline::Stack;
 use crate::paths;
-use crate::stack::process::Proc;
+use testkit::process::Process;
 
 /// MongoDB clients, one per loopback source address: Puerta places and pins clients by IP, so several
 /// addresses spread the load over the stand-ins.
@@ -51,7 +51,7 @@ impl ClientTotals {
 struct Client {
     stack: Stack,
     stats: PathBuf,
-    proc: Proc,
+    proc: Process,
 }
 
 pub struct Clients {
@@ -68,7 +68,7 @@ impl Clients {
                 .arg("--stats")
                 .arg(&stats);
             let log = dir.join(format!("client-mongodb-{source}.log"));
-            let proc = Proc::spawn(&format!("mongodb client {source}"), cmd, &log)?;
+            let proc = Process::logged(&format!("mongodb client {source}"), cmd, &log)?;
             clients.push(Client {
                 stack: Stack::Mongodb,
                 stats,
@@ -82,7 +82,7 @@ impl Clients {
                 .arg("--stats")
                 .arg(&stats);
             let log = dir.join(format!("client-redis-{i}.log"));
-            let proc = Proc::spawn(&format!("redis client {i}"), cmd, &log)?;
+            let proc = Process::logged(&format!("redis client {i}"), cmd, &log)?;
             clients.push(Client {
                 stack: Stack::Redis,
                 stats,

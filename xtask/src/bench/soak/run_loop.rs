@@ -89,8 +89,8 @@ pub fn run(dir: &Path, plan: &Plan) -> anyhow::Result<Outcome> {
         forwarding: r.mongo.forwarding(),
         mongodb_clients: r.clients.totals(Stack::Mongodb),
         redis_clients: r.clients.totals(Stack::Redis),
-        mongodb_log: log_levels(&r.mongo.puerta.proc.log),
-        redis_log: log_levels(&r.redis.puerta.proc.log),
+        mongodb_log: log_levels(&r.mongo.puerta.proc),
+        redis_log: log_levels(&r.redis.puerta.proc),
         mongodb_error_counters: sample::error_counters(r.mongo.admin),
         redis_error_counters: sample::error_counters(r.redis.admin),
         timeline: r.timeline,
@@ -148,8 +148,8 @@ fn progress_line(s: &Sample) -> String {
 }
 
 /// Counts the WARN and ERROR lines of a daemon log (tracing's plain-text format).
-fn log_levels(log: &Path) -> (usize, usize) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+fn log_levels(proc: &testkit::process::Process) -> (usize, usize) {
+    let text = proc.output();
     let count = |level: &str| text.lines().filter(|l| l.contains(level)).count();
     (count(" WARN "), count(" ERROR "))
 }

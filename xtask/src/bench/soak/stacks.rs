@@ -95,7 +95,7 @@ impl MongoStack {
 
     /// Which data path the daemon ended up on: its "forwarding in ..." log line, without the prefix.
     pub fn forwarding(&self) -> String {
-        let log = std::fs::read_to_string(&self.puerta.proc.log).unwrap_or_default();
+        let log = self.puerta.proc.output();
         log.lines()
             .find_map(|l| l.find("forwarding in").map(|i| l[i..].trim().to_string()))
             .unwrap_or_else(|| "unknown (no \"forwarding in\" line in the log)".to_string())
