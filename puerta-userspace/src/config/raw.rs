@@ -213,7 +213,7 @@ fn default_slowlog_max_len() -> usize {
     128
 }
 fn default_pool_size() -> Spanned<usize> {
-    Spanned::new(0..0, 2)
+    Spanned::new(0..0, 1)
 }
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
