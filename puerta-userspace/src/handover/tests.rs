@@ -168,6 +168,8 @@ async fn the_tls_listener_goes_along_unless_its_address_changed() {
         same.tls.expect("the TLS listener").local_addr().unwrap(),
         tls_addr
     );
+    // Hanging up ends the exchange (the old instance would otherwise wait for READY).
+    drop(same.ready);
     stop.cancel();
     offering.await.unwrap();
 }
