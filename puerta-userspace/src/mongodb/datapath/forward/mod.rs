@@ -5,6 +5,8 @@
 pub(crate) mod idle;
 mod kernel;
 mod splice;
+#[cfg(test)]
+mod test_pairs;
 mod userspace;
 
 use std::io;

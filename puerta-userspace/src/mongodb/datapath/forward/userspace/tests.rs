@@ -1,23 +1,7 @@
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
 use super::*;
-
-/// Two connected pairs: (client, proxy-side client socket) and (proxy-side backend socket, backend).
-async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
-    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(front.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = front.accept().await.unwrap();
-    let to_backend = TcpStream::connect(back.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (backend, _) = back.accept().await.unwrap();
-    (client, accepted, to_backend, backend)
-}
+use crate::mongodb::datapath::forward::test_pairs::pairs;
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f)
