@@ -179,12 +179,15 @@ impl Command {
         let Some(spec) = self.spec else {
             return Ok(Vec::new());
         };
-        let indices =
-            spec::key_indices(spec, &self.args).map_err(|e| wire::error(e.to_string()))?;
-        Ok(indices
-            .into_iter()
-            .filter_map(|i| self.args.get(i).map(|k| (i, key_slot(k))))
-            .collect())
+        // A key per argument at most (MSET: one per two): sized once.
+        let mut keys = Vec::with_capacity(self.args.len());
+        spec::for_each_key(spec, &self.args, |i| {
+            if let Some(key) = self.args.get(i) {
+                keys.push((i, key_slot(key)));
+            }
+        })
+        .map_err(|e| wire::error(e.to_string()))?;
+        Ok(keys)
     }
 
     /// The one slot of all keys; `None` without keys; CROSSSLOT when they disagree.

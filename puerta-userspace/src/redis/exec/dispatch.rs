@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
@@ -311,7 +311,7 @@ async fn split(
     let mut inflight = Vec::with_capacity(split.parts.len());
     for part in &split.parts {
         let route = Route {
-            payload: wire::command_bytes(&part.args),
+            payload: part.payload.clone(),
             slot: Some(part.slot),
             readonly,
             dedicated: false,
@@ -321,11 +321,13 @@ async fn split(
             Err(e) => return Reply::Ready(e),
         }
     }
-    later(async move {
-        let replies = join_all(inflight.into_iter().map(|f| f.finish())).await;
-        multikey::merge(
-            &split,
-            replies.into_iter().map(Answer::into_frame).collect(),
-        )
-    })
+    let budget = state.budget.clone();
+    Reply::Later(Box::pin(async move {
+        // Every part is on the wire already: waiting for them in turn takes as long as for all.
+        let mut answers = Vec::with_capacity(inflight.len());
+        for part in inflight {
+            answers.push(part.finish().await);
+        }
+        multikey::merge(&split, answers, Some(&budget))
+    }))
 }

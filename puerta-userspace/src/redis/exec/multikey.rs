@@ -2,32 +2,41 @@
 //! in parallel, answers merged as if one node had served them. MSET split this way is not atomic across
 //! slots (neither is it in any cluster proxy); use {hash tags} when that matters.
 
-use bytes::Bytes;
+use std::ops::Range;
+use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
+
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::command::spec::Merge;
 use crate::redis::command::Command;
-use crate::redis::exec::merge::{combine, first_error};
-use crate::redis::resp::wire;
-use crate::redis::resp::Frame;
+use crate::redis::exec::answer::Answer;
+use crate::redis::exec::merge::combine;
+use crate::redis::resp::{self, wire, Frame};
 
 /// One slot's share of the command.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Part {
     pub slot: u16,
-    pub args: Vec<Bytes>,
-    /// For `Values`: where each of this part's keys sits in the original key list.
-    pub positions: Vec<usize>,
+    /// The share's wire form. Every part is a slice of one buffer.
+    pub payload: Bytes,
+    /// Where this part's keys are in [`Split::ordinals`].
+    keys: Range<usize>,
 }
 
 #[derive(Debug)]
 pub struct Split {
     pub merge: Merge,
+    /// In slot order.
     pub parts: Vec<Part>,
-    pub keys: usize,
+    /// Each key's place in the client's key list, grouped by part: a key's place in its part's
+    /// reply maps back to its place in the merged reply.
+    ordinals: Vec<usize>,
 }
 
 /// Splits `cmd` per slot, its parts' answers to be merged by `merge`; `Ok(None)` when its keys share
-/// a slot.
+/// a slot. A split costs a handful of allocations whatever the number of keys: the parts are
+/// encoded straight from the client's arguments into one buffer.
 pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
     let keys = cmd.key_slots()?;
     let Some(&(_, first)) = keys.first() else {
@@ -37,63 +46,132 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
         return Ok(None);
     }
     let per_key = if merge == Merge::AllOk { 2 } else { 1 };
-    let mut parts: Vec<Part> = Vec::new();
-    for (ordinal, (index, slot)) in keys.iter().enumerate() {
-        let part = match parts.iter_mut().position(|p| p.slot == *slot) {
-            Some(i) => &mut parts[i],
-            None => {
-                parts.push(Part {
-                    slot: *slot,
-                    args: vec![cmd.args[0].clone()],
-                    positions: Vec::new(),
-                });
-                parts.last_mut().expect("just pushed")
-            }
-        };
-        let end = (index + per_key).min(cmd.args.len());
-        part.args.extend(cmd.args[*index..end].iter().cloned());
-        part.positions.push(ordinal);
+    // Grouped by slot; a slot's keys keep the client's order (the last of two equal keys wins).
+    let mut ordinals: Vec<usize> = (0..keys.len()).collect();
+    ordinals.sort_unstable_by_key(|&k| (keys[k].1, k));
+    // The parts hold the command's arguments (at most its own size, plus length lines when it
+    // came inline) and a header and the name each: one allocation for all of them.
+    let groups = || ordinals.chunk_by(|&a, &b| keys[a].1 == keys[b].1);
+    let per_part = 16 + cmd.args[0].len() + 16;
+    let size = cmd.size() + 16 * cmd.args.len() + per_part * groups().count();
+    let mut buf = BytesMut::with_capacity(size);
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for group in groups() {
+        let count = 1 + group
+            .iter()
+            .map(|&k| per_key.min(cmd.args.len() - keys[k].0))
+            .sum::<usize>();
+        resp::encode_command_of(count, share(cmd, &keys, group, per_key), &mut buf);
+        parts.push(Part {
+            slot: keys[group[0]].1,
+            payload: buf.split().freeze(),
+            keys: at..at + group.len(),
+        });
+        at += group.len();
     }
     Ok(Some(Split {
         merge,
         parts,
-        keys: keys.len(),
+        ordinals,
     }))
 }
 
-/// Combines the parts' replies (same order as `split.parts`). Any error reply is passed through.
-pub fn merge(split: &Split, replies: Vec<Frame>) -> Frame {
+/// The arguments of one part: the command's name, then each of `group`'s keys with the
+/// `per_key - 1` arguments after it (MSET's value).
+fn share<'a>(
+    cmd: &'a Command,
+    keys: &'a [(usize, u16)],
+    group: &'a [usize],
+    per_key: usize,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let args = group.iter().flat_map(move |&k| {
+        let index = keys[k].0;
+        cmd.args[index..(index + per_key).min(cmd.args.len())].iter()
+    });
+    std::iter::once(&cmd.args[0]).chain(args).map(|a| &a[..])
+}
+
+/// Combines the parts' answers (same order as `split.parts`) into what one node would have
+/// answered, from their bytes: the first error wins; MSET's OK and MGET's values pass through as
+/// the nodes sent them. A merged MGET reply counts against the client's `budget` like a node's.
+pub fn merge(split: &Split, answers: Vec<Answer>, budget: Option<&Arc<OutputBudget>>) -> Answer {
+    if let Some(i) = answers.iter().position(|a| a.error_text().is_some()) {
+        return answers
+            .into_iter()
+            .nth(i)
+            .unwrap_or_else(|| wire::ok().into());
+    }
     match split.merge {
-        Merge::Values => match first_error(&replies) {
-            Some(err) => err,
-            None => merge_values(split, replies),
+        Merge::AllOk => answers
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| wire::ok().into()),
+        Merge::Sum => Answer::Built(Frame::Integer(answers.iter().map(integer).sum())),
+        Merge::Values => match values(split, &answers) {
+            Ok(bytes) => Answer::Node(match budget {
+                Some(budget) => budget.charge(bytes),
+                None => Charged::free(bytes),
+            }),
+            Err(e) => Answer::Built(wire::error(e)),
         },
-        merge => combine(merge, replies),
+        merge => Answer::Built(combine(
+            merge,
+            answers.into_iter().map(Answer::into_frame).collect(),
+        )),
     }
 }
 
-fn merge_values(split: &Split, replies: Vec<Frame>) -> Frame {
-    let mut values = vec![Frame::Null; split.keys];
-    for (part, reply) in split.parts.iter().zip(replies) {
-        let Frame::Array(items) = reply else {
-            return wire::error(
-                "ERR Puerta: a node answered MGET with something other than an array",
-            );
+fn integer(answer: &Answer) -> i64 {
+    match answer {
+        Answer::Node(raw) => match raw.bytes().strip_prefix(b":") {
+            Some(rest) => std::str::from_utf8(rest.strip_suffix(b"\r\n").unwrap_or(rest))
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0),
+            None => 0,
+        },
+        Answer::Built(Frame::Integer(n)) => *n,
+        Answer::Built(_) => 0,
+    }
+}
+
+/// MGET: each part's values put back in the client's key order.
+fn values(split: &Split, answers: &[Answer]) -> Result<Bytes, &'static str> {
+    let mut values = vec![Bytes::new(); split.ordinals.len()];
+    for (part, answer) in split.parts.iter().zip(answers) {
+        let Answer::Node(raw) = answer else {
+            return Err("ERR Puerta: a node answered MGET with something other than an array");
         };
-        if items.len() != part.positions.len() {
-            return wire::error("ERR Puerta: a node answered MGET with the wrong number of values");
-        }
-        for (pos, item) in part.positions.iter().zip(items) {
-            values[*pos] = item;
+        let slots = &split.ordinals[part.keys.clone()];
+        let mut next = slots.iter();
+        let count = resp::array_elements(raw.bytes(), |value| {
+            if let Some(&k) = next.next() {
+                values[k] = value;
+            }
+        });
+        match count {
+            None => {
+                return Err("ERR Puerta: a node answered MGET with something other than an array")
+            }
+            Some(n) if n != slots.len() => {
+                return Err("ERR Puerta: a node answered MGET with the wrong number of values")
+            }
+            Some(_) => {}
         }
     }
-    Frame::Array(values)
+    let size = values.iter().map(Bytes::len).sum::<usize>() + 24;
+    let mut out = BytesMut::with_capacity(size);
+    resp::encode_array_header(values.len(), &mut out);
+    values.iter().for_each(|v| out.extend_from_slice(v));
+    Ok(out.freeze())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::redis::command::slots::key_slot;
+    use crate::redis::resp::Protocol;
 
     fn cmd(words: &[&str]) -> Command {
         Command::from_words(words)
@@ -107,8 +185,20 @@ mod tests {
         }
     }
 
-    fn b(s: &str) -> Frame {
-        Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    /// A node's answer, as its bytes.
+    fn node(wire: &str) -> Answer {
+        Answer::Node(Charged::free(Bytes::copy_from_slice(wire.as_bytes())))
+    }
+
+    /// What the client gets.
+    fn wire_of(answer: Answer) -> String {
+        let mut out = BytesMut::new();
+        answer.encode_in(Protocol::Resp3, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    fn words(part: &Part) -> Vec<Bytes> {
+        crate::redis::resp::command_words(&part.payload)
     }
 
     #[test]
@@ -125,34 +215,83 @@ mod tests {
         let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.merge, Merge::Values);
         assert_eq!(s.parts.len(), 2);
-        assert_eq!(s.parts[0].slot, key_slot(b"x"));
-        assert_eq!(s.parts[0].positions, vec![0, 2, 4]);
-        assert_eq!(s.parts[1].positions, vec![1, 3]);
-        assert_eq!(s.parts[1].args.len(), 3);
-        // Replies arrive per part; the client sees its own key order.
-        let replies = vec![
-            Frame::Array(vec![b("A"), Frame::Null, b("A")]),
-            Frame::Array(vec![b("B"), b("D")]),
-        ];
+        // Parts come in slot order.
+        let (x, y) = (key_slot(b"x"), key_slot(b"y"));
+        let (px, py) = if x < y { (0, 1) } else { (1, 0) };
+        assert_eq!(s.parts[px].slot, x);
         assert_eq!(
-            merge(&s, replies),
-            Frame::Array(vec![b("A"), b("B"), Frame::Null, b("D"), b("A")])
+            &s.parts[px].payload[..],
+            b"*4\r\n$4\r\nMGET\r\n$4\r\n{x}a\r\n$4\r\n{x}c\r\n$4\r\n{x}a\r\n"
+        );
+        assert_eq!(words(&s.parts[py]).len(), 3);
+        // Answers arrive per part; the client sees its own key order, values as the nodes sent them.
+        let mut answers = vec![
+            node("*3\r\n$1\r\nA\r\n_\r\n$2\r\nA2\r\n"),
+            node("*2\r\n$1\r\nB\r\n$-1\r\n"),
+        ];
+        if px == 1 {
+            answers.reverse();
+        }
+        assert_eq!(
+            wire_of(merge(&s, answers, None)),
+            "*5\r\n$1\r\nA\r\n$1\r\nB\r\n_\r\n$-1\r\n$2\r\nA2\r\n"
         );
     }
 
     #[test]
-    fn mset_keeps_pairs_together() {
+    fn a_merged_mget_counts_against_the_clients_output_limit() {
+        let c = cmd(&["MGET", "{x}a", "{y}b"]);
+        let s = parts(&c).unwrap().unwrap();
+        let budget = OutputBudget::new(None, 1, None);
+        let merged = merge(
+            &s,
+            vec![node("*1\r\n$1\r\nA\r\n"), node("*1\r\n$1\r\nB\r\n")],
+            Some(&budget),
+        );
+        assert_eq!(budget.held(), "*2\r\n$1\r\nA\r\n$1\r\nB\r\n".len());
+        drop(merged);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn mset_keeps_pairs_together_and_passes_the_ok_through() {
         let c = cmd(&["MSET", "{x}a", "1", "{y}b", "2", "{x}c", "3"]);
         let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.merge, Merge::AllOk);
-        let words: Vec<Vec<&[u8]>> = s
-            .parts
-            .iter()
-            .map(|p| p.args.iter().map(|a| a.as_ref()).collect())
-            .collect();
-        assert_eq!(words[0], vec![&b"MSET"[..], b"{x}a", b"1", b"{x}c", b"3"]);
-        assert_eq!(words[1], vec![&b"MSET"[..], b"{y}b", b"2"]);
-        assert_eq!(merge(&s, vec![wire::ok(), wire::ok()]), wire::ok());
+        let mut all: Vec<Vec<Bytes>> = s.parts.iter().map(words).collect();
+        all.sort();
+        assert_eq!(
+            all[0],
+            ["MSET", "{x}a", "1", "{x}c", "3"].map(|w| Bytes::from_static(w.as_bytes()))
+        );
+        assert_eq!(
+            all[1],
+            ["MSET", "{y}b", "2"].map(|w| Bytes::from_static(w.as_bytes()))
+        );
+        assert_eq!(
+            wire_of(merge(&s, vec![node("+OK\r\n"), node("+OK\r\n")], None)),
+            "+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn a_key_without_its_value_is_refused_as_redis_words_it() {
+        let Err(Frame::Error(e)) = parts(&cmd(&["MSET", "{x}a", "1", "{y}b"])) else {
+            panic!("an odd MSET must be refused");
+        };
+        assert_eq!(&e[..], b"ERR wrong number of arguments for 'mset' command");
+    }
+
+    #[test]
+    fn inline_commands_split_too() {
+        let c = Command::new(
+            ["DEL", "{x}a", "{y}b"]
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .to_vec(),
+        );
+        let s = parts(&c).unwrap().unwrap();
+        assert_eq!(s.parts.len(), 2);
+        assert!(s.parts.iter().all(|p| words(p).len() == 2));
     }
 
     #[test]
@@ -162,22 +301,21 @@ mod tests {
             let s = parts(&c).unwrap().unwrap();
             assert_eq!(s.merge, Merge::Sum);
             assert_eq!(
-                merge(&s, vec![Frame::Integer(2), Frame::Integer(1)]),
-                Frame::Integer(3)
+                wire_of(merge(&s, vec![node(":2\r\n"), node(":1\r\n")], None)),
+                ":3\r\n"
             );
-            let err = wire::error("TRYAGAIN x");
-            assert_eq!(merge(&s, vec![Frame::Integer(2), err.clone()]), err);
+            let answers = vec![node(":2\r\n"), node("-TRYAGAIN x\r\n")];
+            assert_eq!(wire_of(merge(&s, answers, None)), "-TRYAGAIN x\r\n");
         }
     }
 
     #[test]
-    fn a_short_mget_reply_is_an_error_not_a_wrong_answer() {
+    fn a_short_or_odd_mget_reply_is_an_error_not_a_wrong_answer() {
         let c = cmd(&["MGET", "{x}a", "{y}b", "{x}c"]);
         let s = parts(&c).unwrap().unwrap();
-        let merged = merge(
-            &s,
-            vec![Frame::Array(vec![b("A")]), Frame::Array(vec![b("B")])],
-        );
-        assert!(matches!(merged, Frame::Error(_)));
+        let short = vec![node("*1\r\n$1\r\nA\r\n"), node("*1\r\n$1\r\nB\r\n")];
+        assert!(wire_of(merge(&s, short, None)).starts_with("-ERR Puerta"));
+        let odd = vec![node("$1\r\nA\r\n"), node("*1\r\n$1\r\nB\r\n")];
+        assert!(wire_of(merge(&s, odd, None)).starts_with("-ERR Puerta"));
     }
 }

@@ -8,8 +8,9 @@ use super::cursor::{protocol, show, Cursor};
 use super::{Limits, ParseError};
 
 /// Commands with at most this many arguments have their argument positions recorded by the check
-/// pass, so the build pass slices them without parsing the headers again.
-const RECORDED_ARGS: usize = 16;
+/// pass, so the build pass slices them without parsing the headers again (a 10-key MSET has 21).
+/// Recorded in a vector kept for the connection: at most 4 KiB, grown once.
+const RECORDED_ARGS: usize = 256;
 
 #[derive(Debug, Default)]
 pub(super) struct Progress {
@@ -19,7 +20,7 @@ pub(super) struct Progress {
     count: Option<usize>,
     remaining: usize,
     /// Commands: where the first `RECORDED_ARGS` arguments' bytes are.
-    args: [(usize, usize); RECORDED_ARGS],
+    args: Vec<(usize, usize)>,
     /// Replies: elements still expected by each open array, outermost first.
     pending: Vec<usize>,
 }
@@ -34,7 +35,7 @@ impl Progress {
 
     /// The byte ranges of a complete command's `count` arguments, when they were all recorded.
     pub fn recorded_args(&self, count: usize) -> Option<&[(usize, usize)]> {
-        self.args.get(..count)
+        (self.args.len() == count).then_some(&self.args[..])
     }
 
     /// Whether the state can belong to `buf` (the caller only appends between calls).
@@ -64,6 +65,7 @@ pub(super) fn command(
             progress.pos = cur.pos;
             progress.count = Some(count);
             progress.remaining = count;
+            progress.args.clear();
             count
         }
     };
@@ -79,8 +81,8 @@ pub(super) fn command(
         let Some(arg) = bulk(&mut cur, limits, false)? else {
             return Ok(None);
         };
-        if let Some(slot) = progress.args.get_mut(count - progress.remaining) {
-            *slot = (arg.start, arg.end);
+        if progress.args.len() < RECORDED_ARGS {
+            progress.args.push((arg.start, arg.end));
         }
         progress.pos = cur.pos;
         progress.remaining -= 1;
@@ -118,6 +120,28 @@ pub(super) fn reply(
             }
         }
     }
+}
+
+/// The elements of one whole array reply (`raw` as a node reader validated it), each as its byte
+/// range: for merges that only reorder a node's values. `None` when `raw` is no array, or is
+/// not one whole frame.
+pub(super) fn array_elements(raw: &[u8], mut each: impl FnMut(Range<usize>)) -> Option<usize> {
+    if raw.first() != Some(&b'*') {
+        return None;
+    }
+    let mut cur = Cursor::at(raw, 1);
+    let count = usize::try_from(cur.number("multibulk length").ok()??).ok()?;
+    let limits = Limits::node();
+    let mut start = cur.pos;
+    let mut progress = Progress::default();
+    for _ in 0..count {
+        progress.reset();
+        progress.pos = start;
+        let end = reply(raw, &limits, &mut progress).ok()??;
+        each(start..end);
+        start = end;
+    }
+    (start == raw.len()).then_some(count)
 }
 
 enum Item {

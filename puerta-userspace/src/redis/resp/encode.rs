@@ -19,10 +19,25 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     let len =
         header_len(args.len() as i64) + args.iter().map(|a| bulk_len(a.as_ref())).sum::<usize>();
     out.reserve(len);
-    header(b'*', args.len() as i64, out);
+    encode_command_of(args.len(), args.iter().map(AsRef::as_ref), out);
+}
+
+/// [`encode_command`] for `count` arguments picked out of another command (a split's share of a
+/// client's MSET), with nothing collected first. The caller reserves room.
+pub fn encode_command_of<'a>(
+    count: usize,
+    args: impl Iterator<Item = &'a [u8]>,
+    out: &mut BytesMut,
+) {
+    header(b'*', count as i64, out);
     for arg in args {
-        bulk(arg.as_ref(), out);
+        bulk(arg, out);
     }
+}
+
+/// `*<len>\r\n`: an array's header, its elements to follow as they are.
+pub fn encode_array_header(len: usize, out: &mut BytesMut) {
+    header(b'*', len as i64, out);
 }
 
 fn write(frame: &Frame, protocol: Protocol, out: &mut BytesMut) {
@@ -165,7 +180,20 @@ fn header_len(value: i64) -> usize {
 }
 
 /// Formats `value` right-aligned into `buf` (20 bytes fit `i64::MIN`) and returns the used tail.
+/// Lengths and counts are mostly below 100: those take no division.
 fn decimal(value: i64, buf: &mut [u8; 20]) -> &[u8] {
+    match value {
+        0..=9 => {
+            buf[19] = b'0' + value as u8;
+            return &buf[19..];
+        }
+        10..=99 => {
+            buf[18] = b'0' + (value / 10) as u8;
+            buf[19] = b'0' + (value % 10) as u8;
+            return &buf[18..];
+        }
+        _ => {}
+    }
     let mut magnitude = value.unsigned_abs();
     let mut start = buf.len();
     loop {

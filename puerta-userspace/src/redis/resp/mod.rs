@@ -27,7 +27,7 @@ mod tests;
 use bytes::{Bytes, BytesMut};
 
 pub use decode::Decoder;
-pub use encode::encode_command;
+pub use encode::{encode_array_header, encode_command, encode_command_of};
 
 /// The protocol a connection speaks, chosen by `HELLO`. Replies are encoded for it; a RESP3-only
 /// frame written to a RESP2 connection takes the form Redis itself gives it there (a map becomes a
@@ -225,6 +225,12 @@ pub fn make_room(buf: &mut BytesMut) {
     let mut fresh = BytesMut::with_capacity((buf.len() * 2).max(buf.len() + 16 * 1024));
     fresh.extend_from_slice(buf);
     *buf = fresh;
+}
+
+/// Calls `each` with every element of the array reply `raw` (bytes a node reader validated), as a
+/// slice of it; the element count, or `None` when `raw` is not one whole array.
+pub fn array_elements(raw: &Bytes, mut each: impl FnMut(Bytes)) -> Option<usize> {
+    check::array_elements(raw, |range| each(raw.slice(range)))
 }
 
 /// The frame of one reply's wire bytes as [`Decoder::reply_bytes`] returned them.
