@@ -6,18 +6,18 @@
 
 use std::collections::VecDeque;
 
-use tokio::sync::watch;
+use crate::redis::client::fifo::Progress;
 
 pub struct InFlightBytes {
     /// (reply index, bytes) of each command in flight, oldest first.
     sizes: VecDeque<(u64, usize)>,
     bytes: usize,
     limit: usize,
-    completed: watch::Receiver<u64>,
+    completed: Progress,
 }
 
 impl InFlightBytes {
-    pub fn new(limit: usize, completed: watch::Receiver<u64>) -> InFlightBytes {
+    pub fn new(limit: usize, completed: Progress) -> InFlightBytes {
         InFlightBytes {
             sizes: VecDeque::new(),
             bytes: 0,
@@ -29,8 +29,11 @@ impl InFlightBytes {
     /// Waits until a command of `size` bytes, whose reply will be number `index`, fits.
     pub async fn admit(&mut self, index: u64, size: usize) {
         self.forget_answered();
-        while !self.sizes.is_empty() && self.bytes + size > self.limit {
-            if self.completed.changed().await.is_err() {
+        while let Some(&(oldest, _)) = self.sizes.front() {
+            if self.bytes + size <= self.limit {
+                break;
+            }
+            if !self.completed.wait_for(oldest + 1).await {
                 // The writer is gone: the client is being closed anyway.
                 break;
             }
@@ -41,7 +44,7 @@ impl InFlightBytes {
     }
 
     fn forget_answered(&mut self) {
-        let done = *self.completed.borrow_and_update();
+        let done = self.completed.completed();
         while let Some(&(index, size)) = self.sizes.front() {
             if index >= done {
                 break;
@@ -63,13 +66,13 @@ mod tests {
 
     #[tokio::test]
     async fn holds_the_reader_until_answers_make_room() {
-        let (done, completed) = watch::channel(0u64);
+        let (_slots, replies, completed) = crate::redis::client::fifo::fifo::<()>(1);
         let mut inflight = InFlightBytes::new(100, completed);
         inflight.admit(0, 60).await;
         inflight.admit(1, 40).await;
         let waiting = tokio::time::timeout(Duration::from_millis(50), inflight.admit(2, 10)).await;
         assert!(waiting.is_err(), "over the limit: must wait");
-        done.send_replace(1);
+        replies.finished_one();
         tokio::time::timeout(Duration::from_secs(5), inflight.admit(2, 10))
             .await
             .expect("room once reply 0 is out");
@@ -78,7 +81,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_command_of_any_size_is_admitted() {
-        let (_done, completed) = watch::channel(0u64);
+        let (_slots, _replies, completed) = crate::redis::client::fifo::fifo::<()>(1);
         let mut inflight = InFlightBytes::new(100, completed);
         tokio::time::timeout(Duration::from_secs(5), inflight.admit(0, 1000))
             .await

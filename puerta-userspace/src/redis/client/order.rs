@@ -8,8 +8,7 @@
 //! and only for a client with work in flight. (Tracking the node of every slot a client touched would
 //! narrow the wait to the slots that moved, at a hash-map insert per command.)
 
-use tokio::sync::watch;
-
+use crate::redis::client::fifo::Progress;
 use crate::redis::cluster::Cluster;
 use crate::redis::resp::Frame;
 
@@ -17,13 +16,13 @@ pub struct SlotOrder {
     /// The slot map epoch the client's latest command was routed with.
     epoch: u64,
     /// How many replies the client's writer has finished.
-    completed: watch::Receiver<u64>,
+    completed: Progress,
     /// Reply slots queued so far.
     queued: u64,
 }
 
 impl SlotOrder {
-    pub fn new(completed: watch::Receiver<u64>) -> SlotOrder {
+    pub fn new(completed: Progress) -> SlotOrder {
         SlotOrder {
             epoch: 0,
             completed,
@@ -70,12 +69,8 @@ impl SlotOrder {
     /// Waits until every reply queued so far is answered. Switching protocols moves the client's
     /// commands to the pools of the other protocol, whose connections could overtake the earlier ones.
     pub async fn all_answered(&mut self) {
-        let queued = self.queued;
-        if *self.completed.borrow() >= queued {
-            return;
-        }
-        // Err means the writer is gone (client left): nothing to keep in order any more.
-        let _ = self.completed.wait_for(|done| *done >= queued).await;
+        // False means the writer is gone (client left): nothing to keep in order any more.
+        let _ = self.completed.wait_for(self.queued).await;
     }
 }
 
@@ -86,7 +81,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_only_when_the_map_changed_with_work_in_flight() {
-        let (done, completed) = watch::channel(0u64);
+        let (_slots, replies, completed) = crate::redis::client::fifo::fifo::<()>(1);
         let mut order = SlotOrder::new(completed);
         order.before_send(1).await; // nothing in flight: no wait
         order.pushed();
@@ -95,10 +90,10 @@ mod tests {
         // The map changed while replies 0 and 1 are unanswered: must wait for both.
         let waiting = tokio::time::timeout(Duration::from_millis(50), order.before_send(2)).await;
         assert!(waiting.is_err(), "must wait for the earlier commands");
-        done.send_replace(1);
+        replies.finished_one();
         let still = tokio::time::timeout(Duration::from_millis(50), order.before_send(2)).await;
         assert!(still.is_err(), "reply 1 is not finished yet");
-        done.send_replace(2);
+        replies.finished_one();
         tokio::time::timeout(Duration::from_secs(5), order.before_send(2))
             .await
             .expect("free once earlier replies are out");
@@ -108,15 +103,15 @@ mod tests {
 
     #[tokio::test]
     async fn all_answered_waits_for_every_queued_reply() {
-        let (done, completed) = watch::channel(0u64);
+        let (_slots, replies, completed) = crate::redis::client::fifo::fifo::<()>(1);
         let mut order = SlotOrder::new(completed);
         order.all_answered().await; // nothing queued
         order.pushed();
         order.pushed();
-        done.send_replace(1);
+        replies.finished_one();
         let waiting = tokio::time::timeout(Duration::from_millis(50), order.all_answered()).await;
         assert!(waiting.is_err(), "reply 1 is not finished yet");
-        done.send_replace(2);
+        replies.finished_one();
         tokio::time::timeout(Duration::from_secs(5), order.all_answered())
             .await
             .expect("free once every reply is out");

@@ -11,15 +11,17 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::fifo::{self, Replies, Slots, WriterGone};
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::monitor::{self, Monitoring};
 use crate::redis::client::output::{Charged, Exceeded, OutputBudget};
 use crate::redis::client::registry::{Entry, Inbox};
 use crate::redis::client::slowlog::Timed;
 use crate::redis::client::tracking::{self, Invalidation};
+use crate::redis::cluster::router::InFlight;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
@@ -64,9 +66,8 @@ pub async fn run(
     );
     let budget_exceeded = budget.exceeded();
     let (read, write) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Slot>(MAX_IN_FLIGHT);
+    let (tx, rx, completed) = fifo::fifo::<Slot>(MAX_IN_FLIGHT);
     let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
-    let (progress, completed) = watch::channel(0u64);
     let (monitor_lines, monitor_rx) = mpsc::channel(monitor::MAX_LINES);
     let (invalidations, invalidations_rx) = mpsc::channel(tracking::MAX_PENDING);
     let output = Output::new(write, budget.clone());
@@ -80,7 +81,7 @@ pub async fn run(
         invalidations: invalidations_rx,
         held: VecDeque::new(),
     };
-    let writer = tokio::spawn(write_replies(output, rx, feeds, progress, slowlog));
+    let writer = tokio::spawn(write_replies(output, rx, feeds, slowlog));
     let inflight = InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone());
     let state = ClientState::new(client, &cluster, completed, budget);
     state.client.set_inbox(Inbox {
@@ -187,7 +188,7 @@ struct Reader {
     inflight: InFlightBytes,
     /// The client crossed its output limit: stop reading.
     exceeded: Exceeded,
-    tx: mpsc::Sender<Slot>,
+    tx: Slots<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
     /// MONITOR: where other clients' commands are shown, between replies.
@@ -360,7 +361,7 @@ impl Reader {
         Flow::Continue
     }
 
-    async fn send(&self, reply: Reply) -> Result<(), mpsc::error::SendError<Slot>> {
+    async fn send(&self, reply: Reply) -> Result<(), WriterGone<Slot>> {
         let slot = Slot {
             protocol: self.state.protocol(),
             reply,
@@ -453,6 +454,20 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         self.wait(fut).await
     }
 
+    /// The answer of a routed command. What is buffered goes out while it is awaited; the retry
+    /// policy's future is built only for a redirect or a failed connection.
+    async fn routed(&mut self, mut inflight: InFlight) -> Result<Answer, Gone> {
+        if let Some(answer) = inflight.ready_answer() {
+            return Ok(answer);
+        }
+        self.flush().await?;
+        self.wait(inflight.first_reply()).await?;
+        match inflight.ready_answer() {
+            Some(answer) => Ok(answer),
+            None => self.wait(inflight.finish()).await,
+        }
+    }
+
     /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
     async fn wait<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Gone> {
         tokio::select! {
@@ -464,12 +479,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut output: Output<W>,
-    mut rx: mpsc::Receiver<Slot>,
+    mut rx: Replies<Slot>,
     mut feeds: Feeds,
-    progress: watch::Sender<u64>,
     slowlog: SlowLogged,
 ) {
-    if write_loop(&mut output, &mut rx, &mut feeds, &progress, &slowlog)
+    if write_loop(&mut output, &mut rx, &mut feeds, &slowlog)
         .await
         .is_ok()
     {
@@ -480,13 +494,20 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     output: &mut Output<W>,
-    rx: &mut mpsc::Receiver<Slot>,
+    rx: &mut Replies<Slot>,
     feeds: &mut Feeds,
-    progress: &watch::Sender<u64>,
     slowlog: &SlowLogged,
 ) -> Result<(), Gone> {
     loop {
-        let slot = tokio::select! {
+        // A slot already queued, with no feed waiting, is taken without the select below, which
+        // would register with every feed for each reply.
+        let ready = match feeds.is_empty() {
+            true => rx.try_recv(),
+            false => None,
+        };
+        let slot = match ready {
+            Some(slot) => Some(slot),
+            None => tokio::select! {
             slot = rx.recv() => slot,
             Some(push) = feeds.pushes.recv() => {
                 push.encode_in(Protocol::Resp3, &mut output.out);
@@ -497,7 +518,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             Some(invalidation) = feeds.invalidations.recv() => {
                 feeds.hold(invalidation);
-                feeds.release(*progress.borrow(), &mut output.out);
+                feeds.release(rx.completed(), &mut output.out);
                 if rx.is_empty() && feeds.is_empty() {
                     output.flush().await?;
                 }
@@ -511,6 +532,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 continue;
             }
             _ = &mut output.exceeded => return Err(Gone),
+            },
         };
         let Some(Slot {
             protocol,
@@ -537,7 +559,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
             Reply::Routed(inflight) => {
-                let answer = output.resolve(inflight.finish()).await?;
+                let answer = output.routed(inflight).await?;
                 output.answer(protocol, answer).await?;
                 false
             }
@@ -559,9 +581,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if let Some(timed) = timed {
             slowlog.cluster.slowlog.finish(timed, &slowlog.client);
         }
-        progress.send_modify(|done| *done += 1);
+        rx.finished_one();
         if !feeds.held.is_empty() {
-            feeds.release(*progress.borrow(), &mut output.out);
+            feeds.release(rx.completed(), &mut output.out);
         }
         if close {
             // The caller flushes and shuts the socket down.

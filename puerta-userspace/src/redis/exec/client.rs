@@ -327,7 +327,7 @@ mod tests {
         let state = ClientState::new(
             registered.entry.clone(),
             cluster,
-            tokio::sync::watch::channel(0).1,
+            crate::redis::client::fifo::fifo::<()>(1).2,
             crate::redis::client::output::OutputBudget::new(None, registered.entry.id, None),
         );
         (state, registered)

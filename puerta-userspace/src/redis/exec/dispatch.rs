@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::redis::client::auth;
+use crate::redis::client::fifo::Progress;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
@@ -126,7 +127,7 @@ impl ClientState {
     pub fn new(
         client: Arc<Entry>,
         cluster: &Cluster,
-        completed: watch::Receiver<u64>,
+        completed: Progress,
         budget: Arc<OutputBudget>,
     ) -> ClientState {
         let id = client.id;

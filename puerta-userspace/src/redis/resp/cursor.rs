@@ -47,8 +47,20 @@ impl<'a> Cursor<'a> {
     /// optional `-`, digits, no leading zeros, no `-0`, no overflow. Parsed in the same pass that looks
     /// for the CR, since these lines are short and on every frame.
     pub fn number(&mut self, what: &'static str) -> Result<Option<i64>, ParseError> {
-        let invalid = || protocol(format!("invalid {what}"));
         let rest = &self.buf[self.pos..];
+        // One or two digits: nearly every length and count on the wire.
+        match *rest {
+            [d @ b'0'..=b'9', b'\r', b'\n', ..] => {
+                self.pos += 3;
+                return Ok(Some(i64::from(d - b'0')));
+            }
+            [t @ b'1'..=b'9', u @ b'0'..=b'9', b'\r', b'\n', ..] => {
+                self.pos += 4;
+                return Ok(Some(i64::from(t - b'0') * 10 + i64::from(u - b'0')));
+            }
+            _ => {}
+        }
+        let invalid = || protocol(format!("invalid {what}"));
         let negative = rest.first() == Some(&b'-');
         let start = usize::from(negative);
         let mut end = start;

@@ -8,10 +8,9 @@ use tokio::sync::oneshot;
 #[tokio::test]
 async fn replies_leave_in_request_order() {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let (tx, rx) = mpsc::channel(16);
-    let (progress, completed) = watch::channel(0u64);
+    let (tx, rx, completed) = fifo::fifo(16);
     let (_pushes, push_rx) = mpsc::channel(1);
-    let writer = spawn_writer(server, rx, push_rx, progress);
+    let writer = spawn_writer(server, rx, push_rx);
     let mut senders = Vec::new();
     for _ in 0..5 {
         let (s, r) = oneshot::channel::<Frame>();
@@ -38,7 +37,7 @@ async fn replies_leave_in_request_order() {
     let mut client = client;
     client.read_to_end(&mut out).await.unwrap();
     writer.await.unwrap();
-    assert_eq!(*completed.borrow(), 7);
+    assert_eq!(completed.completed(), 7);
     assert_eq!(out, b":0\r\n:1\r\n:2\r\n:3\r\n:4\r\n_\r\n+OK\r\n");
 }
 
@@ -47,10 +46,9 @@ async fn replies_leave_in_request_order() {
 #[tokio::test]
 async fn pushes_go_between_replies() {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx, _completed) = fifo::fifo(16);
     let (pushes, push_rx) = mpsc::channel(16);
-    let (progress, _completed) = watch::channel(0u64);
-    let writer = spawn_writer(server, rx, push_rx, progress);
+    let writer = spawn_writer(server, rx, push_rx);
     let (slow, slow_rx) = oneshot::channel::<Frame>();
     let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
     tx.send(slot(
@@ -101,15 +99,13 @@ fn slot(protocol: Protocol, reply: Reply) -> Slot {
 /// The writer of a session over `server`, with no MONITOR or invalidation feed.
 fn spawn_writer(
     server: tokio::io::DuplexStream,
-    rx: mpsc::Receiver<Slot>,
+    rx: Replies<Slot>,
     pushes: mpsc::Receiver<Frame>,
-    progress: watch::Sender<u64>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(write_replies(
         output(server),
         rx,
         feeds(pushes),
-        progress,
         slowlogged(),
     ))
 }
