@@ -14,7 +14,7 @@ use crate::redis::cluster::redirect::classify_wire;
 use crate::redis::cluster::retry::{self, Failure, Retry, Target};
 use crate::redis::cluster::Cluster;
 use crate::redis::exec::answer::Answer;
-use crate::redis::node::backend::{BackendConn, BackendError, NodeResult};
+use crate::redis::node::backend::{BackendConn, BackendError, NodeReply, NodeResult};
 use crate::redis::node::pool::Lane;
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
@@ -98,6 +98,83 @@ pub async fn send_to(
         sender,
         attempt,
     }))
+}
+
+/// Several routes for one node sent as one request (a split command's parts that node owns): one
+/// write and one reply slot for all of them, their replies matched to them in order.
+pub struct Batch {
+    addr: Arc<str>,
+    reply: oneshot::Receiver<NodeResult>,
+    count: usize,
+}
+
+/// Puts `count` commands, whose wire forms follow each other in `payload`, on `conn` to `addr`.
+pub fn send_batch(
+    conn: &BackendConn,
+    addr: Arc<str>,
+    payload: Bytes,
+    count: usize,
+    sender: &Sender,
+) -> Batch {
+    Batch {
+        reply: conn.send_for(payload, count, sender.budget.as_ref()),
+        addr,
+        count,
+    }
+}
+
+impl Batch {
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The final answer of each of `routes` (the batch's commands, in order), appended to `out`.
+    /// A reply that is a redirect, or a lost connection, goes through the retry policy for its
+    /// command alone, as it would have sent by itself.
+    pub async fn answers(
+        self,
+        cluster: &Arc<Cluster>,
+        routes: impl Iterator<Item = Route>,
+        sender: &Sender,
+        out: &mut Vec<Answer>,
+    ) {
+        let addr = self.addr;
+        let result = self.reply.await.unwrap_or_else(|_| Err(lost(&addr)));
+        let mut many = Vec::new().into_iter();
+        let mut one = None;
+        let mut failed = None;
+        match result {
+            Ok(NodeReply::Many(raws)) if raws.len() == self.count => many = raws.into_iter(),
+            Ok(NodeReply::One(raw)) if self.count == 1 => one = Some(raw),
+            Ok(_) => failed = Some(lost(&addr)),
+            Err(e) => failed = Some(e),
+        }
+        for route in routes {
+            let outcome = match (one.take().or_else(|| many.next()), &failed) {
+                (Some(raw), _) => Ok(raw),
+                (None, Some(e)) => Err(e.clone()),
+                (None, None) => Err(lost(&addr)),
+            };
+            if let Ok(raw) = &outcome {
+                if classify_wire(raw.bytes(), &addr).is_none() {
+                    out.extend(outcome.ok().map(Answer::Node));
+                    continue;
+                }
+            }
+            let retried = InFlight(Box::new(Flight {
+                cluster: cluster.clone(),
+                route,
+                sender: sender.clone(),
+                attempt: Attempt {
+                    addr: addr.clone(),
+                    reply: Err(lost(&addr)),
+                    got: Some(outcome),
+                    _conn: None,
+                },
+            }));
+            out.push(retried.finish().await);
+        }
+    }
 }
 
 /// The node `route` goes to now.
@@ -184,6 +261,19 @@ impl InFlight {
         if let Ok(rx) = &mut self.attempt.reply {
             let result = rx.await.unwrap_or_else(|_| Err(lost(&self.attempt.addr)));
             self.attempt.got = Some(last_reply(result, &self.attempt.addr));
+        }
+    }
+
+    /// The final answer: at once when the reply is in and needs nothing more, else after the
+    /// retry policy ran (see [`InFlight::ready_answer`]).
+    pub async fn answer(mut self) -> Answer {
+        if let Some(answer) = self.ready_answer() {
+            return answer;
+        }
+        self.first_reply().await;
+        match self.ready_answer() {
+            Some(answer) => answer,
+            None => self.finish().await,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
 use crate::redis::client::tracking::Mode;
+use crate::redis::cluster::retry;
 use crate::redis::cluster::router::{self, Route, Sender};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{self, Kind, Local, Merge, Step};
@@ -291,7 +292,9 @@ async fn send_in_order(
     Ok(router::send_to(cluster, route, state.sender(), addr, conn).await)
 }
 
-/// A command whose keys may span slots: one part per slot, merged by `merge`.
+/// A command whose keys may span slots: one part per slot, merged by `merge`. The parts a node
+/// owns go to it as one request (one write, one reply slot); a part whose reply is a redirect is
+/// retried alone.
 async fn split(
     cluster: &Arc<Cluster>,
     state: &mut ClientState,
@@ -309,26 +312,77 @@ async fn split(
         };
     };
     let readonly = cmd.readonly();
-    let mut inflight = Vec::with_capacity(split.parts.len());
-    for part in &split.parts {
-        let route = Route {
-            payload: part.payload.clone(),
-            slot: Some(part.slot),
-            readonly,
-            dedicated: false,
-        };
-        match send_in_order(cluster, state, route).await {
-            Ok(f) => inflight.push(f),
-            Err(e) => return Reply::Ready(e),
+    let route_of = move |part: &multikey::Part| Route {
+        payload: part.payload.clone(),
+        slot: Some(part.slot),
+        readonly,
+        dedicated: false,
+    };
+    let owners = |split: &multikey::Split| {
+        let owner = |part: &multikey::Part| retry::node_for(cluster, Some(part.slot), readonly);
+        split
+            .parts
+            .iter()
+            .map(owner)
+            .collect::<Result<Vec<_>, Frame>>()
+    };
+    let owners = match readonly && cluster.config.read_from_replicas {
+        true => owners(&split),
+        false => state.order.route(cluster, || owners(&split)).await,
+    };
+    let owners = match owners {
+        Ok(owners) => owners,
+        Err(e) => return Reply::Ready(e),
+    };
+    let sender = state.sender();
+    let mut sent = Vec::new();
+    let mut first = 0;
+    for run in owners.chunk_by(|a, b| a == b) {
+        let parts = first..first + run.len();
+        first = parts.end;
+        let addr = run[0].clone();
+        match state.conns.conn(cluster, &addr, state.lane).await {
+            Ok(conn) => {
+                let payload = split.payload_of(parts.clone());
+                sent.push(Sent::Batch(router::send_batch(
+                    &conn,
+                    addr,
+                    payload,
+                    run.len(),
+                    &sender,
+                )));
+            }
+            // The router's own path, which waits for a failed node's successor.
+            Err(_) => {
+                for part in &split.parts[parts] {
+                    let route = route_of(part);
+                    let inflight =
+                        router::send_to(cluster, route, sender.clone(), addr.clone(), None);
+                    sent.push(Sent::One(inflight.await));
+                }
+            }
         }
     }
-    let budget = state.budget.clone();
+    let cluster = cluster.clone();
     Reply::Later(Box::pin(async move {
         // Every part is on the wire already: waiting for them in turn takes as long as for all.
-        let mut answers = Vec::with_capacity(inflight.len());
-        for part in inflight {
-            answers.push(part.finish().await);
+        let mut answers = Vec::with_capacity(split.parts.len());
+        for sent in sent {
+            match sent {
+                Sent::One(inflight) => answers.push(inflight.answer().await),
+                Sent::Batch(batch) => {
+                    let parts = &split.parts[answers.len()..answers.len() + batch.count()];
+                    let routes = parts.iter().map(route_of);
+                    batch.answers(&cluster, routes, &sender, &mut answers).await;
+                }
+            }
         }
-        multikey::merge(&split, answers, Some(&budget))
+        multikey::merge(&split, answers, sender.budget.as_ref())
     }))
+}
+
+/// A split command's parts on their way: a node's parts together, or one alone.
+enum Sent {
+    Batch(router::Batch),
+    One(router::InFlight),
 }

@@ -18,8 +18,10 @@ use crate::redis::resp::{self, wire, Frame};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Part {
     pub slot: u16,
-    /// The share's wire form. Every part is a slice of one buffer.
+    /// The share's wire form, a slice of [`Split::wire`].
     pub payload: Bytes,
+    /// Where `payload` is in [`Split::wire`].
+    span: Range<usize>,
     /// Where this part's keys are in [`Split::ordinals`].
     keys: Range<usize>,
 }
@@ -27,8 +29,10 @@ pub struct Part {
 #[derive(Debug)]
 pub struct Split {
     pub merge: Merge,
-    /// In slot order.
+    /// In slot order. A node owns ranges of slots, so its parts are mostly neighbours here.
     pub parts: Vec<Part>,
+    /// Every part's wire form, one after the other.
+    wire: Bytes,
     /// Each key's place in the client's key list, grouped by part: a key's place in its part's
     /// reply maps back to its place in the merged reply.
     ordinals: Vec<usize>,
@@ -62,19 +66,42 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
             .iter()
             .map(|&k| per_key.min(cmd.args.len() - keys[k].0))
             .sum::<usize>();
+        let start = buf.len();
         resp::encode_command_of(count, share(cmd, &keys, group, per_key), &mut buf);
         parts.push(Part {
             slot: keys[group[0]].1,
-            payload: buf.split().freeze(),
+            payload: Bytes::new(),
+            span: start..buf.len(),
             keys: at..at + group.len(),
         });
         at += group.len();
     }
+    let wire = buf.freeze();
+    for part in &mut parts {
+        part.payload = wire.slice(part.span.clone());
+    }
     Ok(Some(Split {
         merge,
         parts,
+        wire,
         ordinals,
     }))
+}
+
+impl Split {
+    /// The wire form of the consecutive parts `parts`, as one payload.
+    pub fn payload_of(&self, parts: Range<usize>) -> Bytes {
+        match (
+            self.parts.get(parts.start),
+            parts
+                .end
+                .checked_sub(1)
+                .and_then(|last| self.parts.get(last)),
+        ) {
+            (Some(first), Some(last)) => self.wire.slice(first.span.start..last.span.end),
+            _ => Bytes::new(),
+        }
+    }
 }
 
 /// The arguments of one part: the command's name, then each of `group`'s keys with the

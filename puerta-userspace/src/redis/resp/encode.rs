@@ -165,13 +165,15 @@ fn bulk_len(data: &[u8]) -> usize {
     header_len(data.len() as i64) + data.len() + 2
 }
 
-/// `<kind><decimal>\r\n`
+/// `<kind><decimal>\r\n`, put together on the stack and appended in one copy.
 fn header(kind: u8, value: i64, out: &mut BytesMut) {
     let mut digits = [0u8; 20];
     let text = decimal(value, &mut digits);
-    out.put_u8(kind);
-    out.put_slice(text);
-    out.put_slice(b"\r\n");
+    let mut line = [0u8; 23];
+    line[0] = kind;
+    line[1..=text.len()].copy_from_slice(text);
+    line[text.len() + 1..text.len() + 3].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&line[..text.len() + 3]);
 }
 
 fn header_len(value: i64) -> usize {
