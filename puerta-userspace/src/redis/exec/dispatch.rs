@@ -319,12 +319,11 @@ async fn split(
         dedicated: false,
     };
     let owners = |split: &multikey::Split| {
-        let owner = |part: &multikey::Part| retry::node_for(cluster, Some(part.slot), readonly);
-        split
-            .parts
-            .iter()
-            .map(owner)
-            .collect::<Result<Vec<_>, Frame>>()
+        let mut owners = Vec::with_capacity(split.parts.len());
+        for part in &split.parts {
+            owners.push(retry::node_for(cluster, Some(part.slot), readonly)?);
+        }
+        Ok::<_, Frame>(owners)
     };
     let owners = match readonly && cluster.config.read_from_replicas {
         true => owners(&split),

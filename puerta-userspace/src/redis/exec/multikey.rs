@@ -57,9 +57,10 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
     // came inline) and a header and the name each: one allocation for all of them.
     let groups = || ordinals.chunk_by(|&a, &b| keys[a].1 == keys[b].1);
     let per_part = 16 + cmd.args[0].len() + 16;
-    let size = cmd.size() + 16 * cmd.args.len() + per_part * groups().count();
+    let count = groups().count();
+    let size = cmd.size() + 16 * cmd.args.len() + per_part * count;
     let mut buf = BytesMut::with_capacity(size);
-    let mut parts = Vec::new();
+    let mut parts = Vec::with_capacity(count);
     let mut at = 0;
     for group in groups() {
         let count = 1 + group
