@@ -61,6 +61,9 @@ struct Target {
 struct RunResult {
     per_test: Vec<(f64, f64, f64)>,
     cpu_seconds: f64,
+    /// Of `cpu_seconds`, what the MSET test cost: one MSET of 10 keys over 10 slots is ten
+    /// commands' work for the proxy, and would hide what the single-key commands cost.
+    mset_cpu_seconds: f64,
     syscalls: Option<u64>,
 }
 
@@ -247,36 +250,34 @@ fn benchmark(
     dir: &Path,
 ) -> anyhow::Result<RunResult> {
     let tests: Vec<&str> = TESTS.iter().map(|(csv, _)| csv_to_test(csv)).collect();
-    let mut cmd = Command::new("redis-benchmark");
-    cmd.args(args)
-        .args([
-            "-t",
-            &tests.join(","),
-            "-c",
-            "50",
-            "-d",
-            "32",
-            "-r",
-            "100000",
-        ])
-        .args([
-            "-n",
-            &requests.to_string(),
-            "-P",
-            &pipeline.to_string(),
-            "--csv",
-        ]);
+    let single: Vec<&str> = tests.iter().copied().filter(|t| *t != "mset").collect();
+    let command = |tests: &str| {
+        let mut cmd = Command::new("redis-benchmark");
+        cmd.args(args)
+            .args(["-t", tests, "-c", "50", "-d", "32", "-r", "100000"])
+            .args([
+                "-n",
+                &requests.to_string(),
+                "-P",
+                &pipeline.to_string(),
+                "--csv",
+            ]);
+        cmd
+    };
     let cpu = |pid: Option<u32>| {
         pid.and_then(|p| procstat::cpu_seconds(p).ok())
             .unwrap_or(0.0)
     };
     let syscalls = pid.and_then(|p| SyscallCount::start(p, dir));
     let before = cpu(pid);
-    let output = run_bounded(cmd, Duration::from_secs(300))?;
-    let cpu_seconds = cpu(pid) - before;
+    let mut output = run_bounded(command(&single.join(",")), Duration::from_secs(300))?;
+    let between = cpu(pid);
+    output.push_str(&run_bounded(command("mset"), Duration::from_secs(300))?);
+    let after = cpu(pid);
     Ok(RunResult {
         per_test: parse_csv(&output)?,
-        cpu_seconds,
+        cpu_seconds: after - before,
+        mset_cpu_seconds: after - between,
         syscalls: syscalls.and_then(SyscallCount::stop),
     })
 }
@@ -374,8 +375,11 @@ fn table(targets: &[Target], results: &[Vec<RunResult>], pipeline: u32, sizes: &
     columns.push(Column::new("p50 ms (worst test)", 3, true));
     columns.push(Column::new("p99 ms (worst test)", 3, true));
     columns.push(Column::new("proxy CPU s / M ops", 3, false));
+    columns.push(Column::new("of which single-key", 3, false));
+    columns.push(Column::new("of which MSET", 3, false));
     columns.push(Column::new("syscalls / op", 2, false));
     let ops_per_run = (sizes.requests as usize * TESTS.len()) as f64;
+    let ops_per_test = sizes.requests as f64;
     let rows = targets
         .iter()
         .zip(results)
@@ -395,14 +399,16 @@ fn table(targets: &[Target], results: &[Vec<RunResult>], pipeline: u32, sizes: &
                 };
                 values.push(worst(|x| x.1));
                 values.push(worst(|x| x.2));
-                values.push(t.pid.and_then(|_| {
-                    median(
-                        &runs
-                            .iter()
-                            .map(|r| r.cpu_seconds / (ops_per_run / 1e6))
-                            .collect::<Vec<_>>(),
-                    )
+                let cpu = |per_m_ops: &dyn Fn(&RunResult) -> f64| {
+                    t.pid
+                        .and_then(|_| median(&runs.iter().map(per_m_ops).collect::<Vec<_>>()))
+                };
+                let single_ops = ops_per_run - ops_per_test;
+                values.push(cpu(&|r| r.cpu_seconds / (ops_per_run / 1e6)));
+                values.push(cpu(&|r| {
+                    (r.cpu_seconds - r.mset_cpu_seconds) / (single_ops / 1e6)
                 }));
+                values.push(cpu(&|r| r.mset_cpu_seconds / (ops_per_test / 1e6)));
                 values.push(median(
                     &runs
                         .iter()
