@@ -319,11 +319,24 @@ impl Offer {
                     continue;
                 }
             };
+            // A stop must not wait for an exchange in progress (up to READY_TIMEOUT for a new
+            // instance that never says READY): shutting the socket down ends its blocking read.
+            let control = stream.try_clone();
             let offer = offer.clone();
             let (snapshot, handed) = (snapshot.clone(), handed_over.clone());
-            let exchange =
-                tokio::task::spawn_blocking(move || offer.exchange(stream, &snapshot, &handed))
-                    .await;
+            let mut exchanging =
+                tokio::task::spawn_blocking(move || offer.exchange(stream, &snapshot, &handed));
+            let exchange = tokio::select! {
+                e = &mut exchanging => e,
+                _ = stop.cancelled() => {
+                    if let Ok(control) = control {
+                        let _ = control.shutdown(std::net::Shutdown::Both);
+                    }
+                    let _ = exchanging.await;
+                    tracing::info!("hand-over in progress abandoned: stopping");
+                    return;
+                }
+            };
             match exchange {
                 Ok(Ok(pid)) => {
                     tracing::info!(

@@ -173,3 +173,35 @@ async fn the_tls_listener_goes_along_unless_its_address_changed() {
     stop.cancel();
     offering.await.unwrap();
 }
+
+/// A stop ends the offer at once, even in the middle of an exchange with a new instance that
+/// never says READY (the old one would otherwise wait READY_TIMEOUT before it could exit).
+#[tokio::test]
+async fn a_stop_does_not_wait_for_an_exchange_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handover.sock");
+    let old = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stop = CancellationToken::new();
+    let offer =
+        offer_for(&old, &path).serve(Arc::new(Vec::new), CancellationToken::new(), stop.clone());
+    let offering = tokio::spawn(offer);
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asking = path.clone();
+    let addr = old.local_addr().unwrap();
+    // Took the sockets, and holds on to them without READY.
+    let taken = tokio::task::spawn_blocking(move || take_over(&asking, addr, None, None))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!offering.is_finished(), "waiting for READY");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), offering)
+        .await
+        .expect("the stop ends the exchange well before EXCHANGE_TIMEOUT and READY_TIMEOUT")
+        .unwrap();
+    drop(taken);
+}
