@@ -312,56 +312,12 @@ async fn split(
         };
     };
     let readonly = cmd.readonly();
-    let route_of = move |part: &multikey::Part| Route {
-        payload: part.payload.clone(),
-        slot: Some(part.slot),
-        readonly,
-        dedicated: false,
-    };
-    let owners = |split: &multikey::Split| {
-        let mut owners = Vec::with_capacity(split.parts.len());
-        for part in &split.parts {
-            owners.push(retry::node_for(cluster, Some(part.slot), readonly)?);
-        }
-        Ok::<_, Frame>(owners)
-    };
-    let owners = match readonly && cluster.config.read_from_replicas {
-        true => owners(&split),
-        false => state.order.route(cluster, || owners(&split)).await,
-    };
-    let owners = match owners {
+    let owners = match owners(cluster, state, &split, readonly).await {
         Ok(owners) => owners,
         Err(e) => return Reply::Ready(e),
     };
     let sender = state.sender();
-    let mut sent = Vec::new();
-    let mut first = 0;
-    for run in owners.chunk_by(|a, b| a == b) {
-        let parts = first..first + run.len();
-        first = parts.end;
-        let addr = run[0].clone();
-        match state.conns.conn(cluster, &addr, state.lane).await {
-            Ok(conn) => {
-                let payload = split.payload_of(parts.clone());
-                sent.push(Sent::Batch(router::send_batch(
-                    &conn,
-                    addr,
-                    payload,
-                    run.len(),
-                    &sender,
-                )));
-            }
-            // The router's own path, which waits for a failed node's successor.
-            Err(_) => {
-                for part in &split.parts[parts] {
-                    let route = route_of(part);
-                    let inflight =
-                        router::send_to(cluster, route, sender.clone(), addr.clone(), None);
-                    sent.push(Sent::One(inflight.await));
-                }
-            }
-        }
-    }
+    let sent = send_parts(cluster, state, &split, &owners, readonly).await;
     let cluster = cluster.clone();
     Reply::Later(Box::pin(async move {
         // Every part is on the wire already: waiting for them in turn takes as long as for all.
@@ -371,13 +327,77 @@ async fn split(
                 Sent::One(inflight) => answers.push(inflight.answer().await),
                 Sent::Batch(batch) => {
                     let parts = &split.parts[answers.len()..answers.len() + batch.count()];
-                    let routes = parts.iter().map(route_of);
+                    let routes = parts.iter().map(|part| part_route(part, readonly));
                     batch.answers(&cluster, routes, &sender, &mut answers).await;
                 }
             }
         }
         multikey::merge(&split, answers, sender.budget.as_ref())
     }))
+}
+
+/// The node of each part, all read from one slot map (see `order`).
+async fn owners(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    split: &multikey::Split,
+    readonly: bool,
+) -> Result<Vec<Arc<str>>, Frame> {
+    let owners = || {
+        let mut owners = Vec::with_capacity(split.parts.len());
+        for part in &split.parts {
+            owners.push(retry::node_for(cluster, Some(part.slot), readonly)?);
+        }
+        Ok(owners)
+    };
+    match readonly && cluster.config.read_from_replicas {
+        true => owners(),
+        false => state.order.route(cluster, owners).await,
+    }
+}
+
+/// Puts every part on the wire: each run of neighbouring parts with one owner as one request.
+async fn send_parts(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    split: &multikey::Split,
+    owners: &[Arc<str>],
+    readonly: bool,
+) -> Vec<Sent> {
+    let sender = state.sender();
+    let mut sent = Vec::new();
+    let mut first = 0;
+    for run in owners.chunk_by(|a, b| a == b) {
+        let parts = first..first + run.len();
+        first = parts.end;
+        let addr = run[0].clone();
+        match state.conns.conn(cluster, &addr, state.lane).await {
+            Ok(conn) => {
+                let payload = split.payload_of(parts);
+                let batch = router::send_batch(&conn, addr, payload, run.len(), &sender);
+                sent.push(Sent::Batch(batch));
+            }
+            // The router's own path, which waits for a failed node's successor.
+            Err(_) => {
+                for part in &split.parts[parts] {
+                    let route = part_route(part, readonly);
+                    let inflight =
+                        router::send_to(cluster, route, sender.clone(), addr.clone(), None);
+                    sent.push(Sent::One(inflight.await));
+                }
+            }
+        }
+    }
+    sent
+}
+
+fn part_route(part: &multikey::Part, readonly: bool) -> Route {
+    Route {
+        payload: part.payload.clone(),
+        slot: Some(part.slot),
+        readonly,
+        dedicated: false,
+    }
 }
 
 /// A split command's parts on their way: a node's parts together, or one alone.
