@@ -19,6 +19,9 @@ pub struct Target {
     pub addr: Result<SocketAddr, String>,
     /// The proxy process whose CPU and memory we account (None for direct).
     pub pid: Option<u32>,
+    /// The most connections it was configured to hold, when that is below what the descriptor
+    /// limit allows (HAProxy with forced splice reserves pipes up front).
+    pub max_conns: Option<usize>,
     _keep: Option<Box<dyn std::any::Any>>,
 }
 
@@ -72,6 +75,7 @@ pub fn start_all(backend: SocketAddr, dir: &Path, max_conns: usize) -> Vec<Targe
         name: "direct to backend".into(),
         addr: Ok(backend),
         pid: None,
+        max_conns: None,
         _keep: None,
     };
     std::iter::once(direct)
@@ -103,6 +107,7 @@ fn puerta(name: &str, forwarding: &str, backend: SocketAddr, dir: &Path) -> Targ
             name: name.into(),
             addr: Ok(p.listen),
             pid: Some(p.proc.pid()),
+            max_conns: None,
             _keep: Some(Box::new(p)),
         },
         Err(e) => not_available(name, &e),
@@ -163,6 +168,7 @@ fn haproxy(
             name,
             addr: Ok(listen),
             pid: Some(proc.pid()),
+            max_conns: (splice == HaproxySplice::Forced).then_some(max_conns),
             _keep: Some(Box::new(proc)),
         },
         Err(e) => not_available(&name, &e),
@@ -192,6 +198,7 @@ fn not_available(name: &str, error: &anyhow::Error) -> Target {
         name: name.into(),
         addr: Err(reason),
         pid: None,
+        max_conns: None,
         _keep: None,
     }
 }
