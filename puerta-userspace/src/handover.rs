@@ -329,12 +329,17 @@ impl Offer {
             let exchange = tokio::select! {
                 e = &mut exchanging => e,
                 _ = stop.cancelled() => {
-                    if let Ok(control) = control {
-                        let _ = control.shutdown(std::net::Shutdown::Both);
+                    // The front door passes one token for both: READY itself stops the
+                    // accepting, and the state must still go over then.
+                    if !handed_over.is_cancelled() {
+                        if let Ok(control) = control {
+                            let _ = control.shutdown(std::net::Shutdown::Both);
+                        }
+                        let _ = exchanging.await;
+                        tracing::info!("hand-over in progress abandoned: stopping");
+                        return;
                     }
-                    let _ = exchanging.await;
-                    tracing::info!("hand-over in progress abandoned: stopping");
-                    return;
+                    exchanging.await
                 }
             };
             match exchange {

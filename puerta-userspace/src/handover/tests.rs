@@ -43,9 +43,14 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
     let path = dir.path().join("handover.sock");
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = old.local_addr().unwrap();
-    let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
-    let snapshot: Snapshot =
-        std::sync::Arc::new(|| vec!["10.0.0.1 a:1".into(), "10.0.0.2 b:2".into()]);
+    // One token for both, as the front door passes them: READY stops the accepting, and that
+    // must not cut the exchange short before the state went over.
+    let accepting = CancellationToken::new();
+    let (handed_over, stop) = (accepting.clone(), accepting);
+    // Big enough that cutting the exchange short at READY would truncate it.
+    let lines =
+        |n: u32| (0..n).map(|i| format!("10.{}.{}.{} a:1", i >> 16, (i >> 8) & 255, i & 255));
+    let snapshot: Snapshot = std::sync::Arc::new(move || lines(100_000).collect());
     let offer = offer_for(&old, &path).serve(snapshot, handed_over.clone(), stop.clone());
     let offering = tokio::spawn(offer);
     while !path.exists() {
@@ -81,7 +86,7 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
         .await
         .expect("the state follows READY")
         .unwrap();
-    assert_eq!(carried, vec!["10.0.0.1 a:1", "10.0.0.2 b:2"]);
+    assert_eq!(carried, lines(100_000).collect::<Vec<_>>());
     offering.await.unwrap();
 }
 
