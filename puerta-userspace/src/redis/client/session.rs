@@ -163,6 +163,31 @@ impl Feeds {
         self.held.push_back(invalidation);
     }
 
+    /// Takes what every feed holds now, in the order the select below would: pushes, then
+    /// invalidations (held until their reply is out), then MONITOR lines. At most a FIFO's worth
+    /// of each, so that a busy feed cannot keep the writer from its replies.
+    fn drain(&mut self, done: u64, out: &mut BytesMut) {
+        for _ in 0..MAX_PUSHES {
+            let Ok(push) = self.pushes.try_recv() else {
+                break;
+            };
+            push.encode_in(Protocol::Resp3, out);
+        }
+        for _ in 0..tracking::MAX_PENDING {
+            let Ok(invalidation) = self.invalidations.try_recv() else {
+                break;
+            };
+            self.hold(invalidation);
+        }
+        self.release(done, out);
+        for _ in 0..monitor::MAX_LINES {
+            let Ok(line) = self.monitor.try_recv() else {
+                break;
+            };
+            out.extend_from_slice(line.bytes());
+        }
+    }
+
     /// Writes the invalidations due once `done` replies are written, in order.
     fn release(&mut self, done: u64, out: &mut BytesMut) {
         while self.held.front().is_some_and(|i| i.after <= done) {
@@ -227,7 +252,15 @@ impl Reader {
             }
             crate::redis::resp::make_room(&mut self.buf);
             let idle = idle_limit(&self.cluster, self.subscribed());
+            // The rare events are checked here, where it costs two loads: the select below polls
+            // the read first (an unbiased select draws a random number per poll and registers with
+            // every branch ahead of the ready one), so a client that always has bytes ready would
+            // never let it see them.
+            if shutdown.is_cancelled() || self.state.budget.is_exceeded() {
+                return;
+            }
             let read = tokio::select! {
+                biased;
                 r = crate::redis::client::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
                 _ = shutdown.cancelled() => return,
                 _ = &mut self.exceeded => return,
@@ -435,6 +468,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
             self.write.flush().await
         };
         tokio::select! {
+            biased;
             r = write => r.map_err(|_| Gone),
             _ = &mut self.exceeded => Err(Gone),
         }
@@ -471,6 +505,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     /// Waits for `fut`, unless the client is closed for its output limit meanwhile.
     async fn wait<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Gone> {
         tokio::select! {
+            biased;
             v = fut => Ok(v),
             _ = &mut self.exceeded => Err(Gone),
         }
@@ -499,40 +534,38 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     slowlog: &SlowLogged,
 ) -> Result<(), Gone> {
     loop {
-        // A slot already queued, with no feed waiting, is taken without the select below, which
-        // would register with every feed for each reply.
-        let ready = match feeds.is_empty() {
-            true => rx.try_recv(),
-            false => None,
-        };
-        let slot = match ready {
+        // What the feeds hold goes out first: a push that came while a reply was awaited is written
+        // before the replies queued behind that one (as in Redis, where it enters the output
+        // buffer at once).
+        if !feeds.is_empty() {
+            feeds.drain(rx.completed(), &mut output.out);
+        }
+        let slot = match rx.try_recv() {
             Some(slot) => Some(slot),
-            None => tokio::select! {
-            slot = rx.recv() => slot,
-            Some(push) = feeds.pushes.recv() => {
-                push.encode_in(Protocol::Resp3, &mut output.out);
-                if rx.is_empty() && feeds.is_empty() {
-                    output.flush().await?;
+            None => {
+                output.flush().await?;
+                // Parked. The FIFO is polled first: a wake-up for a slot, the common one, polls
+                // nothing else (an unbiased select would draw a random number and register with
+                // the feeds on every poll).
+                tokio::select! {
+                    biased;
+                    slot = rx.recv() => slot,
+                    Some(push) = feeds.pushes.recv() => {
+                        push.encode_in(Protocol::Resp3, &mut output.out);
+                        continue;
+                    }
+                    Some(invalidation) = feeds.invalidations.recv() => {
+                        feeds.hold(invalidation);
+                        feeds.release(rx.completed(), &mut output.out);
+                        continue;
+                    }
+                    Some(line) = feeds.monitor.recv() => {
+                        output.out.extend_from_slice(line.bytes());
+                        continue;
+                    }
+                    _ = &mut output.exceeded => return Err(Gone),
                 }
-                continue;
             }
-            Some(invalidation) = feeds.invalidations.recv() => {
-                feeds.hold(invalidation);
-                feeds.release(rx.completed(), &mut output.out);
-                if rx.is_empty() && feeds.is_empty() {
-                    output.flush().await?;
-                }
-                continue;
-            }
-            Some(line) = feeds.monitor.recv() => {
-                output.out.extend_from_slice(line.bytes());
-                if rx.is_empty() && feeds.is_empty() {
-                    output.flush().await?;
-                }
-                continue;
-            }
-            _ = &mut output.exceeded => return Err(Gone),
-            },
         };
         let Some(Slot {
             protocol,

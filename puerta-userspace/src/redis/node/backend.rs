@@ -269,7 +269,13 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut batch = Vec::new();
     loop {
+        // Checked here with a load; the selects poll their main branch first (see the client
+        // session's reader).
+        if stop.is_cancelled() {
+            break;
+        }
         let first = tokio::select! {
+            biased;
             r = rx.recv() => r,
             _ = stop.cancelled() => break,
         };
@@ -325,6 +331,7 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
         // A node that stops reading fills the socket buffer; the reader's timeout must still be
         // able to end this write.
         let written = tokio::select! {
+            biased;
             r = write_out(&mut write, &out) => r,
             _ = stop.cancelled() => break,
         };
@@ -458,7 +465,14 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
         }
         size_for_big_bulk(&mut r.buf);
         resp::make_room(&mut r.buf);
+        if stop.is_cancelled() {
+            return Ended {
+                fault: None,
+                reason: "connection closed".into(),
+            };
+        }
         let n = tokio::select! {
+            biased;
             n = r.read.read_buf(&mut r.buf) => n,
             _ = stop.cancelled() => {
                 return Ended { fault: None, reason: "connection closed".into() };
