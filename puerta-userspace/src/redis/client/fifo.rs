@@ -130,21 +130,11 @@ impl<T> Replies<T> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         for registered in [false, true] {
-            let mut queue = self.0.lock();
-            let was_full = queue.slots.len() >= self.0.capacity;
-            if let Some(slot) = queue.slots.pop_front() {
-                drop(queue);
-                if was_full {
-                    self.0.counter.reader.wake();
-                }
-                return Poll::Ready(Some(slot));
-            }
-            if queue.reader_gone {
-                return Poll::Ready(None);
-            }
-            drop(queue);
-            if !registered {
-                self.0.writer.register(cx.waker());
+            match self.take() {
+                (Some(slot), _) => return Poll::Ready(Some(slot)),
+                (None, true) => return Poll::Ready(None),
+                (None, false) if !registered => self.0.writer.register(cx.waker()),
+                (None, false) => {}
             }
         }
         Poll::Pending
@@ -152,14 +142,21 @@ impl<T> Replies<T> {
 
     /// The oldest slot if there is one, without waiting.
     pub fn try_recv(&mut self) -> Option<T> {
+        self.take().0
+    }
+
+    /// The oldest slot, and whether the reader is gone, seen under one lock (a slot queued just
+    /// before the reader left must not be missed). Taking one from a full FIFO frees the reader.
+    fn take(&mut self) -> (Option<T>, bool) {
         let mut queue = self.0.lock();
         let was_full = queue.slots.len() >= self.0.capacity;
         let slot = queue.slots.pop_front();
+        let reader_gone = queue.reader_gone;
         drop(queue);
         if was_full {
             self.0.counter.reader.wake();
         }
-        slot
+        (slot, reader_gone)
     }
 
     pub fn is_empty(&self) -> bool {

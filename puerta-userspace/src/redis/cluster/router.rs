@@ -36,24 +36,11 @@ pub struct Route {
 /// moves was a `memcpy` (a ninth of the proxy's instructions per GET at -P 16, under callgrind).
 pub struct InFlight(Box<Flight>);
 
-pub struct Flight {
+struct Flight {
     cluster: Arc<Cluster>,
     route: Route,
     sender: Sender,
     attempt: Attempt,
-}
-
-impl std::ops::Deref for InFlight {
-    type Target = Flight;
-    fn deref(&self) -> &Flight {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for InFlight {
-    fn deref_mut(&mut self) -> &mut Flight {
-        &mut self.0
-    }
 }
 
 /// Who sends: the lane of the client's pools, and the budget its replies count against.
@@ -92,12 +79,7 @@ pub async fn send_to(
         },
         None => attempt(cluster, &route, &sender, addr, false).await,
     };
-    InFlight(Box::new(Flight {
-        cluster: cluster.clone(),
-        route,
-        sender,
-        attempt,
-    }))
+    InFlight::new(cluster, route, sender, attempt)
 }
 
 /// Several routes for one node sent as one request (a split command's parts that node owns): one
@@ -161,17 +143,13 @@ impl Batch {
                     continue;
                 }
             }
-            let retried = InFlight(Box::new(Flight {
-                cluster: cluster.clone(),
-                route,
-                sender: sender.clone(),
-                attempt: Attempt {
-                    addr: addr.clone(),
-                    reply: Err(lost(&addr)),
-                    got: Some(outcome),
-                    _conn: None,
-                },
-            }));
+            let attempt = Attempt {
+                addr: addr.clone(),
+                reply: Err(lost(&addr)),
+                got: Some(outcome),
+                _conn: None,
+            };
+            let retried = InFlight::new(cluster, route, sender.clone(), attempt);
             out.push(retried.finish().await);
         }
     }
@@ -230,20 +208,30 @@ async fn attempt(
 }
 
 impl InFlight {
+    fn new(cluster: &Arc<Cluster>, route: Route, sender: Sender, attempt: Attempt) -> InFlight {
+        InFlight(Box::new(Flight {
+            cluster: cluster.clone(),
+            route,
+            sender,
+            attempt,
+        }))
+    }
+
     /// The answer, if the reply is in and final (no redirect, no error): the common case, served
     /// without building [`InFlight::finish`]'s future, whose retry state is most of its size.
     pub fn ready_answer(&mut self) -> Option<Answer> {
-        if self.attempt.got.is_none() {
-            let rx = self.attempt.reply.as_mut().ok()?;
+        if self.0.attempt.got.is_none() {
+            let rx = self.0.attempt.reply.as_mut().ok()?;
             let result = match rx.try_recv() {
                 Ok(result) => result,
                 Err(oneshot::error::TryRecvError::Empty) => return None,
-                Err(oneshot::error::TryRecvError::Closed) => Err(lost(&self.attempt.addr)),
+                Err(oneshot::error::TryRecvError::Closed) => Err(lost(&self.0.attempt.addr)),
             };
-            self.attempt.got = Some(last_reply(result, &self.attempt.addr));
+            self.0.attempt.got = Some(last_reply(result, &self.0.attempt.addr));
         }
-        match &self.attempt.got {
-            Some(Ok(raw)) if classify_wire(raw.bytes(), &self.attempt.addr).is_none() => self
+        match &self.0.attempt.got {
+            Some(Ok(raw)) if classify_wire(raw.bytes(), &self.0.attempt.addr).is_none() => self
+                .0
                 .attempt
                 .got
                 .take()
@@ -255,21 +243,18 @@ impl InFlight {
 
     /// Waits until the first reply is in (or its connection failed), without acting on it.
     pub async fn first_reply(&mut self) {
-        if self.attempt.got.is_some() {
+        if self.0.attempt.got.is_some() {
             return;
         }
-        if let Ok(rx) = &mut self.attempt.reply {
-            let result = rx.await.unwrap_or_else(|_| Err(lost(&self.attempt.addr)));
-            self.attempt.got = Some(last_reply(result, &self.attempt.addr));
+        if let Ok(rx) = &mut self.0.attempt.reply {
+            let result = rx.await.unwrap_or_else(|_| Err(lost(&self.0.attempt.addr)));
+            self.0.attempt.got = Some(last_reply(result, &self.0.attempt.addr));
         }
     }
 
     /// The final answer: at once when the reply is in and needs nothing more, else after the
     /// retry policy ran (see [`InFlight::ready_answer`]).
     pub async fn answer(mut self) -> Answer {
-        if let Some(answer) = self.ready_answer() {
-            return answer;
-        }
         self.first_reply().await;
         match self.ready_answer() {
             Some(answer) => answer,
@@ -281,9 +266,9 @@ impl InFlight {
     pub async fn finish(mut self) -> Answer {
         let mut retry = None;
         loop {
-            let outcome = wait(&mut self.attempt).await;
+            let outcome = wait(&mut self.0.attempt).await;
             let failure = match &outcome {
-                Ok(raw) => match classify_wire(raw.bytes(), &self.attempt.addr) {
+                Ok(raw) => match classify_wire(raw.bytes(), &self.0.attempt.addr) {
                     None => return final_answer(outcome),
                     Some(redirect) => Failure::Redirect(redirect),
                 },
@@ -291,18 +276,18 @@ impl InFlight {
             };
             let retry = retry.get_or_insert_with(|| {
                 let target = Target::Slot {
-                    slot: self.route.slot,
-                    readonly: self.route.readonly,
+                    slot: self.0.route.slot,
+                    readonly: self.0.route.readonly,
                 };
-                Retry::new(target, self.route.readonly, true)
+                Retry::new(target, self.0.route.readonly, true)
             });
-            let Some(next) = retry.next(&self.cluster, failure).await else {
+            let Some(next) = retry.next(&self.0.cluster, failure).await else {
                 return final_answer(outcome);
             };
-            self.attempt = attempt(
-                &self.cluster,
-                &self.route,
-                &self.sender,
+            self.0.attempt = attempt(
+                &self.0.cluster,
+                &self.0.route,
+                &self.0.sender,
                 next.addr,
                 next.asking,
             )

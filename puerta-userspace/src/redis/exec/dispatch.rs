@@ -326,8 +326,8 @@ async fn split(
             match sent {
                 Sent::One(inflight) => answers.push(inflight.answer().await),
                 Sent::Batch(batch) => {
-                    let parts = &split.parts[answers.len()..answers.len() + batch.count()];
-                    let routes = parts.iter().map(|part| part_route(part, readonly));
+                    let parts = answers.len()..answers.len() + batch.count();
+                    let routes = parts.map(|i| part_route(&split, i, readonly));
                     batch.answers(&cluster, routes, &sender, &mut answers).await;
                 }
             }
@@ -379,8 +379,8 @@ async fn send_parts(
             }
             // The router's own path, which waits for a failed node's successor.
             Err(_) => {
-                for part in &split.parts[parts] {
-                    let route = part_route(part, readonly);
+                for i in parts {
+                    let route = part_route(split, i, readonly);
                     let inflight =
                         router::send_to(cluster, route, sender.clone(), addr.clone(), None);
                     sent.push(Sent::One(inflight.await));
@@ -391,10 +391,10 @@ async fn send_parts(
     sent
 }
 
-fn part_route(part: &multikey::Part, readonly: bool) -> Route {
+fn part_route(split: &multikey::Split, i: usize, readonly: bool) -> Route {
     Route {
-        payload: part.payload.clone(),
-        slot: Some(part.slot),
+        payload: split.payload(i),
+        slot: Some(split.parts[i].slot),
         readonly,
         dedicated: false,
     }

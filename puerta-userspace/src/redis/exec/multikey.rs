@@ -18,9 +18,7 @@ use crate::redis::resp::{self, wire, Frame};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Part {
     pub slot: u16,
-    /// The share's wire form, a slice of [`Split::wire`].
-    pub payload: Bytes,
-    /// Where `payload` is in [`Split::wire`].
+    /// Where the share's wire form is in [`Split::wire`].
     span: Range<usize>,
     /// Where this part's keys are in [`Split::ordinals`].
     keys: Range<usize>,
@@ -71,25 +69,25 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
         resp::encode_command_of(count, share(cmd, &keys, group, per_key), &mut buf);
         parts.push(Part {
             slot: keys[group[0]].1,
-            payload: Bytes::new(),
             span: start..buf.len(),
             keys: at..at + group.len(),
         });
         at += group.len();
     }
-    let wire = buf.freeze();
-    for part in &mut parts {
-        part.payload = wire.slice(part.span.clone());
-    }
     Ok(Some(Split {
         merge,
         parts,
-        wire,
+        wire: buf.freeze(),
         ordinals,
     }))
 }
 
 impl Split {
+    /// Part `i`'s wire form.
+    pub fn payload(&self, i: usize) -> Bytes {
+        self.payload_of(i..i + 1)
+    }
+
     /// The wire form of the consecutive parts `parts`, as one payload.
     pub fn payload_of(&self, parts: Range<usize>) -> Bytes {
         match (
@@ -136,6 +134,7 @@ pub fn merge(split: &Split, answers: Vec<Answer>, budget: Option<&Arc<OutputBudg
             .next()
             .unwrap_or_else(|| wire::ok().into()),
         Merge::Sum => Answer::Built(Frame::Integer(answers.iter().map(integer).sum())),
+
         Merge::Values => match values(split, &answers) {
             Ok(bytes) => Answer::Node(match budget {
                 Some(budget) => budget.charge(bytes),
@@ -150,14 +149,12 @@ pub fn merge(split: &Split, answers: Vec<Answer>, budget: Option<&Arc<OutputBudg
     }
 }
 
+/// A count a node answered (`:n`, built into a frame without allocating), 0 for anything else.
 fn integer(answer: &Answer) -> i64 {
     match answer {
-        Answer::Node(raw) => match raw.bytes().strip_prefix(b":") {
-            Some(rest) => std::str::from_utf8(rest.strip_suffix(b"\r\n").unwrap_or(rest))
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(0),
-            None => 0,
+        Answer::Node(raw) => match raw.frame() {
+            Frame::Integer(n) => n,
+            _ => 0,
         },
         Answer::Built(Frame::Integer(n)) => *n,
         Answer::Built(_) => 0,
@@ -225,8 +222,8 @@ mod tests {
         String::from_utf8(out.to_vec()).unwrap()
     }
 
-    fn words(part: &Part) -> Vec<Bytes> {
-        crate::redis::resp::command_words(&part.payload)
+    fn words(split: &Split, i: usize) -> Vec<Bytes> {
+        crate::redis::resp::command_words(&split.payload(i))
     }
 
     #[test]
@@ -248,10 +245,10 @@ mod tests {
         let (px, py) = if x < y { (0, 1) } else { (1, 0) };
         assert_eq!(s.parts[px].slot, x);
         assert_eq!(
-            &s.parts[px].payload[..],
+            &s.payload(px)[..],
             b"*4\r\n$4\r\nMGET\r\n$4\r\n{x}a\r\n$4\r\n{x}c\r\n$4\r\n{x}a\r\n"
         );
-        assert_eq!(words(&s.parts[py]).len(), 3);
+        assert_eq!(words(&s, py).len(), 3);
         // Answers arrive per part; the client sees its own key order, values as the nodes sent them.
         let mut answers = vec![
             node("*3\r\n$1\r\nA\r\n_\r\n$2\r\nA2\r\n"),
@@ -286,7 +283,7 @@ mod tests {
         let c = cmd(&["MSET", "{x}a", "1", "{y}b", "2", "{x}c", "3"]);
         let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.merge, Merge::AllOk);
-        let mut all: Vec<Vec<Bytes>> = s.parts.iter().map(words).collect();
+        let mut all: Vec<Vec<Bytes>> = (0..s.parts.len()).map(|i| words(&s, i)).collect();
         all.sort();
         assert_eq!(
             all[0],
@@ -319,7 +316,7 @@ mod tests {
         );
         let s = parts(&c).unwrap().unwrap();
         assert_eq!(s.parts.len(), 2);
-        assert!(s.parts.iter().all(|p| words(p).len() == 2));
+        assert!((0..s.parts.len()).all(|i| words(&s, i).len() == 2));
     }
 
     #[test]
