@@ -6,7 +6,11 @@ use std::process::Command;
 use crate::cmd::run;
 use crate::{bench, fuzz, paths, setup};
 
+/// What a clean clone's build, test binaries, venv and fuzz corpora take, with room to spare.
+const DISK_NEEDED_GIB: u64 = 12;
+
 pub fn run_all() -> anyhow::Result<()> {
+    check_free_disk()?;
     setup::run_setup()?;
     let cargo = || Command::new(paths::cargo());
     run(
@@ -47,5 +51,27 @@ pub fn run_all() -> anyhow::Result<()> {
     crate::cmd::step("cargo xtask bench --quick (checks the harness, no thresholds)");
     bench::run(bench::Suite::All, true, bench::SoakArgs::default())?;
     eprintln!("==> test: all steps passed");
+    Ok(())
+}
+
+/// A full disk shows up deep inside a build as a linker killed by SIGBUS (seen in CI), so say
+/// it plainly before starting. Only a warning: an earlier build of this tree is reused, and the
+/// estimate is not exact enough to refuse a run that might fit.
+fn check_free_disk() -> anyhow::Result<()> {
+    let target = paths::target();
+    let probe = if target.exists() {
+        target
+    } else {
+        paths::root()
+    };
+    let stat = nix::sys::statvfs::statvfs(&probe)?;
+    let free_gib = (stat.blocks_available() as u64 * stat.fragment_size() as u64) >> 30;
+    eprintln!("==> free disk at {}: {free_gib} GiB", probe.display());
+    if free_gib < DISK_NEEDED_GIB {
+        eprintln!(
+            "WARNING: a clean build and test run needs about {DISK_NEEDED_GIB} GiB; \
+             a build that runs out shows up as a linker killed by SIGBUS"
+        );
+    }
     Ok(())
 }
