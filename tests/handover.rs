@@ -2,13 +2,21 @@
 //! no retries, while Puerta is replaced three times; each new process takes the listening socket
 //! over from the running one, which then drains. Not one connection may be refused or fail, and no
 //! old process may need its drain deadline. In MongoDB mode the affinity pins come along, so a
-//! client's next connections reach the mongos holding its cursors.
+//! client's next connections reach the mongos holding its cursors; on the kernel path the live
+//! spliced connections come along too, so a cursor opened before an upgrade finishes after it on
+//! the very same connection.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::block_in_place;
+
+use puerta_tests::kernel::{self, logged_u64, PinDir};
 use puerta_tests::mongo::{probe, puerta_config, seed_names, StandIn};
+use puerta_tests::mongo_echo::MongoEcho;
 use puerta_tests::redis_cluster::RedisCluster;
 use puerta_tests::{free_port, loopback, Process, Puerta};
 
@@ -60,6 +68,178 @@ fn mongodb_mode_restarts_drop_nothing() -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// Kernel path: pymongo opens a cursor, Puerta is upgraded twice (the second time the new process
+/// hands on pairs it adopted, still running on the first process's sockhash), then the cursor is
+/// read to its end. The driver's pool must not have lost or replaced its one connection (its
+/// monitoring connection breaking would have cleared the pool).
+#[test]
+fn a_spliced_cursor_survives_upgrades() -> anyhow::Result<()> {
+    let stand_in = StandIn::start()?;
+    let pins = PinDir::new("handover");
+    let dir = tempfile::tempdir()?;
+    let listen = loopback(free_port());
+    let config = kernel_config(dir.path(), listen, stand_in.address().parse()?, &pins);
+    let mut running = start_offering(&config, listen)?;
+    let go = dir.path().join("go");
+    let mut script = Command::new(puerta_tests::python());
+    script
+        .arg(puerta_tests::py_script("mongo_cursor_upgrade.py"))
+        .arg(listen.to_string())
+        .arg(&go);
+    let mut client = Process::captured("cursor client", script)?;
+    client.wait_for_output("OPENED", Duration::from_secs(60))?;
+    let mut adopted = Vec::new();
+    for round in 1..=2 {
+        let (next, pairs) = upgrade_with_pairs(running, &config, listen, round)?;
+        adopted.push(pairs);
+        running = next;
+    }
+    anyhow::ensure!(
+        adopted[0] == adopted[1],
+        "the second upgrade adopted {} pairs, the first {}",
+        adopted[1],
+        adopted[0]
+    );
+    std::fs::write(&go, b"")?;
+    let code = client.wait_exit(Duration::from_secs(60))?;
+    let output = client.output();
+    println!("{output}");
+    anyhow::ensure!(
+        code == Some(0) && output.contains("DONE created=1 closed=0 cleared=0"),
+        "the driver's connection did not survive the upgrades ({code:?}):\n{output}\npuerta:\n{}",
+        running.process.output()
+    );
+    kernel::stop(running)?;
+    Ok(())
+}
+
+/// Kernel path: four streams echo seeded random bytes as fast as they can while Puerta is
+/// upgraded twice, then half-close. Every byte must come back once and in order (hashes), and the
+/// FIN each way is passed on by the process that adopted the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spliced_streams_keep_every_byte_across_upgrades() -> anyhow::Result<()> {
+    let echo = MongoEcho::start().await?;
+    let pins = PinDir::new("handover-streams");
+    let dir = tempfile::tempdir()?;
+    let listen = loopback(free_port());
+    let config = kernel_config(dir.path(), listen, echo.addr, &pins);
+    let mut running = block_in_place(|| start_offering(&config, listen))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..4)
+        .map(|seed| tokio::spawn(echo_until(listen, seed, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 1..=2 {
+        let (next, pairs) = block_in_place(|| upgrade_with_pairs(running, &config, listen, round))?;
+        anyhow::ensure!(pairs >= 4, "round {round}: {pairs} pairs adopted");
+        running = next;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for stream in streams {
+        let (moved, sent, received) = tokio::time::timeout(Duration::from_secs(60), stream)
+            .await
+            .map_err(|_| anyhow::anyhow!("a stream did not end"))???;
+        println!("{moved} bytes each way");
+        anyhow::ensure!(
+            moved > 0 && sent == received,
+            "{moved} bytes, hashes differ"
+        );
+    }
+    block_in_place(|| kernel::stop(running))?;
+    Ok(())
+}
+
+/// Writes seeded random bytes until `stop`, then half-closes; reads the echo to EOF. Returns the
+/// bytes written and the hashes of what was written and read.
+async fn echo_until(
+    proxy: std::net::SocketAddr,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(u64, u64, u64)> {
+    use rand::{rngs::SmallRng, RngCore, SeedableRng};
+    use tokio::io::AsyncWriteExt;
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(proxy).await?.into_split();
+    let writer = tokio::spawn(async move {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut written = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            rng.fill_bytes(&mut buf);
+            hash.update(&buf);
+            wr.write_all(&buf).await?;
+            written += buf.len() as u64;
+        }
+        wr.shutdown().await?;
+        anyhow::Ok((written, hash.digest()))
+    });
+    let (read, received) = puerta_tests::stream::drain_hashing(&mut rd).await?;
+    let (written, sent) = writer.await??;
+    anyhow::ensure!(read == written, "read {read} bytes back of {written}");
+    Ok((written, sent, received))
+}
+
+fn kernel_config(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    backend: std::net::SocketAddr,
+    pins: &PinDir,
+) -> String {
+    format!(
+        "handover_socket = \"{}\"\n{}",
+        dir.join("handover.sock").display(),
+        kernel::config(listen, &[backend], "kernel", &pins.0)
+    )
+}
+
+fn start_offering(config: &str, listen: std::net::SocketAddr) -> anyhow::Result<Puerta> {
+    let puerta = Puerta::start(config, listen)?;
+    puerta
+        .process
+        .wait_for_output("offering the listening sockets", Duration::from_secs(60))?;
+    Ok(puerta)
+}
+
+/// Starts the next Puerta, which takes over from `running`; checks that the old one handed its
+/// spliced pairs over and exited at once (nothing left to drain), and that the new one adopted
+/// them all. Returns the new one and how many pairs it adopted.
+fn upgrade_with_pairs(
+    mut running: Puerta,
+    config: &str,
+    listen: std::net::SocketAddr,
+    round: usize,
+) -> anyhow::Result<(Puerta, u64)> {
+    let next = Puerta::start(config, listen)?;
+    let old_pid = running.process.pid();
+    let carried = next
+        .process
+        .wait_for_output("spliced pairs carried over", Duration::from_secs(60));
+    if let Err(e) = carried {
+        let old_log = running.process.output();
+        anyhow::bail!("round {round}: {e}\nthe old process (pid {old_pid}):\n{old_log}");
+    }
+    let code = running.process.wait_exit(Duration::from_secs(30))?;
+    let old_log = running.process.output();
+    anyhow::ensure!(
+        code == Some(0),
+        "round {round}: old exited {code:?}:\n{old_log}"
+    );
+    anyhow::ensure!(
+        old_log.contains("descriptors of live connections over to pid")
+            && !old_log.contains("drain deadline reached"),
+        "round {round}: the old process (pid {old_pid}) did not hand its pairs over:\n{old_log}"
+    );
+    let log = next.process.output();
+    let adopted = logged_u64(&log, "spliced pairs carried over", "adopted");
+    let refused = logged_u64(&log, "spliced pairs carried over", "refused");
+    let Some(adopted) = adopted.filter(|&n| n >= 1 && refused == Some(0)) else {
+        anyhow::bail!("round {round}: {adopted:?} adopted, {refused:?} refused:\n{log}");
+    };
+    println!("round {round}: {adopted} pairs adopted from pid {old_pid}");
+    Ok((next, adopted))
 }
 
 fn restarts_under_load(

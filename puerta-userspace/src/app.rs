@@ -79,6 +79,7 @@ pub async fn run_prepared(
         shutdown: shutdown.clone(),
         stop_accepting,
         flows: TaskTracker::new(),
+        offering: TaskTracker::new(),
         admin,
         reloads,
         data_path: prepared.data_path,
@@ -99,9 +100,10 @@ pub async fn run_prepared(
 
 /// The front door for `mode` until it stops accepting, then the flows drain up to the deadline.
 async fn run_mode<M: front_door::Mode>(serve: Serve, mode: &Arc<M>, drain_timeout: Duration) {
-    let flows = serve.flows.clone();
+    let (flows, offering) = (serve.flows.clone(), serve.offering.clone());
     front_door::accept(serve, mode).await;
     flows.close();
+    offering.close();
     let live = flows.len();
     if live > 0 {
         tracing::info!(
@@ -110,10 +112,8 @@ async fn run_mode<M: front_door::Mode>(serve: Serve, mode: &Arc<M>, drain_timeou
             "draining live flows"
         );
     }
-    if tokio::time::timeout(drain_timeout, flows.wait())
-        .await
-        .is_err()
-    {
+    let drained = async { tokio::join!(flows.wait(), offering.wait()) };
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
         tracing::warn!(
             left = flows.len(),
             "drain deadline reached; closing remaining flows"

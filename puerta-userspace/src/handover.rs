@@ -11,12 +11,16 @@
 //! its own queue (unless `net.ipv4.tcp_migrate_req` is set on the host).
 //!
 //! The exchange: the new process sends `TAKEOVER <pid>`; the old one answers one line,
-//! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or -> tls=<addr or ->`, carrying the
+//! `PUERTA-HANDOVER 2 pid=<pid> listen=<addr> admin=<addr or -> tls=<addr or ->`, carrying the
 //! listener's, the admin listener's and Redis mode's TLS listener's descriptors (`tls=` may be
-//! missing: none); the new one sends `READY` once it serves, or hangs up. After READY
-//! the old one stops accepting and sends the mode's state worth keeping ([`CarryOver`]: MongoDB's
-//! affinity pins, so that a client's new connections reach the mongos holding its cursors), one
-//! line each, then `END`.
+//! missing: none); the new one sends `READY` once it serves, or hangs up (`READY fds` if it also
+//! takes descriptors, which it may only say to version 2). After READY the old one stops
+//! accepting and sends the mode's state worth keeping ([`CarryOver`], see `items`): MongoDB's
+//! affinity pins, so that a client's new connections reach the mongos holding its cursors, and
+//! its live kernel-path pairs, whose sockets go over so that a binary upgrade keeps even
+//! long-running cursors and change streams open.
+
+mod items;
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -29,7 +33,9 @@ use std::time::Duration;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use tokio_util::sync::CancellationToken;
 
-const PROTOCOL: &str = "PUERTA-HANDOVER 1";
+const PROTOCOL: &str = "PUERTA-HANDOVER";
+/// 2 added `READY fds` and framed items; a version 1 instance is still taken over from.
+const VERSION: u32 = 2;
 /// How long either side waits for the other's line, READY aside.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the old process waits for the new one to serve: its start-up (the cluster topology,
@@ -54,17 +60,24 @@ pub struct Taken {
     pub ready: Ready,
 }
 
+pub use items::Item;
+
 /// The line back to the instance whose sockets were taken.
 pub struct Ready {
     from_pid: u32,
+    /// The protocol version the old instance speaks.
+    version: u32,
     stream: UnixStream,
 }
 
 impl Ready {
     /// Tells the old instance that this one serves: it stops accepting, drains, and sends its state,
-    /// which `merge` gets (in the background).
-    pub fn serving(mut self, merge: Merge) {
-        if let Err(e) = self.stream.write_all(b"READY\n") {
+    /// which `merge` gets (in the background). With `takes_descriptors` (and an old instance that
+    /// can send them) the state includes items with descriptors.
+    pub fn serving(mut self, merge: Merge, takes_descriptors: bool) {
+        let framed = takes_descriptors && self.version >= 2;
+        let ready: &[u8] = if framed { b"READY fds\n" } else { b"READY\n" };
+        if let Err(e) = self.stream.write_all(ready) {
             tracing::warn!(
                 from_pid = self.from_pid,
                 "could not tell pid {} that this instance serves ({e}); both accept until it stops",
@@ -78,54 +91,47 @@ impl Ready {
             self.from_pid
         );
         let from_pid = self.from_pid;
-        tokio::task::spawn_blocking(move || match read_state(self.stream) {
-            Ok(lines) => {
+        tokio::task::spawn_blocking(move || match read_state(self.stream, framed) {
+            Ok(items) => {
                 tracing::info!(
                     from_pid,
-                    entries = lines.len(),
+                    entries = items.len(),
                     "state carried over from pid {from_pid}"
                 );
-                merge(lines);
+                merge(items);
             }
             Err(e) => tracing::warn!(from_pid, "no state carried over from pid {from_pid}: {e}"),
         });
     }
 }
 
-/// What a mode keeps across a hand-over: `snapshot` gives the lines to send the next instance
-/// (none may contain a newline), `merge` takes those the previous one sent.
+/// What a mode keeps across a hand-over: `snapshot` gives the items to send the next instance
+/// (no line may contain a newline; items with descriptors only when it is called with `true`, the
+/// next instance takes them), `merge` takes those the previous one sent.
 pub struct CarryOver {
     pub snapshot: Snapshot,
     pub merge: Merge,
+    /// Whether `merge` takes items with descriptors (else the previous instance keeps those).
+    pub takes_descriptors: bool,
 }
 
-pub type Snapshot = std::sync::Arc<dyn Fn() -> Vec<String> + Send + Sync>;
-pub type Merge = Box<dyn FnOnce(Vec<String>) + Send>;
+pub type Snapshot = std::sync::Arc<dyn Fn(bool) -> Vec<Item> + Send + Sync>;
+pub type Merge = Box<dyn FnOnce(Vec<Item>) + Send>;
 
 impl CarryOver {
     /// Nothing to keep (Redis mode: clients reconnect to the same cluster).
     pub fn nothing() -> CarryOver {
         CarryOver {
-            snapshot: std::sync::Arc::new(Vec::new),
+            snapshot: std::sync::Arc::new(|_| Vec::new()),
             merge: Box::new(|_| {}),
+            takes_descriptors: false,
         }
     }
 }
 
-/// Bounds what a previous instance may make this one read.
-const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
-
-fn read_state(stream: UnixStream) -> io::Result<Vec<String>> {
+fn read_state(stream: UnixStream, framed: bool) -> io::Result<Vec<Item>> {
     stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
-    let mut lines = Vec::new();
-    for line in BufReader::new(stream.take(MAX_STATE_BYTES)).lines() {
-        let line = line?;
-        if line == "END" {
-            return Ok(lines);
-        }
-        lines.push(line);
-    }
-    Err(io::Error::other("the state ended without END"))
+    items::receive(stream, framed)
 }
 
 /// Asks the instance offering at `path` for its sockets. `None` when nobody offers (no socket, or a
@@ -194,6 +200,7 @@ pub fn take_over(
         tls,
         ready: Ready {
             from_pid: offer.pid,
+            version: offer.version,
             stream,
         },
     }))
@@ -229,6 +236,7 @@ fn receive(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
 /// The old instance's answer line.
 #[derive(Debug, PartialEq, Eq)]
 struct Header {
+    version: u32,
     pid: u32,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
@@ -239,7 +247,8 @@ impl Header {
     fn line(&self) -> String {
         let show = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
         format!(
-            "{PROTOCOL} pid={} listen={} admin={} tls={}\n",
+            "{PROTOCOL} {} pid={} listen={} admin={} tls={}\n",
+            self.version,
             self.pid,
             self.listen,
             show(self.admin),
@@ -249,6 +258,8 @@ impl Header {
 
     fn parse(line: &str) -> Option<Header> {
         let rest = line.strip_prefix(PROTOCOL)?.trim();
+        let (version, rest) = rest.split_once(' ')?;
+        let version: u32 = version.parse().ok().filter(|v| (1..=VERSION).contains(v))?;
         let mut pid = None;
         let mut listen = None;
         let mut admin = None;
@@ -265,6 +276,7 @@ impl Header {
             }
         }
         Some(Header {
+            version,
             pid: pid?,
             listen: listen?,
             admin: admin?,
@@ -378,6 +390,7 @@ impl Offer {
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| io::Error::other(format!("unexpected request {line:?}")))?;
         let header = Header {
+            version: VERSION,
             pid: std::process::id(),
             listen: self.listen,
             admin: self.admin.as_ref().map(|(_, at)| *at),
@@ -403,31 +416,35 @@ impl Offer {
         stream.set_read_timeout(Some(READY_TIMEOUT))?;
         let mut ready = String::new();
         reader.take(16).read_line(&mut ready)?;
-        match ready.trim() {
-            "READY" => {}
+        let framed = match ready.trim() {
+            "READY" => false,
+            "READY fds" => true,
             "" => {
                 let why = format!("pid {pid} hung up before it served");
                 return Err(io::Error::other(why));
             }
             other => return Err(io::Error::other(format!("pid {pid} said {other:?}"))),
-        }
+        };
         handed_over.cancel();
-        // The new instance serves already: a state it misses costs pins, not the hand-over.
-        if let Err(e) = send_state(&stream, &snapshot()) {
-            tracing::warn!(to_pid = pid, "could not send the state to pid {pid}: {e}");
+        let state = snapshot(framed);
+        let descriptors: usize = state.iter().map(|item| item.fds.len()).sum();
+        // The new instance serves already: a state it misses costs pins, and descriptors lost
+        // here close their connections, but the hand-over stands.
+        match items::send(&stream, state, framed) {
+            Ok(()) if descriptors > 0 => tracing::info!(
+                to_pid = pid,
+                descriptors,
+                "handed {descriptors} descriptors of live connections over to pid {pid}"
+            ),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                to_pid = pid,
+                "could not send the state to pid {pid}: {e} ({descriptors} descriptors of live \
+                 connections were in it; those that did not go over are closed)"
+            ),
         }
         Ok(pid)
     }
-}
-
-fn send_state(stream: &UnixStream, lines: &[String]) -> io::Result<()> {
-    let mut out = io::BufWriter::new(stream);
-    for line in lines {
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-    }
-    out.write_all(b"END\n")?;
-    out.flush()
 }
 
 /// The hand-over socket, replacing a stale one (or the previous instance's, which took its turn),

@@ -51,8 +51,9 @@ pub trait Mode: Send + Sync + 'static {
     /// Where refusals are counted.
     fn refused(&self) -> &AtomicU64;
 
-    /// What the mode hands the next instance, and takes from the previous one (see `handover`).
-    fn carry_over(self: &Arc<Self>) -> CarryOver {
+    /// What the mode hands the next instance, and takes from the previous one (see `handover`);
+    /// connections it takes over are spawned on `flows`, so that draining waits for them.
+    fn carry_over(self: &Arc<Self>, _flows: &TaskTracker) -> CarryOver {
         CarryOver::nothing()
     }
 
@@ -82,6 +83,9 @@ pub struct Serve {
     /// MongoDB mode's data path, loaded by [`crate::startup::prepare`] before the runtime started.
     pub data_path: Option<DataPath>,
     pub handover: Option<Handover>,
+    /// The offer to the next instance: waited for like the flows, since after READY it still
+    /// sends the state (and, on the kernel path, the live connections themselves).
+    pub offering: TaskTracker,
 }
 
 impl Serve {
@@ -93,10 +97,10 @@ impl Serve {
             return;
         };
         if let Some(previous) = handover.previous {
-            previous.serving(carry.merge);
+            previous.serving(carry.merge, carry.takes_descriptors);
         }
         let accepting = self.stop_accepting.clone();
-        tokio::spawn(
+        self.offering.spawn(
             handover
                 .offer
                 .serve(carry.snapshot, accepting.clone(), accepting),
@@ -109,7 +113,7 @@ impl Serve {
 /// (`serve` is dropped), so that clients arriving while the flows drain are refused at once
 /// instead of waiting in their queue.
 pub async fn accept<M: Mode>(mut serve: Serve, mode: &Arc<M>) {
-    serve.ready(mode.carry_over());
+    serve.ready(mode.carry_over(&serve.flows));
     let door = Entrance {
         admission: Admission::new(serve.config.max_connections),
         accept_errors: LogThrottle::new(Duration::from_secs(1)),

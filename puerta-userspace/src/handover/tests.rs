@@ -14,6 +14,7 @@ fn offer_for(listener: &TcpListener, path: &Path) -> Offer {
 #[test]
 fn the_header_says_what_it_carries() {
     let header = Header {
+        version: VERSION,
         pid: 42,
         listen: "127.0.0.1:6379".parse().unwrap(),
         admin: Some("127.0.0.1:9090".parse().unwrap()),
@@ -31,7 +32,11 @@ fn the_header_says_what_it_carries() {
     };
     assert_eq!(no_admin.listen, "[::1]:7".parse().unwrap());
     assert_eq!(
-        Header::parse("PUERTA-HANDOVER 2 pid=1 listen=1.2.3.4:5 admin=-"),
+        before_tls.version, 1,
+        "a version 1 instance is still taken over from"
+    );
+    assert_eq!(
+        Header::parse("PUERTA-HANDOVER 3 pid=1 listen=1.2.3.4:5 admin=-"),
         None
     );
     assert_eq!(Header::parse("PUERTA-HANDOVER 1 pid=1 admin=-"), None);
@@ -50,7 +55,7 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
     // Big enough that cutting the exchange short at READY would truncate it.
     let lines =
         |n: u32| (0..n).map(|i| format!("10.{}.{}.{} a:1", i >> 16, (i >> 8) & 255, i & 255));
-    let snapshot: Snapshot = std::sync::Arc::new(move || lines(100_000).collect());
+    let snapshot: Snapshot = std::sync::Arc::new(move |_| lines(100_000).map(Item::line).collect());
     let offer = offer_for(&old, &path).serve(snapshot, handed_over.clone(), stop.clone());
     let offering = tokio::spawn(offer);
     while !path.exists() {
@@ -76,9 +81,12 @@ async fn the_next_instance_gets_the_same_listening_socket_and_the_old_one_stops_
         "the old one accepts until READY"
     );
     let (merged, carried) = tokio::sync::oneshot::channel();
-    taken.ready.serving(Box::new(move |lines| {
-        let _ = merged.send(lines);
-    }));
+    taken.ready.serving(
+        Box::new(move |items: Vec<Item>| {
+            let _ = merged.send(items.into_iter().map(|i| i.line).collect::<Vec<_>>());
+        }),
+        false,
+    );
     tokio::time::timeout(Duration::from_secs(10), handed_over.cancelled())
         .await
         .expect("READY makes the old instance stop accepting");
@@ -100,7 +108,8 @@ async fn nobody_offering_and_a_failed_take_over_change_nothing() {
 
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
     let (handed_over, stop) = (CancellationToken::new(), CancellationToken::new());
-    let offer = offer_for(&old, &path).serve(Arc::new(Vec::new), handed_over.clone(), stop.clone());
+    let offer =
+        offer_for(&old, &path).serve(Arc::new(|_| Vec::new()), handed_over.clone(), stop.clone());
     let offering = tokio::spawn(offer);
     while !path.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -143,8 +152,11 @@ async fn the_tls_listener_goes_along_unless_its_address_changed() {
     let mut offer = offer_for(&main, &path);
     offer.tls = Some((tls.try_clone().unwrap().into(), tls_addr));
     let stop = CancellationToken::new();
-    let offering =
-        tokio::spawn(offer.serve(Arc::new(Vec::new), CancellationToken::new(), stop.clone()));
+    let offering = tokio::spawn(offer.serve(
+        Arc::new(|_| Vec::new()),
+        CancellationToken::new(),
+        stop.clone(),
+    ));
     while !path.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -187,8 +199,11 @@ async fn a_stop_does_not_wait_for_an_exchange_in_progress() {
     let path = dir.path().join("handover.sock");
     let old = TcpListener::bind("127.0.0.1:0").unwrap();
     let stop = CancellationToken::new();
-    let offer =
-        offer_for(&old, &path).serve(Arc::new(Vec::new), CancellationToken::new(), stop.clone());
+    let offer = offer_for(&old, &path).serve(
+        Arc::new(|_| Vec::new()),
+        CancellationToken::new(),
+        stop.clone(),
+    );
     let offering = tokio::spawn(offer);
     while !path.exists() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -209,4 +224,60 @@ async fn a_stop_does_not_wait_for_an_exchange_in_progress() {
         .expect("the stop ends the exchange well before EXCHANGE_TIMEOUT and READY_TIMEOUT")
         .unwrap();
     drop(taken);
+}
+
+/// A new instance that takes descriptors gets them (the same open file); one that does not gets
+/// the lines alone, and the old instance's snapshot is asked for no descriptors.
+#[tokio::test]
+async fn descriptors_go_over_only_to_an_instance_that_takes_them() {
+    for takes in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handover.sock");
+        let old = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = old.local_addr().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let inode = |fd: &OwnedFd| nix::sys::stat::fstat(fd.as_raw_fd()).unwrap().st_ino;
+        let expected = inode(&file.try_clone().unwrap().into());
+        let snapshot: Snapshot = Arc::new(move |descriptors| {
+            let mut items = vec![Item::line("10.0.0.1 a:1".into())];
+            if descriptors {
+                items.push(Item {
+                    line: "pair".into(),
+                    fds: vec![file.try_clone().unwrap().into()],
+                });
+            }
+            items
+        });
+        let accepting = CancellationToken::new();
+        let offer = offer_for(&old, &path).serve(snapshot, accepting.clone(), accepting.clone());
+        let offering = tokio::spawn(offer);
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let taken = tokio::task::spawn_blocking(move || take_over(&path, addr, None, None))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let (merged, carried) = tokio::sync::oneshot::channel();
+        taken.ready.serving(
+            Box::new(move |items: Vec<Item>| {
+                let _ = merged.send(items);
+            }),
+            takes,
+        );
+        let items = tokio::time::timeout(Duration::from_secs(10), carried)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(items[0].line, "10.0.0.1 a:1");
+        if takes {
+            assert_eq!(items.len(), 2);
+            assert_eq!(items[1].line, "pair");
+            assert_eq!(inode(&items[1].fds[0]), expected);
+        } else {
+            assert_eq!(items.len(), 1, "lines only");
+        }
+        offering.await.unwrap();
+    }
 }

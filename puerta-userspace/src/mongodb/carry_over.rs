@@ -1,28 +1,75 @@
-//! MongoDB mode's state across a hand-over (see `handover`): the affinity pins, so that a client's
-//! next connections reach the mongos that holds its cursors and sessions, whichever process accepts
-//! them. One line per pin, `<client ip> <backend address>`: addresses, not indexes, since the new
-//! configuration may list the backends in another order (a pin to a backend it no longer lists is
-//! dropped, as on reload).
+//! MongoDB mode's state across a hand-over (see `handover`):
+//! - the affinity pins, so that a client's next connections reach the mongos that holds its
+//!   cursors and sessions, whichever process accepts them. One line per pin,
+//!   `<client ip> <backend address>`: addresses, not indexes, since the new configuration may list
+//!   the backends in another order (a pin to a backend it no longer lists is dropped, as on
+//!   reload);
+//! - on the kernel path, the live spliced pairs themselves (see `kernel::handoff`), when the new
+//!   instance runs the kernel path too: their connections never notice the upgrade.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio_util::task::TaskTracker;
+
+use super::flow;
 use super::reload::Live;
-use crate::handover::CarryOver;
+use crate::handover::{CarryOver, Item};
+use crate::mongodb::datapath::kernel::adopt_pairs;
 
-pub fn affinity(live: &Arc<Live>) -> CarryOver {
-    let (from, into) = (live.clone(), live.clone());
+/// How long the old instance waits for its spliced pairs to stop for the hand-over. They stop at
+/// their next await point, so this is only a bound.
+const PAIRS_STOP_WAIT: Duration = Duration::from_secs(5);
+
+pub fn carry_over(live: &Arc<Live>, flows: &TaskTracker) -> CarryOver {
+    let (from, into, flows) = (live.clone(), live.clone(), flows.clone());
     CarryOver {
-        snapshot: Arc::new(move || snapshot(&from)),
-        merge: Box::new(move |lines| {
-            let added = merge(&into, &lines);
-            tracing::info!(added, carried = lines.len(), "affinity pins carried over");
-        }),
+        snapshot: Arc::new(move |descriptors| snapshot(&from, descriptors)),
+        merge: Box::new(move |items| merge(&into, &flows, items)),
+        takes_descriptors: live.forwarder().kernel_path().is_some(),
     }
 }
 
-fn snapshot(live: &Live) -> Vec<String> {
+fn snapshot(live: &Live, descriptors: bool) -> Vec<Item> {
+    let mut items: Vec<Item> = affinity_lines(live).into_iter().map(Item::line).collect();
+    let kernel = live.forwarder().kernel_path().filter(|_| descriptors);
+    if let Some(kernel) = kernel {
+        let ctx = live.current();
+        let backends = ctx.router.backends();
+        let address_of = |index: u32| {
+            let index = index as usize;
+            (index < backends.len()).then(|| backends.endpoint(index).address().to_string())
+        };
+        items.extend(kernel.hand_over_pairs(PAIRS_STOP_WAIT, address_of));
+    }
+    items
+}
+
+fn merge(live: &Live, flows: &TaskTracker, mut items: Vec<Item>) {
+    if let Some(kernel) = live.forwarder().kernel_path() {
+        let ctx = live.current();
+        let backends = ctx.router.backends();
+        let index_of = |address: &str| backends.position(address).map(|i| i as u32);
+        let (pairs, errors) = adopt_pairs(&mut items, index_of);
+        for e in &errors {
+            tracing::warn!("{e}; its connections close");
+        }
+        tracing::info!(
+            adopted = pairs.len(),
+            refused = errors.len(),
+            "spliced pairs carried over"
+        );
+        for pair in pairs {
+            flows.spawn(flow::run_adopted(ctx.clone(), kernel.clone(), pair));
+        }
+    }
+    let lines: Vec<String> = items.into_iter().map(|item| item.line).collect();
+    let added = merge_pins(live, &lines);
+    tracing::info!(added, carried = lines.len(), "affinity pins carried over");
+}
+
+fn affinity_lines(live: &Live) -> Vec<String> {
     let Some(table) = live.affinity() else {
         return Vec::new();
     };
@@ -37,7 +84,7 @@ fn snapshot(live: &Live) -> Vec<String> {
 }
 
 /// How many pins were added.
-fn merge(live: &Live, lines: &[String]) -> usize {
+fn merge_pins(live: &Live, lines: &[String]) -> usize {
     let Some(table) = live.affinity() else {
         return 0;
     };

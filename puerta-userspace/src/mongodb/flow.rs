@@ -12,7 +12,8 @@ use super::placement::router::{Route, Router};
 use super::stats::{stats, ActiveFlow, MongoStats};
 use crate::log_throttle::LogThrottle;
 use crate::mongodb::connect::connect;
-use crate::mongodb::datapath::forward::{failed_side, Forwarder, Side};
+use crate::mongodb::datapath::forward::{failed_side, FlowBytes, Forwarder, KernelForwarder, Side};
+use crate::mongodb::datapath::kernel::{AdoptedPair, KernelPath};
 use crate::mongodb::datapath::proxy_protocol;
 
 /// What every flow shares.
@@ -54,12 +55,44 @@ pub async fn run(ctx: Arc<FlowContext>, client: TcpStream, peer: SocketAddr) {
     }
     let _counted = ctx.router.backends().track(route.backend);
     tracing::debug!(client = %peer, backend = %endpoint, "flow connected");
-    match ctx
+    let forwarded = ctx
         .forwarder
         .forward_to(client, backend, route.backend, ctx.idle_timeout)
-        .await
-    {
-        Ok(bytes) if bytes.closed_idle => log_idle_close(&ctx, peer),
+        .await;
+    report_end(&ctx, peer, &endpoint.to_string(), forwarded);
+}
+
+/// Runs a spliced pair the previous instance handed over, from where it was, to its end.
+pub async fn run_adopted(ctx: Arc<FlowContext>, kernel: KernelPath, adopted: AdoptedPair) {
+    let _active = ActiveFlow::start();
+    let backends = ctx.router.backends();
+    let index = adopted
+        .backend
+        .as_deref()
+        .and_then(|a| backends.position(a));
+    let _counted = index.map(|i| backends.track(i));
+    let peer = adopted
+        .client_peer()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let endpoint = adopted.backend.clone().unwrap_or_else(|| "-".to_string());
+    let spliced = kernel.run_adopted(adopted, ctx.idle_timeout).await;
+    let forwarded = spliced.and_then(KernelForwarder::flow_bytes);
+    report_end(&ctx, peer, &endpoint, forwarded);
+}
+
+fn report_end(
+    ctx: &FlowContext,
+    peer: SocketAddr,
+    endpoint: &str,
+    forwarded: std::io::Result<FlowBytes>,
+) {
+    match forwarded {
+        Ok(bytes) if bytes.handed_over => tracing::debug!(
+            client = %peer,
+            backend = %endpoint,
+            "flow handed over, live, to the next instance"
+        ),
+        Ok(bytes) if bytes.closed_idle => log_idle_close(ctx, peer),
         Ok(bytes) => tracing::debug!(
             client = %peer,
             backend = %endpoint,

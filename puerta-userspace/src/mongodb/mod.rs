@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 use crate::config::MongoConfig;
 use crate::front_door::{Door, Mode, Serve};
@@ -104,8 +105,8 @@ impl Mode for MongoMode {
         &stats().refused
     }
 
-    fn carry_over(self: &Arc<Self>) -> CarryOver {
-        carry_over::affinity(&self.live)
+    fn carry_over(self: &Arc<Self>, flows: &TaskTracker) -> CarryOver {
+        carry_over::carry_over(&self.live, flows)
     }
 
     fn stopped_accepting(&self) {

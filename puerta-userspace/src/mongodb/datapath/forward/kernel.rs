@@ -52,19 +52,7 @@ impl KernelForwarder {
             .splice(client, backend, backend_index as u32, idle_timeout)
             .await
         {
-            // Reported like the userspace path's errors, so the flow can blame a mongos that resets.
-            Ok(Spliced {
-                aborted_by: Some((side, kind)),
-                ..
-            }) => Err(failed_on(
-                side,
-                io::Error::new(kind, format!("{kind} (spliced pair aborted)")),
-            )),
-            Ok(spliced) => Ok(FlowBytes {
-                client_to_backend: spliced.client_to_backend,
-                backend_to_client: spliced.backend_to_client,
-                closed_idle: spliced.closed_idle,
-            }),
+            Ok(spliced) => Self::flow_bytes(spliced),
             Err(SpliceError::NotSpliced {
                 client,
                 backend,
@@ -86,6 +74,23 @@ impl KernelForwarder {
                     .await
             }
             Err(SpliceError::Io(e)) => Err(e),
+        }
+    }
+
+    /// How a spliced pair ended, told like the userspace path's ends, so that the flow can blame
+    /// a mongos that resets.
+    pub fn flow_bytes(spliced: Spliced) -> io::Result<FlowBytes> {
+        match spliced.aborted_by {
+            Some((side, kind)) => Err(failed_on(
+                side,
+                io::Error::new(kind, format!("{kind} (spliced pair aborted)")),
+            )),
+            None => Ok(FlowBytes {
+                client_to_backend: spliced.client_to_backend,
+                backend_to_client: spliced.backend_to_client,
+                closed_idle: spliced.closed_idle,
+                handed_over: spliced.handed_over,
+            }),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct FlowBytes {
     pub backend_to_client: u64,
     /// Closed by `client_idle_timeout_sec`, not by either peer.
     pub closed_idle: bool,
+    /// Not closed: its sockets went, live, to the next instance (kernel path only).
+    pub handed_over: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -84,6 +84,7 @@ impl SpliceForwarder {
             client_to_backend: up.into_inner(),
             backend_to_client: down.into_inner(),
             closed_idle,
+            handed_over: false,
         })
     }
 }

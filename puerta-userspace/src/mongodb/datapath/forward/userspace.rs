@@ -104,6 +104,7 @@ impl UserspaceForwarder {
             client_to_backend: up.into_inner(),
             backend_to_client: down.into_inner(),
             closed_idle,
+            handed_over: false,
         })
     }
 }

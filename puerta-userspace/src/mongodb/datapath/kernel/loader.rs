@@ -1,6 +1,7 @@
 //! Loading: embedded object → maps and program in the kernel → verdict attached to the sockhash →
 //! user-facing maps pinned. Any failure here is a reason for `auto` to fall back to userspace.
 
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -13,6 +14,7 @@ use puerta_common::{
     AFFINITY_MAP, BACKENDS_MAP, COUNTERS_MAP, PEERS_MAP, SOCKS_MAP, VERDICT_PROGRAM,
 };
 
+use super::handoff::Handoff;
 use super::maps::Maps;
 use super::pins::{prepare_dir, Pins};
 use super::watcher::Watcher;
@@ -32,6 +34,9 @@ pub(super) struct Inner {
     pub(super) live: AtomicU64,
     /// Pairs spliced since start.
     pub(super) total: AtomicU64,
+    /// This process's sockhash, for pairs that go to the next instance.
+    pub(super) sockhash: Arc<OwnedFd>,
+    pub(super) handoff: Handoff,
     pin_dir: PathBuf,
     // Field order matters for drop: pins go before the program and maps they refer to.
     pins: Mutex<Option<Pins>>,
@@ -53,6 +58,11 @@ impl KernelPath {
             .try_into()?;
         program.load()?;
         program.attach(socks.fd())?;
+        let sockhash = socks
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| KernelError::Map(format!("cannot duplicate the sockhash: {e}")))?;
         let peers = HashMap::try_from(take(&mut ebpf, PEERS_MAP)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, COUNTERS_MAP)?)?;
         let affinity = HashMap::try_from(take(&mut ebpf, AFFINITY_MAP)?)?;
@@ -77,6 +87,8 @@ impl KernelPath {
             watcher,
             live: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            sockhash: Arc::new(sockhash),
+            handoff: Handoff::new(),
             pin_dir: pin_dir.to_path_buf(),
             pins: Mutex::new(Some(pins)),
             finished: std::sync::atomic::AtomicBool::new(false),

@@ -3,6 +3,7 @@
 //! FIN/RST and tears pairs down (see docs/kernel.md).
 
 mod error;
+mod handoff;
 mod inspect;
 mod loader;
 mod maps;
@@ -14,6 +15,7 @@ mod splice;
 mod watcher;
 
 pub use error::KernelError;
+pub use handoff::{adopt_pairs, AdoptError, AdoptedPair};
 pub use inspect::{pinned_counts, PinnedCounts};
 pub use loader::{finish_active, KernelPath};
 pub use maps::{affinity_key, monotonic_ns, CounterTotals};

@@ -6,10 +6,14 @@
 //! peer's write side. A RST or hard error on either side aborts both (close with linger 0 sends RST).
 //! A client socket with no payload either way for the idle timeout closes both (FIN), through the same
 //! teardown as every other end.
+//!
+//! A live pair can also leave this process whole: on a hand-over its supervision stops where it
+//! is and its sockets and state go to the next instance (see `handoff`), which supervises it from
+//! there; the sockets stay in the sockhash they are in, so not a byte stops moving.
 
 use std::io;
 use std::net::{Shutdown, TcpStream as StdTcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::handoff::LiveGuard;
 use super::loader::KernelPath;
 use super::sockopt::{self, TcpCounters, TCP_STATE_CLOSE};
 use crate::mongodb::datapath::forward::idle::idle;
@@ -38,6 +43,8 @@ pub struct Spliced {
     pub aborted_by: Option<(PairSide, io::ErrorKind)>,
     /// Closed by the idle timeout: nothing moved either way for that long.
     pub closed_idle: bool,
+    /// Not ended: handed over, live, to the next instance (the counts are what moved so far).
+    pub handed_over: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +64,24 @@ pub enum SpliceError {
 }
 
 /// One side of the pair and where its bytes go.
-struct Side {
-    sock: StdTcpStream,
+pub(super) struct Side {
+    pub(super) sock: StdTcpStream,
     /// Bytes userspace wrote to this socket before insertion (e.g. the PROXY header); not part of
     /// what the kernel forwarded into it.
-    written_before: u64,
+    pub(super) written_before: u64,
     /// The peer's FIN was propagated to this socket (its write side is shut).
-    write_shut: bool,
+    pub(super) write_shut: bool,
+}
+
+/// A spliced pair under supervision, whichever process inserted it.
+pub(super) struct Pair {
+    pub(super) client: Side,
+    pub(super) backend: Side,
+    pub(super) backend_index: u32,
+    /// The sockhash the two sockets are in: this process's, or one that came with pairs from a
+    /// previous instance. Its descriptor is held until the last of its pairs ends: the sockhash
+    /// keeps the verdict program (and through it the peers map) those pairs run on.
+    pub(super) sockhash: Arc<OwnedFd>,
 }
 
 impl KernelPath {
@@ -96,58 +114,107 @@ impl KernelPath {
                 reason: e.to_string(),
             });
         }
-        self.inner.live.fetch_add(1, Ordering::Relaxed);
+        let _live = LiveGuard::enter(&self.inner);
         self.inner.total.fetch_add(1, Ordering::Relaxed);
         let result = self
-            .run_pair(
+            .start_pair(
                 client,
                 backend,
                 (written_client, written_backend),
+                backend_index,
                 idle_timeout,
             )
             .await;
-        maps.remove_pair(cookies.0, cookies.1);
-        self.inner.live.fetch_sub(1, Ordering::Relaxed);
+        // A pair handed over stays in the maps: the next instance supervises it there.
+        if !matches!(
+            result,
+            Ok(Spliced {
+                handed_over: true,
+                ..
+            })
+        ) {
+            maps.remove_pair(cookies.0, cookies.1);
+        }
         result
     }
 
-    async fn run_pair(
+    async fn start_pair(
         &self,
         client: TcpStream,
         backend: TcpStream,
         (written_client, written_backend): (u64, u64),
+        backend_index: u32,
         idle_timeout: Option<Duration>,
     ) -> Result<Spliced, SpliceError> {
         // Out of tokio's reactor: it would wake on every skb. The watcher reports only RDHUP/HUP/ERR.
-        let mut client = Side::new(client.into_std()?, written_client);
-        let mut backend = Side::new(backend.into_std()?, written_backend);
+        let pair = Pair {
+            client: Side::new(client.into_std()?, written_client),
+            backend: Side::new(backend.into_std()?, written_backend),
+            backend_index,
+            sockhash: self.inner.sockhash.clone(),
+        };
         // Bytes that arrived before insertion are still queued: run the verdict over them now.
-        kick(&client.sock)?;
-        kick(&backend.sock)?;
+        kick(&pair.client.sock)?;
+        kick(&pair.backend.sock)?;
+        Ok(self.run_pair(pair, idle_timeout).await?)
+    }
+
+    /// Supervises `pair` until it ends, or until it is handed over to the next instance.
+    pub(super) async fn run_pair(
+        &self,
+        mut pair: Pair,
+        idle_timeout: Option<Duration>,
+    ) -> io::Result<Spliced> {
         let notify = Arc::new(Notify::new());
         let watcher = &self.inner.watcher;
-        let watches = (
-            watcher.watch(client.sock.as_raw_fd(), notify.clone())?,
-            watcher.watch(backend.sock.as_raw_fd(), notify.clone())?,
-        );
-        let outcome = supervise(&mut client, &mut backend, &notify, idle_timeout).await;
-        drop(watches);
+        let handoff = &self.inner.handoff;
+        let outcome = loop {
+            let watches = (
+                watcher.watch(pair.client.sock.as_raw_fd(), notify.clone())?,
+                watcher.watch(pair.backend.sock.as_raw_fd(), notify.clone())?,
+            );
+            // Stopping at any await point is safe: a side's state changes only after what it
+            // records is done (see `propagate_fin`), and the next supervisor starts by looking.
+            tokio::select! {
+                biased;
+                outcome = supervise(&mut pair.client, &mut pair.backend, &notify, idle_timeout) => {
+                    break outcome;
+                }
+                () = handoff.wanted() => {}
+            }
+            drop(watches);
+            let moved = (received(&pair.client.sock), received(&pair.backend.sock));
+            match handoff.deposit(pair) {
+                Ok(()) => {
+                    return Ok(Spliced {
+                        client_to_backend: moved.0,
+                        backend_to_client: moved.1,
+                        handed_over: true,
+                        ..Spliced::default()
+                    })
+                }
+                // Too late for this hand-over: the pair stays and drains here.
+                Err(back) => pair = back,
+            }
+        };
+        let (client, backend) = (&pair.client.sock, &pair.backend.sock);
         let spliced = Spliced {
-            client_to_backend: received(&client.sock),
-            backend_to_client: received(&backend.sock),
+            client_to_backend: received(client),
+            backend_to_client: received(backend),
             aborted_by: outcome.as_ref().err().map(|a| (a.side, a.kind)),
             closed_idle: matches!(outcome, Ok(Ended::Idle)),
+            handed_over: false,
         };
         if outcome.is_err() {
-            let _ = sockopt::set_linger_zero(&client.sock);
-            let _ = sockopt::set_linger_zero(&backend.sock);
+            let _ = sockopt::set_linger_zero(client);
+            let _ = sockopt::set_linger_zero(backend);
         }
         Ok(spliced)
     }
 }
 
 impl Side {
-    fn new(sock: StdTcpStream, written_before: u64) -> Side {
+    pub(super) fn new(sock: StdTcpStream, written_before: u64) -> Side {
         Side {
             sock,
             written_before,

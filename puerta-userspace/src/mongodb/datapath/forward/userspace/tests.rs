@@ -34,6 +34,7 @@ async fn half_close_passes_through_and_reply_still_arrives() {
             client_to_backend: 7,
             backend_to_client: 22,
             closed_idle: false,
+            handed_over: false,
         }
     );
     assert!(userspace_bytes() >= 29);
@@ -80,6 +81,7 @@ async fn idle_timeout_closes_both_sides_and_keeps_the_counts() {
             client_to_backend: 5,
             backend_to_client: 0,
             closed_idle: true,
+            handed_over: false,
         }
     );
 }
