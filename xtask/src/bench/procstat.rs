@@ -42,6 +42,12 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// MemAvailable in KiB: what the machine could still give without swapping.
+pub fn mem_available_kib() -> anyhow::Result<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    kib_field(&meminfo, "MemAvailable:").ok_or_else(|| anyhow::anyhow!("no MemAvailable"))
+}
+
 /// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

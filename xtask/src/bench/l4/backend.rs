@@ -1,11 +1,14 @@
 //! The backend every L4 target forwards to: a small tokio server that answers MongoDB `hello` (so it
 //! passes Puerta's health checks and serves the connect-hello-close workload) and otherwise speaks a
-//! bench preamble that selects echo (ping-pong, idle) or sink (bulk: count bytes, report the total).
+//! bench preamble that selects echo (ping-pong, idle), sink (bulk: count bytes, report the total) or
+//! stall (read nothing more, hold the connection until told to let go: a mongos that stopped
+//! reading).
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use testkit::opmsg;
 
@@ -13,6 +16,7 @@ use testkit::opmsg;
 pub const MAGIC: &[u8; 15] = b"PUERTA-BENCH-v1";
 pub const MODE_ECHO: u8 = b'E';
 pub const MODE_SINK: u8 = b'S';
+pub const MODE_STALL: u8 = b'T';
 
 pub fn preamble(mode: u8) -> [u8; 16] {
     let mut p = [0u8; 16];
@@ -24,6 +28,8 @@ pub fn preamble(mode: u8) -> [u8; 16] {
 /// A running backend; the runtime (and every connection) stops when this is dropped.
 pub struct Backend {
     pub addr: SocketAddr,
+    /// Bumped to make every stalled connection close.
+    release: watch::Sender<u64>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -36,20 +42,28 @@ impl Backend {
             .build()?;
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        runtime.spawn(accept_loop(listener));
+        let (release, released) = watch::channel(0);
+        runtime.spawn(accept_loop(listener, released));
         Ok(Backend {
             addr,
+            release,
             _runtime: runtime,
         })
     }
+
+    /// Closes every stalled connection (they never read what was pushed at them).
+    pub fn release_stalled(&self) {
+        self.release.send_modify(|generation| *generation += 1);
+    }
 }
 
-async fn accept_loop(listener: TcpListener) {
+async fn accept_loop(listener: TcpListener, released: watch::Receiver<u64>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let released = released.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream).await;
+                    let _ = serve(stream, released).await;
                 });
             }
             // Out of fds under the 10k-connection load: back off instead of spinning.
@@ -58,7 +72,7 @@ async fn accept_loop(listener: TcpListener) {
     }
 }
 
-async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, released: watch::Receiver<u64>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut first = [0u8; 16];
     stream.read_exact(&mut first).await?;
@@ -72,6 +86,10 @@ async fn serve(mut stream: TcpStream) -> std::io::Result<()> {
     match first[15] {
         MODE_ECHO => echo(stream).await,
         MODE_SINK => sink(stream).await,
+        MODE_STALL => {
+            stall(stream, released).await;
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -99,6 +117,13 @@ async fn echo(mut stream: TcpStream) -> std::io::Result<()> {
         }
         stream.write_all(&buf[..n]).await?;
     }
+}
+
+/// Reads nothing more until released, then closes (with unread bytes: a reset).
+async fn stall(stream: TcpStream, mut released: watch::Receiver<u64>) {
+    released.mark_unchanged();
+    let _ = released.changed().await;
+    drop(stream);
 }
 
 async fn sink(mut stream: TcpStream) -> std::io::Result<()> {

@@ -25,6 +25,9 @@ pub struct Sizes {
     pub idle: usize,
     /// The most connections a proxy can hold within the descriptor limit.
     pub max_conns: usize,
+    /// How long clients push toward a stalled backend, and how many at once in the second step.
+    pub stall_for: Duration,
+    pub stalled_flows: usize,
 }
 
 impl Sizes {
@@ -47,6 +50,8 @@ impl Sizes {
                 connections: 200,
                 idle: 500,
                 max_conns: 0,
+                stall_for: Duration::from_secs(1),
+                stalled_flows: 10,
             }
         } else {
             Sizes {
@@ -56,6 +61,8 @@ impl Sizes {
                 connections: 3_000,
                 idle: 10_000,
                 max_conns: 0,
+                stall_for: Duration::from_secs(4),
+                stalled_flows: 100,
             }
         }
     }
@@ -77,7 +84,16 @@ struct Measured {
     bulk_bytes: f64,
     ping_cpu: f64,
     ping_round_trips: f64,
+    /// MiB one client pushed toward a backend that stopped reading.
+    stalled_one_mib: Option<f64>,
+    /// MemAvailable drop, MiB, with `Sizes::stalled_flows` such clients at once.
+    stalled_many_mem_mib: Option<f64>,
 }
+
+/// What one stalled client may push at most: the kernel path holds nobody back, and the bench must
+/// not take the machine's memory with it.
+const STALL_CAP_ONE: u64 = 1 << 30;
+const STALL_CAP_EACH: u64 = 32 << 20;
 
 pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Table> {
     let backend = backend::Backend::start()?;
@@ -85,6 +101,13 @@ pub fn run(dir: &Path, sizes: &Sizes) -> anyhow::Result<Table> {
     let mut targets = targets::start_all(backend.addr, dir, sizes.max_conns);
     let mut measured: Vec<Measured> = targets.iter().map(|_| Measured::default()).collect();
 
+    eprintln!(
+        "==> stalled backends (1 flow, then {} at once)",
+        sizes.stalled_flows
+    );
+    for (t, m) in targets.iter_mut().zip(&mut measured) {
+        attempt(t, |addr, _| stalled(addr, &backend, sizes, m))?;
+    }
     eprintln!("==> {} idle connections per target", sizes.idle);
     for (t, m) in targets.iter_mut().zip(&mut measured) {
         // A target configured for fewer connections (HAProxy's forced splice reserves pipes) is
@@ -170,6 +193,32 @@ fn ping(
     Ok(())
 }
 
+/// Pushes toward a backend that reads nothing: what one client gets in, and what a hundred
+/// cost the machine. Each step ends with the clients closed and the backend letting go, so the
+/// memory is back before the next target.
+fn stalled(
+    addr: std::net::SocketAddr,
+    backend: &backend::Backend,
+    sizes: &Sizes,
+    m: &mut Measured,
+) -> anyhow::Result<()> {
+    let (one, conns) = work::push_to_stalled(addr, 1, STALL_CAP_ONE, sizes.stall_for)?;
+    m.stalled_one_mib = Some(one as f64 / (1u64 << 20) as f64);
+    let let_go = |conns: Vec<std::net::TcpStream>| {
+        drop(conns);
+        backend.release_stalled();
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let_go(conns);
+    let before = procstat::mem_available_kib()?;
+    let flows = sizes.stalled_flows;
+    let (_, conns) = work::push_to_stalled(addr, flows, STALL_CAP_EACH, sizes.stall_for)?;
+    let after = procstat::mem_available_kib()?;
+    m.stalled_many_mem_mib = Some((before - after) / 1024.0);
+    let_go(conns);
+    Ok(())
+}
+
 /// Once per target, before any other load, so that the proxy's allocator starts from the same state.
 fn idle(
     addr: std::net::SocketAddr,
@@ -206,6 +255,24 @@ fn table(targets: &[Target], measured: &[Measured], sizes: &Sizes) -> Table {
         Column::new("proxy CPU s/GiB", 3, false),
         Column::new("machine CPU s/GiB", 3, true),
         Column::new("proxy CPU s/100k RT", 3, false),
+        Column::new(
+            &format!(
+                "stalled backend: MiB one client pushes in {} s (cap {})",
+                sizes.stall_for.as_secs(),
+                STALL_CAP_ONE >> 20
+            ),
+            1,
+            false,
+        ),
+        Column::new(
+            &format!(
+                "MemAvailable drop MiB, {} stalled (cap {} each)",
+                sizes.stalled_flows,
+                STALL_CAP_EACH >> 20
+            ),
+            1,
+            false,
+        ),
     ];
     let rows = targets
         .iter()
@@ -227,6 +294,8 @@ fn table(targets: &[Target], measured: &[Measured], sizes: &Sizes) -> Table {
                     (m.bulk_bytes > 0.0).then(|| m.bulk_machine_cpu / (m.bulk_bytes / GIB)),
                     (proxy && m.ping_round_trips > 0.0)
                         .then(|| m.ping_cpu / (m.ping_round_trips / 100_000.0)),
+                    m.stalled_one_mib,
+                    m.stalled_many_mem_mib,
                 ]
             }),
         })

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::backend::{preamble, MODE_ECHO, MODE_SINK};
+use super::backend::{preamble, MODE_ECHO, MODE_SINK, MODE_STALL};
 use crate::bench::stats;
 use testkit::opmsg;
 
@@ -57,6 +57,63 @@ fn send_to_sink(addr: SocketAddr, bytes: u64) -> anyhow::Result<()> {
         bail!("sink counted {got} bytes, sent {bytes}");
     }
     Ok(())
+}
+
+/// `flows` connections to a backend that reads nothing: each pushes until a write stays blocked
+/// for `BLOCKED` (held back), `cap` bytes went in, or `within` passed. Returns the bytes the
+/// proxy accepted in all, and the connections, still open (the caller measures, then closes them
+/// and releases the backend).
+pub fn push_to_stalled(
+    addr: SocketAddr,
+    flows: usize,
+    cap: u64,
+    within: Duration,
+) -> anyhow::Result<(u64, Vec<TcpStream>)> {
+    let deadline = Instant::now() + within;
+    let handles: Vec<_> = (0..flows)
+        .map(|_| std::thread::spawn(move || push_until_blocked(addr, cap, deadline)))
+        .collect();
+    let mut total = 0;
+    let mut conns = Vec::with_capacity(flows);
+    for h in handles {
+        let (pushed, conn) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("stalled stream panicked"))??;
+        total += pushed;
+        conns.push(conn);
+    }
+    Ok((total, conns))
+}
+
+/// A write blocked this long means the proxy holds the sender back.
+const BLOCKED: Duration = Duration::from_millis(500);
+
+fn push_until_blocked(
+    addr: SocketAddr,
+    cap: u64,
+    deadline: Instant,
+) -> anyhow::Result<(u64, TcpStream)> {
+    let mut s = connect(addr)?;
+    s.write_all(&preamble(MODE_STALL))?;
+    s.set_write_timeout(Some(BLOCKED))?;
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut pushed = 0u64;
+    while pushed < cap && Instant::now() < deadline {
+        let n = (cap - pushed).min(chunk.len() as u64) as usize;
+        match s.write(&chunk[..n]) {
+            Ok(n) => pushed += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e).context("pushing to a stalled backend"),
+        }
+    }
+    Ok((pushed, s))
 }
 
 pub struct Latency {
