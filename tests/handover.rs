@@ -152,6 +152,37 @@ async fn spliced_streams_keep_every_byte_across_upgrades() -> anyhow::Result<()>
     Ok(())
 }
 
+/// Kernel path: a thousand idle spliced connections move in one upgrade, each still its own pair
+/// afterwards (a tag sent after the upgrade comes back to the client that sent it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_spliced_pairs_move_in_one_upgrade() -> anyhow::Result<()> {
+    const CLIENTS: u64 = 1000;
+    puerta_tests::pairs::raise_nofile(8 * CLIENTS + 1000);
+    let echo = MongoEcho::start().await?;
+    let pins = PinDir::new("handover-many");
+    let dir = tempfile::tempdir()?;
+    let listen = loopback(free_port());
+    let config = kernel_config(dir.path(), listen, echo.addr, &pins);
+    let running = block_in_place(|| start_offering(&config, listen))?;
+    let mut clients = puerta_tests::pairs::open_clients(listen, 0, CLIENTS).await?;
+    let (next, adopted) = block_in_place(|| upgrade_with_pairs(running, &config, listen, 1))?;
+    anyhow::ensure!(adopted == CLIENTS, "{adopted} of {CLIENTS} pairs adopted");
+    for (index, client) in clients.iter_mut().enumerate() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tag = (index as u64 + 1_000_000).to_le_bytes();
+        client.write_all(&tag).await?;
+        let mut back = [0u8; 8];
+        tokio::time::timeout(Duration::from_secs(30), client.read_exact(&mut back)).await??;
+        anyhow::ensure!(
+            back == tag,
+            "client {index} got another client's bytes after the upgrade"
+        );
+    }
+    drop(clients);
+    block_in_place(|| kernel::stop(next))?;
+    Ok(())
+}
+
 /// Writes seeded random bytes until `stop`, then half-closes; reads the echo to EOF. Returns the
 /// bytes written and the hashes of what was written and read.
 async fn echo_until(
