@@ -252,12 +252,7 @@ fn upgrade_with_pairs(
         let old_log = running.process.output();
         anyhow::bail!("round {round}: {e}\nthe old process (pid {old_pid}):\n{old_log}");
     }
-    let code = running.process.wait_exit(Duration::from_secs(30))?;
-    let old_log = running.process.output();
-    anyhow::ensure!(
-        code == Some(0),
-        "round {round}: old exited {code:?}:\n{old_log}"
-    );
+    let old_log = old_exits_cleanly(&mut running, round)?;
     anyhow::ensure!(
         old_log.contains("descriptors of live connections over to pid")
             && !old_log.contains("drain deadline reached"),
@@ -306,12 +301,7 @@ fn restarts_under_load(
         )?;
         next.process
             .wait_for_output("offering the listening sockets", Duration::from_secs(60))?;
-        let code = running.process.wait_exit(Duration::from_secs(60))?;
-        let old_log = running.process.output();
-        anyhow::ensure!(
-            code == Some(0),
-            "round {round}: the old process exited {code:?}:\n{old_log}"
-        );
+        let old_log = old_exits_cleanly(&mut running, round)?;
         anyhow::ensure!(
             old_log.contains(&format!(
                 "handed the listening sockets over to pid {}",
@@ -337,4 +327,15 @@ fn restarts_under_load(
     let output = clients.finish(&stop, "ALL OK", Duration::from_secs(120), puerta)?;
     println!("{output}");
     Ok(())
+}
+
+/// Waits for the old process to exit after a hand-over; its log, if it exited 0.
+fn old_exits_cleanly(old: &mut Puerta, round: usize) -> anyhow::Result<String> {
+    let code = old.process.wait_exit(Duration::from_secs(60))?;
+    let log = old.process.output();
+    anyhow::ensure!(
+        code == Some(0),
+        "round {round}: the old process exited {code:?}:\n{log}"
+    );
+    Ok(log)
 }

@@ -22,15 +22,14 @@
 
 mod items;
 
-use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use tokio_util::sync::CancellationToken;
 
 const PROTOCOL: &str = "PUERTA-HANDOVER";
@@ -209,26 +208,8 @@ pub fn take_over(
 /// One line and the descriptors that came with it.
 fn receive(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
     let mut buf = [0u8; 512];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 3]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
     let mut fds = Vec::new();
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            // SAFETY: the kernel just installed these descriptors in this process for us alone.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let n = msg.bytes;
+    let n = items::receive_rights(stream, &mut buf, &mut fds)?;
     let line = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
     Ok((line, fds))
 }
@@ -400,15 +381,7 @@ impl Offer {
         let mut fds = vec![self.listener.as_raw_fd()];
         fds.extend(self.admin.as_ref().map(|(fd, _)| fd.as_raw_fd()));
         fds.extend(self.tls.as_ref().map(|(fd, _)| fd.as_raw_fd()));
-        let rights = [ControlMessage::ScmRights(&fds)];
-        sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(header.as_bytes())],
-            &rights,
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(io::Error::from)?;
+        items::send_rights(&stream, header.as_bytes(), &fds)?;
         tracing::info!(
             to_pid = pid,
             "pid {pid} asks for the listening sockets; waiting until it serves"

@@ -78,17 +78,52 @@ fn send_with_fds(stream: &UnixStream, item: &Item) -> io::Result<()> {
     }
     let line = format!("{} {}\n", item.fds.len(), item.line);
     let fds: Vec<RawFd> = item.fds.iter().map(|fd| fd.as_raw_fd()).collect();
-    let rights = [ControlMessage::ScmRights(&fds)];
-    let sent = sendmsg::<()>(
+    let sent = send_rights(stream, line.as_bytes(), &fds)?;
+    // The descriptors went with the first byte; the rest of a cut line follows as plain bytes.
+    (&*stream).write_all(&line.as_bytes()[sent..])
+}
+
+/// One `sendmsg` of `bytes` with `fds` attached (SCM_RIGHTS); the bytes it took.
+pub(super) fn send_rights(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    let rights = [ControlMessage::ScmRights(fds)];
+    sendmsg::<()>(
         stream.as_raw_fd(),
-        &[IoSlice::new(line.as_bytes())],
+        &[IoSlice::new(bytes)],
         &rights,
         MsgFlags::empty(),
         None,
     )
+    .map_err(io::Error::from)
+}
+
+/// One `recvmsg` into `buf`; the descriptors that came with the bytes are added to `fds`.
+pub(super) fn receive_rights(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    fds: &mut impl Extend<OwnedFd>,
+) -> io::Result<usize> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
     .map_err(io::Error::from)?;
-    // The descriptors went with the first byte; the rest of a cut line follows as plain bytes.
-    (&*stream).write_all(&line.as_bytes()[sent..])
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this process for us alone.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other("descriptors were cut off"));
+    }
+    Ok(msg.bytes)
 }
 
 /// Reads the state up to `END`: framed items when this instance asked for descriptors, else
@@ -141,28 +176,7 @@ impl FramedReader {
     }
 
     fn receive(&mut self, stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
-        let mut iov = [IoSliceMut::new(buf)];
-        let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(io::Error::from)?;
-        for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-            if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                // SAFETY: the kernel just installed these descriptors in this process for us alone.
-                self.fds.extend(
-                    raw.into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-            return Err(io::Error::other("descriptors were cut off"));
-        }
-        Ok(msg.bytes)
+        receive_rights(stream, buf, &mut self.fds)
     }
 
     /// Moves complete lines to `items`; true at `END`.
