@@ -153,7 +153,8 @@ async fn spliced_streams_keep_every_byte_across_upgrades() -> anyhow::Result<()>
 }
 
 /// Kernel path: a thousand idle spliced connections move in one upgrade, each still its own pair
-/// afterwards (a tag sent after the upgrade comes back to the client that sent it).
+/// afterwards (a tag sent after the upgrade comes back to the client that sent it). They count
+/// against the new process's `max_connections` (a thousand here): one more client is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_spliced_pairs_move_in_one_upgrade() -> anyhow::Result<()> {
     const CLIENTS: u64 = 1000;
@@ -162,7 +163,10 @@ async fn a_thousand_spliced_pairs_move_in_one_upgrade() -> anyhow::Result<()> {
     let pins = PinDir::new("handover-many");
     let dir = tempfile::tempdir()?;
     let listen = loopback(free_port());
-    let config = kernel_config(dir.path(), listen, echo.addr, &pins);
+    let config = kernel_config(dir.path(), listen, echo.addr, &pins).replace(
+        "max_connections = 30000",
+        &format!("max_connections = {CLIENTS}"),
+    );
     let running = block_in_place(|| start_offering(&config, listen))?;
     let mut clients = puerta_tests::pairs::open_clients(listen, 0, CLIENTS).await?;
     let (next, adopted) = block_in_place(|| upgrade_with_pairs(running, &config, listen, 1))?;
@@ -178,6 +182,18 @@ async fn a_thousand_spliced_pairs_move_in_one_upgrade() -> anyhow::Result<()> {
             "client {index} got another client's bytes after the upgrade"
         );
     }
+    let refused = puerta_tests::pairs::tagged_client(listen, CLIENTS).await;
+    anyhow::ensure!(
+        refused.is_err(),
+        "a client beyond max_connections was served after the upgrade"
+    );
+    anyhow::ensure!(
+        next.process
+            .output()
+            .contains("max_connections (1000) reached"),
+        "no refusal logged:\n{}",
+        next.process.output()
+    );
     drop(clients);
     block_in_place(|| kernel::stop(next))?;
     Ok(())

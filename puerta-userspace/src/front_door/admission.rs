@@ -31,6 +31,11 @@ impl Admission {
         self.permits.clone().try_acquire_owned().ok()
     }
 
+    /// The same limit, for connections that do not come through the accept loop.
+    pub fn limit(&self) -> Limit {
+        Limit(self.permits.clone())
+    }
+
     /// Counts a refusal in `refused` and logs it (rate-limited).
     pub fn refuse(&self, peer: SocketAddr, refused: &AtomicU64) {
         let total = refused.fetch_add(1, Ordering::Relaxed) + 1;
@@ -43,5 +48,18 @@ impl Admission {
                 self.max
             );
         }
+    }
+}
+
+/// `max_connections` for connections taken over from a previous instance: they hold a permit
+/// while one is free, so that new clients are refused while they fill the limit. They are never
+/// refused themselves (they are live already), so with a lower limit than before they may run
+/// over it until they end.
+#[derive(Clone)]
+pub struct Limit(Arc<Semaphore>);
+
+impl Limit {
+    pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.clone().try_acquire_owned().ok()
     }
 }

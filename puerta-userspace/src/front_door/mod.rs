@@ -52,8 +52,8 @@ pub trait Mode: Send + Sync + 'static {
     fn refused(&self) -> &AtomicU64;
 
     /// What the mode hands the next instance, and takes from the previous one (see `handover`);
-    /// connections it takes over are spawned on `flows`, so that draining waits for them.
-    fn carry_over(self: &Arc<Self>, _flows: &TaskTracker) -> CarryOver {
+    /// connections it takes over run through `intake`.
+    fn carry_over(self: &Arc<Self>, _intake: &Intake) -> CarryOver {
         CarryOver::nothing()
     }
 
@@ -113,9 +113,14 @@ impl Serve {
 /// (`serve` is dropped), so that clients arriving while the flows drain are refused at once
 /// instead of waiting in their queue.
 pub async fn accept<M: Mode>(mut serve: Serve, mode: &Arc<M>) {
-    serve.ready(mode.carry_over(&serve.flows));
+    let admission = Admission::new(serve.config.max_connections);
+    let intake = Intake {
+        flows: serve.flows.clone(),
+        limit: admission.limit(),
+    };
+    serve.ready(mode.carry_over(&intake));
     let door = Entrance {
-        admission: Admission::new(serve.config.max_connections),
+        admission,
         accept_errors: LogThrottle::new(Duration::from_secs(1)),
         serve: &serve,
     };
@@ -127,6 +132,24 @@ pub async fn accept<M: Mode>(mut serve: Serve, mode: &Arc<M>) {
         None => main.await,
     }
     mode.stopped_accepting();
+}
+
+/// What connections taken over from a previous instance run with: like the accepted ones, on
+/// the flow tracker that draining waits for, and counted against `max_connections`.
+#[derive(Clone)]
+pub struct Intake {
+    flows: TaskTracker,
+    limit: admission::Limit,
+}
+
+impl Intake {
+    pub fn spawn(&self, flow: impl Future<Output = ()> + Send + 'static) {
+        let permit = self.limit.try_admit();
+        self.flows.spawn(async move {
+            flow.await;
+            drop(permit);
+        });
+    }
 }
 
 /// What the accept loops of one front door share.

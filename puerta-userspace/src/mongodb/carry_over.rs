@@ -11,10 +11,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::task::TaskTracker;
-
 use super::flow;
 use super::reload::Live;
+use crate::front_door::Intake;
 use crate::handover::{CarryOver, Item};
 use crate::mongodb::datapath::kernel::adopt_pairs;
 
@@ -22,11 +21,11 @@ use crate::mongodb::datapath::kernel::adopt_pairs;
 /// their next await point, so this is only a bound.
 const PAIRS_STOP_WAIT: Duration = Duration::from_secs(5);
 
-pub fn carry_over(live: &Arc<Live>, flows: &TaskTracker) -> CarryOver {
-    let (from, into, flows) = (live.clone(), live.clone(), flows.clone());
+pub fn carry_over(live: &Arc<Live>, intake: &Intake) -> CarryOver {
+    let (from, into, intake) = (live.clone(), live.clone(), intake.clone());
     CarryOver {
         snapshot: Arc::new(move |descriptors| snapshot(&from, descriptors)),
-        merge: Box::new(move |items| merge(&into, &flows, items)),
+        merge: Box::new(move |items| merge(&into, &intake, items)),
         takes_descriptors: live.forwarder().kernel_path().is_some(),
     }
 }
@@ -46,7 +45,7 @@ fn snapshot(live: &Live, descriptors: bool) -> Vec<Item> {
     items
 }
 
-fn merge(live: &Live, flows: &TaskTracker, mut items: Vec<Item>) {
+fn merge(live: &Live, intake: &Intake, mut items: Vec<Item>) {
     if let Some(kernel) = live.forwarder().kernel_path() {
         let ctx = live.current();
         let backends = ctx.router.backends();
@@ -61,7 +60,7 @@ fn merge(live: &Live, flows: &TaskTracker, mut items: Vec<Item>) {
             "spliced pairs carried over"
         );
         for pair in pairs {
-            flows.spawn(flow::run_adopted(ctx.clone(), kernel.clone(), pair));
+            intake.spawn(flow::run_adopted(ctx.clone(), kernel.clone(), pair));
         }
     }
     let lines: Vec<String> = items.into_iter().map(|item| item.line).collect();

@@ -18,10 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tokio_util::task::TaskTracker;
 
 use crate::config::MongoConfig;
-use crate::front_door::{Door, Mode, Serve};
+use crate::front_door::{Door, Intake, Mode, Serve};
 use crate::handover::CarryOver;
 use crate::mongodb::datapath::forward::ForwardError;
 use crate::mongodb::health::{Checker, HealthSettings, HelloCheck};
@@ -105,8 +104,8 @@ impl Mode for MongoMode {
         &stats().refused
     }
 
-    fn carry_over(self: &Arc<Self>, flows: &TaskTracker) -> CarryOver {
-        carry_over::carry_over(&self.live, flows)
+    fn carry_over(self: &Arc<Self>, intake: &Intake) -> CarryOver {
+        carry_over::carry_over(&self.live, intake)
     }
 
     fn stopped_accepting(&self) {
