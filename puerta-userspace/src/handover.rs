@@ -11,10 +11,13 @@
 //! its own queue (unless `net.ipv4.tcp_migrate_req` is set on the host).
 //!
 //! The exchange: the new process sends `TAKEOVER <pid>`; the old one answers one line,
-//! `PUERTA-HANDOVER 2 pid=<pid> listen=<addr> admin=<addr or -> tls=<addr or ->`, carrying the
-//! listener's, the admin listener's and Redis mode's TLS listener's descriptors (`tls=` may be
-//! missing: none); the new one sends `READY` once it serves, or hangs up (`READY fds` if it also
-//! takes descriptors, which it may only say to version 2). After READY the old one stops
+//! `PUERTA-HANDOVER 1 pid=<pid> listen=<addr> admin=<addr or -> tls=<addr or -> state=framed`,
+//! carrying the listener's, the admin listener's and Redis mode's TLS listener's descriptors
+//! (`tls=` may be missing: none; `state=framed`, missing before Puerta could hand connections
+//! over, says it can send descriptors with its state); the new one sends `READY` once it serves,
+//! or hangs up (`READY fds` if it also takes descriptors, which it may only say after
+//! `state=framed`). Fields an instance does not know are ignored, so a binary and the one
+//! before it take over from each other either way (an upgrade or a rollback). After READY the old one stops
 //! accepting and sends the mode's state worth keeping ([`CarryOver`], see `items`): MongoDB's
 //! affinity pins, so that a client's new connections reach the mongos holding its cursors, and
 //! its live kernel-path pairs, whose sockets go over so that a binary upgrade keeps even
@@ -32,9 +35,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-const PROTOCOL: &str = "PUERTA-HANDOVER";
-/// 2 added `READY fds` and framed items; a version 1 instance is still taken over from.
-const VERSION: u32 = 2;
+const PROTOCOL: &str = "PUERTA-HANDOVER 1";
 /// How long either side waits for the other's line, READY aside.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the old process waits for the new one to serve: its start-up (the cluster topology,
@@ -64,8 +65,8 @@ pub use items::Item;
 /// The line back to the instance whose sockets were taken.
 pub struct Ready {
     from_pid: u32,
-    /// The protocol version the old instance speaks.
-    version: u32,
+    /// The old instance can send its state framed, with descriptors (`state=framed`).
+    framed: bool,
     stream: UnixStream,
 }
 
@@ -74,7 +75,7 @@ impl Ready {
     /// which `merge` gets (in the background). With `takes_descriptors` (and an old instance that
     /// can send them) the state includes items with descriptors.
     pub fn serving(mut self, merge: Merge, takes_descriptors: bool) {
-        let framed = takes_descriptors && self.version >= 2;
+        let framed = takes_descriptors && self.framed;
         let ready: &[u8] = if framed { b"READY fds\n" } else { b"READY\n" };
         if let Err(e) = self.stream.write_all(ready) {
             tracing::warn!(
@@ -199,7 +200,7 @@ pub fn take_over(
         tls,
         ready: Ready {
             from_pid: offer.pid,
-            version: offer.version,
+            framed: offer.framed,
             stream,
         },
     }))
@@ -217,30 +218,30 @@ fn receive(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
 /// The old instance's answer line.
 #[derive(Debug, PartialEq, Eq)]
 struct Header {
-    version: u32,
     pid: u32,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
     tls: Option<SocketAddr>,
+    /// `state=framed`: the state can come framed, with descriptors.
+    framed: bool,
 }
 
 impl Header {
     fn line(&self) -> String {
         let show = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
         format!(
-            "{PROTOCOL} {} pid={} listen={} admin={} tls={}\n",
-            self.version,
+            "{PROTOCOL} pid={} listen={} admin={} tls={}{}\n",
             self.pid,
             self.listen,
             show(self.admin),
-            show(self.tls)
+            show(self.tls),
+            if self.framed { " state=framed" } else { "" }
         )
     }
 
     fn parse(line: &str) -> Option<Header> {
         let rest = line.strip_prefix(PROTOCOL)?.trim();
-        let (version, rest) = rest.split_once(' ')?;
-        let version: u32 = version.parse().ok().filter(|v| (1..=VERSION).contains(v))?;
+        let mut framed = false;
         let mut pid = None;
         let mut listen = None;
         let mut admin = None;
@@ -253,15 +254,16 @@ impl Header {
                 ("admin", v) => admin = Some(Some(v.parse().ok()?)),
                 ("tls", "-") => tls = None,
                 ("tls", v) => tls = Some(v.parse().ok()?),
+                ("state", "framed") => framed = true,
                 _ => {}
             }
         }
         Some(Header {
-            version,
             pid: pid?,
             listen: listen?,
             admin: admin?,
             tls,
+            framed,
         })
     }
 }
@@ -371,11 +373,11 @@ impl Offer {
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| io::Error::other(format!("unexpected request {line:?}")))?;
         let header = Header {
-            version: VERSION,
             pid: std::process::id(),
             listen: self.listen,
             admin: self.admin.as_ref().map(|(_, at)| *at),
             tls: self.tls.as_ref().map(|(_, at)| *at),
+            framed: true,
         }
         .line();
         let mut fds = vec![self.listener.as_raw_fd()];

@@ -14,11 +14,11 @@ fn offer_for(listener: &TcpListener, path: &Path) -> Offer {
 #[test]
 fn the_header_says_what_it_carries() {
     let header = Header {
-        version: VERSION,
         pid: 42,
         listen: "127.0.0.1:6379".parse().unwrap(),
         admin: Some("127.0.0.1:9090".parse().unwrap()),
         tls: Some("127.0.0.1:6380".parse().unwrap()),
+        framed: true,
     };
     assert_eq!(Header::parse(header.line().trim_end()), Some(header));
     let before_tls = Header::parse("PUERTA-HANDOVER 1 pid=1 listen=1.2.3.4:5 admin=-").unwrap();
@@ -31,12 +31,14 @@ fn the_header_says_what_it_carries() {
         ..Header::parse("PUERTA-HANDOVER 1 pid=1 listen=[::1]:7 admin=-").unwrap()
     };
     assert_eq!(no_admin.listen, "[::1]:7".parse().unwrap());
-    assert_eq!(
-        before_tls.version, 1,
-        "a version 1 instance is still taken over from"
+    assert!(
+        !before_tls.framed,
+        "an instance from before framed state sends lines only"
     );
+    let later = Header::parse("PUERTA-HANDOVER 1 pid=1 listen=1.2.3.4:5 admin=- future=x").unwrap();
+    assert_eq!(later.pid, 1, "fields a later instance adds are ignored");
     assert_eq!(
-        Header::parse("PUERTA-HANDOVER 3 pid=1 listen=1.2.3.4:5 admin=-"),
+        Header::parse("PUERTA-HANDOVER 2 pid=1 listen=1.2.3.4:5 admin=-"),
         None
     );
     assert_eq!(Header::parse("PUERTA-HANDOVER 1 pid=1 admin=-"), None);
