@@ -280,6 +280,11 @@ fn upgrade_with_pairs(
     let Some(adopted) = adopted.filter(|&n| n >= 1 && refused == Some(0)) else {
         anyhow::bail!("round {round}: {adopted:?} adopted, {refused:?} refused:\n{log}");
     };
+    let handed = logged_u64(&old_log, "kernel path totals", "handed_over_pairs");
+    anyhow::ensure!(
+        handed == Some(adopted),
+        "round {round}: the old process says {handed:?} pairs handed over, {adopted} adopted"
+    );
     println!("round {round}: {adopted} pairs adopted from pid {old_pid}");
     Ok((next, adopted))
 }

@@ -140,6 +140,8 @@ impl KernelPath {
         outbox.sealed = true;
         let pairs = std::mem::take(&mut outbox.pairs);
         drop(outbox);
+        let count = pairs.len() as u64;
+        self.inner.handed_over.fetch_add(count, Ordering::Relaxed);
         items_for(pairs, address_of)
     }
 

@@ -34,6 +34,8 @@ pub(super) struct Inner {
     pub(super) live: AtomicU64,
     /// Pairs spliced since start.
     pub(super) total: AtomicU64,
+    /// Pairs handed over, live, to the next instance: their entries stay in the maps.
+    pub(super) handed_over: AtomicU64,
     /// This process's sockhash, for pairs that go to the next instance.
     pub(super) sockhash: Arc<OwnedFd>,
     pub(super) handoff: Handoff,
@@ -87,6 +89,7 @@ impl KernelPath {
             watcher,
             live: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            handed_over: AtomicU64::new(0),
             sockhash: Arc::new(sockhash),
             handoff: Handoff::new(),
             pin_dir: pin_dir.to_path_buf(),
@@ -232,6 +235,7 @@ impl Inner {
             Ok(c) => tracing::info!(
                 pairs = self.total.load(Ordering::Relaxed),
                 live_pairs = self.live.load(Ordering::Relaxed),
+                handed_over_pairs = self.handed_over.load(Ordering::Relaxed),
                 kernel_bytes_client_to_backend = c.redirected_client_to_backend.bytes,
                 kernel_bytes_backend_to_client = c.redirected_backend_to_client.bytes,
                 kernel_passed_bytes = c.passed.bytes,
