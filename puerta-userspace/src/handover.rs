@@ -17,8 +17,8 @@
 //! over, says it can send descriptors with its state); the new one sends `READY` once it serves,
 //! or hangs up (`READY fds` if it also takes descriptors, which it may only say after
 //! `state=framed`). Fields an instance does not know are ignored, so a binary and the one
-//! before it take over from each other either way (an upgrade or a rollback). After READY the old one stops
-//! accepting and sends the mode's state worth keeping ([`CarryOver`], see `items`): MongoDB's
+//! before it take over from each other either way (an upgrade or a rollback). After READY the
+//! old one stops accepting and sends the mode's state worth keeping ([`CarryOver`], see `items`): MongoDB's
 //! affinity pins, so that a client's new connections reach the mongos holding its cursors, and
 //! its live kernel-path pairs, whose sockets go over so that a binary upgrade keeps even
 //! long-running cursors and change streams open.

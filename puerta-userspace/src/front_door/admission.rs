@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::log_throttle::LogThrottle;
 
 pub struct Admission {
-    permits: Arc<Semaphore>,
+    limit: Limit,
     max: usize,
     refusal_log: LogThrottle,
 }
@@ -20,7 +20,7 @@ pub struct Admission {
 impl Admission {
     pub fn new(max: usize) -> Admission {
         Admission {
-            permits: Arc::new(Semaphore::new(max)),
+            limit: Limit(Arc::new(Semaphore::new(max))),
             max,
             refusal_log: LogThrottle::new(Duration::from_secs(1)),
         }
@@ -28,12 +28,12 @@ impl Admission {
 
     /// A permit the connection holds for its lifetime, or `None` at the limit.
     pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+        self.limit.try_admit()
     }
 
     /// The same limit, for connections that do not come through the accept loop.
     pub fn limit(&self) -> Limit {
-        Limit(self.permits.clone())
+        self.limit.clone()
     }
 
     /// Counts a refusal in `refused` and logs it (rate-limited).

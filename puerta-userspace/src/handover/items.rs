@@ -53,7 +53,9 @@ pub(super) fn send(stream: &UnixStream, items: Vec<Item>, framed: bool) -> io::R
             text.extend_from_slice(item.line.as_bytes());
             text.push(b'\n');
         } else if item.fds.is_empty() {
-            text.extend_from_slice(format!("0 {}\n", item.line).as_bytes());
+            text.extend_from_slice(b"0 ");
+            text.extend_from_slice(item.line.as_bytes());
+            text.push(b'\n');
         } else {
             // Lines before it go first, so the order is kept.
             (&*stream).write_all(&text)?;
