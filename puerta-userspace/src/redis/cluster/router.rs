@@ -110,13 +110,14 @@ impl Batch {
         self.count
     }
 
-    /// The final answer of each of `routes` (the batch's commands, in order), appended to `out`.
-    /// A reply that is a redirect, or a lost connection, goes through the retry policy for its
-    /// command alone, as it would have sent by itself.
+    /// The final answer of each of the batch's commands, in order, appended to `out`. A reply
+    /// that is a redirect, or a lost connection, goes through the retry policy for its command
+    /// alone, as it would have sent by itself: `route_of(i)` builds the `i`th command's route,
+    /// only then.
     pub async fn answers(
         self,
         cluster: &Arc<Cluster>,
-        routes: impl Iterator<Item = Route>,
+        route_of: impl Fn(usize) -> Route,
         sender: &Sender,
         out: &mut Vec<Answer>,
     ) {
@@ -131,7 +132,7 @@ impl Batch {
             Ok(_) => failed = Some(lost(&addr)),
             Err(e) => failed = Some(e),
         }
-        for route in routes {
+        for i in 0..self.count {
             let outcome = match (one.take().or_else(|| many.next()), &failed) {
                 (Some(raw), _) => Ok(raw),
                 (None, Some(e)) => Err(e.clone()),
@@ -149,7 +150,7 @@ impl Batch {
                 got: Some(outcome),
                 _conn: None,
             };
-            let retried = InFlight::new(cluster, route, sender.clone(), attempt);
+            let retried = InFlight::new(cluster, route_of(i), sender.clone(), attempt);
             out.push(retried.finish().await);
         }
     }

@@ -231,6 +231,27 @@ impl Command {
         }
     }
 
+    /// The client's own bytes of the arguments `range`, each `$<len>\r\n<arg>\r\n` as it came:
+    /// what a part of a split command copies instead of encoding its arguments again. `None` when
+    /// the command has no wire bytes (inline, or built by the proxy), or an argument is not a slice
+    /// of them (an empty one is not).
+    pub fn wire_args(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
+        let wire = self.wire.as_deref()?;
+        // Where argument `i`'s trailing CRLF ends in `wire`.
+        let end_of = |i: usize| -> Option<usize> {
+            let arg = self.args.get(i)?;
+            let at = (arg.as_ptr() as usize).checked_sub(wire.as_ptr() as usize)?;
+            let end = at.checked_add(arg.len())?.checked_add(2)?;
+            (!arg.is_empty() && end <= wire.len()).then_some(end)
+        };
+        let start = match range.start {
+            0 => memchr::memchr(b'\n', wire)? + 1,
+            i => end_of(i - 1)?,
+        };
+        let span = wire.get(start..end_of(range.end.checked_sub(1)?)?)?;
+        (span.first() == Some(&b'$') && span.ends_with(b"\r\n")).then_some(span)
+    }
+
     /// The command routed by its keys.
     pub fn route(&self) -> Result<Route, Frame> {
         Ok(Route {
@@ -322,8 +343,30 @@ mod tests {
             .unwrap();
         let c = Command::from_raw(inline);
         assert_eq!(&c.payload()[..], b"*1\r\n$4\r\nPING\r\n");
+        assert!(c.wire_args(0..1).is_none(), "inline: no wire bytes");
         let unknown = Command::new(vec![Bytes::from_static(b"NoSuch")]);
         assert_eq!(unknown.name, "NOSUCH");
         assert!(unknown.spec.is_none());
+    }
+
+    #[test]
+    fn argument_spans_are_the_clients_own_bytes() {
+        let mut buf = bytes::BytesMut::from(
+            &b"*5\r\n$4\r\nmset\r\n$1\r\na\r\n$2\r\n10\r\n$1\r\nb\r\n$0\r\n\r\n"[..],
+        );
+        let limits = crate::redis::resp::Limits::default();
+        let raw = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        let c = Command::from_raw(raw);
+        assert_eq!(c.wire_args(0..1), Some(&b"$4\r\nmset\r\n"[..]));
+        assert_eq!(c.wire_args(1..3), Some(&b"$1\r\na\r\n$2\r\n10\r\n"[..]));
+        assert_eq!(c.wire_args(3..4), Some(&b"$1\r\nb\r\n"[..]));
+        // An empty argument is no slice of the wire bytes: the caller encodes it.
+        assert_eq!(c.wire_args(4..5), None);
+        assert_eq!(c.wire_args(3..5), None);
+        assert_eq!(c.wire_args(5..6), None);
+        assert_eq!(c.wire_args(1..1), None);
+        assert_eq!(cmd(&["MSET", "a", "1"]).wire_args(1..3), None);
     }
 }

@@ -326,9 +326,11 @@ async fn split(
             match sent {
                 Sent::One(inflight) => answers.push(inflight.answer().await),
                 Sent::Batch(batch) => {
-                    let parts = answers.len()..answers.len() + batch.count();
-                    let routes = parts.map(|i| part_route(&split, i, readonly));
-                    batch.answers(&cluster, routes, &sender, &mut answers).await;
+                    let first = answers.len();
+                    let route_of = |i| part_route(&split, first + i, readonly);
+                    batch
+                        .answers(&cluster, route_of, &sender, &mut answers)
+                        .await;
                 }
             }
         }

@@ -66,7 +66,12 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
             .map(|&k| per_key.min(cmd.args.len() - keys[k].0))
             .sum::<usize>();
         let start = buf.len();
-        resp::encode_command_of(count, share(cmd, &keys, group, per_key), &mut buf);
+        resp::encode_array_header(count, &mut buf);
+        put_args(cmd, 0..1, &mut buf);
+        for &k in group {
+            let index = keys[k].0;
+            put_args(cmd, index..(index + per_key).min(cmd.args.len()), &mut buf);
+        }
         parts.push(Part {
             slot: keys[group[0]].1,
             span: start..buf.len(),
@@ -103,19 +108,15 @@ impl Split {
     }
 }
 
-/// The arguments of one part: the command's name, then each of `group`'s keys with the
-/// `per_key - 1` arguments after it (MSET's value).
-fn share<'a>(
-    cmd: &'a Command,
-    keys: &'a [(usize, u16)],
-    group: &'a [usize],
-    per_key: usize,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let args = group.iter().flat_map(move |&k| {
-        let index = keys[k].0;
-        cmd.args[index..(index + per_key).min(cmd.args.len())].iter()
-    });
-    std::iter::once(&cmd.args[0]).chain(args).map(|a| &a[..])
+/// Arguments `range` of `cmd` into a part: copied as the client sent them when it can be, else
+/// encoded. Copying skips formatting each length again (a third of a split's cost under callgrind).
+fn put_args(cmd: &Command, range: Range<usize>, buf: &mut BytesMut) {
+    match cmd.wire_args(range.clone()) {
+        Some(wire) => buf.extend_from_slice(wire),
+        None => cmd.args[range]
+            .iter()
+            .for_each(|arg| resp::encode_bulk(arg, buf)),
+    }
 }
 
 /// Combines the parts' answers (same order as `split.parts`) into what one node would have
@@ -305,6 +306,35 @@ mod tests {
             panic!("an odd MSET must be refused");
         };
         assert_eq!(&e[..], b"ERR wrong number of arguments for 'mset' command");
+    }
+
+    #[test]
+    fn parts_copy_the_clients_bytes_and_match_encoding_them() {
+        let words = ["MsEt", "{x}a", "1", "{y}b", "", "{x}c", "3"];
+        let mut wire = BytesMut::new();
+        resp::encode_command(&words, &mut wire);
+        let raw = resp::parse_command_args(&mut wire, &resp::Limits::default())
+            .unwrap()
+            .unwrap();
+        let copied = parts(&Command::from_raw(raw)).unwrap().unwrap();
+        let encoded = parts(&cmd(&words)).unwrap().unwrap();
+        assert_eq!(copied.parts, encoded.parts);
+        for i in 0..copied.parts.len() {
+            assert_eq!(copied.payload(i), encoded.payload(i));
+        }
+        // The name as the client spelled it; the empty value (no slice of the wire) encoded.
+        let (x, y) = match key_slot(b"x") < key_slot(b"y") {
+            true => (0, 1),
+            false => (1, 0),
+        };
+        assert_eq!(
+            &copied.payload(x)[..],
+            b"*5\r\n$4\r\nMsEt\r\n$4\r\n{x}a\r\n$1\r\n1\r\n$4\r\n{x}c\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(
+            &copied.payload(y)[..],
+            b"*3\r\n$4\r\nMsEt\r\n$4\r\n{y}b\r\n$0\r\n\r\n"
+        );
     }
 
     #[test]

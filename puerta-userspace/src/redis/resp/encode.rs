@@ -19,20 +19,15 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     let len =
         header_len(args.len() as i64) + args.iter().map(|a| bulk_len(a.as_ref())).sum::<usize>();
     out.reserve(len);
-    encode_command_of(args.len(), args.iter().map(AsRef::as_ref), out);
+    header(b'*', args.len() as i64, out);
+    for arg in args {
+        bulk(arg.as_ref(), out);
+    }
 }
 
-/// [`encode_command`] for `count` arguments picked out of another command (a split's share of a
-/// client's MSET), with nothing collected first. The caller reserves room.
-pub fn encode_command_of<'a>(
-    count: usize,
-    args: impl Iterator<Item = &'a [u8]>,
-    out: &mut BytesMut,
-) {
-    header(b'*', count as i64, out);
-    for arg in args {
-        bulk(arg, out);
-    }
+/// `$<len>\r\n<data>\r\n`: one argument of a command being put together.
+pub fn encode_bulk(data: &[u8], out: &mut BytesMut) {
+    bulk(data, out);
 }
 
 /// `*<len>\r\n`: an array's header, its elements to follow as they are.

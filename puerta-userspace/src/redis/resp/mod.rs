@@ -27,7 +27,7 @@ mod tests;
 use bytes::{Bytes, BytesMut};
 
 pub use decode::Decoder;
-pub use encode::{encode_array_header, encode_command, encode_command_of};
+pub use encode::{encode_array_header, encode_bulk, encode_command};
 
 /// The protocol a connection speaks, chosen by `HELLO`. Replies are encoded for it; a RESP3-only
 /// frame written to a RESP2 connection takes the form Redis itself gives it there (a map becomes a
