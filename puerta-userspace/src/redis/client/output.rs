@@ -72,8 +72,10 @@ impl OutputBudget {
         Box::pin(self.exceeded.clone().cancelled_owned())
     }
 
+    /// One atomic load (the token's own check takes its lock): the reader asks on every read.
+    /// `over` is set before the token is cancelled.
     pub fn is_exceeded(&self) -> bool {
-        self.exceeded.is_cancelled()
+        self.over.load(Ordering::Relaxed)
     }
 
     /// Bytes held now, for CLIENT LIST style views and tests.

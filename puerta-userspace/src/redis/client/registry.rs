@@ -151,9 +151,9 @@ impl Entry {
         self.created.elapsed().as_secs()
     }
 
-    /// A read from the client: what `idle` counts from.
-    pub fn touch(&self) {
-        let ms = self.created.elapsed().as_millis() as u64;
+    /// A read from the client at `now`: what `idle` counts from.
+    pub fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.created).as_millis() as u64;
         self.last_read_ms.store(ms, Ordering::Relaxed);
     }
 

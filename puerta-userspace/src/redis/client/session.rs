@@ -95,6 +95,7 @@ pub async fn run(
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
+        arrived: std::time::Instant::now(),
         decoder: Decoder::new(Limits::default()),
         tx,
         pushes,
@@ -209,6 +210,9 @@ struct Reader {
     state: ClientState,
     read: ReadHalf,
     buf: BytesMut,
+    /// When the bytes being parsed were read: the slow log times a command from its arrival, and
+    /// one clock read per read serves every command of a pipeline.
+    arrived: std::time::Instant,
     decoder: Decoder,
     inflight: InFlightBytes,
     /// The client crossed its output limit: stop reading.
@@ -270,7 +274,8 @@ impl Reader {
                     return;
                 }
             };
-            self.state.client.touch();
+            self.arrived = std::time::Instant::now();
+            self.state.client.touch(self.arrived);
             match read {
                 Ok(0) => return,
                 Err(e) => {
@@ -337,7 +342,7 @@ impl Reader {
             let index = self.state.order.queued();
             self.inflight.admit(index, cmd.size()).await;
             let timed = match timed_kind(&cmd) {
-                true => self.cluster.slowlog.start(|| cmd.payload()),
+                true => self.cluster.slowlog.start(self.arrived, || cmd.payload()),
                 false => None,
             };
             self.track(&cmd);

@@ -74,10 +74,10 @@ impl SlowLog {
         entries.truncate(len);
     }
 
-    /// Starts timing a command, unless the log is off.
-    pub fn start(&self, command: impl FnOnce() -> Bytes) -> Option<Timed> {
+    /// Starts timing a command that arrived at `arrived`, unless the log is off.
+    pub fn start(&self, arrived: Instant, command: impl FnOnce() -> Bytes) -> Option<Timed> {
         (self.slower_than_us() >= 0).then(|| Timed {
-            started: Instant::now(),
+            started: arrived,
             command: command(),
         })
     }
@@ -214,7 +214,9 @@ mod tests {
         let (client, _cluster) = client();
         let client = &client.entry;
         for key in [&b"a"[..], b"b", b"c"] {
-            let timed = log.start(|| words(&[b"get", key])).expect("on");
+            let timed = log
+                .start(Instant::now(), || words(&[b"get", key]))
+                .expect("on");
             log.finish(timed, client);
         }
         assert_eq!(log.len(), 2);
@@ -234,7 +236,7 @@ mod tests {
         log.reset();
         assert_eq!(log.len(), 0);
         log.set_slower_than_us(-1);
-        assert!(log.start(|| words(&[b"get"])).is_none());
+        assert!(log.start(Instant::now(), || words(&[b"get"])).is_none());
     }
 
     #[test]
@@ -242,7 +244,7 @@ mod tests {
         let log = SlowLog::new(60_000_000, 128);
         let (client, _cluster) = client();
         let client = &client.entry;
-        let timed = log.start(|| words(&[b"ping"])).expect("on");
+        let timed = log.start(Instant::now(), || words(&[b"ping"])).expect("on");
         log.finish(timed, client);
         assert_eq!(log.len(), 0);
     }
