@@ -3,20 +3,21 @@
 //! connection strictly in order.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::output::{Charged, OutputBudget};
 pub use crate::redis::node::connect::{open, ConnectOptions};
 use crate::redis::node::fault::{self, FaultKind};
 use crate::redis::resp::{self, Decoder, Frame, Limits};
 use crate::tls::{ReadHalf, Stream, WriteHalf};
+
+mod stop;
+use stop::{Stop, Task};
 
 /// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -150,7 +151,8 @@ enum Delivery {
 pub struct BackendConn {
     addr: Arc<str>,
     tx: mpsc::UnboundedSender<Request>,
-    closed: Arc<AtomicBool>,
+    /// Stopped when either task ends: the connection is closed.
+    stop: Arc<Stop>,
 }
 
 impl BackendConn {
@@ -170,9 +172,8 @@ impl BackendConn {
     ) -> BackendConn {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let closed = Arc::new(AtomicBool::new(false));
         let pending = Arc::new(Mutex::new(PendingQueue::default()));
-        let stop = CancellationToken::new();
+        let stop = Arc::new(Stop::default());
         tokio::spawn(write_loop(
             Writing {
                 addr: addr.clone(),
@@ -181,7 +182,6 @@ impl BackendConn {
                 pending: pending.clone(),
                 drain_on_release: reply_timeout.is_some(),
             },
-            closed.clone(),
             stop.clone(),
         ));
         tokio::spawn(read_loop(
@@ -192,10 +192,9 @@ impl BackendConn {
                 pending,
                 reply_timeout,
             },
-            closed.clone(),
-            stop,
+            stop.clone(),
         ));
-        BackendConn { addr, tx, closed }
+        BackendConn { addr, tx, stop }
     }
 
     pub fn addr(&self) -> &Arc<str> {
@@ -203,7 +202,7 @@ impl BackendConn {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.stop.is_stopped()
     }
 
     /// Queues `payload` (holding `replies` commands) and returns where the reply will arrive. Requests
@@ -258,7 +257,7 @@ struct Writing {
     drain_on_release: bool,
 }
 
-async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken) {
+async fn write_loop(w: Writing, stop: Arc<Stop>) {
     let Writing {
         addr,
         mut write,
@@ -271,13 +270,13 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
     loop {
         // Checked here with a load; the selects poll their main branch first (see the client
         // session's reader).
-        if stop.is_cancelled() {
+        if stop.is_stopped() {
             break;
         }
         let first = tokio::select! {
             biased;
             r = rx.recv() => r,
-            _ = stop.cancelled() => break,
+            _ = stop.stopped(Task::Writer) => break,
         };
         let Some(first) = first else {
             let due =
@@ -285,7 +284,7 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
             if due {
                 // The write half stays open (dropping it would send FIN, and Redis drops a client
                 // on EOF with its replies) until the reader has them all, or times out.
-                stop.cancelled().await;
+                stop.stopped(Task::Writer).await;
             }
             break;
         };
@@ -333,7 +332,7 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
         let written = tokio::select! {
             biased;
             r = write_out(&mut write, &out) => r,
-            _ = stop.cancelled() => break,
+            _ = stop.stopped(Task::Writer) => break,
         };
         if let Err(e) = written {
             fault::report(
@@ -346,8 +345,7 @@ async fn write_loop(w: Writing, closed: Arc<AtomicBool>, stop: CancellationToken
         }
         out.clear();
     }
-    closed.store(true, Ordering::Release);
-    stop.cancel();
+    stop.stop();
     rx.close();
     while let Ok(r) = rx.try_recv() {
         let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
@@ -386,10 +384,9 @@ impl Ended {
     }
 }
 
-async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationToken) {
+async fn read_loop(mut r: Reading, stop: Arc<Stop>) {
     let ended = read_replies(&mut r, &stop).await;
-    closed.store(true, Ordering::Release);
-    stop.cancel();
+    stop.stop();
     let waiting = {
         let mut p = r.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.closed = true;
@@ -422,7 +419,7 @@ async fn read_loop(mut r: Reading, closed: Arc<AtomicBool>, stop: CancellationTo
     }
 }
 
-async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
+async fn read_replies(r: &mut Reading, stop: &Stop) -> Ended {
     let mut decoder = Decoder::new(Limits::node());
     let latency = crate::redis::metrics::node_latency(&r.addr);
     // Re-armed only when the oldest waiting request changes, not on every read.
@@ -465,7 +462,7 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
         }
         size_for_big_bulk(&mut r.buf);
         resp::make_room(&mut r.buf);
-        if stop.is_cancelled() {
+        if stop.is_stopped() {
             return Ended {
                 fault: None,
                 reason: "connection closed".into(),
@@ -474,7 +471,7 @@ async fn read_replies(r: &mut Reading, stop: &CancellationToken) -> Ended {
         let n = tokio::select! {
             biased;
             n = r.read.read_buf(&mut r.buf) => n,
-            _ = stop.cancelled() => {
+            _ = stop.stopped(Task::Reader) => {
                 return Ended { fault: None, reason: "connection closed".into() };
             }
             _ = &mut overdue, if deadline.is_some() => {
