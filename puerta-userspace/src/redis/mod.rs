@@ -90,6 +90,7 @@ pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
         cluster.clone(),
         serve.shutdown.clone(),
     ));
+    tokio::spawn(hang_up_on_shutdown(cluster.clone(), serve.shutdown.clone()));
     Ok(Arc::new(RedisMode {
         cluster,
         shutdown: serve.shutdown.clone(),
@@ -100,6 +101,14 @@ pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
         },
         handshake_failures: Arc::new(LogThrottle::new(Duration::from_secs(1))),
     }))
+}
+
+/// Stops every client's reading once the proxy stops (their replies on the way still go out).
+async fn hang_up_on_shutdown(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    cluster
+        .clients
+        .hang_up_all(client::hangup::Reason::Shutdown);
 }
 
 impl Mode for RedisMode {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod fifo;
+pub mod hangup;
 pub mod hello;
 pub mod idle;
 pub mod inflight;

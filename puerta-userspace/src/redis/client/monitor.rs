@@ -93,7 +93,7 @@ impl Monitors {
                     client = watcher.client.id,
                     "closing a MONITOR client that does not keep up"
                 );
-                watcher.client.killed.cancel();
+                watcher.client.kill();
             }
         }
     }
@@ -173,7 +173,7 @@ mod tests {
         let addr = "127.0.0.1:5000".parse().ok();
         let watcher = register(&cluster, addr, None);
         let sender = register(&cluster, addr, None);
-        let budget = OutputBudget::new(None, 1, None);
+        let budget = OutputBudget::new(None, 1, None, Default::default());
         let monitors = Arc::new(Monitors::default());
         let (tx, mut rx) = mpsc::channel(8);
         let monitoring = monitors.add(&watcher.entry, &budget, tx);
@@ -202,14 +202,14 @@ mod tests {
     async fn a_monitor_that_does_not_read_is_closed() {
         let cluster = Cluster::new(config(1));
         let watcher = register(&cluster, None, None);
-        let budget = OutputBudget::new(None, 1, None);
+        let budget = OutputBudget::new(None, 1, None, Default::default());
         let monitors = Arc::new(Monitors::default());
         let (tx, _rx) = mpsc::channel(1);
         let _monitoring = monitors.add(&watcher.entry, &budget, tx);
         let get = Command::from_words(&["get", "k"]);
         monitors.feed(&get, &watcher.entry);
-        assert!(!watcher.entry.killed.is_cancelled());
+        assert!(!watcher.entry.is_killed());
         monitors.feed(&get, &watcher.entry);
-        assert!(watcher.entry.killed.is_cancelled());
+        assert!(watcher.entry.is_killed());
     }
 }

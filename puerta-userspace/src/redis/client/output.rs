@@ -10,11 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::resp::Frame;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-
-/// See [`OutputBudget::exceeded`].
-pub type Exceeded = std::pin::Pin<Box<WaitForCancellationFutureOwned>>;
 
 /// One client's reply bytes in the proxy.
 #[derive(Debug)]
@@ -22,19 +19,24 @@ pub struct OutputBudget {
     held: AtomicUsize,
     limit: Option<usize>,
     over: AtomicBool,
-    /// Cancelled once the limit was crossed: the session closes the client.
-    exceeded: CancellationToken,
+    /// The client's session: told once the limit was crossed, and it closes the client.
+    hangup: Arc<Hangup>,
     client: u64,
     peer: Option<SocketAddr>,
 }
 
 impl OutputBudget {
-    pub fn new(limit: Option<usize>, client: u64, peer: Option<SocketAddr>) -> Arc<OutputBudget> {
+    pub fn new(
+        limit: Option<usize>,
+        client: u64,
+        peer: Option<SocketAddr>,
+        hangup: Arc<Hangup>,
+    ) -> Arc<OutputBudget> {
         Arc::new(OutputBudget {
             held: AtomicUsize::new(0),
             limit,
             over: AtomicBool::new(false),
-            exceeded: CancellationToken::new(),
+            hangup,
             client,
             peer,
         })
@@ -63,19 +65,16 @@ impl OutputBudget {
             limit_bytes = self.limit.unwrap_or(0),
             "closing client: replies it does not read exceed client_output_limit_mb"
         );
-        self.exceeded.cancel();
+        self.hangup.raise(Reason::OutputLimit);
     }
 
-    /// Resolves once the limit was crossed. Made once per session and polled again and again:
-    /// registering a fresh waiter per read or write would take the token's lock each time.
-    pub fn exceeded(&self) -> Exceeded {
-        Box::pin(self.exceeded.clone().cancelled_owned())
+    /// The session this budget closes.
+    pub fn hangup(&self) -> &Arc<Hangup> {
+        &self.hangup
     }
 
-    /// One atomic load (the token's own check takes its lock): the reader asks on every read.
-    /// `over` is set before the token is cancelled.
     pub fn is_exceeded(&self) -> bool {
-        self.over.load(Ordering::Relaxed)
+        self.hangup.has(Reason::OutputLimit)
     }
 
     /// Bytes held now, for CLIENT LIST style views and tests.
@@ -126,7 +125,7 @@ mod tests {
 
     #[test]
     fn charges_until_dropped_and_trips_once_past_the_limit() {
-        let budget = OutputBudget::new(Some(10), 1, None);
+        let budget = OutputBudget::new(Some(10), 1, None, Default::default());
         let a = budget.charge(Bytes::from_static(b"123456"));
         assert_eq!(budget.held(), 6);
         assert!(!budget.is_exceeded());
@@ -141,7 +140,7 @@ mod tests {
 
     #[test]
     fn no_limit_never_trips() {
-        let budget = OutputBudget::new(None, 1, None);
+        let budget = OutputBudget::new(None, 1, None, Default::default());
         let _big = budget.charge(Bytes::from(vec![0u8; 1 << 20]));
         assert!(!budget.is_exceeded());
         assert_eq!(Charged::free(Bytes::from_static(b"x")).bytes().len(), 1);

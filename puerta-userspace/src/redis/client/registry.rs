@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::tracking::Invalidation;
 use crate::redis::cluster::Cluster;
@@ -48,8 +48,8 @@ pub struct Entry {
     pub addr: Option<SocketAddr>,
     pub laddr: Option<SocketAddr>,
     created: Instant,
-    /// CLIENT KILL: the session ends at once.
-    pub killed: CancellationToken,
+    /// Why the session must end (CLIENT KILL, the output limit, shutdown), and its tasks' wake-ups.
+    pub hangup: Arc<Hangup>,
     last_read_ms: AtomicU64,
     /// The table index of the last command (`u16::MAX`: none yet).
     last_command: AtomicU16,
@@ -99,6 +99,13 @@ pub fn register(
 }
 
 impl Registry {
+    /// Raises `reason` for every client registered now.
+    pub fn hang_up_all(&self, reason: Reason) {
+        for entry in lock(&self.clients).values() {
+            entry.hangup.raise(reason);
+        }
+    }
+
     fn add(
         &self,
         cluster: &Arc<Cluster>,
@@ -112,7 +119,7 @@ impl Registry {
             addr,
             laddr,
             created: Instant::now(),
-            killed: CancellationToken::new(),
+            hangup: Arc::default(),
             last_read_ms: AtomicU64::new(0),
             last_command: AtomicU16::new(u16::MAX),
             last_sub: Mutex::new(None),
@@ -149,6 +156,15 @@ impl Registry {
 impl Entry {
     pub fn age_secs(&self) -> u64 {
         self.created.elapsed().as_secs()
+    }
+
+    /// CLIENT KILL: the session ends at once.
+    pub fn kill(&self) {
+        self.hangup.raise(Reason::Killed);
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.hangup.has(Reason::Killed)
     }
 
     /// A read from the client at `now`: what `idle` counts from.

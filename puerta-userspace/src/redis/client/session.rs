@@ -15,9 +15,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::fifo::{self, Replies, Slots, WriterGone};
+use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::monitor::{self, Monitoring};
-use crate::redis::client::output::{Charged, Exceeded, OutputBudget};
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::client::registry::{Entry, Inbox};
 use crate::redis::client::slowlog::Timed;
 use crate::redis::client::tracking::{self, Invalidation};
@@ -57,14 +58,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let id = client.id;
-    let killed = client.killed.clone();
+    let hangup = client.hangup.clone();
+    // The registry tells every client it lists when the proxy stops; one that registered just
+    // after that learns it here.
+    if shutdown.is_cancelled() {
+        hangup.raise(Reason::Shutdown);
+    }
     let _ = stream.tcp().set_nodelay(true);
     let budget = OutputBudget::new(
         cluster.config.client_output_limit,
         id,
         stream.tcp().peer_addr().ok(),
+        hangup.clone(),
     );
-    let budget_exceeded = budget.exceeded();
     let (read, write) = stream.into_split();
     let (tx, rx, completed) = fifo::fifo::<Slot>(MAX_IN_FLIGHT);
     let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
@@ -89,7 +95,6 @@ pub async fn run(
         budget: state.budget.clone(),
     });
     let mut reader = Reader {
-        exceeded: budget_exceeded,
         inflight,
         state,
         cluster,
@@ -106,12 +111,13 @@ pub async fn run(
     };
     // CLIENT KILL cuts through anything the reader waits for (a full FIFO included).
     tokio::select! {
-        _ = reader.run(shutdown) => {}
-        _ = killed.cancelled() => {}
+        biased;
+        _ = reader.run() => {}
+        _ = hangup.killed() => {}
     }
     reader.cluster.tracking.disable(id);
     drop(reader);
-    if killed.is_cancelled() {
+    if hangup.has(Reason::Killed) {
         // CLIENT KILL: closed now, like Redis, with nothing more written.
         writer.abort();
         return;
@@ -215,8 +221,6 @@ struct Reader {
     arrived: std::time::Instant,
     decoder: Decoder,
     inflight: InFlightBytes,
-    /// The client crossed its output limit: stop reading.
-    exceeded: Exceeded,
     tx: Slots<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
     pushes: mpsc::Sender<Frame>,
@@ -236,7 +240,7 @@ enum Flow {
 }
 
 impl Reader {
-    async fn run(&mut self, shutdown: CancellationToken) {
+    async fn run(&mut self) {
         loop {
             loop {
                 match self.decoder.command_args(&mut self.buf) {
@@ -260,14 +264,13 @@ impl Reader {
             // the read first (an unbiased select draws a random number per poll and registers with
             // every branch ahead of the ready one), so a client that always has bytes ready would
             // never let it see them.
-            if shutdown.is_cancelled() || self.state.budget.is_exceeded() {
+            if self.state.client.hangup.any() {
                 return;
             }
             let read = tokio::select! {
                 biased;
                 r = crate::redis::client::idle::read_buf(&mut self.read, &mut self.buf, idle) => r,
-                _ = shutdown.cancelled() => return,
-                _ = &mut self.exceeded => return,
+                _ = self.state.client.hangup.for_reader() => return,
                 _ = lost(&self.pubsub, &self.subscriptions) => {
                     let msg = "ERR Puerta: the pub/sub connection to the cluster node was lost";
                     let _ = self.send(Reply::Close(wire::error(msg))).await;
@@ -420,7 +423,8 @@ fn timed_kind(cmd: &Command) -> bool {
 struct Output<W> {
     write: W,
     out: BytesMut,
-    exceeded: Exceeded,
+    /// Crossing the output limit ends the writer at its next wait.
+    hangup: Arc<Hangup>,
 }
 
 /// The client is gone, or was closed for its output limit: the writer stops.
@@ -431,7 +435,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         Output {
             write,
             out: BytesMut::with_capacity(16 * 1024),
-            exceeded: budget.exceeded(),
+            hangup: budget.hangup().clone(),
         }
     }
 
@@ -475,7 +479,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         tokio::select! {
             biased;
             r = write => r.map_err(|_| Gone),
-            _ = &mut self.exceeded => Err(Gone),
+            _ = self.hangup.for_writer() => Err(Gone),
         }
     }
 
@@ -512,7 +516,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         tokio::select! {
             biased;
             v = fut => Ok(v),
-            _ = &mut self.exceeded => Err(Gone),
+            _ = self.hangup.for_writer() => Err(Gone),
         }
     }
 }
@@ -568,7 +572,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         output.out.extend_from_slice(line.bytes());
                         continue;
                     }
-                    _ = &mut output.exceeded => return Err(Gone),
+                    _ = output.hangup.for_writer() => return Err(Gone),
                 }
             }
         };

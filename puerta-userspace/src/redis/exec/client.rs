@@ -262,7 +262,7 @@ fn kill(cluster: &Cluster, state: &ClientState, filters: &[Bytes]) -> Frame {
 fn end(client: &Entry, caller: u64) {
     match client.id == caller {
         true => client.set_flag(flag::CLOSE_AFTER_REPLY, true),
-        false => client.killed.cancel(),
+        false => client.kill(),
     }
 }
 
@@ -270,7 +270,7 @@ fn end(client: &Entry, caller: u64) {
 /// its session here may take a scheduler turn to end.
 fn live_clients(cluster: &Cluster) -> Vec<std::sync::Arc<crate::redis::client::registry::Entry>> {
     let mut clients = cluster.clients.list();
-    clients.retain(|c| !c.killed.is_cancelled() && !c.has_flag(flag::CLOSE_AFTER_REPLY));
+    clients.retain(|c| !c.is_killed() && !c.has_flag(flag::CLOSE_AFTER_REPLY));
     clients
 }
 
@@ -328,7 +328,12 @@ mod tests {
             registered.entry.clone(),
             cluster,
             crate::redis::client::fifo::fifo::<()>(1).2,
-            crate::redis::client::output::OutputBudget::new(None, registered.entry.id, None),
+            crate::redis::client::output::OutputBudget::new(
+                None,
+                registered.entry.id,
+                None,
+                registered.entry.hangup.clone(),
+            ),
         );
         (state, registered)
     }
@@ -417,18 +422,18 @@ mod tests {
             kill(&mut a, &["CLIENT", "KILL", "ID", &a_id]),
             Frame::Integer(0)
         );
-        assert!(!a.client.killed.is_cancelled());
+        assert!(!a.client.is_killed());
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "USER", "default"]),
             Frame::Integer(1)
         );
-        assert!(b.client.killed.is_cancelled() && !a.client.killed.is_cancelled());
+        assert!(b.client.is_killed() && !a.client.is_killed());
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "ID", &a_id, "SKIPME", "no"]),
             Frame::Integer(1)
         );
         // Killed by itself: it gets the count first, then the session closes (`c`).
-        assert!(!a.client.killed.is_cancelled() && a.client.has_flag(flag::CLOSE_AFTER_REPLY));
+        assert!(!a.client.is_killed() && a.client.has_flag(flag::CLOSE_AFTER_REPLY));
         // Both are killed now: gone, as in Redis, even while their sessions are still ending.
         assert_eq!(
             kill(&mut a, &["CLIENT", "KILL", "127.0.0.1:5002"]),

@@ -268,7 +268,7 @@ mod tests {
     fn a_merged_mget_counts_against_the_clients_output_limit() {
         let c = cmd(&["MGET", "{x}a", "{y}b"]);
         let s = parts(&c).unwrap().unwrap();
-        let budget = OutputBudget::new(None, 1, None);
+        let budget = OutputBudget::new(None, 1, None, Default::default());
         let merged = merge(
             &s,
             vec![node("*1\r\n$1\r\nA\r\n"), node("*1\r\n$1\r\nB\r\n")],

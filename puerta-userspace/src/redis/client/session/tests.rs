@@ -85,7 +85,7 @@ async fn pushes_go_between_replies() {
 }
 
 fn output<W: AsyncWrite + Unpin>(write: W) -> Output<W> {
-    Output::new(write, OutputBudget::new(None, 1, None))
+    Output::new(write, OutputBudget::new(None, 1, None, Default::default()))
 }
 
 fn slot(protocol: Protocol, reply: Reply) -> Slot {

@@ -374,7 +374,7 @@ impl Table {
                     client = reader.id,
                     "closing client: it does not read its cache invalidations"
                 );
-                reader.killed.cancel();
+                reader.kill();
                 if tracker.redirect.is_none() {
                     self.remove(id);
                 }

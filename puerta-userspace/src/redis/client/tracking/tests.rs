@@ -28,7 +28,7 @@ fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: mpsc::Sender<Invalidation>)
         entry: entry.clone(),
         inbox: Inbox {
             sink,
-            budget: OutputBudget::new(None, entry.id, None),
+            budget: OutputBudget::new(None, entry.id, None, Default::default()),
         },
         redirect: None,
         mode,
@@ -126,7 +126,7 @@ async fn a_client_that_does_not_take_its_invalidations_is_closed() {
             .sending(a.entry.id, 2, std::slice::from_ref(&k));
         cluster.tracking.invalidate(Some(vec![k]));
     }
-    assert!(a.entry.killed.is_cancelled(), "its sink holds 4");
+    assert!(a.entry.is_killed(), "its sink holds 4");
     assert_eq!(cluster.tracking.tracking_clients(), 0);
 }
 
@@ -180,7 +180,7 @@ fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>
                 mode: Mode::default(),
                 inbox: Inbox {
                     sink: tx,
-                    budget: OutputBudget::new(None, id, None),
+                    budget: OutputBudget::new(None, id, None, Default::default()),
                 },
                 entry: entry.entry.clone(),
                 redirect: None,
@@ -240,7 +240,7 @@ async fn invalidations_count_against_the_client_output_limit_until_written() {
     let registered = register(&cluster, None, None);
     registered.entry.set_resp(3);
     let (tx, mut rx) = mpsc::channel(4);
-    let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None);
+    let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None, Default::default());
     let new = NewTracker {
         entry: registered.entry.clone(),
         inbox: Inbox {
@@ -332,7 +332,7 @@ fn redirected_invalidations_reach_the_target_in_its_protocol() {
     drop(rx);
     cluster.tracking.invalidate(None);
     assert_eq!(cluster.tracking.tracking_clients(), 1, "still tracking");
-    assert!(!tracker.entry.killed.is_cancelled());
+    assert!(!tracker.entry.is_killed());
 }
 
 /// RESP2 has no pushes: a tracker without REDIRECT that speaks it is told nothing, as Redis does,
@@ -346,5 +346,5 @@ fn a_resp2_tracker_without_redirect_is_told_nothing() {
     cluster.tracking.invalidate(Some(vec![key("k")]));
     assert!(rx.try_recv().is_err(), "no push on a RESP2 connection");
     assert_eq!(cluster.tracking.tracked_keys(), 0);
-    assert!(!c.entry.killed.is_cancelled());
+    assert!(!c.entry.is_killed());
 }
