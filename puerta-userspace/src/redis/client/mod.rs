@@ -2,6 +2,7 @@
 //! limits (idle time, bytes in flight, output held) and what it negotiated (AUTH, HELLO).
 
 pub mod auth;
+pub mod board;
 pub mod fifo;
 pub mod hangup;
 pub mod hello;

@@ -14,6 +14,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::board::ReplyBoard;
 use crate::redis::client::fifo::{self, Replies, Slots, WriterGone};
 use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::inflight::InFlightBytes;
@@ -22,7 +23,7 @@ use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::client::registry::{Entry, Inbox};
 use crate::redis::client::slowlog::Timed;
 use crate::redis::client::tracking::{self, Invalidation};
-use crate::redis::cluster::router::InFlight;
+use crate::redis::cluster::router::{InFlight, Ticketed};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::spec::{Kind, Local};
 use crate::redis::command::Command;
@@ -77,9 +78,12 @@ pub async fn run(
     let (monitor_lines, monitor_rx) = mpsc::channel(monitor::MAX_LINES);
     let (invalidations, invalidations_rx) = mpsc::channel(tracking::MAX_PENDING);
     let output = Output::new(write, budget.clone());
-    let slowlog = SlowLogged {
+    let board = Arc::new(ReplyBoard::default());
+    let shared = Shared {
         cluster: cluster.clone(),
         client: client.clone(),
+        board: board.clone(),
+        budget: budget.clone(),
     };
     let feeds = Feeds {
         pushes: push_rx,
@@ -87,9 +91,9 @@ pub async fn run(
         invalidations: invalidations_rx,
         held: VecDeque::new(),
     };
-    let writer = tokio::spawn(write_replies(output, rx, feeds, slowlog));
+    let writer = tokio::spawn(write_replies(output, rx, feeds, shared));
     let inflight = InFlightBytes::new(MAX_IN_FLIGHT_BYTES, completed.clone());
-    let state = ClientState::new(client, &cluster, completed, budget);
+    let state = ClientState::new(client, &cluster, completed, budget, board);
     state.client.set_inbox(Inbox {
         sink: invalidations,
         budget: state.budget.clone(),
@@ -205,10 +209,20 @@ impl Feeds {
     }
 }
 
-/// Where the writer logs slow commands.
-struct SlowLogged {
+/// What the writer shares with the rest of the session: where it logs slow commands, and where
+/// it takes posted replies (and retries one that is a redirect, as the client's own).
+struct Shared {
     cluster: Arc<Cluster>,
     client: Arc<Entry>,
+    board: Arc<ReplyBoard>,
+    budget: Arc<OutputBudget>,
+}
+
+impl Drop for Shared {
+    /// The writer ended (or was aborted): nothing posted from now on has a reader.
+    fn drop(&mut self) {
+        self.board.close();
+    }
 }
 
 struct Reader {
@@ -497,8 +511,24 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         self.wait(fut).await
     }
 
-    /// The answer of a routed command. What is buffered goes out while it is awaited; the retry
-    /// policy's future is built only for a redirect or a failed connection.
+    /// The answer of a command whose reply is posted to the board. What is buffered goes out
+    /// while it is awaited; the retry policy runs only for a redirect or a failed connection.
+    async fn posted(&mut self, ticketed: Ticketed, shared: &Shared) -> Result<Answer, Gone> {
+        let posted = match shared.board.take(ticketed.number()) {
+            Some(posted) => posted,
+            None => {
+                self.flush().await?;
+                self.wait(shared.board.wait(ticketed.number())).await?
+            }
+        };
+        match ticketed.settle(posted, &shared.cluster, &shared.budget) {
+            Ok(answer) => Ok(answer),
+            Err(inflight) => self.wait(inflight.finish()).await,
+        }
+    }
+
+    /// The answer of a command sent through the pools. What is buffered goes out while it is
+    /// awaited; the retry policy's future is built only for a redirect or a failed connection.
     async fn routed(&mut self, mut inflight: InFlight) -> Result<Answer, Gone> {
         if let Some(answer) = inflight.ready_answer() {
             return Ok(answer);
@@ -525,9 +555,9 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut output: Output<W>,
     mut rx: Replies<Slot>,
     mut feeds: Feeds,
-    slowlog: SlowLogged,
+    shared: Shared,
 ) {
-    if write_loop(&mut output, &mut rx, &mut feeds, &slowlog)
+    if write_loop(&mut output, &mut rx, &mut feeds, &shared)
         .await
         .is_ok()
     {
@@ -540,7 +570,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     output: &mut Output<W>,
     rx: &mut Replies<Slot>,
     feeds: &mut Feeds,
-    slowlog: &SlowLogged,
+    shared: &Shared,
 ) -> Result<(), Gone> {
     loop {
         // What the feeds hold goes out first: a push that came while a reply was awaited is written
@@ -600,6 +630,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     .for_each(|frame| output.frame(protocol, frame));
                 false
             }
+            Reply::Posted(ticketed) => {
+                let answer = output.posted(ticketed, shared).await?;
+                output.answer(protocol, answer).await?;
+                false
+            }
             Reply::Routed(inflight) => {
                 let answer = output.routed(inflight).await?;
                 output.answer(protocol, answer).await?;
@@ -618,10 +653,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 output.frame(protocol, &frame);
                 true
             }
-            Reply::Silent(reply) => silence(output, *reply).await?,
+            Reply::Silent(reply) => silence(output, *reply, shared).await?,
         };
         if let Some(timed) = timed {
-            slowlog.cluster.slowlog.finish(timed, &slowlog.client);
+            shared.cluster.slowlog.finish(timed, &shared.client);
         }
         rx.finished_one();
         if !feeds.held.is_empty() {
@@ -666,14 +701,16 @@ async fn write_relayed<W: AsyncWrite + Unpin>(
 async fn silence<W: AsyncWrite + Unpin>(
     output: &mut Output<W>,
     reply: Reply,
+    shared: &Shared,
 ) -> Result<bool, Gone> {
     match reply {
         Reply::Ready(_) | Reply::Many(_) => {}
+        Reply::Posted(ticketed) => drop(output.posted(ticketed, shared).await?),
         Reply::Routed(inflight) => drop(output.wait(inflight.finish()).await?),
         Reply::Later(fut) => drop(output.wait(fut).await?),
         Reply::Relay(mut frames) => while output.wait(frames.recv()).await?.is_some() {},
         Reply::Close(_) => return Ok(true),
-        Reply::Silent(inner) => return Box::pin(silence(output, *inner)).await,
+        Reply::Silent(inner) => return Box::pin(silence(output, *inner, shared)).await,
     }
     Ok(false)
 }

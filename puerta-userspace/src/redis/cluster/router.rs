@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use crate::redis::client::board::{self, Ticket};
 use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::cluster::redirect::classify_wire;
 use crate::redis::cluster::retry::{self, Failure, Retry, Target};
@@ -60,26 +61,83 @@ struct Attempt {
     _conn: Option<BackendConn>,
 }
 
-/// Puts `route` on the wire to `addr` (from [`target`]).
-/// `conn`, when given, is the pooled connection of the client's lane to `addr` (the session keeps
-/// them at hand); retries after redirects look theirs up in the pools.
+/// Puts `route` on the wire to `addr` (from [`target`]), through the pools: the way of blocking
+/// commands, of a node the client has no connection to at hand, and of every retry.
 pub async fn send_to(
     cluster: &Arc<Cluster>,
     route: Route,
     sender: Sender,
     addr: Arc<str>,
-    conn: Option<Arc<BackendConn>>,
 ) -> InFlight {
-    let attempt = match conn {
-        Some(conn) => Attempt {
-            reply: Ok(conn.send_for(route.payload.clone(), 1, sender.budget.as_ref())),
-            got: None,
-            addr,
-            _conn: None,
-        },
-        None => attempt(cluster, &route, &sender, addr, false).await,
-    };
+    let attempt = attempt(cluster, &route, &sender, addr, false).await;
     InFlight::new(cluster, route, sender, attempt)
+}
+
+/// A command on the client's own connection to its node, its reply to be posted on the client's
+/// board: the common case, with nothing allocated. Carries what the client's writer needs to take
+/// the reply in its turn and, only for a redirect or a failed connection, to retry it.
+pub struct Ticketed {
+    number: u64,
+    addr: Arc<str>,
+    route: Route,
+    lane: Lane,
+}
+
+/// Puts `route` on `conn` (the client's pooled connection of `lane` to `addr`), its reply counted
+/// against `budget` and posted under `ticket`.
+pub fn post_to(
+    conn: &BackendConn,
+    route: Route,
+    lane: Lane,
+    budget: &Arc<OutputBudget>,
+    addr: Arc<str>,
+    ticket: Ticket,
+) -> Ticketed {
+    let number = ticket.number();
+    conn.post_for(route.payload.clone(), Some(budget), ticket);
+    Ticketed {
+        number,
+        addr,
+        route,
+        lane,
+    }
+}
+
+impl Ticketed {
+    /// The ticket its reply is posted under.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The final answer if what was posted is one (no redirect, no error), else the command in
+    /// flight again, for the retry policy ([`InFlight::finish`]).
+    pub fn settle(
+        self,
+        posted: board::Posted,
+        cluster: &Arc<Cluster>,
+        budget: &Arc<OutputBudget>,
+    ) -> Result<Answer, InFlight> {
+        let outcome = match posted {
+            Some(result) => last_reply(result, &self.addr),
+            None => Err(lost(&self.addr)),
+        };
+        if let Ok(raw) = &outcome {
+            if classify_wire(raw.bytes(), &self.addr).is_none() {
+                return Ok(final_answer(outcome));
+            }
+        }
+        let sender = Sender {
+            lane: self.lane,
+            budget: Some(budget.clone()),
+        };
+        let attempt = Attempt {
+            addr: self.addr.clone(),
+            reply: Err(lost(&self.addr)),
+            got: Some(outcome),
+            _conn: None,
+        };
+        Err(InFlight::new(cluster, self.route, sender, attempt))
+    }
 }
 
 /// Several routes for one node sent as one request (a split command's parts that node owns): one

@@ -334,6 +334,7 @@ mod tests {
                 None,
                 registered.entry.hangup.clone(),
             ),
+            Arc::default(),
         );
         (state, registered)
     }

@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::redis::client::auth;
+use crate::redis::client::board::{ReplyBoard, Ticket};
 use crate::redis::client::fifo::Progress;
 use crate::redis::client::order::SlotOrder;
 use crate::redis::client::output::OutputBudget;
@@ -40,8 +41,10 @@ pub enum Reply {
     Ready(Frame),
     /// Several frames for one command (an unsubscribe confirms each channel).
     Many(Vec<Frame>),
-    /// One command on its way to a node: the common case, resolved by the writer without a boxed
-    /// future.
+    /// One command on its way to a node on the client's own connection: the common case, its
+    /// reply posted to the client's board.
+    Posted(router::Ticketed),
+    /// One command on its way to a node through the pools (see [`router::send_to`]).
     Routed(router::InFlight),
     Later(BoxFuture<'static, Answer>),
     /// Pub/sub: every frame from the channel, until it closes.
@@ -101,6 +104,9 @@ pub struct ClientState {
     pub tracking: Option<Mode>,
     /// `CLIENT CACHING YES|NO`, for the next command only.
     pub caching: Option<bool>,
+    /// Where the nodes post the replies of the client's routed commands, and the next ticket.
+    pub board: Arc<ReplyBoard>,
+    tickets: u64,
 }
 
 impl ClientState {
@@ -117,6 +123,12 @@ impl ClientState {
         });
     }
 
+    /// A ticket for the next reply posted to the client's board.
+    pub fn ticket(&mut self) -> Ticket {
+        self.tickets += 1;
+        Ticket::new(self.board.clone(), self.tickets)
+    }
+
     /// Who sends this client's commands, for the router.
     pub fn sender(&self) -> Sender {
         Sender {
@@ -130,6 +142,7 @@ impl ClientState {
         cluster: &Cluster,
         completed: Progress,
         budget: Arc<OutputBudget>,
+        board: Arc<ReplyBoard>,
     ) -> ClientState {
         let id = client.id;
         ClientState {
@@ -144,6 +157,8 @@ impl ClientState {
             txn: Transaction::default(),
             tracking: None,
             caching: None,
+            board,
+            tickets: 0,
         }
     }
 }
@@ -218,7 +233,7 @@ fn may_write(kind: Kind, cmd: &Command) -> bool {
 async fn admin(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
     match admin::plan(cluster, &cmd) {
         Plan::Route(route) => routed(cluster, state, route).await,
-        Plan::ConfigGet(route) => match send_in_order(cluster, state, route).await {
+        Plan::ConfigGet(route) => match pooled_in_order(cluster, state, route).await {
             Ok(inflight) => {
                 let cluster = cluster.clone();
                 later(async move {
@@ -257,7 +272,8 @@ async fn fan_out(cluster: Arc<Cluster>, cmd: Command, lane: Lane, merge: Merge) 
 async fn routed(cluster: &Arc<Cluster>, state: &mut ClientState, route: Route) -> Reply {
     let blocking = route.dedicated;
     match send_in_order(cluster, state, route).await {
-        Ok(inflight) if blocking => {
+        Ok(Out::Posted(ticketed)) => Reply::Posted(ticketed),
+        Ok(Out::Pooled(inflight)) if blocking => {
             // Shown as blocked (CLIENT LIST, INFO blocked_clients) until the reply is in.
             let blocked = Blocked::new(cluster, &state.client);
             Reply::Later(Box::pin(async move {
@@ -266,30 +282,63 @@ async fn routed(cluster: &Arc<Cluster>, state: &mut ClientState, route: Route) -
                 answer
             }))
         }
-        Ok(inflight) => Reply::Routed(inflight),
+        Ok(Out::Pooled(inflight)) => Reply::Routed(inflight),
         Err(e) => Reply::Ready(e),
     }
 }
 
-/// Sends `route`, first letting this client's earlier commands finish if the slot map changed under
-/// them (see `order`). Replica reads are not ordered against writes anyway.
+/// How a routed command went out.
+enum Out {
+    /// On the client's own connection to the node, its reply posted to the client's board.
+    Posted(router::Ticketed),
+    /// Through the pools: a blocking command, or a node the client has no connection to at hand.
+    Pooled(router::InFlight),
+}
+
+/// Sends `route` (see [`in_order`]), on the client's own connection to its node when it has one.
 async fn send_in_order(
     cluster: &Arc<Cluster>,
     state: &mut ClientState,
     route: Route,
+) -> Result<Out, Frame> {
+    let addr = in_order(cluster, state, &route).await?;
+    if !route.dedicated {
+        if let Ok(conn) = state.conns.conn(cluster, &addr, state.lane).await {
+            let ticket = state.ticket();
+            let (lane, budget) = (state.lane, &state.budget);
+            return Ok(Out::Posted(router::post_to(
+                &conn, route, lane, budget, addr, ticket,
+            )));
+        }
+    }
+    Ok(Out::Pooled(
+        router::send_to(cluster, route, state.sender(), addr).await,
+    ))
+}
+
+/// Sends `route` (see [`in_order`]) through the pools, for a reply the proxy itself reads.
+async fn pooled_in_order(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    route: Route,
 ) -> Result<router::InFlight, Frame> {
+    let addr = in_order(cluster, state, &route).await?;
+    Ok(router::send_to(cluster, route, state.sender(), addr).await)
+}
+
+/// The node for `route`, once this client's earlier commands finished if the slot map changed
+/// under them (see `order`). Replica reads are not ordered against writes anyway.
+async fn in_order(
+    cluster: &Arc<Cluster>,
+    state: &mut ClientState,
+    route: &Route,
+) -> Result<Arc<str>, Frame> {
     let replica_read = route.readonly && cluster.config.read_from_replicas;
-    let target = || router::target(cluster, &route);
-    let addr = match route.slot.is_some() && !replica_read {
-        true => state.order.route(cluster, target).await?,
-        false => target()?,
-    };
-    let conn = if route.dedicated {
-        None
-    } else {
-        state.conns.conn(cluster, &addr, state.lane).await.ok()
-    };
-    Ok(router::send_to(cluster, route, state.sender(), addr, conn).await)
+    let target = || router::target(cluster, route);
+    match route.slot.is_some() && !replica_read {
+        true => state.order.route(cluster, target).await,
+        false => target(),
+    }
 }
 
 /// A command whose keys may span slots: one part per slot, merged by `merge`. The parts a node
@@ -383,8 +432,7 @@ async fn send_parts(
             Err(_) => {
                 for i in parts {
                     let route = part_route(split, i, readonly);
-                    let inflight =
-                        router::send_to(cluster, route, sender.clone(), addr.clone(), None);
+                    let inflight = router::send_to(cluster, route, sender.clone(), addr.clone());
                     sent.push(Sent::One(inflight.await));
                 }
             }

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::redis::client::board::Ticket;
 use crate::redis::client::output::{Charged, OutputBudget};
 pub use crate::redis::node::connect::{open, ConnectOptions};
 use crate::redis::node::fault::{self, FaultKind};
@@ -105,7 +106,25 @@ struct Request {
     payload: Bytes,
     replies: usize,
     budget: Option<Arc<OutputBudget>>,
-    tx: oneshot::Sender<NodeResult>,
+    tx: ReplyTo,
+}
+
+/// Where a request's reply goes: a client's reply board for a routed command (the common case,
+/// nothing allocated per command), else a oneshot channel.
+enum ReplyTo {
+    Board(Ticket),
+    Channel(oneshot::Sender<NodeResult>),
+}
+
+impl ReplyTo {
+    fn send(self, result: NodeResult) {
+        match self {
+            ReplyTo::Board(ticket) => ticket.post(result),
+            ReplyTo::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
 }
 
 /// A reply slot: `want` replies are collected; one reply is delivered as is, several together.
@@ -114,7 +133,7 @@ struct Waiting {
     got: Vec<Charged>,
     /// The output budget of the client the replies are for; `None` for the proxy's own queries.
     budget: Option<Arc<OutputBudget>>,
-    tx: oneshot::Sender<NodeResult>,
+    tx: ReplyTo,
     /// When the request was queued for writing, for the per-node latency histogram.
     sent: Instant,
 }
@@ -220,6 +239,22 @@ impl BackendConn {
         budget: Option<&Arc<OutputBudget>>,
     ) -> oneshot::Receiver<NodeResult> {
         let (tx, rx) = oneshot::channel();
+        self.queue(payload, replies, budget, ReplyTo::Channel(tx));
+        rx
+    }
+
+    /// [`BackendConn::send_for`] of one command for a client, its reply posted under `ticket`.
+    pub fn post_for(&self, payload: Bytes, budget: Option<&Arc<OutputBudget>>, ticket: Ticket) {
+        self.queue(payload, 1, budget, ReplyTo::Board(ticket));
+    }
+
+    fn queue(
+        &self,
+        payload: Bytes,
+        replies: usize,
+        budget: Option<&Arc<OutputBudget>>,
+        tx: ReplyTo,
+    ) {
         let request = Request {
             payload,
             replies: replies.max(1),
@@ -227,11 +262,10 @@ impl BackendConn {
             tx,
         };
         if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
-            let _ = request.tx.send(Err(BackendError::NotSent {
+            request.tx.send(Err(BackendError::NotSent {
                 addr: self.addr.clone(),
             }));
         }
-        rx
     }
 
     /// Sends and waits.
@@ -311,7 +345,7 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
             for r in batch.drain(..) {
                 if p.closed {
-                    let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
+                    r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
                     continue;
                 }
                 out.extend_from_slice(&r.payload);
@@ -348,7 +382,7 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
     stop.stop();
     rx.close();
     while let Ok(r) = rx.try_recv() {
-        let _ = r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
+        r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
     }
 }
 
@@ -415,7 +449,7 @@ async fn read_loop(mut r: Reading, stop: Arc<Stop>) {
                 reason: ended.reason.clone(),
             },
         };
-        let _ = w.tx.send(Err(error));
+        w.tx.send(Err(error));
     }
 }
 
@@ -562,7 +596,7 @@ fn deliver(
         (w, reply, p.released && p.queue.is_empty())
     };
     crate::redis::metrics::record_latency(latency, read_at.saturating_duration_since(w.sent));
-    let _ = w.tx.send(Ok(reply));
+    w.tx.send(Ok(reply));
     match last {
         true => Delivery::LastAfterRelease,
         false => Delivery::Delivered,

@@ -102,20 +102,20 @@ fn spawn_writer(
     rx: Replies<Slot>,
     pushes: mpsc::Receiver<Frame>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(write_replies(
-        output(server),
-        rx,
-        feeds(pushes),
-        slowlogged(),
-    ))
+    tokio::spawn(write_replies(output(server), rx, feeds(pushes), shared()))
 }
 
-fn slowlogged() -> SlowLogged {
+fn shared() -> Shared {
     let cluster = Cluster::new(crate::redis::cluster::refresh::tests::config(1));
     let client = crate::redis::client::registry::register(&cluster, None, None)
         .entry
         .clone();
-    SlowLogged { cluster, client }
+    Shared {
+        cluster,
+        client,
+        board: Default::default(),
+        budget: OutputBudget::new(None, 1, None, Default::default()),
+    }
 }
 
 fn feeds(pushes: mpsc::Receiver<Frame>) -> Feeds {
