@@ -1,8 +1,11 @@
 //! Command → slot → node, and the retries of [`crate::redis::cluster::retry`] when the node says
 //! "not here" or its connection fails (ASK is followed with ASKING and the command in one write).
 //!
-//! Sending is split from waiting (`send` then `InFlight::finish`) so that a session can put a command on
-//! the wire before it parses the next one: commands of one client reach each node in the order sent.
+//! Sending is split from waiting so that a session can put a command on the wire before it parses
+//! the next one: commands of one client reach each node in the order sent. A command on the
+//! client's own connection ([`post_to`]) has its reply posted to the client's board and is
+//! [`Ticketed::settle`]d by its writer; one through the pools ([`send_to`]) is an [`InFlight`], which
+//! is also what a ticketed command becomes when its reply needs the retry policy.
 
 use std::sync::Arc;
 
