@@ -54,7 +54,7 @@ pub enum Forwarder {
 
 impl Forwarder {
     /// Picks the data path for `forwarding`, logging the choice once. `auto` picks splice(2), else
-    /// userspace (see [`Forwarder::auto`]); `kernel` and `splice` fail when they cannot work.
+    /// userspace (see `Forwarder::auto`); `kernel` and `splice` fail when they cannot work.
     pub fn from_config(config: &MongoConfig) -> Result<Forwarder, ForwardError> {
         match config.forwarding {
             Forwarding::Userspace => {

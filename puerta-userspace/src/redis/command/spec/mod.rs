@@ -49,7 +49,7 @@ pub mod flag {
     pub const READONLY: u32 = 1 << 0;
     pub const WRITE: u32 = 1 << 1;
     /// May block the connection (BLPOP, BLMOVE, ...): needs a dedicated backend connection. For
-    /// XREAD/XREADGROUP only with a `BLOCK` option: see [`crate::redis::blocks`].
+    /// XREAD/XREADGROUP only with a `BLOCK` option: see [`crate::redis::command::spec::blocks`].
     pub const BLOCKING: u32 = 1 << 2;
     /// Has subcommands: `CLIENT LIST` shows the command with its subcommand (`client|list`), as
     /// Redis 7 does.
