@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node;
 pub mod reload;
 pub mod resp;
+pub mod signal;
 pub mod stats;
 
 use std::net::SocketAddr;

@@ -1,22 +1,11 @@
-//! Why a client's session must end, and the wake-ups of its two tasks. The reader asks on every
-//! read and parks on it with every read; the writer parks on it with every write and every wait for
-//! a reply: at `-P 1` that is once per command for each task. A `CancellationToken` takes its mutex
-//! for each ask and each poll, and registers and unregisters a waiter per park (about 3 % of the
-//! proxy's CPU at `-P 1` under perf). Here an ask is one atomic load, and a park stores the task's
-//! waker in that task's own slot.
+//! Why a client's session must end: CLIENT KILL, the output limit, shutdown. The reader asks on
+//! every read and parks on it with every read; the writer parks on it with every write and every
+//! wait for a reply (see [`crate::redis::signal`] for why these are not cancellation tokens).
 
-use std::future::poll_fn;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::Poll;
-
-use futures_util::task::AtomicWaker;
+use crate::redis::signal::{Flags, Task};
 
 #[derive(Debug, Default)]
-pub struct Hangup {
-    reasons: AtomicU8,
-    reader: AtomicWaker,
-    writer: AtomicWaker,
-}
+pub struct Hangup(Flags);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -29,53 +18,37 @@ pub enum Reason {
     Shutdown = 4,
 }
 
+const ANY: u8 = Reason::Killed as u8 | Reason::OutputLimit as u8 | Reason::Shutdown as u8;
+
 impl Hangup {
     pub fn raise(&self, reason: Reason) {
-        self.reasons.fetch_or(reason as u8, Ordering::Release);
-        self.reader.wake();
-        self.writer.wake();
+        self.0.raise(reason as u8);
     }
 
     pub fn has(&self, reason: Reason) -> bool {
-        self.reasons.load(Ordering::Acquire) & reason as u8 != 0
+        self.0.has(reason as u8)
     }
 
     /// Whether the session must end, for whatever reason.
     pub fn any(&self) -> bool {
-        self.reasons.load(Ordering::Acquire) != 0
+        self.0.has(ANY)
     }
 
-    /// The reader's wait: resolves once any reason is raised. Only the reader's task may wait here.
+    /// The reader's wait: resolves once any reason is raised.
     pub async fn for_reader(&self) {
-        wait(&self.reader, || self.any()).await
+        self.0.wait(Task::Reader, ANY).await
     }
 
-    /// `CLIENT KILL`, for the session around the reader (the reader's task, its slot).
+    /// `CLIENT KILL`, for the session around the reader (the reader's task).
     pub async fn killed(&self) {
-        wait(&self.reader, || self.has(Reason::Killed)).await
+        self.0.wait(Task::Reader, Reason::Killed as u8).await
     }
 
     /// The writer's wait: resolves once the output limit is crossed (a killed client's writer is
-    /// stopped by its session, and on shutdown the writer drains). Only the writer's task may wait
-    /// here.
+    /// stopped by its session, and on shutdown the writer drains).
     pub async fn for_writer(&self) {
-        wait(&self.writer, || self.has(Reason::OutputLimit)).await
+        self.0.wait(Task::Writer, Reason::OutputLimit as u8).await
     }
-}
-
-async fn wait(slot: &AtomicWaker, raised: impl Fn() -> bool) {
-    poll_fn(|cx| {
-        if raised() {
-            return Poll::Ready(());
-        }
-        slot.register(cx.waker());
-        // Checked again once registered: a reason raised in between is not missed.
-        match raised() {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
-        }
-    })
-    .await
 }
 
 #[cfg(test)]
@@ -84,45 +57,28 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    async fn parked<F: std::future::Future<Output = ()> + Send + 'static>(
-        wait: F,
-    ) -> tokio::task::JoinHandle<()> {
-        let task = tokio::spawn(wait);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        task
-    }
-
-    async fn released(task: tokio::task::JoinHandle<()>) {
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("released")
-            .unwrap();
-    }
-
     #[tokio::test]
     async fn the_reader_wakes_for_any_reason_the_writer_for_the_output_limit() {
         for reason in [Reason::Killed, Reason::Shutdown] {
             let hangup = Arc::new(Hangup::default());
             let (h1, h2) = (hangup.clone(), hangup.clone());
-            let reader = parked(async move { h1.for_reader().await }).await;
-            let writer = parked(async move { h2.for_writer().await }).await;
+            let reader = tokio::spawn(async move { h1.for_reader().await });
+            let writer = tokio::spawn(async move { h2.for_writer().await });
+            tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!hangup.any() && !reader.is_finished());
             hangup.raise(reason);
-            released(reader).await;
+            tokio::time::timeout(Duration::from_secs(5), reader)
+                .await
+                .expect("released")
+                .unwrap();
             assert!(hangup.any() && hangup.has(reason));
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!writer.is_finished(), "{reason:?} does not stop the writer");
             hangup.raise(Reason::OutputLimit);
-            released(writer).await;
+            tokio::time::timeout(Duration::from_secs(5), writer)
+                .await
+                .expect("released")
+                .unwrap();
         }
-    }
-
-    #[tokio::test]
-    async fn a_raised_reason_ends_a_wait_at_once() {
-        let hangup = Hangup::default();
-        hangup.raise(Reason::OutputLimit);
-        hangup.for_reader().await;
-        hangup.for_writer().await;
-        assert!(!hangup.has(Reason::Killed));
     }
 }

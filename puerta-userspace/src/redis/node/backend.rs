@@ -17,8 +17,11 @@ use crate::redis::node::fault::{self, FaultKind};
 use crate::redis::resp::{self, Decoder, Frame, Limits};
 use crate::tls::{ReadHalf, Stream, WriteHalf};
 
-mod stop;
-use stop::{Stop, Task};
+use crate::redis::signal::{Flags, Task};
+
+/// The one flag of a connection's [`Flags`]: either task ended, so both end and the connection is
+/// closed (see [`crate::redis::signal`] for why this is not a cancellation token).
+const STOPPED: u8 = 1;
 
 /// Why a request to a node got no reply. `NotSent` is always safe to retry; `Lost` only for reads.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,8 +173,8 @@ enum Delivery {
 pub struct BackendConn {
     addr: Arc<str>,
     tx: mpsc::UnboundedSender<Request>,
-    /// Stopped when either task ends: the connection is closed.
-    stop: Arc<Stop>,
+    /// Raised when either task ends: the connection is closed.
+    stop: Arc<Flags>,
 }
 
 impl BackendConn {
@@ -192,7 +195,7 @@ impl BackendConn {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Mutex::new(PendingQueue::default()));
-        let stop = Arc::new(Stop::default());
+        let stop = Arc::new(Flags::default());
         tokio::spawn(write_loop(
             Writing {
                 addr: addr.clone(),
@@ -221,7 +224,7 @@ impl BackendConn {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.stop.is_stopped()
+        self.stop.has(STOPPED)
     }
 
     /// Queues `payload` (holding `replies` commands) and returns where the reply will arrive. Requests
@@ -291,7 +294,7 @@ struct Writing {
     drain_on_release: bool,
 }
 
-async fn write_loop(w: Writing, stop: Arc<Stop>) {
+async fn write_loop(w: Writing, stop: Arc<Flags>) {
     let Writing {
         addr,
         mut write,
@@ -304,13 +307,13 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
     loop {
         // Checked here with a load; the selects poll their main branch first (see the client
         // session's reader).
-        if stop.is_stopped() {
+        if stop.has(STOPPED) {
             break;
         }
         let first = tokio::select! {
             biased;
             r = rx.recv() => r,
-            _ = stop.stopped(Task::Writer) => break,
+            _ = stop.wait(Task::Writer, STOPPED) => break,
         };
         let Some(first) = first else {
             let due =
@@ -318,7 +321,7 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
             if due {
                 // The write half stays open (dropping it would send FIN, and Redis drops a client
                 // on EOF with its replies) until the reader has them all, or times out.
-                stop.stopped(Task::Writer).await;
+                stop.wait(Task::Writer, STOPPED).await;
             }
             break;
         };
@@ -366,7 +369,7 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
         let written = tokio::select! {
             biased;
             r = write_out(&mut write, &out) => r,
-            _ = stop.stopped(Task::Writer) => break,
+            _ = stop.wait(Task::Writer, STOPPED) => break,
         };
         if let Err(e) = written {
             fault::report(
@@ -379,7 +382,7 @@ async fn write_loop(w: Writing, stop: Arc<Stop>) {
         }
         out.clear();
     }
-    stop.stop();
+    stop.raise(STOPPED);
     rx.close();
     while let Ok(r) = rx.try_recv() {
         r.tx.send(Err(BackendError::NotSent { addr: addr.clone() }));
@@ -418,9 +421,9 @@ impl Ended {
     }
 }
 
-async fn read_loop(mut r: Reading, stop: Arc<Stop>) {
+async fn read_loop(mut r: Reading, stop: Arc<Flags>) {
     let ended = read_replies(&mut r, &stop).await;
-    stop.stop();
+    stop.raise(STOPPED);
     let waiting = {
         let mut p = r.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.closed = true;
@@ -453,7 +456,7 @@ async fn read_loop(mut r: Reading, stop: Arc<Stop>) {
     }
 }
 
-async fn read_replies(r: &mut Reading, stop: &Stop) -> Ended {
+async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
     let mut decoder = Decoder::new(Limits::node());
     let latency = crate::redis::metrics::node_latency(&r.addr);
     // Re-armed only when the oldest waiting request changes, not on every read.
@@ -496,7 +499,7 @@ async fn read_replies(r: &mut Reading, stop: &Stop) -> Ended {
         }
         size_for_big_bulk(&mut r.buf);
         resp::make_room(&mut r.buf);
-        if stop.is_stopped() {
+        if stop.has(STOPPED) {
             return Ended {
                 fault: None,
                 reason: "connection closed".into(),
@@ -505,7 +508,7 @@ async fn read_replies(r: &mut Reading, stop: &Stop) -> Ended {
         let n = tokio::select! {
             biased;
             n = r.read.read_buf(&mut r.buf) => n,
-            _ = stop.stopped(Task::Reader) => {
+            _ = stop.wait(Task::Reader, STOPPED) => {
                 return Ended { fault: None, reason: "connection closed".into() };
             }
             _ = &mut overdue, if deadline.is_some() => {
