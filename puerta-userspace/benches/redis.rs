@@ -163,7 +163,7 @@ fn hot_path_benches(c: &mut Criterion) {
                 let raw = parse_command_args(buf, &limits)
                     .expect("valid")
                     .expect("complete");
-                black_box(Command::from_raw(raw).route().expect("routable"))
+                black_box(Command::from_raw(raw).into_route().expect("routable"))
             },
             BatchSize::SmallInput,
         )

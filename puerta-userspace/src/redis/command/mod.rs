@@ -252,13 +252,19 @@ impl Command {
         (span.first() == Some(&b'$') && span.ends_with(b"\r\n")).then_some(span)
     }
 
-    /// The command routed by its keys.
-    pub fn route(&self) -> Result<Route, Frame> {
+    /// The command routed by its keys. Its bytes move into the route: a clone would be a
+    /// reference count taken and dropped again per command.
+    pub fn into_route(self) -> Result<Route, Frame> {
+        let (slot, readonly, dedicated) = (self.slot()?, self.readonly(), self.blocking());
+        let payload = match self.wire {
+            Some(wire) => wire,
+            None => wire::command_bytes(&self.args),
+        };
         Ok(Route {
-            payload: self.payload(),
-            slot: self.slot()?,
-            readonly: self.readonly(),
-            dedicated: self.blocking(),
+            payload,
+            slot,
+            readonly,
+            dedicated,
         })
     }
 

@@ -188,7 +188,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
     }
     let lane = state.lane;
     match kind {
-        Kind::Keyed => match cmd.route() {
+        Kind::Keyed => match cmd.into_route() {
             Ok(route) => routed(cluster, state, route).await,
             Err(e) => Reply::Ready(e),
         },
@@ -355,7 +355,7 @@ async fn split(
         Err(e) => return Reply::Ready(e),
     };
     let Some(split) = split else {
-        return match cmd.route() {
+        return match cmd.into_route() {
             Ok(route) => routed(cluster, state, route).await,
             Err(e) => Reply::Ready(e),
         };
