@@ -133,13 +133,9 @@ impl Ticketed {
             lane: self.lane,
             budget: Some(budget.clone()),
         };
-        let attempt = Attempt {
-            addr: self.addr.clone(),
-            reply: Err(lost(&self.addr)),
-            got: Some(outcome),
-            _conn: None,
-        };
-        Err(InFlight::new(cluster, self.route, sender, attempt))
+        Err(InFlight::resume(
+            cluster, self.route, sender, self.addr, outcome,
+        ))
     }
 }
 
@@ -205,13 +201,8 @@ impl Batch {
                     continue;
                 }
             }
-            let attempt = Attempt {
-                addr: addr.clone(),
-                reply: Err(lost(&addr)),
-                got: Some(outcome),
-                _conn: None,
-            };
-            let retried = InFlight::new(cluster, route_of(i), sender.clone(), attempt);
+            let retried =
+                InFlight::resume(cluster, route_of(i), sender.clone(), addr.clone(), outcome);
             out.push(retried.finish().await);
         }
     }
@@ -277,6 +268,24 @@ impl InFlight {
             sender,
             attempt,
         }))
+    }
+
+    /// A command whose reply from `addr` was taken elsewhere (a batch's, a posted one) and needs
+    /// the retry policy: in flight again, with that reply as its attempt's outcome.
+    fn resume(
+        cluster: &Arc<Cluster>,
+        route: Route,
+        sender: Sender,
+        addr: Arc<str>,
+        outcome: Result<Charged, BackendError>,
+    ) -> InFlight {
+        let attempt = Attempt {
+            reply: Err(lost(&addr)),
+            addr,
+            got: Some(outcome),
+            _conn: None,
+        };
+        InFlight::new(cluster, route, sender, attempt)
     }
 
     /// The answer, if the reply is in and final (no redirect, no error): the common case, served

@@ -231,6 +231,15 @@ impl Command {
         }
     }
 
+    /// [`Command::payload`], the bytes moved out rather than shared: a clone would be a reference
+    /// count taken and dropped again per command.
+    fn into_payload(self) -> Bytes {
+        match self.wire {
+            Some(wire) => wire,
+            None => wire::command_bytes(&self.args),
+        }
+    }
+
     /// The client's own bytes of the arguments `range`, each `$<len>\r\n<arg>\r\n` as it came:
     /// what a part of a split command copies instead of encoding its arguments again. `None` when
     /// the command has no wire bytes (inline, or built by the proxy), or an argument is not a slice
@@ -252,16 +261,11 @@ impl Command {
         (span.first() == Some(&b'$') && span.ends_with(b"\r\n")).then_some(span)
     }
 
-    /// The command routed by its keys. Its bytes move into the route: a clone would be a
-    /// reference count taken and dropped again per command.
+    /// The command routed by its keys; its bytes move into the route.
     pub fn into_route(self) -> Result<Route, Frame> {
         let (slot, readonly, dedicated) = (self.slot()?, self.readonly(), self.blocking());
-        let payload = match self.wire {
-            Some(wire) => wire,
-            None => wire::command_bytes(&self.args),
-        };
         Ok(Route {
-            payload,
+            payload: self.into_payload(),
             slot,
             readonly,
             dedicated,
