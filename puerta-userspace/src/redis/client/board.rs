@@ -8,6 +8,7 @@
 //! turn (at most the client's commands in flight, usually a handful).
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
@@ -19,12 +20,28 @@ use crate::redis::node::backend::NodeResult;
 /// it: a oneshot sender dropped without sending, in the terms this replaces).
 pub type Posted = Option<NodeResult>;
 
-#[derive(Default)]
 pub struct ReplyBoard {
     posts: Mutex<Posts>,
     /// The client's writer, parked for the reply whose turn it is.
     writer: AtomicWaker,
+    /// The ticket the writer parked for: a reply for a later ticket does not wake it (at `-P 16`
+    /// replies of one client come back from several nodes while the writer waits for an earlier
+    /// one).
+    awaited: AtomicU64,
 }
+
+impl Default for ReplyBoard {
+    fn default() -> ReplyBoard {
+        ReplyBoard {
+            posts: Mutex::default(),
+            writer: AtomicWaker::new(),
+            awaited: AtomicU64::new(NONE),
+        }
+    }
+}
+
+/// No ticket awaited.
+const NONE: u64 = u64::MAX;
 
 #[derive(Default)]
 struct Posts {
@@ -49,7 +66,11 @@ impl ReplyBoard {
         }
         posts.posted.push((number, posted));
         drop(posts);
-        self.writer.wake();
+        // Read after the push is published by the unlock; the writer stores it before its
+        // checking take locks, so one of the two sees the other.
+        if self.awaited.load(Ordering::SeqCst) == number {
+            self.writer.wake();
+        }
     }
 
     /// The reply posted under ticket `number`, if it is in.
@@ -76,7 +97,9 @@ impl ReplyBoard {
                 return Poll::Ready(posted);
             }
             self.writer.register(cx.waker());
+            self.awaited.store(number, Ordering::SeqCst);
             // Checked again once registered: a post in between is not missed.
+            // (`awaited` may keep a taken ticket's number: tickets are never reused.)
             match self.take(number) {
                 Some(posted) => Poll::Ready(posted),
                 None => Poll::Pending,
