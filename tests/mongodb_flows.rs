@@ -114,6 +114,8 @@ impl Stream {
 
 const BLOCK: usize = 64 * 1024;
 const GIB: u64 = 1 << 30;
+/// Minutes where a healthy 1 GiB round trip takes seconds on the slowest path.
+const GIB_DEADLINE: Duration = Duration::from_secs(600);
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Compares arbitrary-sized reads against the regenerated stream.
@@ -167,7 +169,14 @@ fn one_gib_of_random_bytes_comes_back_identical() -> anyhow::Result<()> {
     let mut expect = Expect::new();
     let mut buf = vec![0u8; BLOCK];
     let mut received = 0u64;
+    // A guard against a flow that crawls instead of stalling (each read still arrives within the
+    // socket timeout): seconds are what a healthy run needs, so this only ends a hung run.
+    let deadline = Instant::now() + GIB_DEADLINE;
     loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {received} of {GIB} bytes came back within {GIB_DEADLINE:?}"
+        );
         let n = reader.read(&mut buf)?;
         if n == 0 {
             break;

@@ -178,6 +178,31 @@ pub fn set_receive_buffer(sock: &impl AsRawFd, kept: u32) -> io::Result<()> {
         .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value))
 }
 
+/// The largest window TCP will advertise (`TCP_WINDOW_CLAMP`). TCP lowers it on its own to what the
+/// receive buffer allows when a segment changes its payload-to-memory estimate, and never raises it
+/// again while the buffer is locked (any `SO_RCVBUF` locks it).
+pub fn window_clamp(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut buf = [0u8; 4];
+    getsockopt_raw(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_WINDOW_CLAMP,
+        &mut buf,
+    )?;
+    Ok(u32::from_ne_bytes(buf))
+}
+
+/// Sets the window clamp back to `kept` from [`window_clamp`]; raising it lets the window grow again.
+pub fn set_window_clamp(sock: &impl AsRawFd, kept: u32) -> io::Result<()> {
+    let value = i32::try_from(kept).unwrap_or(i32::MAX);
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_WINDOW_CLAMP,
+        value,
+    )
+}
+
 /// Re-setting `SO_RCVLOWAT` makes TCP call `sk_data_ready` when data is queued; with the socket in the
 /// sockhash that runs the verdict over everything that arrived before insertion, in order. It runs
 /// without the socket lock: see `splice::kick` for when that is safe.

@@ -300,11 +300,24 @@ fn kick(sock: &StdTcpStream) -> io::Result<()> {
     if queued < WINDOW_LIMITED {
         return sockopt::kick_data_ready(sock);
     }
-    let kept = sockopt::receive_buffer(sock)?;
-    sockopt::set_receive_buffer(sock, KICK_RCVBUF)?;
-    let kicked = sockopt::kick_data_ready(sock);
-    sockopt::set_receive_buffer(sock, kept)?;
-    kicked
+    with_receive_buffer(sock, KICK_RCVBUF, || sockopt::kick_data_ready(sock))
+}
+
+/// Runs `during` with the receive buffer at `size`, then restores the buffer *and* the window clamp.
+/// A segment that arrives meanwhile can make TCP lower the clamp to what `size` allows, and nothing
+/// raises it again: the flow would then crawl at a 4 KiB window for good (seen once in CI, a 1 GiB
+/// test that never finished).
+fn with_receive_buffer(
+    sock: &StdTcpStream,
+    size: u32,
+    during: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    let kept = (sockopt::receive_buffer(sock)?, sockopt::window_clamp(sock)?);
+    sockopt::set_receive_buffer(sock, size)?;
+    let done = during();
+    sockopt::set_receive_buffer(sock, kept.0)?;
+    sockopt::set_window_clamp(sock, kept.1)?;
+    done
 }
 
 /// The socket's TCP counters; a reset or errored socket (the error returned) aborts the pair.
@@ -407,5 +420,37 @@ mod tests {
         for state in [6, 7, 8, 9, 11] {
             assert!(got_fin(state), "state {state}");
         }
+    }
+
+    /// Sends `len` bytes and reads them on the other side: one segment on loopback.
+    fn pass(from: &mut StdTcpStream, to: &mut StdTcpStream, len: usize) {
+        use std::io::{Read, Write};
+        from.write_all(&vec![7u8; len]).unwrap();
+        let mut got = vec![0u8; len];
+        to.read_exact(&mut got).unwrap();
+    }
+
+    #[test]
+    fn a_shrunk_receive_buffer_leaves_the_window_clamp_as_it_was() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sender = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut receiver, _) = listener.accept().unwrap();
+        pass(&mut sender, &mut receiver, 500);
+        let before = sockopt::window_clamp(&receiver).unwrap();
+        let mut lowered = before;
+        with_receive_buffer(&receiver.try_clone().unwrap(), KICK_RCVBUF, || {
+            // Ever larger segments make TCP re-estimate and clamp to the 4 KiB buffer.
+            for len in [1000, 3000, 60_000] {
+                pass(&mut sender, &mut receiver, len);
+            }
+            lowered = sockopt::window_clamp(&receiver)?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            lowered < before,
+            "TCP kept the clamp at {before} (now {lowered}); this test no longer shows the fix"
+        );
+        assert_eq!(sockopt::window_clamp(&receiver).unwrap(), before);
     }
 }
