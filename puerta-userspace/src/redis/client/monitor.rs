@@ -123,7 +123,7 @@ fn line(cmd: &Command, from: &Entry) -> String {
         now.as_secs(),
         now.subsec_micros()
     );
-    for arg in &cmd.args {
+    for arg in cmd.args() {
         line.push(' ');
         quote(&mut line, arg);
     }

@@ -175,7 +175,7 @@ impl Entry {
 
     /// The command now running, and its first argument (the subcommand, for a command that has
     /// them).
-    pub fn command(&self, spec: Option<&'static spec::CommandSpec>, sub: Option<&Bytes>) {
+    pub fn command(&self, spec: Option<&'static spec::CommandSpec>, sub: Option<&[u8]>) {
         let Some(spec) = spec else { return };
         if let Some(index) = spec::index(spec) {
             self.last_command.store(index as u16, Ordering::Relaxed);

@@ -316,7 +316,7 @@ impl Reader {
 
     async fn serve(&mut self, raw: RawCommand) -> Flow {
         let cmd = Command::from_raw(raw);
-        self.state.client.command(cmd.spec, cmd.args.get(1));
+        self.state.client.command(cmd.spec, cmd.arg(1));
         let local = match cmd.kind() {
             Some(Kind::Local(local)) => Some(local),
             _ => None,
@@ -385,7 +385,7 @@ impl Reader {
                 .key_slots()
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(i, _)| cmd.args.get(i).cloned())
+                .filter_map(|(i, _)| cmd.args().get(i).cloned())
                 .collect(),
             false => Vec::new(),
         };

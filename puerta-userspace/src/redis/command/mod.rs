@@ -4,23 +4,30 @@
 pub mod slots;
 pub mod spec;
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use crate::redis::cluster::router::Route;
 use crate::redis::command::slots::key_slot;
-use crate::redis::command::spec::{flag, CommandSpec, Kind};
+use crate::redis::command::spec::{flag, Args, CommandSpec, Kind};
 use crate::redis::resp::wire;
-use crate::redis::resp::{Frame, RawCommand};
+use crate::redis::resp::{Frame, RawCommand, Spans};
 
 pub struct Command {
-    /// `args[0]` is the command name as the client sent it.
-    pub args: Vec<Bytes>,
     /// Upper-case name, for matching.
     pub name: Name,
     pub spec: Option<&'static CommandSpec>,
     /// The bytes the client sent, forwarded as they are; `None` when they must be encoded (an
     /// inline command, or one the proxy built).
     wire: Option<Bytes>,
+    /// Where each argument is in `wire`; empty when `words` was given instead. The routing of a
+    /// keyed command reads its name and keys through these alone.
+    spans: Spans,
+    /// The arguments as `Bytes` (argument 0 is the name as the client sent it): given when there
+    /// are no spans, else built on first use by the paths that work on whole arguments (local
+    /// commands, splits, transactions).
+    words: OnceLock<Vec<Bytes>>,
 }
 
 /// A command name in upper case: matching a name must not allocate. Known commands use the table's
@@ -117,28 +124,69 @@ impl Command {
         Ok(Some(Command::new(args)))
     }
 
+    /// A command from its arguments (at least one), encoded when sent.
     pub fn new(args: Vec<Bytes>) -> Command {
-        let spec = spec::lookup(&args[0]);
-        let name = Name::new(&args[0], spec);
-        Command {
-            args,
-            name,
-            spec,
-            wire: None,
-        }
+        Command::named(None, Spans::new(), OnceLock::from(args))
     }
 
     /// A command as parsed from the client: forwarded as the bytes it came in.
     pub fn from_raw(raw: RawCommand) -> Command {
-        let mut cmd = Command::new(raw.args);
-        cmd.wire = raw.wire;
+        let words = match raw.spans.is_empty() {
+            true => OnceLock::from(raw.words),
+            false => OnceLock::new(),
+        };
+        Command::named(raw.wire, raw.spans, words)
+    }
+
+    fn named(wire: Option<Bytes>, spans: Spans, words: OnceLock<Vec<Bytes>>) -> Command {
+        let mut cmd = Command {
+            name: Name::Known(""),
+            spec: None,
+            wire,
+            spans,
+            words,
+        };
+        let raw_name = cmd.arg(0).unwrap_or_default();
+        let spec = spec::lookup(raw_name);
+        cmd.name = Name::new(raw_name, spec);
+        cmd.spec = spec;
         cmd
+    }
+
+    /// How many arguments, the name included (at least one).
+    pub fn arg_count(&self) -> usize {
+        match self.spans.is_empty() {
+            false => self.spans.len(),
+            true => self.words.get().map_or(0, Vec::len),
+        }
+    }
+
+    /// Argument `i`'s bytes, without building the argument list.
+    pub fn arg(&self, i: usize) -> Option<&[u8]> {
+        match (&self.wire, self.spans.is_empty()) {
+            (Some(wire), false) => self.spans.get(i).map(|span| &wire[span.range()]),
+            _ => self.words.get()?.get(i).map(|arg| &arg[..]),
+        }
+    }
+
+    /// The arguments as `Bytes` (slices of the client's bytes, not copies), built on first use:
+    /// for the paths that keep or pass on whole arguments; routing uses [`Command::arg`].
+    pub fn args(&self) -> &[Bytes] {
+        self.words.get_or_init(|| match &self.wire {
+            Some(wire) => self.spans.iter().map(|s| wire.slice(s.range())).collect(),
+            None => Vec::new(),
+        })
+    }
+
+    /// [`Command::args`], taken.
+    pub fn into_args(self) -> Vec<Bytes> {
+        self.args();
+        self.words.into_inner().unwrap_or_default()
     }
 
     /// Upper-case text of argument `i`, if present.
     pub fn arg_upper(&self, i: usize) -> Option<String> {
-        self.args
-            .get(i)
+        self.arg(i)
             .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
     }
 
@@ -161,7 +209,7 @@ impl Command {
         let Some(spec) = self.spec else {
             return Ok(());
         };
-        let n = self.args.len() as i32;
+        let n = self.arg_count() as i32;
         let ok = if spec.arity >= 0 {
             n == spec.arity
         } else {
@@ -170,7 +218,7 @@ impl Command {
         if ok {
             Ok(())
         } else {
-            Err(wire::wrong_arity(&self.args[0]))
+            Err(wire::wrong_arity(self.arg(0).unwrap_or_default()))
         }
     }
 
@@ -180,9 +228,9 @@ impl Command {
             return Ok(Vec::new());
         };
         // A key per argument at most (MSET: one per two): sized once.
-        let mut keys = Vec::with_capacity(self.args.len());
-        spec::for_each_key(spec, &self.args, |i| {
-            if let Some(key) = self.args.get(i) {
+        let mut keys = Vec::with_capacity(self.arg_count());
+        spec::for_each_key(spec, self, |i| {
+            if let Some(key) = self.arg(i) {
                 keys.push((i, key_slot(key)));
             }
         })
@@ -199,7 +247,7 @@ impl Command {
         let Some(spec) = self.spec else {
             return Ok(None);
         };
-        match spec::command_slot(spec, &self.args) {
+        match spec::command_slot(spec, self) {
             Ok(slot) => Ok(slot),
             Err(e) if e.node_words_it() => Ok(None),
             Err(e) => Err(wire::error(e.to_string())),
@@ -212,14 +260,14 @@ impl Command {
 
     /// Blocking commands hold a connection for as long as they wait, so they never use the pool.
     pub fn blocking(&self) -> bool {
-        self.spec.is_some_and(|spec| spec::blocks(spec, &self.args))
+        self.spec.is_some_and(|spec| spec::blocks(spec, self))
     }
 
     /// Bytes the command holds.
     pub fn size(&self) -> usize {
         match &self.wire {
             Some(wire) => wire.len(),
-            None => self.args.iter().map(|a| a.len()).sum(),
+            None => self.args().iter().map(|a| a.len()).sum(),
         }
     }
 
@@ -227,7 +275,7 @@ impl Command {
     pub fn payload(&self) -> Bytes {
         match &self.wire {
             Some(wire) => wire.clone(),
-            None => wire::command_bytes(&self.args),
+            None => wire::command_bytes(self.args()),
         }
     }
 
@@ -236,7 +284,7 @@ impl Command {
     fn into_payload(self) -> Bytes {
         match self.wire {
             Some(wire) => wire,
-            None => wire::command_bytes(&self.args),
+            None => wire::command_bytes(self.args()),
         }
     }
 
@@ -248,7 +296,7 @@ impl Command {
         let wire = self.wire.as_deref()?;
         // Where argument `i`'s trailing CRLF ends in `wire`.
         let end_of = |i: usize| -> Option<usize> {
-            let arg = self.args.get(i)?;
+            let arg = self.arg(i)?;
             let at = (arg.as_ptr() as usize).checked_sub(wire.as_ptr() as usize)?;
             let end = at.checked_add(arg.len())?.checked_add(2)?;
             (!arg.is_empty() && end <= wire.len()).then_some(end)
@@ -280,6 +328,16 @@ impl Command {
             readonly: false,
             dedicated: false,
         }
+    }
+}
+
+impl Args for Command {
+    fn count(&self) -> usize {
+        self.arg_count()
+    }
+
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        Command::arg(self, i)
     }
 }
 
@@ -378,5 +436,45 @@ mod tests {
         assert_eq!(c.wire_args(5..6), None);
         assert_eq!(c.wire_args(1..1), None);
         assert_eq!(cmd(&["MSET", "a", "1"]).wire_args(1..3), None);
+    }
+
+    fn parsed(wire: &[u8]) -> Command {
+        let mut buf = bytes::BytesMut::from(wire);
+        let limits = crate::redis::resp::Limits::default();
+        let raw = crate::redis::resp::parse_command_args(&mut buf, &limits)
+            .unwrap()
+            .unwrap();
+        Command::from_raw(raw)
+    }
+
+    #[test]
+    fn routing_a_keyed_command_builds_no_argument_list() {
+        let wire = b"*2\r\n$3\r\nget\r\n$3\r\nfoo\r\n";
+        let c = parsed(wire);
+        c.check_arity().unwrap();
+        assert!(c.readonly() && !c.blocking());
+        assert_eq!(c.slot().unwrap(), Some(12182));
+        assert_eq!((c.arg_count(), c.arg(1)), (2, Some(&b"foo"[..])));
+        assert!(c.words.get().is_none(), "the argument list was built");
+        assert_eq!(&c.into_route().unwrap().payload[..], wire);
+    }
+
+    #[test]
+    fn the_argument_list_is_the_same_from_spans_words_and_many_arguments() {
+        let c = parsed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        assert_eq!(c.args(), cmd(&["SET", "k", ""]).args());
+        assert_eq!(c.arg(2), Some(&b""[..]));
+        assert_eq!(c.into_args().len(), 3);
+        // More arguments than the parser records: given as words, read the same way.
+        let mut words = vec!["DEL".to_string()];
+        words.extend((0..300).map(|i| format!("{{t}}{i}")));
+        let mut wire = bytes::BytesMut::new();
+        crate::redis::resp::encode_command(&words, &mut wire);
+        let c = parsed(&wire);
+        assert_eq!(c.arg_count(), 301);
+        assert_eq!(c.arg(300), Some(&b"{t}299"[..]));
+        assert_eq!(c.slot().unwrap(), Some(key_slot(b"t")));
+        assert_eq!(c.args()[1], Bytes::from_static(b"{t}0"));
+        assert_eq!(&c.payload()[..], &wire[..]);
     }
 }

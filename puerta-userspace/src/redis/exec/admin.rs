@@ -34,7 +34,7 @@ pub enum Plan {
 }
 
 pub fn plan(cluster: &Cluster, cmd: &Command) -> Plan {
-    let sub = cmd.args.get(1).map(|s| &s[..]);
+    let sub = cmd.args().get(1).map(|s| &s[..]);
     let Some(spec) = admin_spec(&cmd.name, sub) else {
         return Plan::Answer(wire::error("ERR Puerta: not an administration command"));
     };
@@ -51,7 +51,7 @@ pub fn plan(cluster: &Cluster, cmd: &Command) -> Plan {
         Reach::AnyMaster => Plan::Route(cmd.keyless_route()),
         Reach::Key(pos) => Plan::Route(Route {
             payload: cmd.payload(),
-            slot: cmd.args.get(pos).map(|key| key_slot(key)),
+            slot: cmd.args().get(pos).map(|key| key_slot(key)),
             readonly: cmd.readonly(),
             dedicated: false,
         }),
@@ -66,13 +66,13 @@ pub fn plan(cluster: &Cluster, cmd: &Command) -> Plan {
 /// Whether a transaction may queue `cmd`: it goes to one node and needs no `admin_commands`
 /// (CONFIG GET, MEMORY USAGE), so that EXEC cannot bypass the setting.
 pub fn one_node(cmd: &Command) -> bool {
-    let sub = cmd.args.get(1).map(|s| &s[..]);
+    let sub = cmd.args().get(1).map(|s| &s[..]);
     admin_spec(&cmd.name, sub)
         .is_some_and(|spec| !spec.gated && matches!(spec.reach, Reach::AnyMaster | Reach::Key(_)))
 }
 
 fn refused(cmd: &Command, by_subcommand: bool) -> Frame {
-    let name = match (by_subcommand, cmd.args.get(1)) {
+    let name = match (by_subcommand, cmd.args().get(1)) {
         (true, Some(sub)) => format!(
             "{} {}",
             cmd.name.to_lowercase(),

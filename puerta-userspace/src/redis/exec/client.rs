@@ -39,7 +39,7 @@ const KNOWN: &[&str] = &[
 ];
 
 pub fn client(cluster: &Cluster, state: &mut ClientState, cmd: &Command) -> Frame {
-    let args = &cmd.args;
+    let args = &cmd.args();
     let Some(sub) = cmd.arg_upper(1) else {
         return wire::wrong_arity(&args[0]);
     };

@@ -13,7 +13,7 @@ use crate::redis::resp::{wire, Frame};
 
 /// `CLIENT TRACKING ON|OFF …`. ON answers once every master's invalidation feed is up.
 pub fn tracking(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: &Command) -> Reply {
-    let request = match options::parse(&cmd.args[2..], state.tracking.as_ref()) {
+    let request = match options::parse(&cmd.args()[2..], state.tracking.as_ref()) {
         Ok(request) => request,
         Err(e) => return Reply::Ready(e),
     };

@@ -174,7 +174,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         return Reply::Ready(state.txn.queue(&cmd));
     }
     let Some(kind) = kind else {
-        return Reply::Ready(spec::unknown_command(&cmd.args));
+        return Reply::Ready(spec::unknown_command(cmd.args()));
     };
     if let Err(e) = cmd.check_arity() {
         return Reply::Ready(e);
@@ -199,7 +199,7 @@ pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Comm
         Kind::Local(local) => local::answer(cluster, state, &cmd, local),
         Kind::Admin => admin(cluster, state, cmd).await,
         Kind::Scan => later(scan::scan(cluster.clone(), cmd, lane)),
-        Kind::Info => later(info::info(cluster.clone(), cmd.args, lane)),
+        Kind::Info => later(info::info(cluster.clone(), cmd.into_args(), lane)),
         Kind::Transaction(step) => {
             let reply = state
                 .txn

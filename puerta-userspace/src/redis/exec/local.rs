@@ -23,7 +23,7 @@ pub fn answer(
     cmd: &Command,
     local: Local,
 ) -> Reply {
-    let args = &cmd.args;
+    let args = &cmd.args();
     let frame = match local {
         Local::Ping => match args.get(1) {
             None => wire::simple("PONG"),

@@ -21,12 +21,8 @@ fn owned(name: &[u8]) -> Option<&'static str> {
 /// when nothing else is left to do (every setting was the proxy's, or a value was wrong). `None` for
 /// any other command, and for a `CONFIG SET` that must go on to the nodes.
 pub fn set(cluster: &Cluster, cmd: &Command) -> Option<Frame> {
-    let is_set = cmd.name == "CONFIG"
-        && cmd
-            .args
-            .get(1)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"SET"));
-    let pairs = cmd.args.get(2..)?;
+    let is_set = cmd.name == "CONFIG" && cmd.arg(1).is_some_and(|s| s.eq_ignore_ascii_case(b"SET"));
+    let pairs = cmd.args().get(2..)?;
     if !is_set || pairs.is_empty() || pairs.len() % 2 != 0 {
         return None;
     }

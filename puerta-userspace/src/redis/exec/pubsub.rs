@@ -104,7 +104,7 @@ pub const HOME_SLOT: u16 = 0;
 /// home of global subscriptions for the others.
 pub fn node_for(cluster: &Cluster, cmd: &Command) -> Result<Arc<str>, Frame> {
     let sharded = cmd.subscription().is_some_and(|s| s.sharded);
-    let slot = match cmd.args.get(1) {
+    let slot = match cmd.args().get(1) {
         Some(channel) if sharded => key_slot(channel),
         _ => HOME_SLOT,
     };
@@ -351,10 +351,10 @@ pub fn unsubscribed_reply(cmd: &Command) -> Reply {
     let kind = Bytes::from(cmd.name.to_ascii_lowercase());
     let confirm =
         |channel| Frame::Push(vec![Frame::Bulk(kind.clone()), channel, Frame::Integer(0)]);
-    match cmd.args.len() {
+    match cmd.args().len() {
         1 => Reply::Ready(confirm(Frame::Null)),
         _ => Reply::Many(
-            cmd.args[1..]
+            cmd.args()[1..]
                 .iter()
                 .map(|channel| confirm(Frame::Bulk(channel.clone())))
                 .collect(),

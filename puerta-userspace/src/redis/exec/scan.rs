@@ -58,7 +58,7 @@ pub fn next(node: usize, node_next: u64, nodes: usize) -> Option<u64> {
 }
 
 pub async fn scan(cluster: Arc<Cluster>, cmd: Command, lane: Lane) -> Frame {
-    let Some(cursor) = decode(&cmd.args[1]) else {
+    let Some(cursor) = decode(&cmd.args()[1]) else {
         return wire::error("ERR invalid cursor");
     };
     let masters = cluster.masters();
@@ -70,7 +70,7 @@ pub async fn scan(cluster: Arc<Cluster>, cmd: Command, lane: Lane) -> Frame {
             "ERR invalid cursor (the cluster has fewer masters than this cursor names)",
         );
     };
-    let mut args: Vec<Bytes> = cmd.args.clone();
+    let mut args: Vec<Bytes> = cmd.args().to_vec();
     args[1] = Bytes::from(cursor.node_cursor.to_string());
     let reply = call_node(&cluster, addr, wire::command_bytes(&args), lane).await;
     let Frame::Array(mut parts) = reply else {

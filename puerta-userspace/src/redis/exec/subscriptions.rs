@@ -49,7 +49,7 @@ impl Subscriptions {
         let sharded = cmd.subscription().is_some_and(|s| s.sharded);
         let target = match sharded {
             false => Target::Global,
-            true if cmd.args.len() == 1 => {
+            true if cmd.args().len() == 1 => {
                 // SUNSUBSCRIBE without channels: every shard connection.
                 return Ok(self
                     .conns

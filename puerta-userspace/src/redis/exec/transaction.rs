@@ -47,7 +47,7 @@ impl Transaction {
     /// Accepts a command between MULTI and EXEC.
     pub fn queue(&mut self, cmd: &Command) -> Frame {
         let Some(kind) = cmd.kind() else {
-            return self.fail(crate::redis::command::spec::unknown_command(&cmd.args));
+            return self.fail(crate::redis::command::spec::unknown_command(cmd.args()));
         };
         if let Err(e) = cmd.check_arity().and_then(|()| queueable(kind, cmd)) {
             return self.fail(e);
@@ -167,7 +167,7 @@ impl Transaction {
     async fn watch(&mut self, cluster: &Arc<Cluster>, cmd: &Command, lane: Lane) -> Frame {
         let slot = match cmd.slot() {
             Ok(Some(slot)) => slot,
-            Ok(None) => return wire::wrong_arity(&cmd.args[0]),
+            Ok(None) => return wire::wrong_arity(&cmd.args()[0]),
             Err(e) => return e,
         };
         if let Some(w) = &self.watch {

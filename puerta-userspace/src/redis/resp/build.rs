@@ -22,13 +22,6 @@ pub(super) fn command_args(raw: &Bytes, count: usize) -> Result<Vec<Bytes>, Pars
     Ok(args)
 }
 
-/// A command whose argument positions the check pass recorded: no parsing, only slicing.
-pub(super) fn args_from_ranges(raw: &Bytes, args: &[(usize, usize)]) -> Vec<Bytes> {
-    args.iter()
-        .map(|&(start, end)| raw.slice(start..end))
-        .collect()
-}
-
 /// Any reply frame.
 pub(super) fn reply(raw: &Bytes) -> Result<Frame, ParseError> {
     value(&mut Cursor::at(raw, 0), raw, 0)

@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::check::{self, Progress};
 use super::cursor::{protocol, show};
-use super::{build, inline, Frame, Limits, ParseError, RawCommand};
+use super::{build, inline, Frame, Limits, ParseError, RawCommand, Span, Spans};
 
 /// A parser for one direction of one connection. It remembers how far it validated an incomplete
 /// frame, so a frame arriving over many reads costs linear time: the free functions
@@ -99,13 +99,17 @@ pub(super) fn command(
                     continue;
                 }
                 let raw = buf.split_to(end).freeze();
-                let args = match progress.recorded_args(count) {
-                    Some(args) => build::args_from_ranges(&raw, args),
-                    None => build::command_args(&raw, count)?,
+                let spans: Option<Spans> = progress
+                    .recorded_args(count)
+                    .and_then(|args| args.iter().map(|&(s, e)| Span::new(s, e)).collect());
+                let (spans, words) = match spans {
+                    Some(spans) => (spans, Vec::new()),
+                    None => (Spans::new(), build::command_args(&raw, count)?),
                 };
                 return Ok(Some(RawCommand {
-                    args,
                     wire: Some(raw),
+                    spans,
+                    words,
                 }));
             }
             b'$' | b'+' | b'-' | b':' => {
@@ -114,7 +118,13 @@ pub(super) fn command(
             _ => match inline::parse(buf, limits)? {
                 None => return Ok(None),
                 Some(args) if args.is_empty() => continue,
-                Some(args) => return Ok(Some(RawCommand { args, wire: None })),
+                Some(words) => {
+                    return Ok(Some(RawCommand {
+                        wire: None,
+                        spans: Spans::new(),
+                        words,
+                    }))
+                }
             },
         }
     }

@@ -178,23 +178,61 @@ pub fn parse_command_args(
 pub fn command_words(wire: &Bytes) -> Vec<Bytes> {
     let mut buf = BytesMut::from(&wire[..]);
     match parse_command_args(&mut buf, &Limits::default()) {
-        Ok(Some(raw)) => raw.args,
+        Ok(Some(raw)) => raw.args(),
         _ => Vec::new(),
     }
 }
 
-/// One client command as it arrived.
+/// Where one argument's bytes are in its command's wire bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// `None` past 4 GiB, where the arguments are kept as [`Bytes`] instead.
+    fn new(start: usize, end: usize) -> Option<Span> {
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// The argument spans of one command, held inline for the short commands that make up nearly all
+/// traffic: finding a command's name and keys then allocates nothing.
+pub type Spans = smallvec::SmallVec<[Span; 6]>;
+
+/// One client command as it arrived: its bytes and where its arguments are in them, or (inline, or
+/// more arguments than the parser records) the arguments themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawCommand {
-    /// At least one; slices of the read buffer.
-    pub args: Vec<Bytes>,
     /// The multibulk form's bytes; `None` for an inline command, which must be re-encoded.
     pub wire: Option<Bytes>,
+    /// Where each argument is in `wire`; empty when `words` holds the arguments.
+    pub spans: Spans,
+    /// The arguments as slices of their own, when there are no `spans`.
+    pub words: Vec<Bytes>,
 }
 
 impl RawCommand {
+    /// The arguments as `Bytes` (slices of `wire`, not copies).
+    pub fn args(&self) -> Vec<Bytes> {
+        match &self.wire {
+            Some(wire) if !self.spans.is_empty() => {
+                self.spans.iter().map(|s| wire.slice(s.range())).collect()
+            }
+            _ => self.words.clone(),
+        }
+    }
+
     pub fn into_frame(self) -> Frame {
-        Frame::Array(self.args.into_iter().map(Frame::Bulk).collect())
+        Frame::Array(self.args().into_iter().map(Frame::Bulk).collect())
     }
 }
 

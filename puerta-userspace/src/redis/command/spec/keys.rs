@@ -5,8 +5,39 @@ use bytes::Bytes;
 use super::{flag, is_keyword, CommandError, CommandSpec, KeySpec};
 use crate::redis::command::slots::key_slot;
 
+/// A call's arguments as the key finders read them: spans of the bytes the client sent (the hot
+/// path, which then takes no allocation or reference count per argument) or `Bytes` of their own.
+pub trait Args {
+    /// How many, the command name included.
+    fn count(&self) -> usize;
+    fn arg(&self, i: usize) -> Option<&[u8]>;
+}
+
+impl Args for [Bytes] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|arg| &arg[..])
+    }
+}
+
+impl Args for Vec<Bytes> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn arg(&self, i: usize) -> Option<&[u8]> {
+        self[..].arg(i)
+    }
+}
+
 /// The positions in `args` (`args[0]` = the command name) that are keys, in argument order.
-pub fn key_indices(spec: &CommandSpec, args: &[Bytes]) -> Result<Vec<usize>, CommandError> {
+pub fn key_indices(
+    spec: &CommandSpec,
+    args: &(impl Args + ?Sized),
+) -> Result<Vec<usize>, CommandError> {
     let mut keys = Vec::new();
     for_each_key(spec, args, |i| keys.push(i))?;
     Ok(keys)
@@ -15,21 +46,21 @@ pub fn key_indices(spec: &CommandSpec, args: &[Bytes]) -> Result<Vec<usize>, Com
 /// Like [`key_indices`] without allocating: calls `visit` with each key position in order.
 pub fn for_each_key(
     spec: &CommandSpec,
-    args: &[Bytes],
+    args: &(impl Args + ?Sized),
     mut visit: impl FnMut(usize),
 ) -> Result<(), CommandError> {
-    if !spec.arity_ok(args.len()) {
+    if !spec.arity_ok(args.count()) {
         return Err(CommandError::WrongArity(spec.name));
     }
     match spec.keys {
         KeySpec::None => {}
         KeySpec::Single { pos } => {
-            if pos < args.len() {
+            if pos < args.count() {
                 visit(pos);
             }
         }
         KeySpec::Range { first, last, step } => {
-            if let Some(last) = range_end(spec, args.len(), first, last, step)? {
+            if let Some(last) = range_end(spec, args.count(), first, last, step)? {
                 (first..=last).step_by(step.max(1)).for_each(visit);
             }
         }
@@ -49,13 +80,18 @@ pub fn for_each_key(
 /// The one slot all keys of this call hash to (`None`: no keys, any node will do), without
 /// allocating; keys in different slots are Redis' CROSSSLOT error. `Kind::Split` commands are
 /// expected to be split per slot before this is asked.
-pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, CommandError> {
+pub fn command_slot(
+    spec: &CommandSpec,
+    args: &(impl Args + ?Sized),
+) -> Result<Option<u16>, CommandError> {
     let mut slot = None;
     let mut cross = false;
     for_each_key(spec, args, |i| {
-        let this = key_slot(&args[i]);
-        cross |= slot.is_some_and(|s| s != this);
-        slot = Some(this);
+        if let Some(key) = args.arg(i) {
+            let this = key_slot(key);
+            cross |= slot.is_some_and(|s| s != this);
+            slot = Some(this);
+        }
     })?;
     if cross {
         return Err(CommandError::CrossSlot);
@@ -65,7 +101,7 @@ pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, C
 
 /// Whether this call will block the connection: BLOCKING commands do, except XREAD/XREADGROUP which
 /// block only with a `BLOCK` option.
-pub fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
+pub fn blocks(spec: &CommandSpec, args: &(impl Args + ?Sized)) -> bool {
     if !spec.has(flag::BLOCKING) {
         return false;
     }
@@ -99,24 +135,27 @@ fn range_end(
     Ok(Some(last))
 }
 
-fn numkeys(args: &[Bytes], numkeys_pos: usize) -> Result<usize, CommandError> {
-    let raw = args.get(numkeys_pos).ok_or(CommandError::Syntax)?;
+fn numkeys(args: &(impl Args + ?Sized), numkeys_pos: usize) -> Result<usize, CommandError> {
+    let raw = args.arg(numkeys_pos).ok_or(CommandError::Syntax)?;
     let count = std::str::from_utf8(raw)
         .ok()
         .and_then(|text| text.parse::<i64>().ok())
         .ok_or(CommandError::NotAnInteger)?;
     let count = usize::try_from(count).map_err(|_| CommandError::NegativeKeys)?;
-    if count > args.len() - numkeys_pos - 1 {
+    if count > args.count() - numkeys_pos - 1 {
         return Err(CommandError::TooManyKeys);
     }
     Ok(count)
 }
 
 /// Where XREAD/XREADGROUP's stream keys start and how many there are.
-fn streams(spec: &CommandSpec, args: &[Bytes]) -> Result<(usize, usize), CommandError> {
+fn streams(
+    spec: &CommandSpec,
+    args: &(impl Args + ?Sized),
+) -> Result<(usize, usize), CommandError> {
     for option in StreamOptions::new(args) {
         if let StreamOption::Streams(start) = option? {
-            let rest = args.len() - start;
+            let rest = args.count() - start;
             if rest == 0 || !rest.is_multiple_of(2) {
                 return Err(CommandError::UnbalancedStreams(spec.name));
             }
@@ -135,25 +174,25 @@ enum StreamOption {
 
 /// Walks XREAD/XREADGROUP options in Redis' order, skipping their values, so that a group or consumer
 /// literally named "STREAMS" is not mistaken for the keyword.
-struct StreamOptions<'a> {
-    args: &'a [Bytes],
+struct StreamOptions<'a, A: Args + ?Sized> {
+    args: &'a A,
     pos: usize,
 }
 
-impl<'a> StreamOptions<'a> {
-    fn new(args: &'a [Bytes]) -> Self {
+impl<'a, A: Args + ?Sized> StreamOptions<'a, A> {
+    fn new(args: &'a A) -> Self {
         StreamOptions { args, pos: 1 }
     }
 }
 
-impl Iterator for StreamOptions<'_> {
+impl<A: Args + ?Sized> Iterator for StreamOptions<'_, A> {
     type Item = Result<StreamOption, CommandError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let arg = self.args.get(self.pos)?;
+        let arg = self.args.arg(self.pos)?;
         let (option, values): (StreamOption, usize) = if is_keyword(arg, "STREAMS") {
             let start = self.pos + 1;
-            self.pos = self.args.len();
+            self.pos = self.args.count();
             return Some(Ok(StreamOption::Streams(start)));
         } else if is_keyword(arg, "BLOCK") {
             (StreamOption::Block, 1)
@@ -164,11 +203,11 @@ impl Iterator for StreamOptions<'_> {
         } else if is_keyword(arg, "NOACK") {
             (StreamOption::Other, 0)
         } else {
-            self.pos = self.args.len();
+            self.pos = self.args.count();
             return Some(Err(CommandError::Syntax));
         };
         self.pos += 1 + values;
-        if self.pos > self.args.len() {
+        if self.pos > self.args.count() {
             return Some(Err(CommandError::Syntax));
         }
         Some(Ok(option))

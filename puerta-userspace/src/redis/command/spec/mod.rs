@@ -11,10 +11,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-use bytes::Bytes;
-
 pub use admin::{admin_spec, AdminSpec, Reach};
-pub use keys::{blocks, command_slot, for_each_key, key_indices};
+pub use keys::{blocks, command_slot, for_each_key, key_indices, Args};
 pub use kind::{why, Kind, Local, Merge, Step, Subscription};
 pub use lookup::lookup;
 pub use reply::unknown_command;
@@ -141,6 +139,6 @@ impl CommandSpec {
     }
 }
 
-fn is_keyword(arg: &Bytes, keyword: &str) -> bool {
+fn is_keyword(arg: &[u8], keyword: &str) -> bool {
     arg.eq_ignore_ascii_case(keyword.as_bytes())
 }

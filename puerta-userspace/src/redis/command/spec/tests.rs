@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 
 fn call(line: &str) -> Vec<Bytes> {
     line.split(' ')
