@@ -6,9 +6,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use puerta::redis::command::slots::key_slot;
 use puerta::redis::command::spec::{key_indices, lookup};
 use puerta::redis::command::Command;
-use puerta::redis::resp::{
-    encode_command, parse_command, parse_command_args, parse_reply, Frame, Limits,
-};
+use puerta::redis::resp::{encode_command, parse_command, parse_reply, Decoder, Frame, Limits};
 
 fn command(args: &[&[u8]]) -> Vec<u8> {
     let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
@@ -152,17 +150,16 @@ fn lookup_benches(c: &mut Criterion) {
 }
 
 /// What the proxy does with a GET before it goes on the wire: frame it, find its table entry and its
-/// key's slot, and take its bytes for the node (no encoding: they pass through).
+/// key's slot, and take its bytes for the node (no encoding: they pass through). With the parser a
+/// client connection keeps, as the session does (its argument record is allocated once).
 fn hot_path_benches(c: &mut Criterion) {
-    let limits = Limits::default();
+    let mut decoder = Decoder::new(Limits::default());
     let wire = command(&[b"GET", b"key:000000012345"]);
     c.bench_function("hot_path/parse_and_route_get", |b| {
         b.iter_batched_ref(
             || read_buffer(&wire),
             |buf| {
-                let raw = parse_command_args(buf, &limits)
-                    .expect("valid")
-                    .expect("complete");
+                let raw = decoder.command_args(buf).expect("valid").expect("complete");
                 black_box(Command::from_raw(raw).into_route().expect("routable"))
             },
             BatchSize::SmallInput,

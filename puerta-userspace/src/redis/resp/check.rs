@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::cursor::{protocol, show, Cursor};
-use super::{Limits, ParseError};
+use super::{Limits, ParseError, Span};
 
 /// Commands with at most this many arguments have their argument positions recorded by the check
 /// pass, so the build pass slices them without parsing the headers again (a 10-key MSET has 21).
@@ -19,8 +19,8 @@ pub(super) struct Progress {
     /// Commands: the argument count once the header has been read, and how many are still missing.
     count: Option<usize>,
     remaining: usize,
-    /// Commands: where the first `RECORDED_ARGS` arguments' bytes are.
-    args: Vec<(usize, usize)>,
+    /// Commands: where the first `RECORDED_ARGS` arguments' bytes are (none past 4 GiB).
+    args: Vec<Span>,
     /// Replies: elements still expected by each open array, outermost first.
     pending: Vec<usize>,
 }
@@ -34,7 +34,7 @@ impl Progress {
     }
 
     /// The byte ranges of a complete command's `count` arguments, when they were all recorded.
-    pub fn recorded_args(&self, count: usize) -> Option<&[(usize, usize)]> {
+    pub fn recorded_args(&self, count: usize) -> Option<&[Span]> {
         (self.args.len() == count).then_some(&self.args[..])
     }
 
@@ -82,7 +82,9 @@ pub(super) fn command(
             return Ok(None);
         };
         if progress.args.len() < RECORDED_ARGS {
-            progress.args.push((arg.start, arg.end));
+            if let Some(span) = Span::new(arg.start, arg.end) {
+                progress.args.push(span);
+            }
         }
         progress.pos = cur.pos;
         progress.remaining -= 1;

@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::check::{self, Progress};
 use super::cursor::{protocol, show};
-use super::{build, inline, Frame, Limits, ParseError, RawCommand, Span, Spans};
+use super::{build, inline, Frame, Limits, ParseError, RawCommand, Spans};
 
 /// A parser for one direction of one connection. It remembers how far it validated an incomplete
 /// frame, so a frame arriving over many reads costs linear time: the free functions
@@ -99,11 +99,8 @@ pub(super) fn command(
                     continue;
                 }
                 let raw = buf.split_to(end).freeze();
-                let spans: Option<Spans> = progress
-                    .recorded_args(count)
-                    .and_then(|args| args.iter().map(|&(s, e)| Span::new(s, e)).collect());
-                let (spans, words) = match spans {
-                    Some(spans) => (spans, Vec::new()),
+                let (spans, words) = match progress.recorded_args(count) {
+                    Some(spans) => (Spans::from_slice(spans), Vec::new()),
                     None => (Spans::new(), build::command_args(&raw, count)?),
                 };
                 return Ok(Some(RawCommand {

@@ -192,7 +192,7 @@ pub struct Span {
 
 impl Span {
     /// `None` past 4 GiB, where the arguments are kept as [`Bytes`] instead.
-    fn new(start: usize, end: usize) -> Option<Span> {
+    pub(super) fn new(start: usize, end: usize) -> Option<Span> {
         Some(Span {
             start: u32::try_from(start).ok()?,
             end: u32::try_from(end).ok()?,
