@@ -296,10 +296,16 @@ impl Command {
         let wire = self.wire.as_deref()?;
         // Where argument `i`'s trailing CRLF ends in `wire`.
         let end_of = |i: usize| -> Option<usize> {
-            let arg = self.arg(i)?;
-            let at = (arg.as_ptr() as usize).checked_sub(wire.as_ptr() as usize)?;
-            let end = at.checked_add(arg.len())?.checked_add(2)?;
-            (!arg.is_empty() && end <= wire.len()).then_some(end)
+            let (at, len) = match self.spans.get(i) {
+                Some(span) => (span.range().start, span.range().len()),
+                None => {
+                    let arg = self.words.get()?.get(i)?;
+                    let at = (arg.as_ptr() as usize).checked_sub(wire.as_ptr() as usize)?;
+                    (at, arg.len())
+                }
+            };
+            let end = at.checked_add(len)?.checked_add(2)?;
+            (len > 0 && end <= wire.len()).then_some(end)
         };
         let start = match range.start {
             0 => memchr::memchr(b'\n', wire)? + 1,

@@ -54,27 +54,23 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
     // The parts hold the command's arguments (at most its own size, plus length lines when it
     // came inline) and a header and the name each: one allocation for all of them.
     let groups = || ordinals.chunk_by(|&a, &b| keys[a].1 == keys[b].1);
-    let per_part = 16 + cmd.args()[0].len() + 16;
+    let per_part = 16 + cmd.arg(0).map_or(0, <[u8]>::len) + 16;
     let count = groups().count();
-    let size = cmd.size() + 16 * cmd.args().len() + per_part * count;
+    let size = cmd.size() + 16 * cmd.arg_count() + per_part * count;
     let mut buf = BytesMut::with_capacity(size);
     let mut parts = Vec::with_capacity(count);
     let mut at = 0;
     for group in groups() {
         let count = 1 + group
             .iter()
-            .map(|&k| per_key.min(cmd.args().len() - keys[k].0))
+            .map(|&k| per_key.min(cmd.arg_count() - keys[k].0))
             .sum::<usize>();
         let start = buf.len();
         resp::encode_array_header(count, &mut buf);
         put_args(cmd, 0..1, &mut buf);
         for &k in group {
             let index = keys[k].0;
-            put_args(
-                cmd,
-                index..(index + per_key).min(cmd.args().len()),
-                &mut buf,
-            );
+            put_args(cmd, index..(index + per_key).min(cmd.arg_count()), &mut buf);
         }
         parts.push(Part {
             slot: keys[group[0]].1,
@@ -117,8 +113,8 @@ impl Split {
 fn put_args(cmd: &Command, range: Range<usize>, buf: &mut BytesMut) {
     match cmd.wire_args(range.clone()) {
         Some(wire) => buf.extend_from_slice(wire),
-        None => cmd.args()[range]
-            .iter()
+        None => range
+            .filter_map(|i| cmd.arg(i))
             .for_each(|arg| resp::encode_bulk(arg, buf)),
     }
 }
