@@ -138,19 +138,22 @@ impl Command {
         Command::named(raw.wire, raw.spans, words)
     }
 
+    /// Built in one go, the name looked up first: filling in a built command would copy it.
     fn named(wire: Option<Bytes>, spans: Spans, words: OnceLock<Vec<Bytes>>) -> Command {
-        let mut cmd = Command {
-            name: Name::Known(""),
-            spec: None,
+        let raw_name = match (&wire, spans.first(), words.get()) {
+            (Some(wire), Some(span), _) => &wire[span.range()],
+            (_, _, Some(words)) => words.first().map_or(&[][..], |name| &name[..]),
+            _ => &[],
+        };
+        let spec = spec::lookup(raw_name);
+        let name = Name::new(raw_name, spec);
+        Command {
+            name,
+            spec,
             wire,
             spans,
             words,
-        };
-        let raw_name = cmd.arg(0).unwrap_or_default();
-        let spec = spec::lookup(raw_name);
-        cmd.name = Name::new(raw_name, spec);
-        cmd.spec = spec;
-        cmd
+        }
     }
 
     /// How many arguments, the name included (at least one).
@@ -280,9 +283,10 @@ impl Command {
     }
 
     /// [`Command::payload`], the bytes moved out rather than shared: a clone would be a reference
-    /// count taken and dropped again per command.
-    fn into_payload(self) -> Bytes {
-        match self.wire {
+    /// count taken and dropped again per command. Taken through `&mut`, not by value: moving the
+    /// whole command into a call is a copy of it.
+    fn take_payload(&mut self) -> Bytes {
+        match self.wire.take() {
             Some(wire) => wire,
             None => wire::command_bytes(self.args()),
         }
@@ -316,10 +320,10 @@ impl Command {
     }
 
     /// The command routed by its keys; its bytes move into the route.
-    pub fn into_route(self) -> Result<Route, Frame> {
+    pub fn into_route(mut self) -> Result<Route, Frame> {
         let (slot, readonly, dedicated) = (self.slot()?, self.readonly(), self.blocking());
         Ok(Route {
-            payload: self.into_payload(),
+            payload: self.take_payload(),
             slot,
             readonly,
             dedicated,
