@@ -9,6 +9,7 @@
 //! a Redis slow log read this one.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,9 @@ use crate::redis::resp::Frame;
 /// Redis' `SLOWLOG_ENTRY_MAX_ARGC` and `SLOWLOG_ENTRY_MAX_STRING`.
 const MAX_ARGS: usize = 32;
 const MAX_ARG_BYTES: usize = 128;
+/// A command up to this size is kept as one copy of its bytes and cut for display only when the log
+/// is read; a longer one is cut when logged, copying only what is shown.
+const KEPT_WHOLE: usize = 1024;
 
 pub struct SlowLog {
     /// Negative: the log is off; 0: every command.
@@ -30,13 +34,40 @@ pub struct SlowLog {
     entries: Mutex<VecDeque<Logged>>,
 }
 
+/// One entry, kept cheap to make: when the proxy is overloaded every command is slow, and an entry
+/// that formats and copies as it is made would double what each command costs just then (measured:
+/// 4.8k instructions per entry, as much as the GET itself). Formatting waits for `SLOWLOG GET`.
 struct Logged {
     id: u64,
     unix_secs: i64,
     micros: i64,
-    args: Vec<Bytes>,
-    addr: String,
-    name: Bytes,
+    command: Shown,
+    addr: Option<SocketAddr>,
+    name: Option<Bytes>,
+}
+
+/// The command of an entry, copied so that the entry does not keep the client's read buffer alive.
+enum Shown {
+    /// A short command's bytes (at most [`KEPT_WHOLE`]).
+    Whole(Bytes),
+    /// A long command's arguments as Redis shows them.
+    Cut(Vec<Bytes>),
+}
+
+impl Shown {
+    fn of(command: &Bytes) -> Shown {
+        match command.len() <= KEPT_WHOLE {
+            true => Shown::Whole(Bytes::copy_from_slice(command)),
+            false => Shown::Cut(shown_args(command)),
+        }
+    }
+
+    fn args(&self) -> Vec<Bytes> {
+        match self {
+            Shown::Whole(command) => shown_args(command),
+            Shown::Cut(args) => args.clone(),
+        }
+    }
 }
 
 /// A command on its way through the proxy, timed for the slow log.
@@ -100,9 +131,9 @@ impl SlowLog {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
             micros: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
-            args: shown_args(&timed.command),
-            addr: client.addr.map(|a| a.to_string()).unwrap_or_default(),
-            name: client.name().unwrap_or_default(),
+            command: Shown::of(&timed.command),
+            addr: client.addr,
+            name: client.name(),
         };
         let mut entries = self.lock();
         entries.push_front(logged);
@@ -139,19 +170,20 @@ impl Logged {
             Frame::Integer(self.id as i64),
             Frame::Integer(self.unix_secs),
             Frame::Integer(self.micros),
-            Frame::Array(self.args.iter().cloned().map(Frame::Bulk).collect()),
-            Frame::Bulk(Bytes::from(self.addr.clone())),
-            Frame::Bulk(self.name.clone()),
+            Frame::Array(self.command.args().into_iter().map(Frame::Bulk).collect()),
+            Frame::Bulk(self.addr.map(|a| a.to_string()).unwrap_or_default().into()),
+            Frame::Bulk(self.name.clone().unwrap_or_default()),
         ])
     }
 }
 
 /// The arguments as Redis logs them: at most 32 (the last saying how many more there were), each at
 /// most 128 bytes (saying how many more it had). Copied, so the entry does not keep the client's read
-/// buffer alive.
+/// buffer alive; only what is shown is copied.
 fn shown_args(command: &Bytes) -> Vec<Bytes> {
-    let args = crate::redis::resp::command_words(command);
-    let total = args.len();
+    let Some((args, total)) = crate::redis::resp::command_head(command) else {
+        return Vec::new();
+    };
     let mut shown = Vec::with_capacity(total.min(MAX_ARGS));
     for (i, arg) in args.iter().enumerate() {
         if i == MAX_ARGS - 1 && total > MAX_ARGS {
@@ -206,6 +238,40 @@ mod tests {
         let shown = shown_args(&words(&[b"set", b"k", &long]));
         assert_eq!(shown[2].len(), 128 + b"... (72 more bytes)".len());
         assert!(shown[2].ends_with(b"... (72 more bytes)"));
+    }
+
+    #[test]
+    fn long_and_many_argument_entries_show_what_redis_shows() {
+        let log = SlowLog::new(0, 4);
+        let (client, _cluster) = client();
+        let big = vec![b'v'; 4096];
+        let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("k{i}").into_bytes()).collect();
+        let mut del: Vec<&[u8]> = vec![b"del"];
+        del.extend(keys.iter().map(|k| &k[..]));
+        for command in [words(&[b"set", b"k", &big]), words(&del)] {
+            let timed = log.start(Instant::now(), || command).expect("on");
+            log.finish(timed, &client.entry);
+        }
+        let Frame::Array(entries) = log.get(None) else {
+            panic!("array");
+        };
+        let args = |entry: &Frame| match entry {
+            Frame::Array(fields) => match &fields[3] {
+                Frame::Array(args) => args.clone(),
+                other => panic!("arguments: {other:?}"),
+            },
+            other => panic!("entry: {other:?}"),
+        };
+        // Newest first: the DEL of 301 arguments, then the SET of a 4 KiB value.
+        let shown = args(&entries[0]);
+        assert_eq!(shown.len(), 32);
+        assert_eq!(shown[30], Frame::bulk("k29"));
+        assert_eq!(shown[31], Frame::bulk("... (270 more arguments)"));
+        let shown = args(&entries[1]);
+        let Frame::Bulk(value) = &shown[2] else {
+            panic!("bulk");
+        };
+        assert!(value.starts_with(&[b'v'; 128]) && value.ends_with(b"... (3968 more bytes)"));
     }
 
     #[test]

@@ -224,7 +224,9 @@ mod tests {
     }
 
     fn words(split: &Split, i: usize) -> Vec<Bytes> {
-        crate::redis::resp::command_words(&split.payload(i))
+        let (words, count) = crate::redis::resp::command_head(&split.payload(i)).unwrap();
+        assert_eq!(words.len(), count);
+        words
     }
 
     #[test]

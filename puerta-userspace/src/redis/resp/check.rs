@@ -33,6 +33,11 @@ impl Progress {
         self.pending.clear();
     }
 
+    /// The argument positions recorded so far (the first `RECORDED_ARGS`).
+    pub fn recorded(&self) -> &[Span] {
+        &self.args
+    }
+
     /// The byte ranges of a complete command's `count` arguments, when they were all recorded.
     pub fn recorded_args(&self, count: usize) -> Option<&[Span]> {
         (self.args.len() == count).then_some(&self.args[..])

@@ -173,14 +173,21 @@ pub fn parse_command_args(
     decode::command(buf, limits, &mut Default::default())
 }
 
-/// The arguments of a command's wire form (a multibulk the proxy has parsed before, or built).
-/// Copies: for the slow paths that look at a command after it was sent (the slow log).
-pub fn command_words(wire: &Bytes) -> Vec<Bytes> {
-    let mut buf = BytesMut::from(&wire[..]);
-    match parse_command_args(&mut buf, &Limits::default()) {
-        Ok(Some(raw)) => raw.args(),
-        _ => Vec::new(),
+/// The first arguments (up to 256) of a command's wire form as slices of it, and how many it has in
+/// all; `None` when `wire` is not one whole command. No copy of the command: the slow log cuts what
+/// it shows from these.
+pub fn command_head(wire: &Bytes) -> Option<(Vec<Bytes>, usize)> {
+    if wire.first() != Some(&b'*') {
+        return None;
     }
+    let mut progress = check::Progress::default();
+    let (end, count) = check::command(wire, &Limits::node(), &mut progress).ok()??;
+    let head = progress
+        .recorded()
+        .iter()
+        .map(|span| wire.slice(span.range()))
+        .collect();
+    (end == wire.len()).then_some((head, count))
 }
 
 /// Where one argument's bytes are in its command's wire bytes.
