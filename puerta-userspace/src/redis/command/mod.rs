@@ -140,11 +140,7 @@ impl Command {
 
     /// Built in one go, the name looked up first: filling in a built command would copy it.
     fn named(wire: Option<Bytes>, spans: Spans, words: OnceLock<Vec<Bytes>>) -> Command {
-        let raw_name = match (&wire, spans.first(), words.get()) {
-            (Some(wire), Some(span), _) => &wire[span.range()],
-            (_, _, Some(words)) => words.first().map_or(&[][..], |name| &name[..]),
-            _ => &[],
-        };
+        let raw_name = arg_of(wire.as_ref(), &spans, &words, 0).unwrap_or_default();
         let spec = spec::lookup(raw_name);
         let name = Name::new(raw_name, spec);
         Command {
@@ -166,17 +162,14 @@ impl Command {
 
     /// Argument `i`'s bytes, without building the argument list.
     pub fn arg(&self, i: usize) -> Option<&[u8]> {
-        match (&self.wire, self.spans.is_empty()) {
-            (Some(wire), false) => self.spans.get(i).map(|span| &wire[span.range()]),
-            _ => self.words.get()?.get(i).map(|arg| &arg[..]),
-        }
+        arg_of(self.wire.as_ref(), &self.spans, &self.words, i)
     }
 
     /// The arguments as `Bytes` (slices of the client's bytes, not copies), built on first use:
     /// for the paths that keep or pass on whole arguments; routing uses [`Command::arg`].
     pub fn args(&self) -> &[Bytes] {
         self.words.get_or_init(|| match &self.wire {
-            Some(wire) => self.spans.iter().map(|s| wire.slice(s.range())).collect(),
+            Some(wire) => crate::redis::resp::slices(wire, &self.spans),
             None => Vec::new(),
         })
     }
@@ -338,6 +331,19 @@ impl Command {
             readonly: false,
             dedicated: false,
         }
+    }
+}
+
+/// Argument `i` of a command held as `wire` and `spans`, or as `words` when there are no spans.
+fn arg_of<'a>(
+    wire: Option<&'a Bytes>,
+    spans: &Spans,
+    words: &'a OnceLock<Vec<Bytes>>,
+    i: usize,
+) -> Option<&'a [u8]> {
+    match (wire, spans.is_empty()) {
+        (Some(wire), false) => spans.get(i).map(|span| &wire[span.range()]),
+        _ => words.get()?.get(i).map(|arg| &arg[..]),
     }
 }
 

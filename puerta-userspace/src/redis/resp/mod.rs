@@ -182,12 +182,12 @@ pub fn command_head(wire: &Bytes) -> Option<(Vec<Bytes>, usize)> {
     }
     let mut progress = check::Progress::default();
     let (end, count) = check::command(wire, &Limits::node(), &mut progress).ok()??;
-    let head = progress
-        .recorded()
-        .iter()
-        .map(|span| wire.slice(span.range()))
-        .collect();
-    (end == wire.len()).then_some((head, count))
+    (end == wire.len()).then_some((slices(wire, progress.recorded()), count))
+}
+
+/// The arguments at `spans` as `Bytes` of their own: slices of `wire`, not copies.
+pub fn slices(wire: &Bytes, spans: &[Span]) -> Vec<Bytes> {
+    spans.iter().map(|span| wire.slice(span.range())).collect()
 }
 
 /// Where one argument's bytes are in its command's wire bytes.
@@ -231,9 +231,7 @@ impl RawCommand {
     /// The arguments as `Bytes` (slices of `wire`, not copies).
     pub fn args(&self) -> Vec<Bytes> {
         match &self.wire {
-            Some(wire) if !self.spans.is_empty() => {
-                self.spans.iter().map(|s| wire.slice(s.range())).collect()
-            }
+            Some(wire) if !self.spans.is_empty() => slices(wire, &self.spans),
             _ => self.words.clone(),
         }
     }
