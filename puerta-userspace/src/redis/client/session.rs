@@ -385,7 +385,7 @@ impl Reader {
                 .key_slots()
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|(i, _)| cmd.args().get(i).cloned())
+                .filter_map(|k| cmd.args().get(k.arg as usize).cloned())
                 .collect(),
             false => Vec::new(),
         };

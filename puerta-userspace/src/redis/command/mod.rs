@@ -30,6 +30,17 @@ pub struct Command {
     words: OnceLock<Vec<Bytes>>,
 }
 
+/// A key of a command: where it is among the arguments and among the keys, and the slot that
+/// serves it. Small, because a split command sorts a list of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySlot {
+    pub slot: u16,
+    /// The key's place in the command's key list (a split MGET puts its value back there).
+    pub ordinal: u32,
+    /// The key's argument index.
+    pub arg: u32,
+}
+
 /// A command name in upper case: matching a name must not allocate. Known commands use the table's
 /// name (upper-cased once per process); anything else keeps its own text.
 #[derive(Clone)]
@@ -218,8 +229,8 @@ impl Command {
         }
     }
 
-    /// `(argument index, slot)` of every key.
-    pub fn key_slots(&self) -> Result<Vec<(usize, u16)>, Frame> {
+    /// Every key's place and slot, in the command's order.
+    pub fn key_slots(&self) -> Result<Vec<KeySlot>, Frame> {
         let Some(spec) = self.spec else {
             return Ok(Vec::new());
         };
@@ -227,7 +238,11 @@ impl Command {
         let mut keys = Vec::with_capacity(self.arg_count());
         spec::for_each_key(spec, self, |i| {
             if let Some(key) = self.arg(i) {
-                keys.push((i, key_slot(key)));
+                keys.push(KeySlot {
+                    slot: key_slot(key),
+                    ordinal: keys.len() as u32,
+                    arg: i as u32,
+                });
             }
         })
         .map_err(|e| wire::error(e.to_string()))?;
@@ -264,6 +279,15 @@ impl Command {
         match &self.wire {
             Some(wire) => wire.len(),
             None => self.args().iter().map(|a| a.len()).sum(),
+        }
+    }
+
+    /// At least the size of the command's wire form: its own bytes, or its arguments with room
+    /// for their length lines.
+    pub fn wire_size_bound(&self) -> usize {
+        match &self.wire {
+            Some(wire) => wire.len(),
+            None => 16 + self.args().iter().map(|a| a.len() + 16).sum::<usize>(),
         }
     }
 

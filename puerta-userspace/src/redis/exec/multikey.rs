@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::command::spec::Merge;
-use crate::redis::command::Command;
+use crate::redis::command::{Command, KeySlot};
 use crate::redis::exec::answer::Answer;
 use crate::redis::exec::merge::combine;
 use crate::redis::resp::{self, wire, Frame};
@@ -20,7 +20,7 @@ pub struct Part {
     pub slot: u16,
     /// Where the share's wire form is in [`Split::wire`].
     span: Range<usize>,
-    /// Where this part's keys are in [`Split::ordinals`].
+    /// Where this part's keys are in [`Split::keys`].
     keys: Range<usize>,
 }
 
@@ -31,49 +31,46 @@ pub struct Split {
     pub parts: Vec<Part>,
     /// Every part's wire form, one after the other.
     wire: Bytes,
-    /// Each key's place in the client's key list, grouped by part: a key's place in its part's
-    /// reply maps back to its place in the merged reply.
-    ordinals: Vec<usize>,
+    /// Every key, grouped by part (by slot, then in the client's order).
+    keys: Vec<KeySlot>,
 }
 
 /// Splits `cmd` per slot, its parts' answers to be merged by `merge`; `Ok(None)` when its keys share
 /// a slot. A split costs a handful of allocations whatever the number of keys: the parts are
 /// encoded straight from the client's arguments into one buffer.
 pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
-    let keys = cmd.key_slots()?;
-    let Some(&(_, first)) = keys.first() else {
+    let mut keys = cmd.key_slots()?;
+    let Some(first) = keys.first().map(|k| k.slot) else {
         return Ok(None);
     };
-    if keys.iter().all(|(_, s)| *s == first) {
+    if keys.iter().all(|k| k.slot == first) {
         return Ok(None);
     }
     let per_key = if merge == Merge::AllOk { 2 } else { 1 };
     // Grouped by slot; a slot's keys keep the client's order (the last of two equal keys wins).
-    let mut ordinals: Vec<usize> = (0..keys.len()).collect();
-    ordinals.sort_unstable_by_key(|&k| (keys[k].1, k));
-    // The parts hold the command's arguments (at most its own size, plus length lines when it
-    // came inline) and a header and the name each: one allocation for all of them.
-    let groups = || ordinals.chunk_by(|&a, &b| keys[a].1 == keys[b].1);
+    keys.sort_unstable_by_key(|k| (k.slot, k.ordinal));
+    // The parts hold the command's arguments and a header and the name each: one allocation for
+    // all of them, sized tightly (a small split's buffer then stays in the allocator's per-thread
+    // cache, whose largest size is 1 KiB).
+    let groups = || keys.chunk_by(|a, b| a.slot == b.slot);
     let per_part = 16 + cmd.arg(0).map_or(0, <[u8]>::len) + 16;
     let count = groups().count();
-    let size = cmd.size() + 16 * cmd.arg_count() + per_part * count;
+    let size = cmd.wire_size_bound() + per_part * count;
     let mut buf = BytesMut::with_capacity(size);
     let mut parts = Vec::with_capacity(count);
     let mut at = 0;
     for group in groups() {
-        let count = 1 + group
-            .iter()
-            .map(|&k| per_key.min(cmd.arg_count() - keys[k].0))
-            .sum::<usize>();
+        let args = |k: &KeySlot| per_key.min(cmd.arg_count() - k.arg as usize);
+        let count = 1 + group.iter().map(args).sum::<usize>();
         let start = buf.len();
         resp::encode_array_header(count, &mut buf);
         put_args(cmd, 0..1, &mut buf);
-        for &k in group {
-            let index = keys[k].0;
-            put_args(cmd, index..(index + per_key).min(cmd.arg_count()), &mut buf);
+        for k in group {
+            let index = k.arg as usize;
+            put_args(cmd, index..index + args(k), &mut buf);
         }
         parts.push(Part {
-            slot: keys[group[0]].1,
+            slot: group[0].slot,
             span: start..buf.len(),
             keys: at..at + group.len(),
         });
@@ -83,7 +80,7 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
         merge,
         parts,
         wire: buf.freeze(),
-        ordinals,
+        keys,
     }))
 }
 
@@ -164,23 +161,23 @@ fn integer(answer: &Answer) -> i64 {
 
 /// MGET: each part's values put back in the client's key order.
 fn values(split: &Split, answers: &[Answer]) -> Result<Bytes, &'static str> {
-    let mut values = vec![Bytes::new(); split.ordinals.len()];
+    let mut values = vec![Bytes::new(); split.keys.len()];
     for (part, answer) in split.parts.iter().zip(answers) {
         let Answer::Node(raw) = answer else {
             return Err("ERR Puerta: a node answered MGET with something other than an array");
         };
-        let slots = &split.ordinals[part.keys.clone()];
-        let mut next = slots.iter();
+        let keys = &split.keys[part.keys.clone()];
+        let mut next = keys.iter();
         let count = resp::array_elements(raw.bytes(), |value| {
-            if let Some(&k) = next.next() {
-                values[k] = value;
+            if let Some(place) = next.next().and_then(|k| values.get_mut(k.ordinal as usize)) {
+                *place = value;
             }
         });
         match count {
             None => {
                 return Err("ERR Puerta: a node answered MGET with something other than an array")
             }
-            Some(n) if n != slots.len() => {
+            Some(n) if n != keys.len() => {
                 return Err("ERR Puerta: a node answered MGET with the wrong number of values")
             }
             Some(_) => {}
