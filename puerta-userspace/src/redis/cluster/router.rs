@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::redis::client::board::{self, Ticket};
+use crate::redis::client::board::{self, ReplyBoard, Ticket};
 use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::cluster::redirect::classify_wire;
 use crate::redis::cluster::retry::{self, Failure, Retry, Target};
@@ -97,7 +97,7 @@ pub fn post_to(
     ticket: Ticket,
 ) -> Ticketed {
     let number = ticket.number();
-    conn.post_for(route.payload.clone(), Some(budget), ticket);
+    conn.post_for(route.payload.clone(), 1, Some(budget), ticket);
     Ticketed {
         number,
         addr,
@@ -140,24 +140,30 @@ impl Ticketed {
 }
 
 /// Several routes for one node sent as one request (a split command's parts that node owns): one
-/// write and one reply slot for all of them, their replies matched to them in order.
+/// write and one reply slot for all of them, their replies matched to them in order and posted
+/// together to the client's board.
 pub struct Batch {
     addr: Arc<str>,
-    reply: oneshot::Receiver<NodeResult>,
+    /// The ticket the replies are posted under.
+    number: u64,
     count: usize,
 }
 
-/// Puts `count` commands, whose wire forms follow each other in `payload`, on `conn` to `addr`.
+/// Puts `count` commands, whose wire forms follow each other in `payload`, on `conn` to `addr`,
+/// their replies posted under `ticket`.
 pub fn send_batch(
     conn: &BackendConn,
     addr: Arc<str>,
     payload: Bytes,
     count: usize,
     sender: &Sender,
+    ticket: Ticket,
 ) -> Batch {
+    let number = ticket.number();
+    conn.post_for(payload, count, sender.budget.as_ref(), ticket);
     Batch {
-        reply: conn.send_for(payload, count, sender.budget.as_ref()),
         addr,
+        number,
         count,
     }
 }
@@ -170,16 +176,18 @@ impl Batch {
     /// The final answer of each of the batch's commands, in order, appended to `out`. A reply
     /// that is a redirect, or a lost connection, goes through the retry policy for its command
     /// alone, as it would have sent by itself: `route_of(i)` builds the `i`th command's route,
-    /// only then.
+    /// only then. Only the client's writer may wait on its `board`.
     pub async fn answers(
         self,
+        board: &ReplyBoard,
         cluster: &Arc<Cluster>,
         route_of: impl Fn(usize) -> Route,
         sender: &Sender,
         out: &mut Vec<Answer>,
     ) {
         let addr = self.addr;
-        let result = self.reply.await.unwrap_or_else(|_| Err(lost(&addr)));
+        let posted = board.wait(self.number).await;
+        let result = posted.unwrap_or_else(|| Err(lost(&addr)));
         let mut many = Vec::new().into_iter();
         let mut one = None;
         let mut failed = None;

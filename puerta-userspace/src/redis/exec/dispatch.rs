@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use crate::redis::client::auth;
@@ -366,8 +367,9 @@ async fn split(
         Err(e) => return Reply::Ready(e),
     };
     let sender = state.sender();
-    let sent = send_parts(cluster, state, &split, &owners, readonly).await;
+    let sent = send_parts(cluster, state, &split, owners, readonly).await;
     let cluster = cluster.clone();
+    let board = state.board.clone();
     Reply::Later(Box::pin(async move {
         // Every part is on the wire already: waiting for them in turn takes as long as for all.
         let mut answers = Vec::with_capacity(split.parts.len());
@@ -378,7 +380,7 @@ async fn split(
                     let first = answers.len();
                     let route_of = |i| part_route(&split, first + i, readonly);
                     batch
-                        .answers(&cluster, route_of, &sender, &mut answers)
+                        .answers(&board, &cluster, route_of, &sender, &mut answers)
                         .await;
                 }
             }
@@ -387,17 +389,29 @@ async fn split(
     }))
 }
 
-/// The node of each part, all read from one slot map (see `order`).
+/// The owners of a split's parts, as runs of neighbouring parts with one owner (parts are in slot
+/// order and a node owns ranges of slots, so there are about as many runs as nodes): `(node,
+/// number of parts)`.
+type Owners = SmallVec<[(Arc<str>, usize); 4]>;
+
+/// A split's parts on their way: a request per run, inline up to four.
+type SentParts = SmallVec<[Sent; 4]>;
+
+/// The owners of the parts, all read from one slot map (see `order`).
 async fn owners(
     cluster: &Arc<Cluster>,
     state: &mut ClientState,
     split: &multikey::Split,
     readonly: bool,
-) -> Result<Vec<Arc<str>>, Frame> {
+) -> Result<Owners, Frame> {
     let owners = || {
-        let mut owners = Vec::with_capacity(split.parts.len());
+        let mut owners = Owners::new();
         for part in &split.parts {
-            owners.push(retry::node_for(cluster, Some(part.slot), readonly)?);
+            let node = retry::node_for(cluster, Some(part.slot), readonly)?;
+            match owners.last_mut() {
+                Some((last, parts)) if *last == node => *parts += 1,
+                _ => owners.push((node, 1)),
+            }
         }
         Ok(owners)
     };
@@ -412,20 +426,20 @@ async fn send_parts(
     cluster: &Arc<Cluster>,
     state: &mut ClientState,
     split: &multikey::Split,
-    owners: &[Arc<str>],
+    owners: Owners,
     readonly: bool,
-) -> Vec<Sent> {
+) -> SentParts {
     let sender = state.sender();
-    let mut sent = Vec::new();
+    let mut sent = SentParts::new();
     let mut first = 0;
-    for run in owners.chunk_by(|a, b| a == b) {
-        let parts = first..first + run.len();
+    for (addr, count) in owners {
+        let parts = first..first + count;
         first = parts.end;
-        let addr = run[0].clone();
         match state.conns.conn(cluster, &addr, state.lane).await {
             Ok(conn) => {
                 let payload = split.payload_of(parts);
-                let batch = router::send_batch(&conn, addr, payload, run.len(), &sender);
+                let ticket = state.ticket();
+                let batch = router::send_batch(&conn, addr, payload, count, &sender, ticket);
                 sent.push(Sent::Batch(batch));
             }
             // The router's own path, which waits for a failed node's successor.
@@ -433,7 +447,7 @@ async fn send_parts(
                 for i in parts {
                     let route = part_route(split, i, readonly);
                     let inflight = router::send_to(cluster, route, sender.clone(), addr.clone());
-                    sent.push(Sent::One(inflight.await));
+                    sent.push(Sent::One(Box::new(inflight.await)));
                 }
             }
         }
@@ -450,8 +464,9 @@ fn part_route(split: &multikey::Split, i: usize, readonly: bool) -> Route {
     }
 }
 
-/// A split command's parts on their way: a node's parts together, or one alone.
+/// A split command's parts on their way: a node's parts together, or one alone (rare: its node's
+/// connection had failed; boxed, so that the common case stays small).
 enum Sent {
     Batch(router::Batch),
-    One(router::InFlight),
+    One(Box<router::InFlight>),
 }
