@@ -28,7 +28,7 @@ use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
 use crate::redis::stats::Stats;
 use crate::tls::client::Connector;
-use topology::SlotMap;
+use topology::{Shard, SlotMap};
 
 /// One pool per node and protocol.
 type PoolKey = (Arc<str>, Protocol);
@@ -120,12 +120,30 @@ impl Cluster {
     /// replicas in rotation.
     pub fn node_for(&self, slot: u16, readonly: bool) -> Option<Arc<str>> {
         let map = self.read_map();
-        let shard = map.shard(slot)?;
+        Some(self.pick(map.shard(slot)?, readonly).clone())
+    }
+
+    /// [`Cluster::node_for`] of each of `slots` in turn, handed to `each`, under one read of the
+    /// slot map (a split command's parts). The first slot without a node ends the walk.
+    pub fn each_node_for(
+        &self,
+        slots: impl IntoIterator<Item = u16>,
+        readonly: bool,
+        mut each: impl FnMut(&Arc<str>),
+    ) -> Result<(), u16> {
+        let map = self.read_map();
+        for slot in slots {
+            each(self.pick(map.shard(slot).ok_or(slot)?, readonly));
+        }
+        Ok(())
+    }
+
+    fn pick<'a>(&self, shard: &'a Shard, readonly: bool) -> &'a Arc<str> {
         if readonly && self.config.read_from_replicas && !shard.replicas.is_empty() {
             let i = self.rotation.fetch_add(1, Ordering::Relaxed);
-            return Some(shard.replicas[i % shard.replicas.len()].clone());
+            return &shard.replicas[i % shard.replicas.len()];
         }
-        Some(shard.master.clone())
+        &shard.master
     }
 
     /// Some master, in rotation, for commands without keys.

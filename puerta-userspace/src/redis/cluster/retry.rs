@@ -229,15 +229,31 @@ pub fn node_for(cluster: &Cluster, slot: Option<u16>, readonly: bool) -> Result<
         Some(slot) => cluster.node_for(slot, readonly),
         None => cluster.any_master(),
     };
-    node.ok_or_else(|| {
-        cluster.request_refresh();
-        match slot {
-            Some(slot) => wire::error(format!(
-                "CLUSTERDOWN Hash slot {slot} is not served by any known node (Puerta's slot map is incomplete)"
-            )),
-            None => wire::error("CLUSTERDOWN Puerta knows no cluster node yet"),
-        }
-    })
+    node.ok_or_else(|| unserved(cluster, slot))
+}
+
+/// [`node_for`] of each of `slots`, handed to `each` under one read of the slot map.
+pub fn each_node_for(
+    cluster: &Cluster,
+    slots: impl IntoIterator<Item = u16>,
+    readonly: bool,
+    each: impl FnMut(&Arc<str>),
+) -> Result<(), Frame> {
+    cluster
+        .each_node_for(slots, readonly, each)
+        .map_err(|slot| unserved(cluster, Some(slot)))
+}
+
+/// What a client gets when no node is known for `slot` (`None`: for any command); asks for a
+/// refresh.
+fn unserved(cluster: &Cluster, slot: Option<u16>) -> Frame {
+    cluster.request_refresh();
+    match slot {
+        Some(slot) => wire::error(format!(
+            "CLUSTERDOWN Hash slot {slot} is not served by any known node (Puerta's slot map is incomplete)"
+        )),
+        None => wire::error("CLUSTERDOWN Puerta knows no cluster node yet"),
+    }
 }
 
 fn refresh_wait(cluster: &Cluster) -> Duration {

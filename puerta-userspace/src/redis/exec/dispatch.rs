@@ -406,13 +406,11 @@ async fn owners(
 ) -> Result<Owners, Frame> {
     let owners = || {
         let mut owners = Owners::new();
-        for part in &split.parts {
-            let node = retry::node_for(cluster, Some(part.slot), readonly)?;
-            match owners.last_mut() {
-                Some((last, parts)) if *last == node => *parts += 1,
-                _ => owners.push((node, 1)),
-            }
-        }
+        let slots = split.parts.iter().map(|part| part.slot);
+        retry::each_node_for(cluster, slots, readonly, |node| match owners.last_mut() {
+            Some((last, parts)) if last == node => *parts += 1,
+            _ => owners.push((node.clone(), 1)),
+        })?;
         Ok(owners)
     };
     match readonly && cluster.config.read_from_replicas {
