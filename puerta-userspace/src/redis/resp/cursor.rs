@@ -29,7 +29,7 @@ impl<'a> Cursor<'a> {
     ) -> Result<Option<&'a [u8]>, ParseError> {
         let rest = &self.buf[self.pos..];
         let window = &rest[..rest.len().min(max.saturating_add(1))];
-        match memchr::memchr(b'\r', window) {
+        match find_cr(window) {
             Some(cr) => match rest.get(cr + 1) {
                 None => Ok(None),
                 Some(b'\n') => {
@@ -126,4 +126,45 @@ pub(super) fn protocol(msg: String) -> ParseError {
 /// A byte as Redis would print it with `%c`, escaped when not printable.
 pub(super) fn show(byte: u8) -> String {
     std::ascii::escape_default(byte).to_string()
+}
+
+/// The first CR in `window`. Most lines are a few bytes (`+OK`, `+PONG`, a short error's first
+/// word): a plain look at the first bytes finds their end before a vectorised search is set up
+/// (callgrind: half the cost of reading a `+OK` reply).
+fn find_cr(window: &[u8]) -> Option<usize> {
+    const SHORT: usize = 8;
+    let head = &window[..window.len().min(SHORT)];
+    match head.iter().position(|&b| b == b'\r') {
+        Some(cr) => Some(cr),
+        None if window.len() > SHORT => {
+            memchr::memchr(b'\r', &window[SHORT..]).map(|cr| cr + SHORT)
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_short_look_finds_what_a_full_search_finds() {
+        for len in 0..24 {
+            for cr in (0..len).map(Some).chain([None]) {
+                let mut window = vec![b'a'; len];
+                if let Some(at) = cr {
+                    window[at] = b'\r';
+                    // A second CR after the first must not be the one found.
+                    if at + 1 < len {
+                        window[len - 1] = b'\r';
+                    }
+                }
+                assert_eq!(
+                    find_cr(&window),
+                    memchr::memchr(b'\r', &window),
+                    "{len} {cr:?}"
+                );
+            }
+        }
+    }
 }
