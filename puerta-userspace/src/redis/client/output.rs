@@ -103,6 +103,30 @@ impl Charged {
         &self.bytes
     }
 
+    /// Cuts several replies read together into one each, at `ends` (the last one takes whatever
+    /// is left); the pieces count against the same budget, charged once.
+    pub fn split_at_ends(mut self, ends: &[usize]) -> Vec<Charged> {
+        if ends.is_empty() {
+            return vec![self];
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        let budget = self.budget.take();
+        let mut start = 0;
+        let mut pieces = Vec::with_capacity(ends.len());
+        for (i, &end) in ends.iter().enumerate() {
+            let end = match i + 1 == ends.len() {
+                true => bytes.len(),
+                false => end.clamp(start, bytes.len()),
+            };
+            pieces.push(Charged {
+                bytes: bytes.slice(start..end),
+                budget: budget.clone(),
+            });
+            start = end;
+        }
+        pieces
+    }
+
     /// The frame of bytes a node reader already validated; failing here would be a parser bug, which
     /// the client sees as an error reply rather than a crash.
     pub fn frame(&self) -> Frame {
@@ -135,6 +159,27 @@ mod tests {
         let b = budget.charge(Bytes::from_static(b"123456"));
         assert!(budget.is_exceeded());
         drop((a, b));
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn replies_cut_apart_release_exactly_what_was_charged() {
+        let budget = OutputBudget::new(Some(100), 1, None, Default::default());
+        let whole = budget.charge(Bytes::from_static(b"+OK\r\n:1\r\n$1\r\nx\r\n"));
+        let pieces = whole.split_at_ends(&[5, 9, 16]);
+        let texts: Vec<&[u8]> = pieces.iter().map(|p| &p.bytes()[..]).collect();
+        assert_eq!(texts, [&b"+OK\r\n"[..], b":1\r\n", b"$1\r\nx\r\n"]);
+        assert_eq!(budget.held(), 16);
+        let mut pieces = pieces.into_iter();
+        drop(pieces.next());
+        assert_eq!(budget.held(), 11);
+        drop(pieces);
+        assert_eq!(budget.held(), 0);
+        // Ends short of the bytes: the last piece takes the rest, so nothing stays counted.
+        let whole = budget.charge(Bytes::from_static(b"+OK\r\n+OK\r\n"));
+        let pieces = whole.split_at_ends(&[5, 6]);
+        assert_eq!(&pieces[1].bytes()[..], b"+OK\r\n");
+        drop(pieces);
         assert_eq!(budget.held(), 0);
     }
 

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -130,10 +131,9 @@ impl ReplyTo {
     }
 }
 
-/// A reply slot: `want` replies are collected; one reply is delivered as is, several together.
+/// A reply slot: `want` replies are delivered together (one as is).
 struct Waiting {
     want: usize,
-    got: Vec<Charged>,
     /// The output budget of the client the replies are for; `None` for the proxy's own queries.
     budget: Option<Arc<OutputBudget>>,
     tx: ReplyTo,
@@ -162,7 +162,8 @@ impl PendingQueue {
 /// What a reply did to the queue.
 #[derive(PartialEq, Eq)]
 enum Delivery {
-    Delivered,
+    /// With how many replies the next request wants, if one is queued.
+    Delivered(Option<usize>),
     /// The last one due after every handle is gone: the connection can close.
     LastAfterRelease,
     /// Nobody asked for it.
@@ -360,7 +361,6 @@ async fn write_loop(w: Writing, stop: Arc<Flags>) {
                 out.extend_from_slice(&r.payload);
                 p.queue.push_back(Waiting {
                     want: r.replies,
-                    got: Vec::new(),
                     budget: r.budget,
                     tx: r.tx,
                     sent,
@@ -471,29 +471,46 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
     // When the bytes being parsed were read: every reply of one read arrived then, and reading
     // the clock once per read instead of once per reply is measurable at -P 16.
     let mut read_at = Instant::now();
+    // How many replies the oldest request wants, once known: told by each delivery (under the
+    // lock it takes anyway), else looked up when its first reply is in.
+    let mut want = None;
+    let mut gathered = Gathered::default();
     loop {
-        match decoder.reply_bytes(&mut r.buf) {
-            Ok(Some(raw)) if raw.first() == Some(&b'>') => {
+        let at = gathered.len();
+        match decoder.reply_len(&r.buf[at..]) {
+            Ok(Some(len)) if r.buf[at] == b'>' => {
                 // Out-of-band data is no reply: pooled connections never subscribe or track keys,
                 // so there is nobody to give it to, and counting it would shift every reply after it.
                 tracing::debug!(addr = %r.addr, "dropped a push frame on a pooled connection");
+                cut(&mut r.buf, at..at + len);
                 continue;
             }
-            Ok(Some(raw)) => match deliver(&r.pending, raw, &latency, read_at) {
-                Delivery::Delivered => continue,
-                Delivery::LastAfterRelease => {
-                    return Ended {
-                        fault: None,
-                        reason: "released once its replies were in".into(),
+            Ok(Some(len)) => {
+                let Some(wanted) = want.or_else(|| front_want(&r.pending)) else {
+                    return unexpected();
+                };
+                want = Some(wanted);
+                gathered.ends.push(at + len);
+                if gathered.ends.len() < wanted {
+                    continue;
+                }
+                let replies = r.buf.split_to(at + len).freeze();
+                let delivered = deliver(&r.pending, replies, &gathered.ends, &latency, read_at);
+                gathered.ends.clear();
+                match delivered {
+                    Delivery::Delivered(next) => {
+                        want = next;
+                        continue;
                     }
+                    Delivery::LastAfterRelease => {
+                        return Ended {
+                            fault: None,
+                            reason: "released once its replies were in".into(),
+                        }
+                    }
+                    Delivery::Unexpected => return unexpected(),
                 }
-                Delivery::Unexpected => {
-                    return Ended::fault(
-                        FaultKind::BadReply,
-                        "sent a reply nobody asked for (stream out of sync)",
-                    )
-                }
-            },
+            }
             Ok(None) => {}
             Err(e) => return Ended::fault(FaultKind::BadReply, format!("sent a bad reply: {e}")),
         }
@@ -503,7 +520,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
                 overdue.as_mut().reset(d);
             }
         }
-        size_for_big_bulk(&mut r.buf);
+        size_for_big_bulk(&mut r.buf, gathered.len());
         resp::make_room(&mut r.buf);
         if stop.has(STOPPED) {
             return Ended {
@@ -543,9 +560,13 @@ const BIG_BULK: usize = 64 * 1024;
 /// the client's output limit (which counts reply bytes) would understate what it holds. So when a
 /// big bulk reply starts, the buffer is replaced by one that fits it exactly plus one read; the bytes
 /// already read move over at the same offsets, which keeps the decoder's progress valid.
-fn size_for_big_bulk(buf: &mut BytesMut) {
-    let Some(size) = bulk_size(buf) else { return };
-    if size < BIG_BULK || buf.capacity() >= size {
+/// The reply being read starts at `at` (after replies gathered for the same request).
+fn size_for_big_bulk(buf: &mut BytesMut, at: usize) {
+    let Some(size) = buf.get(at..).and_then(bulk_size) else {
+        return;
+    };
+    let size = at + size;
+    if size < at + BIG_BULK || buf.capacity() >= size {
         return;
     }
     let mut fitted = BytesMut::with_capacity(size + 16 * 1024);
@@ -574,46 +595,75 @@ fn is_overdue(pending: &Mutex<PendingQueue>, timeout: Duration) -> bool {
     p.queue.front().is_some_and(|w| w.sent.elapsed() >= timeout)
 }
 
-/// Hands `raw` to the oldest waiting request. False when nobody waits: the stream is out of sync.
+/// Replies read for the oldest request while it wants more (a split's batch, ASKING and its
+/// command, MULTI … EXEC): they stay in the read buffer until the last is in, then leave it
+/// together, with one charge and one delivery instead of one each.
+#[derive(Default)]
+struct Gathered {
+    /// Where each reply ends in the read buffer.
+    ends: SmallVec<[usize; 8]>,
+}
+
+impl Gathered {
+    /// The bytes the gathered replies take at the start of the buffer.
+    fn len(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+}
+
+/// Takes `range` out of the middle of `buf`.
+fn cut(buf: &mut BytesMut, range: std::ops::Range<usize>) {
+    if range.start == 0 {
+        return buf.advance(range.end);
+    }
+    let len = range.len();
+    buf.copy_within(range.end.., range.start);
+    buf.truncate(buf.len() - len);
+}
+
+/// How many replies the oldest waiting request wants.
+fn front_want(pending: &Mutex<PendingQueue>) -> Option<usize> {
+    let p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    p.queue.front().map(|w| w.want)
+}
+
+fn unexpected() -> Ended {
+    Ended::fault(
+        FaultKind::BadReply,
+        "sent a reply nobody asked for (stream out of sync)",
+    )
+}
+
+/// Hands `replies` (ending at `ends`) to the oldest waiting request. `Unexpected` when nobody
+/// waits: the stream is out of sync.
 fn deliver(
     pending: &Mutex<PendingQueue>,
-    raw: Bytes,
+    replies: Bytes,
+    ends: &[usize],
     latency: &metrics::Histogram,
     read_at: Instant,
 ) -> Delivery {
-    let (w, reply, last) = {
+    let (w, last, next) = {
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(front) = p.queue.front_mut() else {
-            return Delivery::Unexpected;
-        };
-        let raw = match &front.budget {
-            Some(budget) => budget.charge(raw),
-            None => Charged::free(raw),
-        };
-        let reply = if front.want > 1 {
-            // Sized once for the whole request: growing by doubling cost three allocations per
-            // split MSET at -P 16.
-            if front.got.capacity() == 0 {
-                front.got.reserve_exact(front.want);
-            }
-            front.got.push(raw);
-            if front.got.len() < front.want {
-                return Delivery::Delivered;
-            }
-            NodeReply::Many(std::mem::take(&mut front.got))
-        } else {
-            NodeReply::One(raw)
-        };
         let Some(w) = p.queue.pop_front() else {
             return Delivery::Unexpected;
         };
-        (w, reply, p.released && p.queue.is_empty())
+        let next = p.queue.front().map(|w| w.want);
+        (w, p.released && p.queue.is_empty(), next)
+    };
+    let charged = match &w.budget {
+        Some(budget) => budget.charge(replies),
+        None => Charged::free(replies),
+    };
+    let reply = match ends.len() {
+        1 => NodeReply::One(charged),
+        _ => NodeReply::Many(charged.split_at_ends(ends)),
     };
     crate::redis::metrics::record_latency(latency, read_at.saturating_duration_since(w.sent));
     w.tx.send(Ok(reply));
     match last {
         true => Delivery::LastAfterRelease,
-        false => Delivery::Delivered,
+        false => Delivery::Delivered(next),
     }
 }
 
@@ -632,12 +682,18 @@ mod sizing_tests {
         assert_eq!(bulk_size(b"$12"), None);
         let mut buf = BytesMut::with_capacity(64);
         buf.extend_from_slice(b"$1000000\r\nab");
-        size_for_big_bulk(&mut buf);
+        size_for_big_bulk(&mut buf, 0);
         assert!(buf.capacity() >= 1_000_010 && buf.capacity() < 1_000_010 + 20 * 1024);
         assert_eq!(&buf[..], b"$1000000\r\nab");
+        // Behind replies gathered for the same request: sized for them and the bulk.
+        let mut behind = BytesMut::with_capacity(64);
+        behind.extend_from_slice(b"+OK\r\n$1000000\r\nab");
+        size_for_big_bulk(&mut behind, 5);
+        assert!(behind.capacity() >= 1_000_015 && behind.capacity() < 1_000_015 + 20 * 1024);
+        assert_eq!(&behind[..], b"+OK\r\n$1000000\r\nab");
         let mut small = BytesMut::from(&b"$10\r\nab"[..]);
         let before = small.capacity();
-        size_for_big_bulk(&mut small);
+        size_for_big_bulk(&mut small, 0);
         assert_eq!(small.capacity(), before);
     }
 }

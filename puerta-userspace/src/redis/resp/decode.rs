@@ -51,10 +51,17 @@ impl Decoder {
     /// One whole reply's wire bytes, validated but not built into a [`Frame`]: what a proxy passing
     /// replies through needs. [`super::frame_of`] builds the frame later if someone must look inside.
     pub fn reply_bytes(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ParseError> {
+        Ok(self.reply_len(buf)?.map(|end| buf.split_to(end).freeze()))
+    }
+
+    /// The length of the whole reply that starts `buf`, validated and left in place: a reader
+    /// that passes several replies on together finds where each ends, then takes them at once.
+    /// Between calls about one reply the caller may only append to `buf`.
+    pub fn reply_len(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
         self.sync(buf);
         let result = check::reply(buf, &self.limits, &mut self.progress);
         self.settle(&result);
-        Ok(result?.map(|end| buf.split_to(end).freeze()))
+        result
     }
 
     /// See [`super::parse_reply_raw`].
@@ -65,7 +72,7 @@ impl Decoder {
         result
     }
 
-    fn sync(&mut self, buf: &BytesMut) {
+    fn sync(&mut self, buf: &[u8]) {
         if !self.progress.fits(buf) {
             self.progress.reset();
         }

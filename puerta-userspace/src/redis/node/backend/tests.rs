@@ -221,3 +221,63 @@ async fn dropping_a_blocking_connection_closes_it_at_once() {
     assert!(matches!(err, BackendError::Lost { .. }), "{err}");
     drop(hung_up);
 }
+
+/// A node that, once it has read anything, writes `chunks` one by one with a pause between them,
+/// so that each arrives in a read of its own.
+async fn chunked_node(chunks: Vec<&'static [u8]>) -> Arc<str> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        for chunk in chunks {
+            sock.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn replies_of_one_request_are_gathered_across_reads_and_pushes_and_charged_once() {
+    // Three replies for the first request, cut mid-line and mid-bulk, with a push frame between
+    // two of them (RESP3 out-of-band data, which a pooled connection drops); then one reply for
+    // the second request.
+    let addr = chunked_node(vec![
+        b"+O",
+        b"K\r\n$5\r\nhel",
+        b"lo\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n",
+        b":7",
+        b"\r\n:8\r\n",
+    ])
+    .await;
+    let conn = BackendConn::connect(addr, &opts()).await.unwrap();
+    let budget = OutputBudget::new(None, 1, None, Default::default());
+    let mut three = BytesMut::new();
+    for name in ["A", "B", "C"] {
+        crate::redis::resp::encode_command(&[name], &mut three);
+    }
+    let first = conn.send_for(three.freeze(), 3, Some(&budget));
+    let second = conn.send_for(wire::command_bytes(&["D"]), 1, Some(&budget));
+    let first = tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect("bounded")
+        .unwrap()
+        .unwrap();
+    let NodeReply::Many(replies) = first else {
+        panic!("three replies expected");
+    };
+    let texts: Vec<&[u8]> = replies.iter().map(|r| &r.bytes()[..]).collect();
+    assert_eq!(texts, [&b"+OK\r\n"[..], b"$5\r\nhello\r\n", b":7\r\n"]);
+    let second = second.await.unwrap().unwrap().into_last().unwrap();
+    assert_eq!(&second.bytes()[..], b":8\r\n");
+    assert_eq!(
+        budget.held(),
+        5 + 11 + 4 + 4,
+        "the node's bytes, the push not among them"
+    );
+    drop((replies, second));
+    assert_eq!(budget.held(), 0);
+}
