@@ -4,4 +4,5 @@
 pub mod backend;
 pub mod connect;
 pub mod fault;
+pub mod outbox;
 pub mod pool;
