@@ -76,11 +76,33 @@ impl<T> std::fmt::Debug for WriterGone<T> {
     }
 }
 
+/// Why a slot was not queued at once.
+pub enum NotQueued<T> {
+    Full(T),
+    WriterGone(T),
+}
+
 impl<T> Slots<T> {
     /// Queues `slot`, waiting while the FIFO is full.
     pub async fn send(&self, slot: T) -> Result<(), WriterGone<T>> {
         let mut slot = Some(slot);
         poll_fn(|cx| self.poll_send(cx, &mut slot)).await
+    }
+
+    /// Queues `slot` if there is room, without waiting: the common case, with no future to move
+    /// the slot through.
+    pub fn try_send(&self, slot: T) -> Result<(), NotQueued<T>> {
+        let mut queue = self.0.lock();
+        if queue.writer_gone {
+            return Err(NotQueued::WriterGone(slot));
+        }
+        if queue.slots.len() >= self.0.capacity {
+            return Err(NotQueued::Full(slot));
+        }
+        queue.slots.push_back(slot);
+        drop(queue);
+        self.0.writer.wake();
+        Ok(())
     }
 
     fn poll_send(
@@ -258,6 +280,17 @@ mod tests {
         assert_eq!(replies.recv().await, Some(2));
         assert_eq!(replies.recv().await, Some(3));
         drop(slots);
+    }
+
+    #[test]
+    fn try_send_queues_while_there_is_room_and_says_why_not_otherwise() {
+        let (slots, mut replies, _progress) = fifo(1);
+        assert!(slots.try_send(1).is_ok());
+        assert!(matches!(slots.try_send(2), Err(NotQueued::Full(2))));
+        assert_eq!(replies.try_recv(), Some(1));
+        assert!(slots.try_send(3).is_ok());
+        drop(replies);
+        assert!(matches!(slots.try_send(4), Err(NotQueued::WriterGone(4))));
     }
 
     #[tokio::test]

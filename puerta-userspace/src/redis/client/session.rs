@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::board::ReplyBoard;
-use crate::redis::client::fifo::{self, Replies, Slots, WriterGone};
+use crate::redis::client::fifo::{self, NotQueued, Replies, Slots, WriterGone};
 use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::inflight::InFlightBytes;
 use crate::redis::client::monitor::{self, Monitoring};
@@ -409,7 +409,12 @@ impl Reader {
             reply,
             timed,
         };
-        if self.tx.send(slot).await.is_err() || close {
+        let sent = match self.tx.try_send(slot) {
+            Ok(()) => true,
+            Err(NotQueued::Full(slot)) => self.tx.send(slot).await.is_ok(),
+            Err(NotQueued::WriterGone(_)) => false,
+        };
+        if !sent || close {
             return Flow::Stop;
         }
         self.state.order.pushed();
