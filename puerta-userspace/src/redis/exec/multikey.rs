@@ -59,12 +59,17 @@ pub fn split(cmd: &Command, merge: Merge) -> Result<Option<Split>, Frame> {
     let mut buf = BytesMut::with_capacity(size);
     let mut parts = Vec::with_capacity(count);
     let mut at = 0;
+    // The name's bytes, found once for every part.
+    let name = cmd.wire_args(0..1);
     for group in groups() {
         let args = |k: &KeySlot| per_key.min(cmd.arg_count() - k.arg as usize);
         let count = 1 + group.iter().map(args).sum::<usize>();
         let start = buf.len();
         resp::encode_array_header(count, &mut buf);
-        put_args(cmd, 0..1, &mut buf);
+        match name {
+            Some(name) => buf.extend_from_slice(name),
+            None => put_args(cmd, 0..1, &mut buf),
+        }
         for k in group {
             let index = k.arg as usize;
             put_args(cmd, index..index + args(k), &mut buf);
