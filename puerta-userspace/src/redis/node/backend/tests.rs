@@ -53,6 +53,24 @@ async fn silent_node() -> Arc<str> {
     addr
 }
 
+/// A node that, once it has read anything, writes `chunks` one by one with a pause between them,
+/// so that each arrives in a read of its own.
+async fn chunked_node(chunks: Vec<&'static [u8]>) -> Arc<str> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        for chunk in chunks {
+            sock.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    addr
+}
+
 #[tokio::test]
 async fn a_silent_node_times_out_every_waiting_request_and_closes() {
     let addr = silent_node().await;
@@ -92,15 +110,7 @@ async fn without_a_timeout_a_silent_node_keeps_the_request_waiting() {
 
 #[tokio::test]
 async fn garbage_fails_the_request_instead_of_hanging() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = sock.read(&mut buf).await;
-        let _ = sock.write_all(b"!!oops\r\n").await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    });
+    let addr = chunked_node(vec![b"!!oops\r\n"]).await;
     let conn = BackendConn::connect(addr, &opts()).await.unwrap();
     let err = tokio::time::timeout(
         Duration::from_secs(30),
@@ -220,24 +230,6 @@ async fn dropping_a_blocking_connection_closes_it_at_once() {
         .unwrap_err();
     assert!(matches!(err, BackendError::Lost { .. }), "{err}");
     drop(hung_up);
-}
-
-/// A node that, once it has read anything, writes `chunks` one by one with a pause between them,
-/// so that each arrives in a read of its own.
-async fn chunked_node(chunks: Vec<&'static [u8]>) -> Arc<str> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = sock.read(&mut buf).await;
-        for chunk in chunks {
-            sock.write_all(chunk).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    });
-    addr
 }
 
 #[tokio::test]
