@@ -308,6 +308,12 @@ struct Writing {
     drain_on_release: bool,
 }
 
+/// Requests a writer's idle batch buffer may keep room for (about 72 KiB).
+const MAX_KEPT_BATCH: usize = 1024;
+
+/// Bytes a writer's idle output buffer may keep: a full batch (256 KiB) and room.
+const MAX_KEPT_OUT: usize = 1024 * 1024;
+
 async fn write_loop(w: Writing, stop: Arc<Flags>) {
     let Writing {
         addr,
@@ -378,6 +384,11 @@ async fn write_loop(w: Writing, stop: Arc<Flags>) {
         if out.is_empty() {
             break;
         }
+        // The batch buffers (this one and the outbox's, which trade places) keep the capacity of
+        // the biggest burst they carried; past a bound it is given back.
+        if batch.is_empty() && batch.capacity() > MAX_KEPT_BATCH {
+            batch = Vec::new();
+        }
         // A node that stops reading fills the socket buffer; the reader's timeout must still be
         // able to end this write.
         let written = tokio::select! {
@@ -395,6 +406,11 @@ async fn write_loop(w: Writing, stop: Arc<Flags>) {
             break;
         }
         out.clear();
+        // One huge command (a 500 MB SET) must not leave its size behind for the connection's
+        // life.
+        if out.capacity() > MAX_KEPT_OUT {
+            out = BytesMut::with_capacity(16 * 1024);
+        }
     }
     stop.raise(STOPPED);
     for r in batch.into_iter().chain(outbox.close()) {
@@ -503,7 +519,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
                 }
                 let replies = r.buf.split_to(at + len).freeze();
                 let delivered = deliver(&r.pending, replies, &gathered.ends, &latency, read_at);
-                gathered.ends.clear();
+                gathered.clear();
                 match delivered {
                     Delivery::Delivered(next) => {
                         want = next;
@@ -615,6 +631,14 @@ impl Gathered {
     /// The bytes the gathered replies take at the start of the buffer.
     fn len(&self) -> usize {
         self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Ready for the next request; a list grown for a long MULTI is given back.
+    fn clear(&mut self) {
+        match self.ends.spilled() {
+            true => self.ends = SmallVec::new(),
+            false => self.ends.clear(),
+        }
     }
 }
 
