@@ -215,6 +215,47 @@ fn a_reading_client_under_the_limit_is_not_closed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Memory held for a connection is bounded by what it carries now, not by the biggest command it
+/// ever carried: after a 100 MiB SET through Puerta (the client gone, the node connection that
+/// wrote it kept in the pool), RSS comes back near where it was. Before, the node connection's
+/// write buffer kept the SET's size for the connection's life (+98 MiB measured).
+#[test]
+fn a_huge_command_leaves_no_buffer_behind() -> anyhow::Result<()> {
+    let (env, _admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, PATIENT)?;
+    let pid = env.puerta.process.pid();
+    // The pooled node connections exist before the baseline is taken.
+    let mut client = RespClient::connect(env.port())?;
+    let small = vec![
+        Bytes::from_static(b"SET"),
+        Bytes::from_static(b"{ol}huge"),
+        Bytes::new(),
+    ];
+    anyhow::ensure!(client.pipeline(&[small])? == [Frame::Simple("OK".into())]);
+    let baseline = rss_kib(pid)?;
+    let value: Vec<u8> = (0..100 * MIB).map(|i| (i % 251) as u8).collect();
+    let huge = vec![
+        Bytes::from_static(b"SET"),
+        Bytes::from_static(b"{ol}huge"),
+        Bytes::from(value),
+    ];
+    anyhow::ensure!(client.pipeline(&[huge])? == [Frame::Simple("OK".into())]);
+    drop(client);
+    let bound = baseline + 32 * 1024;
+    // Freed memory goes back to the system at once (allocations this big are mapped on their own);
+    // a short wait covers the session's tasks ending after the client left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut rss = rss_kib(pid)?;
+    while rss > bound && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        rss = rss_kib(pid)?;
+    }
+    assert!(
+        rss <= bound,
+        "puerta RSS {rss} KiB after a 100 MiB SET, baseline {baseline} KiB"
+    );
+    Ok(())
+}
+
 /// Pipelines `count` pairs of `GET` of the big key and `INCR {ol}seq` in one write, waits `idle`
 /// before reading anything, then reads with `pause` before every read of at most 256 KiB. The INCR
 /// replies count up, so a reply out of order or lost is seen, not only a truncated one. Ends with a
