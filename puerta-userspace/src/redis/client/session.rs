@@ -104,6 +104,7 @@ pub async fn run(
         cluster,
         read,
         buf: BytesMut::with_capacity(16 * 1024),
+        carried_big: false,
         arrived: std::time::Instant::now(),
         decoder: Decoder::new(Limits::default()),
         tx,
@@ -230,6 +231,8 @@ struct Reader {
     state: ClientState,
     read: ReadHalf,
     buf: BytesMut,
+    /// A command of at least `resp::BIG_FRAME` bytes left `buf` (see `resp::make_room`).
+    carried_big: bool,
     /// When the bytes being parsed were read: the slow log times a command from its arrival, and
     /// one clock read per read serves every command of a pipeline.
     arrived: std::time::Instant,
@@ -259,6 +262,8 @@ impl Reader {
             loop {
                 match self.decoder.command_args(&mut self.buf) {
                     Ok(Some(raw)) => {
+                        let size = raw.wire.as_ref().map_or(0, bytes::Bytes::len);
+                        self.carried_big |= size >= crate::redis::resp::BIG_FRAME;
                         if let Flow::Stop = self.command(raw).await {
                             return;
                         }
@@ -272,7 +277,7 @@ impl Reader {
                     }
                 }
             }
-            crate::redis::resp::make_room(&mut self.buf);
+            crate::redis::resp::make_room(&mut self.buf, &mut self.carried_big);
             let idle = idle_limit(&self.cluster, self.subscribed());
             // The rare events are checked here, where it costs two loads: the select below polls
             // the read first (an unbiased select draws a random number per poll and registers with

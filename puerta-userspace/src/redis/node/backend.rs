@@ -498,6 +498,8 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
     // lock it takes anyway), else looked up when its first reply is in.
     let mut want = None;
     let mut gathered = Gathered::default();
+    // Replies of at least `resp::BIG_FRAME` bytes left the buffer (see `resp::make_room`).
+    let mut carried_big = false;
     loop {
         let at = gathered.len();
         match decoder.reply_len(&r.buf[at..]) {
@@ -518,6 +520,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
                     continue;
                 }
                 let replies = r.buf.split_to(at + len).freeze();
+                carried_big |= replies.len() >= resp::BIG_FRAME;
                 let delivered = deliver(&r.pending, replies, &gathered.ends, &latency, read_at);
                 gathered.clear();
                 match delivered {
@@ -544,7 +547,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
             }
         }
         size_for_big_bulk(&mut r.buf, gathered.len());
-        resp::make_room(&mut r.buf);
+        resp::make_room(&mut r.buf, &mut carried_big);
         if stop.has(STOPPED) {
             return Ended {
                 fault: None,

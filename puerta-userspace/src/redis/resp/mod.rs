@@ -261,11 +261,28 @@ pub fn parse_reply_raw(
 /// every 4 MiB frame would leave behind a 4 MiB buffer for the next few bytes. A fresh buffer takes
 /// over the unfinished rest instead: one read's worth more, or double for a big frame still arriving
 /// (so that it is copied a bounded number of times, not once per read).
-pub fn make_room(buf: &mut BytesMut) {
+///
+/// `carried_big` says a frame of at least [`BIG_FRAME`] bytes left the buffer since the flag was
+/// last cleared. What is left of the buffer is a view into that frame's allocation (grown for it),
+/// which would stay resident for the connection's life: once little is left, it moves to a fresh
+/// buffer and the flag is cleared (a 100 MiB SET from a client that stays connected held 98 MiB).
+pub fn make_room(buf: &mut BytesMut, carried_big: &mut bool) {
+    if *carried_big && buf.len() <= 64 * 1024 {
+        *carried_big = false;
+        return move_to_fresh(buf, buf.len() + 16 * 1024);
+    }
     if buf.capacity() - buf.len() >= 4096 {
         return;
     }
-    let mut fresh = BytesMut::with_capacity((buf.len() * 2).max(buf.len() + 16 * 1024));
+    move_to_fresh(buf, (buf.len() * 2).max(buf.len() + 16 * 1024));
+}
+
+/// A frame at least this big has its read buffer's allocation given back after it (see
+/// [`make_room`]).
+pub const BIG_FRAME: usize = 1024 * 1024;
+
+fn move_to_fresh(buf: &mut BytesMut, capacity: usize) {
+    let mut fresh = BytesMut::with_capacity(capacity);
     fresh.extend_from_slice(buf);
     *buf = fresh;
 }

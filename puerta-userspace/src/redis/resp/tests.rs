@@ -329,3 +329,25 @@ fn decoder_resumes_a_large_array_and_recovers_from_a_reset_buffer() {
     let mut fresh = buf(b":7\r\n");
     assert_eq!(decoder.reply(&mut fresh), Ok(Some(Frame::Integer(7))));
 }
+
+#[test]
+fn a_read_buffer_that_carried_a_big_frame_is_given_back_once_little_is_left() {
+    let mut buf = BytesMut::with_capacity(4 * super::BIG_FRAME);
+    buf.extend_from_slice(&vec![b'x'; 2 * super::BIG_FRAME]);
+    buf.extend_from_slice(b"*1\r\n$4\r\nPI");
+    let frame = buf.split_to(2 * super::BIG_FRAME);
+    // Without the flag the rest stays where it is: room enough for the next read.
+    let mut carried_big = false;
+    super::make_room(&mut buf, &mut carried_big);
+    assert!(buf.capacity() > super::BIG_FRAME);
+    carried_big = true;
+    super::make_room(&mut buf, &mut carried_big);
+    assert!(!carried_big);
+    assert!(buf.capacity() <= 32 * 1024, "{}", buf.capacity());
+    assert_eq!(
+        &buf[..],
+        b"*1\r\n$4\r\nPI",
+        "the unfinished rest moves along"
+    );
+    drop(frame);
+}
