@@ -6,7 +6,7 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
@@ -42,18 +42,26 @@ impl Flags {
             Task::Reader => &self.reader,
             Task::Writer => &self.writer,
         };
-        poll_fn(|cx| {
-            if self.has(bits) {
-                return Poll::Ready(());
-            }
-            slot.register(cx.waker());
-            // Checked again once registered: a flag raised in between is not missed.
-            match self.has(bits) {
-                true => Poll::Ready(()),
-                false => Poll::Pending,
-            }
-        })
-        .await
+        poll_fn(|cx| check_or_park(cx, slot, || self.has(bits).then_some(()))).await
+    }
+}
+
+/// One poll of a wait whose waker lives in `waker`: `check` first; when it has nothing, the task's
+/// waker is registered and `check` runs once more, so that what arrived in between is not missed
+/// (the other side publishes, then wakes). Every hand-made wait between a connection's tasks
+/// (flags, the client FIFO, a node connection's outbox) polls through this.
+pub fn check_or_park<T>(
+    cx: &mut Context<'_>,
+    waker: &AtomicWaker,
+    mut check: impl FnMut() -> Option<T>,
+) -> Poll<T> {
+    if let Some(ready) = check() {
+        return Poll::Ready(ready);
+    }
+    waker.register(cx.waker());
+    match check() {
+        Some(ready) => Poll::Ready(ready),
+        None => Poll::Pending,
     }
 }
 

@@ -10,9 +10,10 @@
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
+
+use crate::redis::signal::check_or_park;
 
 use crate::redis::node::backend::NodeResult;
 
@@ -92,18 +93,13 @@ impl ReplyBoard {
 
     /// Waits for the reply of ticket `number`. Only the client's writer waits on a board.
     pub async fn wait(&self, number: u64) -> Posted {
+        // `awaited` is stored before each look, so a post after the look sees it and wakes the
+        // writer. (`awaited` may keep a taken ticket's number: tickets are never reused.)
         poll_fn(|cx| {
-            if let Some(posted) = self.take(number) {
-                return Poll::Ready(posted);
-            }
-            self.writer.register(cx.waker());
-            self.awaited.store(number, Ordering::SeqCst);
-            // Checked again once registered: a post in between is not missed.
-            // (`awaited` may keep a taken ticket's number: tickets are never reused.)
-            match self.take(number) {
-                Some(posted) => Poll::Ready(posted),
-                None => Poll::Pending,
-            }
+            check_or_park(cx, &self.writer, || {
+                self.awaited.store(number, Ordering::SeqCst);
+                self.take(number)
+            })
         })
         .await
     }

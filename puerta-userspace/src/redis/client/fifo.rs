@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+use crate::redis::signal::check_or_park;
+
 struct Shared<T> {
     queue: Mutex<Queue<T>>,
     capacity: usize,
@@ -110,27 +112,19 @@ impl<T> Slots<T> {
         cx: &mut Context<'_>,
         slot: &mut Option<T>,
     ) -> Poll<Result<(), WriterGone<T>>> {
-        for registered in [false, true] {
-            let mut queue = self.0.lock();
-            if queue.writer_gone || queue.slots.len() < self.0.capacity {
-                let Some(value) = slot.take() else {
-                    return Poll::Ready(Ok(()));
-                };
-                if queue.writer_gone {
-                    return Poll::Ready(Err(WriterGone(value)));
+        check_or_park(cx, &self.0.counter.reader, || {
+            let Some(value) = slot.take() else {
+                return Some(Ok(()));
+            };
+            match self.try_send(value) {
+                Ok(()) => Some(Ok(())),
+                Err(NotQueued::WriterGone(value)) => Some(Err(WriterGone(value))),
+                Err(NotQueued::Full(value)) => {
+                    *slot = Some(value);
+                    None
                 }
-                queue.slots.push_back(value);
-                drop(queue);
-                self.0.writer.wake();
-                return Poll::Ready(Ok(()));
             }
-            drop(queue);
-            if !registered {
-                // Checked again once registered: room made in between is not missed.
-                self.0.counter.reader.register(cx.waker());
-            }
-        }
-        Poll::Pending
+        })
     }
 }
 
@@ -151,15 +145,11 @@ impl<T> Replies<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        for registered in [false, true] {
-            match self.take() {
-                (Some(slot), _) => return Poll::Ready(Some(slot)),
-                (None, true) => return Poll::Ready(None),
-                (None, false) if !registered => self.0.writer.register(cx.waker()),
-                (None, false) => {}
-            }
-        }
-        Poll::Pending
+        check_or_park(cx, &self.0.writer, || match self.take() {
+            (Some(slot), _) => Some(Some(slot)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        })
     }
 
     /// The oldest slot if there is one, without waiting.
@@ -169,7 +159,7 @@ impl<T> Replies<T> {
 
     /// The oldest slot, and whether the reader is gone, seen under one lock (a slot queued just
     /// before the reader left must not be missed). Taking one from a full FIFO frees the reader.
-    fn take(&mut self) -> (Option<T>, bool) {
+    fn take(&self) -> (Option<T>, bool) {
         let mut queue = self.0.lock();
         let was_full = queue.slots.len() >= self.0.capacity;
         let slot = queue.slots.pop_front();
@@ -225,18 +215,16 @@ impl Progress {
     /// (the client is leaving: there is nothing left to wait for).
     pub async fn wait_for(&self, count: u64) -> bool {
         poll_fn(|cx| {
-            for registered in [false, true] {
-                if self.completed() >= count {
-                    return Poll::Ready(true);
+            check_or_park(cx, &self.0.reader, || {
+                match (
+                    self.completed() >= count,
+                    self.0.writer_gone.load(Ordering::Acquire),
+                ) {
+                    (true, _) => Some(true),
+                    (false, true) => Some(false),
+                    (false, false) => None,
                 }
-                if self.0.writer_gone.load(Ordering::Acquire) {
-                    return Poll::Ready(false);
-                }
-                if !registered {
-                    self.0.reader.register(cx.waker());
-                }
-            }
-            Poll::Pending
+            })
         })
         .await
     }

@@ -586,6 +586,7 @@ const BIG_BULK: usize = 64 * 1024;
 /// the client's output limit (which counts reply bytes) would understate what it holds. So when a
 /// big bulk reply starts, the buffer is replaced by one that fits it exactly plus one read; the bytes
 /// already read move over at the same offsets, which keeps the decoder's progress valid.
+///
 /// The reply being read starts at `at` (after replies gathered for the same request).
 fn size_for_big_bulk(buf: &mut BytesMut, at: usize) {
     let Some(size) = buf.get(at..).and_then(bulk_size) else {
@@ -595,9 +596,7 @@ fn size_for_big_bulk(buf: &mut BytesMut, at: usize) {
     if size < at + BIG_BULK || buf.capacity() >= size {
         return;
     }
-    let mut fitted = BytesMut::with_capacity(size + 16 * 1024);
-    fitted.extend_from_slice(buf);
-    *buf = fitted;
+    resp::move_to_fresh(buf, size + 16 * 1024);
 }
 
 /// The whole wire size of a bulk reply (`$len\r\n…\r\n`) whose header starts `buf`.

@@ -7,9 +7,10 @@
 
 use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
+
+use crate::redis::signal::check_or_park;
 
 pub struct Outbox<T> {
     queue: Mutex<Queue<T>>,
@@ -69,21 +70,14 @@ impl<T> Outbox<T> {
     /// nothing is (false).
     pub async fn ready(&self) -> bool {
         poll_fn(|cx| {
-            for registered in [false, true] {
+            check_or_park(cx, &self.writer, || {
                 let queue = self.lock();
-                if !queue.items.is_empty() {
-                    return Poll::Ready(true);
+                match (queue.items.is_empty(), queue.released) {
+                    (false, _) => Some(true),
+                    (true, true) => Some(false),
+                    (true, false) => None,
                 }
-                if queue.released {
-                    return Poll::Ready(false);
-                }
-                drop(queue);
-                if !registered {
-                    // Checked again once registered: an item queued in between is not missed.
-                    self.writer.register(cx.waker());
-                }
-            }
-            Poll::Pending
+            })
         })
         .await
     }

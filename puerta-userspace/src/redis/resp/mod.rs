@@ -281,7 +281,9 @@ pub fn make_room(buf: &mut BytesMut, carried_big: &mut bool) {
 /// [`make_room`]).
 pub const BIG_FRAME: usize = 1024 * 1024;
 
-fn move_to_fresh(buf: &mut BytesMut, capacity: usize) {
+/// Moves what `buf` holds to a fresh buffer of `capacity`, at the same offsets (a decoder's
+/// progress in it stays valid), letting go of the old allocation.
+pub fn move_to_fresh(buf: &mut BytesMut, capacity: usize) {
     let mut fresh = BytesMut::with_capacity(capacity);
     fresh.extend_from_slice(buf);
     *buf = fresh;
