@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use puerta::redis::resp::Frame;
-use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::fake_redis::key_in;
+use puerta_tests::http;
+use puerta_tests::redis_cluster::{ProxiedCluster, RedisCluster};
 use puerta_tests::resp_client::RespClient;
 
 #[test]
@@ -790,6 +793,79 @@ fn answers_in_redis_own_words() -> anyhow::Result<()> {
         };
         assert_eq!(items[0], Frame::bulk("message"));
         assert_eq!(items[2], Frame::bulk("hi"));
+    }
+    Ok(())
+}
+
+/// With three worker threads the clients are spread over them (`/metrics` counts four on each)
+/// and each thread's node connections carry its own clients' commands: twelve clients at once,
+/// each pipelining writes to every master and reading them back, each read their own values.
+#[test]
+fn clients_on_three_worker_threads_each_read_their_own_writes() -> anyhow::Result<()> {
+    let (env, admin) =
+        ProxiedCluster::with_admin_and(RedisCluster::start()?, "worker_threads = 3", "")?;
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut client = RespClient::connect(env.port())?;
+        assert_eq!(client.command(&["PING"])?, Frame::simple("PONG"));
+        clients.push(client);
+    }
+    let (status, body) = http::get(admin, "/metrics")?;
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    let samples = http::parse_metrics(&body)?;
+    let on = |worker: usize| {
+        let label = format!("worker=\"{worker}\"");
+        http::sample(&samples, "puerta_redis_worker_clients", &[&label])
+    };
+    assert_eq!(
+        (0..4).map(on).collect::<Vec<_>>(),
+        [Some(4.0), Some(4.0), Some(4.0), None],
+        "{body}"
+    );
+    let workers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, client)| std::thread::spawn(move || own_writes_read_back(n, client)))
+        .collect();
+    for worker in workers {
+        worker.join().expect("client thread")?;
+    }
+    Ok(())
+}
+
+/// Fifty rounds of: SET a key on each master, then MGET them (split over the three), pipelined.
+fn own_writes_read_back(n: usize, mut client: RespClient) -> anyhow::Result<()> {
+    let masters = [(0, 5460), (5461, 10922), (10923, 16383)];
+    for round in 0..50 {
+        let keys: Vec<String> = masters
+            .iter()
+            .map(|&(first, last)| key_in(first, last, n * 1000 + round))
+            .collect();
+        let value = |key: &str| format!("{key}@client{n}");
+        let mut commands: Vec<Vec<Bytes>> = keys
+            .iter()
+            .map(|k| vec!["SET".into(), k.clone().into(), value(k).into()])
+            .collect();
+        commands.push(
+            std::iter::once(Bytes::from("MGET"))
+                .chain(keys.iter().map(|k| Bytes::from(k.clone())))
+                .collect(),
+        );
+        let replies = client.pipeline(&commands)?;
+        assert_eq!(
+            replies[..3],
+            [
+                Frame::simple("OK"),
+                Frame::simple("OK"),
+                Frame::simple("OK")
+            ]
+        );
+        let expected = keys.iter().map(|k| Frame::bulk(value(k))).collect();
+        assert_eq!(
+            replies[3],
+            Frame::Array(expected),
+            "client {n}, round {round}"
+        );
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ pub enum AppError {
     Mongo(#[from] crate::mongodb::MongoError),
     #[error("{0}")]
     Handover(#[from] crate::handover::HandoverError),
-    #[error("redis mode: TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    #[error("redis mode: {0}")]
+    Redis(#[from] crate::redis::RedisError),
 }
 
 impl AppError {
@@ -35,7 +35,8 @@ impl AppError {
     pub fn is_config_problem(&self) -> bool {
         matches!(
             self,
-            AppError::Mongo(crate::mongodb::MongoError::Forward(_)) | AppError::Tls(_)
+            AppError::Mongo(crate::mongodb::MongoError::Forward(_))
+                | AppError::Redis(crate::redis::RedisError::Tls(_))
         )
     }
 }

@@ -76,11 +76,7 @@ fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow:
     let prepared = puerta::startup::prepare(&config)?;
     let keep = prepared.capabilities_needed_later();
     puerta::privileges::drop_process(&keep)?.log();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
-        builder.worker_threads(config.worker_threads);
-    }
-    let runtime = builder.enable_all().build()?;
+    let runtime = runtime(&config)?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -97,6 +93,21 @@ fn run(config: Config, path: PathBuf, log: puerta::logging::LogLevel) -> anyhow:
     runtime.shutdown_background();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// MongoDB mode's flows run on a work-stealing runtime of `worker_threads`. Redis mode starts its
+/// own worker threads (`redis::client::worker`), each with a runtime of its own; this thread is the
+/// first of them.
+fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match config.mode {
+        puerta::config::Mode::Redis => tokio::runtime::Builder::new_current_thread(),
+        puerta::config::Mode::Mongodb => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(config.threads());
+            builder
+        }
+    };
+    builder.enable_all().build()
 }
 
 /// First SIGINT/SIGTERM starts a graceful stop.

@@ -46,9 +46,19 @@ impl ProxiedCluster {
         cluster: RedisCluster,
         extra: &str,
     ) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
+        Self::with_admin_and(cluster, "", extra)
+    }
+
+    /// [`ProxiedCluster::with_admin`], with `top` lines before the `[redis]` section (e.g.
+    /// `worker_threads`).
+    pub fn with_admin_and(
+        cluster: RedisCluster,
+        top: &str,
+        extra: &str,
+    ) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
         let (listen, admin) = (loopback(free_port()), loopback(free_port()));
         let config = format!(
-            "admin_addr = \"{admin}\"\n{}",
+            "admin_addr = \"{admin}\"\n{top}\n{}",
             cluster.puerta_config(listen, extra)
         );
         let puerta = crate::Puerta::start(&config, listen)?;

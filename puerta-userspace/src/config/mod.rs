@@ -196,6 +196,14 @@ impl Config {
             .expect("validated: mongodb mode has a [mongodb] section")
     }
 
+    /// The threads that serve clients: `worker_threads`, or one per core when it is 0.
+    pub fn threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The address of a listener for TLS alone (Redis mode's `[redis.tls] listen_addr`).
     pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
         self.redis.as_ref()?.tls.as_ref()?.listen_addr

@@ -68,5 +68,9 @@ impl AdminView for RedisAdminView {
     fn refresh_metrics(&self) {
         crate::redis::metrics::refresh_from_stats(&self.cluster.stats);
         metrics::gauge!("puerta_redis_covered_slots").set(self.cluster.covered_slots() as f64);
+        for (worker, clients) in self.cluster.workers.clients().into_iter().enumerate() {
+            metrics::gauge!("puerta_redis_worker_clients", "worker" => worker.to_string())
+                .set(clients as f64);
+        }
     }
 }

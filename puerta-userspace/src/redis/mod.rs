@@ -31,6 +31,7 @@ use crate::log_throttle::LogThrottle;
 use crate::tls::client::Connector;
 use crate::tls::server::Acceptor;
 use crate::tls::{Stream, TlsError};
+use client::worker::Workers;
 use cluster::Cluster;
 
 /// Redis mode behind the front door: the cluster state every session shares.
@@ -44,9 +45,18 @@ pub struct RedisMode {
     handshake_failures: Arc<LogThrottle>,
 }
 
+/// Why Redis mode cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot start a worker thread: {0}")]
+    Workers(std::io::Error),
+}
+
 /// Loads the TLS material (a file that does not load stops start-up), then the topology (serving
 /// errors until one is known), starts the refresh and reload tasks and publishes the admin view.
-pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
+pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, RedisError> {
     let config = serve.config.redis();
     crate::tls::describe();
     let tls = config
@@ -67,7 +77,8 @@ pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, TlsError> {
         }
         None => None,
     };
-    let cluster = Cluster::with_backend_tls(config.clone(), backend_tls);
+    let workers = Arc::new(Workers::start(serve.config.threads()).map_err(RedisError::Workers)?);
+    let cluster = Cluster::with_backend_tls(config.clone(), backend_tls, workers);
     if cluster::refresh::refresh_once(&cluster).await {
         tracing::info!(
             masters = cluster.masters().len(),
@@ -122,7 +133,8 @@ impl Mode for RedisMode {
         let (cluster, shutdown) = (self.cluster.clone(), self.shutdown.clone());
         let tls = self.tls.clone().filter(|_| door == self.tls_door);
         let failures = self.handshake_failures.clone();
-        async move {
+        let workers = cluster.workers.clone();
+        let session = move |stream: TcpStream| async move {
             let stream = match tls {
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => stream,
@@ -133,7 +145,8 @@ impl Mode for RedisMode {
             let local = stream.tcp().local_addr().ok();
             let client = client::registry::register(&cluster, Some(peer), local);
             client::session::run(cluster, stream, client.entry.clone(), shutdown).await;
-        }
+        };
+        async move { workers.serve(stream, session).await }
     }
 
     /// A TLS client cannot read a plain error line: it is just closed.

@@ -16,3 +16,4 @@ pub mod registry;
 pub mod session;
 pub mod slowlog;
 pub mod tracking;
+pub mod worker;

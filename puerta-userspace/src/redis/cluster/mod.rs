@@ -23,6 +23,7 @@ use crate::redis::client::pause::Pause;
 use crate::redis::client::registry::Registry;
 use crate::redis::client::slowlog::SlowLog;
 use crate::redis::client::tracking::Tracking;
+use crate::redis::client::worker::Workers;
 use crate::redis::node::backend::ConnectOptions;
 use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
@@ -63,15 +64,21 @@ pub struct Cluster {
     refresh_suspects: Mutex<HashSet<Arc<str>>>,
     /// The nodes' `redis_version`, once one told it (see `version`).
     version: Mutex<Option<Arc<str>>>,
+    /// The threads clients are served on; each has lanes of its own in every pool.
+    pub workers: Arc<Workers>,
 }
 
 impl Cluster {
     pub fn new(config: RedisConfig) -> Arc<Cluster> {
-        Self::with_backend_tls(config, None)
+        Self::with_backend_tls(config, None, Arc::new(Workers::one()))
     }
 
     /// [`Cluster::new`], with every node connection made through `tls`.
-    pub fn with_backend_tls(config: RedisConfig, tls: Option<Arc<Connector>>) -> Arc<Cluster> {
+    pub fn with_backend_tls(
+        config: RedisConfig,
+        tls: Option<Arc<Connector>>,
+        workers: Arc<Workers>,
+    ) -> Arc<Cluster> {
         let opts = Arc::new(ConnectOptions {
             timeout: config.connection_timeout,
             username: config.backend_username.clone(),
@@ -105,6 +112,7 @@ impl Cluster {
             rotation: AtomicUsize::new(0),
             refresh_suspects: Mutex::new(HashSet::new()),
             version: Mutex::new(None),
+            workers,
         })
     }
 
@@ -222,7 +230,7 @@ impl Cluster {
             .or_insert_with(|| {
                 Arc::new(NodePool::new(
                     addr.clone(),
-                    self.config.pool_size,
+                    self.config.pool_size * self.workers.count(),
                     Arc::new(self.opts.speaking(protocol)),
                 ))
             })

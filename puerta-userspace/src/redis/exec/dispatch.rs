@@ -152,7 +152,7 @@ impl ClientState {
             order: SlotOrder::new(completed),
             id,
             client,
-            lane: Lane::resp2(id as usize),
+            lane: cluster.workers.lane(id, cluster.config.pool_size),
             authed: !auth::required(&cluster.config),
             reply_mode: ReplyMode::On,
             txn: Transaction::default(),
