@@ -797,7 +797,8 @@ fn answers_in_redis_own_words() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With three worker threads the clients are spread over them (`/metrics` counts four on each)
+/// With three worker threads the clients are spread over them (`/metrics` and INFO count four on
+/// each)
 /// and each thread's node connections carry its own clients' commands: twelve clients at once,
 /// each pipelining writes to every master and reading them back, each read their own values.
 #[test]
@@ -822,6 +823,11 @@ fn clients_on_three_worker_threads_each_read_their_own_writes() -> anyhow::Resul
         [Some(4.0), Some(4.0), Some(4.0), None],
         "{body}"
     );
+    let Frame::Bulk(info) = clients[0].command(&["INFO"])? else {
+        anyhow::bail!("INFO answers a bulk string");
+    };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("\r\nworker_clients:4,4,4\r\n"), "{info}");
     let workers: Vec<_> = clients
         .into_iter()
         .enumerate()

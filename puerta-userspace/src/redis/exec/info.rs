@@ -299,6 +299,13 @@ fn proxy_section(cluster: &Cluster, out: &mut String) {
     for (name, value) in lines {
         let _ = write!(out, "{name}:{value}\r\n");
     }
+    let per_worker: Vec<String> = cluster
+        .workers
+        .clients()
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    let _ = write!(out, "worker_clients:{}\r\n", per_worker.join(","));
 }
 
 /// Adds up `dbN:keys=..,expires=..` lines of every master's `INFO keyspace`.
