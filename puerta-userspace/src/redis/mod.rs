@@ -78,6 +78,10 @@ pub async fn prepare(serve: &Serve) -> Result<Arc<RedisMode>, RedisError> {
         None => None,
     };
     let workers = Arc::new(Workers::start(serve.config.threads()).map_err(RedisError::Workers)?);
+    tracing::info!(
+        worker_threads = workers.count(),
+        "serving clients on worker threads"
+    );
     let cluster = Cluster::with_backend_tls(config.clone(), backend_tls, workers);
     if cluster::refresh::refresh_once(&cluster).await {
         tracing::info!(
