@@ -5,7 +5,7 @@
 //! Here an ask is one atomic load, and a park stores the task's waker in that task's own slot.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -46,6 +46,40 @@ impl Flags {
     }
 }
 
+/// One task's doorbell: others ring it after they queued something for the task, which takes
+/// the ring (clearing it) and then looks at what was queued. A task fed by several queues parks on
+/// its bell alone, not on each queue (a registration per queue per park, which at `-P 1` is per
+/// command); a burst of rings before the task runs costs one wake-up.
+#[derive(Debug, Default)]
+pub struct Bell {
+    rung: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Bell {
+    pub fn ring(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether the bell rang since the last take; clears it.
+    pub fn take(&self) -> bool {
+        self.rung.load(Ordering::Acquire) && self.rung.swap(false, Ordering::AcqRel)
+    }
+
+    /// Rung again by the task itself, without a wake-up: it left something queued for its next
+    /// turn.
+    pub fn keep(&self) {
+        self.rung.store(true, Ordering::Release);
+    }
+
+    /// Resolves (and clears the ring) once the bell rang. Only one task may wait on a bell.
+    pub async fn rung(&self) {
+        poll_fn(|cx| check_or_park(cx, &self.waker, || self.take().then_some(()))).await
+    }
+}
+
 /// One poll of a wait whose waker lives in `waker`: `check` first; when it has nothing, the task's
 /// waker is registered and `check` runs once more, so that what arrived in between is not missed
 /// (the other side publishes, then wakes). Every hand-made wait between a connection's tasks
@@ -70,6 +104,33 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// A ring before the wait, during it, and several at once: each wait ends, and the rings of
+    /// one burst are taken together.
+    #[tokio::test]
+    async fn a_bell_wakes_its_task_once_per_burst() {
+        let bell = Arc::new(Bell::default());
+        bell.ring();
+        tokio::time::timeout(Duration::from_secs(5), bell.rung())
+            .await
+            .expect("a ring before the wait is not lost");
+        assert!(!bell.take(), "the wait took the ring");
+        let waiting = {
+            let bell = bell.clone();
+            tokio::spawn(async move { bell.rung().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "no ring, no wake-up");
+        bell.ring();
+        bell.ring();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("a ring wakes the waiting task")
+            .unwrap();
+        assert!(!bell.take(), "both rings were one");
+        bell.keep();
+        assert!(bell.take() && !bell.take());
+    }
 
     #[tokio::test]
     async fn each_task_wakes_for_its_own_flags() {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod board;
+pub mod feed;
 pub mod fifo;
 pub mod hangup;
 pub mod hello;

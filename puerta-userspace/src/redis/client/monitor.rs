@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
+use crate::redis::client::feed::FeedSender;
 use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::client::registry::{flag, Entry};
 use crate::redis::command::spec::{Kind, Local};
@@ -32,7 +32,7 @@ pub struct Monitors {
 struct Watcher {
     client: Arc<Entry>,
     budget: Arc<OutputBudget>,
-    lines: mpsc::Sender<Charged>,
+    lines: FeedSender<Charged>,
 }
 
 /// A client in monitor mode; dropping it (RESET, or the session ended) stops the feed.
@@ -53,7 +53,7 @@ impl Monitors {
         self: &Arc<Self>,
         client: &Arc<Entry>,
         budget: &Arc<OutputBudget>,
-        lines: mpsc::Sender<Charged>,
+        lines: FeedSender<Charged>,
     ) -> Monitoring {
         let mut watching = self.lock();
         watching.push(Watcher {
@@ -175,7 +175,7 @@ mod tests {
         let sender = register(&cluster, addr, None);
         let budget = OutputBudget::new(None, 1, None, Default::default());
         let monitors = Arc::new(Monitors::default());
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = crate::redis::client::feed::unwatched(8);
         let monitoring = monitors.add(&watcher.entry, &budget, tx);
         assert!(watcher.entry.has_flag(flag::MONITOR));
         monitors.feed(&Command::from_words(&["set", "k", "v w"]), &sender.entry);
@@ -204,7 +204,7 @@ mod tests {
         let watcher = register(&cluster, None, None);
         let budget = OutputBudget::new(None, 1, None, Default::default());
         let monitors = Arc::new(Monitors::default());
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::redis::client::feed::unwatched(1);
         let _monitoring = monitors.add(&watcher.entry, &budget, tx);
         let get = Command::from_words(&["get", "k"]);
         monitors.feed(&get, &watcher.entry);

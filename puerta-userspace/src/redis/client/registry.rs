@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
+use crate::redis::client::feed::FeedSender;
 use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::tracking::Invalidation;
@@ -69,7 +69,7 @@ pub struct Entry {
 /// A client's writer, as the tracking table reaches it.
 #[derive(Clone)]
 pub struct Inbox {
-    pub sink: mpsc::Sender<Invalidation>,
+    pub sink: FeedSender<Invalidation>,
     /// What the pushes count against until written.
     pub budget: Arc<OutputBudget>,
 }

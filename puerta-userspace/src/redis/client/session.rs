@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::board::ReplyBoard;
+use crate::redis::client::feed::{self, FeedSender};
 use crate::redis::client::fifo::{self, NotQueued, Replies, Slots, WriterGone};
 use crate::redis::client::hangup::{Hangup, Reason};
 use crate::redis::client::inflight::InFlightBytes;
@@ -33,6 +34,7 @@ use crate::redis::exec::pubsub::PubSub;
 use crate::redis::exec::subscriptions::Subscriptions;
 use crate::redis::resp::wire;
 use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
+use crate::redis::signal::Bell;
 use crate::redis::stats::Stats;
 use crate::tls::{ReadHalf, Stream};
 
@@ -74,9 +76,10 @@ pub async fn run(
     );
     let (read, write) = stream.into_split();
     let (tx, rx, completed) = fifo::fifo::<Slot>(MAX_IN_FLIGHT);
-    let (pushes, push_rx) = mpsc::channel(MAX_PUSHES);
-    let (monitor_lines, monitor_rx) = mpsc::channel(monitor::MAX_LINES);
-    let (invalidations, invalidations_rx) = mpsc::channel(tracking::MAX_PENDING);
+    let bell = Arc::new(Bell::default());
+    let (pushes, push_rx) = feed::channel(MAX_PUSHES, &bell);
+    let (monitor_lines, monitor_rx) = feed::channel(monitor::MAX_LINES, &bell);
+    let (invalidations, invalidations_rx) = feed::channel(tracking::MAX_PENDING, &bell);
     let output = Output::new(write, budget.clone());
     let board = Arc::new(ReplyBoard::default());
     let shared = Shared {
@@ -86,6 +89,7 @@ pub async fn run(
         budget: budget.clone(),
     };
     let feeds = Feeds {
+        bell,
         pushes: push_rx,
         monitor: monitor_rx,
         invalidations: invalidations_rx,
@@ -147,6 +151,8 @@ struct Slot {
 
 /// What the writer puts between replies: RESP3 pushes, MONITOR lines, and cache invalidations.
 struct Feeds {
+    /// Rung by every feed's sender (see `client::feed`).
+    bell: Arc<Bell>,
     pushes: mpsc::Receiver<Frame>,
     monitor: mpsc::Receiver<Charged>,
     invalidations: mpsc::Receiver<Invalidation>,
@@ -155,10 +161,6 @@ struct Feeds {
 }
 
 impl Feeds {
-    fn is_empty(&self) -> bool {
-        self.pushes.is_empty() && self.monitor.is_empty() && self.invalidations.is_empty()
-    }
-
     /// Holds `invalidation` until its reply is written. Past `MAX_PENDING` held (a slow reply with
     /// many writes behind it), they all become one flush: the cache starts over, and memory stays
     /// bounded whatever the client's output limit. A pub/sub message form is for a subscribed
@@ -175,9 +177,9 @@ impl Feeds {
         self.held.push_back(invalidation);
     }
 
-    /// Takes what every feed holds now, in the order the select below would: pushes, then
-    /// invalidations (held until their reply is out), then MONITOR lines. At most a FIFO's worth
-    /// of each, so that a busy feed cannot keep the writer from its replies.
+    /// Takes what every feed holds now: pushes, then invalidations (held until their reply is
+    /// out), then MONITOR lines. At most a FIFO's worth of each, so that a busy feed cannot keep
+    /// the writer from its replies; what is left rings the bell again for the next turn.
     fn drain(&mut self, done: u64, out: &mut BytesMut) {
         for _ in 0..MAX_PUSHES {
             let Ok(push) = self.pushes.try_recv() else {
@@ -197,6 +199,9 @@ impl Feeds {
                 break;
             };
             out.extend_from_slice(line.bytes());
+        }
+        if !(self.pushes.is_empty() && self.invalidations.is_empty() && self.monitor.is_empty()) {
+            self.bell.keep();
         }
     }
 
@@ -240,9 +245,9 @@ struct Reader {
     inflight: InFlightBytes,
     tx: Slots<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
-    pushes: mpsc::Sender<Frame>,
+    pushes: FeedSender<Frame>,
     /// MONITOR: where other clients' commands are shown, between replies.
-    monitor_lines: mpsc::Sender<Charged>,
+    monitor_lines: FeedSender<Charged>,
     monitoring: Option<Monitoring>,
     /// RESP2: the client's subscribed connection, if it has subscriptions (or is getting its first).
     pubsub: Option<PubSub>,
@@ -586,7 +591,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // What the feeds hold goes out first: a push that came while a reply was awaited is written
         // before the replies queued behind that one (as in Redis, where it enters the output
         // buffer at once).
-        if !feeds.is_empty() {
+        if feeds.bell.take() {
             feeds.drain(rx.completed(), &mut output.out);
         }
         let slot = match rx.try_recv() {
@@ -594,22 +599,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             None => {
                 output.flush().await?;
                 // Parked. The FIFO is polled first: a wake-up for a slot, the common one, polls
-                // nothing else (an unbiased select would draw a random number and register with
-                // the feeds on every poll).
+                // nothing else (an unbiased select would draw a random number every poll).
                 tokio::select! {
                     biased;
                     slot = rx.recv() => slot,
-                    Some(push) = feeds.pushes.recv() => {
-                        push.encode_in(Protocol::Resp3, &mut output.out);
-                        continue;
-                    }
-                    Some(invalidation) = feeds.invalidations.recv() => {
-                        feeds.hold(invalidation);
-                        feeds.release(rx.completed(), &mut output.out);
-                        continue;
-                    }
-                    Some(line) = feeds.monitor.recv() => {
-                        output.out.extend_from_slice(line.bytes());
+                    () = feeds.bell.rung() => {
+                        feeds.drain(rx.completed(), &mut output.out);
                         continue;
                     }
                     _ = output.hangup.for_writer() => return Err(Gone),

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::feed::FeedSender;
 use crate::redis::cluster::router::Route;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::slots::key_slot;
@@ -45,7 +46,7 @@ enum Delivery {
     Stream(mpsc::Sender<Frame>),
     /// RESP3: messages to the writer's push channel, command answers into their own slots.
     Split {
-        pushes: mpsc::Sender<Frame>,
+        pushes: FeedSender<Frame>,
         waiting: Waiting,
     },
 }
@@ -81,7 +82,7 @@ pub async fn start(
 pub async fn start_resp3(
     cluster: &Arc<Cluster>,
     addr: Arc<str>,
-    pushes: mpsc::Sender<Frame>,
+    pushes: FeedSender<Frame>,
 ) -> Result<PubSub, Frame> {
     let waiting = Waiting::default();
     let delivery = Delivery::Split {

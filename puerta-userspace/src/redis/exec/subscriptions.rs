@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures_util::future::select_all;
 use tokio::sync::mpsc;
 
+use crate::redis::client::feed::FeedSender;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::pubsub::{self, PubSub};
@@ -77,7 +78,7 @@ impl Subscriptions {
         &mut self,
         cluster: &Arc<Cluster>,
         cmd: &Command,
-        pushes: &mpsc::Sender<Frame>,
+        pushes: &FeedSender<Frame>,
     ) -> Result<Vec<Sent>, SubscriptionError> {
         let mut sent = Vec::new();
         for target in self

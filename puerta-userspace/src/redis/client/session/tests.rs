@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 async fn replies_leave_in_request_order() {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (tx, rx, completed) = fifo::fifo(16);
-    let (_pushes, push_rx) = mpsc::channel(1);
-    let writer = spawn_writer(server, rx, push_rx);
+    let (feeds, _pushes) = feeds();
+    let writer = spawn_writer(server, rx, feeds);
     let mut senders = Vec::new();
     for _ in 0..5 {
         let (s, r) = oneshot::channel::<Frame>();
@@ -47,8 +47,8 @@ async fn replies_leave_in_request_order() {
 async fn pushes_go_between_replies() {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (tx, rx, _completed) = fifo::fifo(16);
-    let (pushes, push_rx) = mpsc::channel(16);
-    let writer = spawn_writer(server, rx, push_rx);
+    let (feeds, pushes) = feeds();
+    let writer = spawn_writer(server, rx, feeds);
     let (slow, slow_rx) = oneshot::channel::<Frame>();
     let fut = async move { slow_rx.await.unwrap_or(Frame::Null) };
     tx.send(slot(
@@ -100,9 +100,9 @@ fn slot(protocol: Protocol, reply: Reply) -> Slot {
 fn spawn_writer(
     server: tokio::io::DuplexStream,
     rx: Replies<Slot>,
-    pushes: mpsc::Receiver<Frame>,
+    feeds: Feeds,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(write_replies(output(server), rx, feeds(pushes), shared()))
+    tokio::spawn(write_replies(output(server), rx, feeds, shared()))
 }
 
 fn shared() -> Shared {
@@ -118,11 +118,16 @@ fn shared() -> Shared {
     }
 }
 
-fn feeds(pushes: mpsc::Receiver<Frame>) -> Feeds {
-    Feeds {
-        pushes,
-        monitor: mpsc::channel(1).1,
-        invalidations: mpsc::channel(1).1,
+/// A writer's feeds, and the sender of its pushes.
+fn feeds() -> (Feeds, FeedSender<Frame>) {
+    let bell = Arc::new(Bell::default());
+    let (pushes, push_rx) = feed::channel(16, &bell);
+    let feeds = Feeds {
+        monitor: feed::channel(1, &bell).1,
+        invalidations: feed::channel(1, &bell).1,
+        bell,
+        pushes: push_rx,
         held: VecDeque::new(),
-    }
+    };
+    (feeds, pushes)
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::redis::client::feed::{unwatched, FeedSender};
 use crate::redis::client::output::OutputBudget;
 use crate::redis::client::registry::{register, Registered};
 use crate::redis::cluster::refresh::tests::config;
@@ -14,7 +15,7 @@ fn client(
     at: u64,
 ) -> (Registered, mpsc::Receiver<Invalidation>) {
     let registered = register(cluster, None, None);
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = unwatched(4);
     cluster
         .tracking
         .enable(new_tracker(&registered.entry, mode, tx), at);
@@ -22,7 +23,7 @@ fn client(
 }
 
 /// A tracker speaking RESP3 (a RESP2 one without REDIRECT is told nothing, as in Redis).
-fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: mpsc::Sender<Invalidation>) -> NewTracker {
+fn new_tracker(entry: &Arc<Entry>, mode: Mode, sink: FeedSender<Invalidation>) -> NewTracker {
     entry.set_resp(3);
     NewTracker {
         entry: entry.clone(),
@@ -134,7 +135,7 @@ async fn a_client_that_does_not_take_its_invalidations_is_closed() {
 async fn the_last_client_leaving_stops_the_feed() {
     let cluster = Cluster::new(config(1));
     let first = register(&cluster, None, None);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = unwatched(4);
     let feed = cluster
         .tracking
         .enable(new_tracker(&first.entry, Mode::default(), tx.clone()), 1)
@@ -157,7 +158,7 @@ async fn the_last_client_leaving_stops_the_feed() {
     cluster.tracking.disable(second.entry.id);
     assert!(feed.stop.is_cancelled());
     // The next feed is another generation: what the stopped one connected does not count for it.
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = unwatched(4);
     let next = cluster
         .tracking
         .enable(new_tracker(&first.entry, Mode::default(), tx), 9)
@@ -171,7 +172,7 @@ fn table_with_readers(readers: u64) -> (Table, Vec<mpsc::Receiver<Invalidation>>
     let mut table = Table::default();
     let (mut receivers, mut registered) = (Vec::new(), Vec::new());
     for id in 1..=readers {
-        let (tx, rx) = mpsc::channel(MAX_PENDING);
+        let (tx, rx) = unwatched(MAX_PENDING);
         let entry = register(&cluster, None, None);
         entry.entry.set_resp(3);
         table.clients.insert(
@@ -239,7 +240,7 @@ async fn invalidations_count_against_the_client_output_limit_until_written() {
     let cluster = Cluster::new(config(1));
     let registered = register(&cluster, None, None);
     registered.entry.set_resp(3);
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, mut rx) = unwatched(4);
     let budget = OutputBudget::new(Some(1 << 20), registered.entry.id, None, Default::default());
     let new = NewTracker {
         entry: registered.entry.clone(),
@@ -268,7 +269,7 @@ async fn a_stopped_feeds_connections_do_not_make_the_next_one_ready() {
     cluster.install(one_shard(7001, 7002));
     let master: Arc<str> = "127.0.0.1:7001".into();
     let client = register(&cluster, None, None);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = unwatched(4);
     let first = cluster
         .tracking
         .enable(new_tracker(&client.entry, Mode::default(), tx.clone()), 1)
@@ -304,7 +305,7 @@ fn redirected_invalidations_reach_the_target_in_its_protocol() {
     let cluster = Cluster::new(config(1));
     let tracker = register(&cluster, None, None);
     let target = register(&cluster, None, None);
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, mut rx) = unwatched(4);
     let mut new = new_tracker(&tracker.entry, Mode::default(), tx);
     new.redirect = Some(target.entry.clone());
     cluster.tracking.enable(new, 9);
