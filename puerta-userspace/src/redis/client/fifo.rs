@@ -161,6 +161,11 @@ impl<T> Replies<T> {
     /// before the reader left must not be missed). Taking one from a full FIFO frees the reader.
     fn take(&self) -> (Option<T>, bool) {
         let mut queue = self.0.lock();
+        if queue.slots.is_empty() {
+            // Said apart so that the common "nothing yet" (three of a parked writer's four looks)
+            // does not move a whole empty slot out of the queue.
+            return (None, queue.reader_gone);
+        }
         let was_full = queue.slots.len() >= self.0.capacity;
         let slot = queue.slots.pop_front();
         let reader_gone = queue.reader_gone;
