@@ -211,7 +211,10 @@ impl Batch {
             }
             let retried =
                 InFlight::resume(cluster, route_of(i), sender.clone(), addr.clone(), outcome);
-            out.push(retried.finish().await);
+            // Boxed: the retry policy's state is large, and inline it would be part of every
+            // split's reply future (3 KiB, past the allocator's per-thread cache) for a path that
+            // only redirects and failures take.
+            out.push(Box::pin(retried.finish()).await);
         }
     }
 }
@@ -337,7 +340,8 @@ impl InFlight {
         self.first_reply().await;
         match self.ready_answer() {
             Some(answer) => answer,
-            None => self.finish().await,
+            // Boxed, as in `Batch::answers`: only a redirect or a failure comes here.
+            None => Box::pin(self.finish()).await,
         }
     }
 
