@@ -209,21 +209,35 @@ fn max_connections_refuses_cleanly() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM: Puerta stops accepting, answers what clients already sent, closes them and exits 0.
+/// SIGTERM: Puerta stops accepting, answers what clients already sent, closes them and exits 0;
+/// the clients of both worker threads alike (the first thread stops the second's).
 #[test]
 fn sigterm_drains_and_exits_cleanly() -> anyhow::Result<()> {
     use std::io::{Read, Write};
-    let mut env = ProxiedCluster::start("")?;
-    let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    conn.write_all(b"SET drain ok\r\n")?;
-    let mut buf = [0u8; 64];
-    let n = conn.read(&mut buf)?;
-    assert_eq!(&buf[..n], b"+OK\r\n");
+    let (mut env, admin) =
+        ProxiedCluster::with_admin_and(RedisCluster::start()?, "worker_threads = 2", "")?;
+    let mut conns = Vec::new();
+    for i in 0..4 {
+        let mut conn = std::net::TcpStream::connect(env.puerta.listen)?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        conn.write_all(format!("SET drain{i} ok\r\n").as_bytes())?;
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf)?;
+        assert_eq!(&buf[..n], b"+OK\r\n");
+        conns.push(conn);
+    }
+    let (_, metrics) = http::get(admin, "/metrics")?;
+    let samples = http::parse_metrics(&metrics)?;
+    for worker in ["worker=\"0\"", "worker=\"1\""] {
+        let clients = http::sample(&samples, "puerta_redis_worker_clients", &[worker]);
+        assert_eq!(clients, Some(2.0), "{worker}: {metrics}");
+    }
     env.puerta.process.signal("TERM");
-    let mut rest = Vec::new();
-    conn.read_to_end(&mut rest)?;
-    assert!(rest.is_empty(), "{rest:?}");
+    for conn in &mut conns {
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest)?;
+        assert!(rest.is_empty(), "{rest:?}");
+    }
     let code = env.puerta.process.wait_exit(Duration::from_secs(30))?;
     assert_eq!(code, Some(0), "{}", env.puerta.process.output());
     Ok(())
