@@ -3,7 +3,8 @@
 //! lanes, see [`Workers::lane`]), driven by that same thread. A command then never crosses threads:
 //! the client's task, the node connection's writer and reader, and the reply board they share are
 //! all woken on one thread, without the futex wake-ups and half-empty node writes of a work-stealing
-//! runtime whose tasks wake each other across threads (which made 2 threads slower than 1).
+//! runtime whose tasks wake each other across threads (docs/redis.md, "Worker threads", says what
+//! that gained, and where two threads still lose to one).
 //!
 //! Worker 0 is the thread the daemon starts on, which also runs the front door, the admin endpoint,
 //! the topology refresh and the reloads; workers 1.. are threads started here. A client is placed on
@@ -104,12 +105,12 @@ impl Workers {
         }
         let stream = match stream.into_std() {
             Ok(stream) => stream,
-            Err(e) => return tracing::debug!("cannot move a client to worker {worker}: {e}"),
+            Err(e) => return tracing::warn!("cannot move a client to worker {worker}: {e}"),
         };
         let served = self.others[worker - 1].spawn(async move {
             match TcpStream::from_std(stream) {
                 Ok(stream) => serve(stream).await,
-                Err(e) => tracing::debug!("cannot register a client on its worker: {e}"),
+                Err(e) => tracing::warn!("cannot register a client on worker {worker}: {e}"),
             }
         });
         // An error is the worker's runtime gone (the daemon is stopping): the client went with it.
