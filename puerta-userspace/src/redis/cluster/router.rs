@@ -7,6 +7,8 @@
 //! [`Ticketed::settle`]d by its writer; one through the pools ([`send_to`]) is an [`InFlight`], which
 //! is also what a ticketed command becomes when its reply needs the retry policy.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -211,10 +213,7 @@ impl Batch {
             }
             let retried =
                 InFlight::resume(cluster, route_of(i), sender.clone(), addr.clone(), outcome);
-            // Boxed: the retry policy's state is large, and inline it would be part of every
-            // split's reply future (3 KiB, past the allocator's per-thread cache) for a path that
-            // only redirects and failures take.
-            out.push(Box::pin(retried.finish()).await);
+            out.push(retried.finish().await);
         }
     }
 }
@@ -340,13 +339,21 @@ impl InFlight {
         self.first_reply().await;
         match self.ready_answer() {
             Some(answer) => answer,
-            // Boxed, as in `Batch::answers`: only a redirect or a failure comes here.
-            None => Box::pin(self.finish()).await,
+            None => self.finish().await,
         }
     }
 
-    /// Waits for the reply, following the retry policy until a final answer.
-    pub async fn finish(mut self) -> Answer {
+    /// Waits for the reply, following the retry policy until a final answer. Boxed here, for
+    /// every caller: the policy's state (backoff, refresh waits, a new attempt) is large, and
+    /// inline it made every future that may await it that much bigger (a split's reply future
+    /// was 3 KiB, past the allocator's per-thread cache, so each split took malloc's slow path;
+    /// every client's writer task carried it too), for a path only redirects, failures and
+    /// blocking commands take.
+    pub fn finish(self) -> Pin<Box<dyn Future<Output = Answer> + Send>> {
+        Box::pin(self.follow())
+    }
+
+    async fn follow(mut self) -> Answer {
         let mut retry = None;
         loop {
             let outcome = wait(&mut self.0.attempt).await;
