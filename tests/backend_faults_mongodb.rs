@@ -8,10 +8,11 @@
 //! cannot tell a slow query from a stuck server, so ending it is the client's (driver's) timeout.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use puerta_tests::fake_mongos::{FakeMongos, MongosFault};
-use puerta_tests::kernel::{fd_count, PinDir};
+use puerta_tests::fds::Fds;
+use puerta_tests::kernel::PinDir;
 use puerta_tests::{free_port, loopback, Puerta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,31 +62,6 @@ async fn echoing_client(proxy: SocketAddr) -> anyhow::Result<TcpStream> {
     Ok(sock)
 }
 
-/// The fewest descriptors Puerta holds over a short while (health checks open sockets briefly).
-async fn quiet_fd_count(pid: u32) -> anyhow::Result<usize> {
-    let mut least = usize::MAX;
-    for _ in 0..30 {
-        least = least.min(fd_count(pid)?);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(least)
-}
-
-async fn wait_fds_back_to(pid: u32, baseline: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let now = fd_count(pid)?;
-        if now <= baseline {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "puerta holds {now} descriptors, {baseline} before the faulty flows"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongos_that_stops_answering_is_taken_out_and_others_keep_serving() -> anyhow::Result<()> {
     let good = FakeMongos::start().await?;
@@ -93,7 +69,7 @@ async fn mongos_that_stops_answering_is_taken_out_and_others_keep_serving() -> a
     let pins = PinDir::new("fault-hang");
     let puerta = start(&[good.addr, bad.addr], "userspace", &pins).await?;
     let pid = puerta.process.pid();
-    let baseline = quiet_fd_count(pid).await?;
+    let baseline = Fds::quiet(pid).await?;
     let mut before = Vec::new();
     for _ in 0..4 {
         before.push(echoing_client(puerta.listen).await?);
@@ -126,7 +102,7 @@ async fn mongos_that_stops_answering_is_taken_out_and_others_keep_serving() -> a
     // Closing every client, the stuck ones included, frees all their descriptors.
     drop(before);
     drop(after);
-    wait_fds_back_to(pid, baseline).await?;
+    Fds::wait_back_to(pid, &baseline, PATIENCE).await?;
 
     bad.set_fault(MongosFault::Healthy);
     let up = format!("mongos {} is up again", bad.addr);
@@ -155,7 +131,7 @@ async fn reset_mid_stream(forwarding: &str) -> anyhow::Result<()> {
     let puerta = start(&[backend.addr], forwarding, &pins).await?;
     let pid = puerta.process.pid();
     let mut long_lived = echoing_client(puerta.listen).await?;
-    let baseline = quiet_fd_count(pid).await?;
+    let baseline = Fds::quiet(pid).await?;
 
     backend.set_fault(MongosFault::ResetMidStream);
     for _ in 0..20 {
@@ -172,7 +148,7 @@ async fn reset_mid_stream(forwarding: &str) -> anyhow::Result<()> {
     // Both paths see which socket failed and blame the mongos (rate-limited).
     let blamed = format!("mongos {} broke the flow of", backend.addr);
     tokio::task::block_in_place(|| puerta.process.wait_for_output(&blamed, PATIENCE))?;
-    wait_fds_back_to(pid, baseline).await?;
+    Fds::wait_back_to(pid, &baseline, PATIENCE).await?;
     backend.set_fault(MongosFault::Healthy);
     echoing_client(puerta.listen).await?;
     Ok(())

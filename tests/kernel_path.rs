@@ -6,11 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use puerta_tests::kernel::{
-    config, fd_count, logged_u64, pinned_map_id, start, stop, wait_for, PinDir,
-};
+use puerta_tests::fds::Fds;
+use puerta_tests::kernel::{config, logged_u64, pinned_map_id, start, stop, wait_for, PinDir};
 use puerta_tests::mongo_echo::MongoEcho;
-use puerta_tests::pairs::{open_clients, raise_nofile};
+use puerta_tests::pairs::{open_clients, pairs_per_wave, raise_nofile};
 use puerta_tests::{free_port, loopback, puerta_bin, stream, Process};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -52,7 +51,7 @@ async fn ten_thousand_concurrent_pairs_leave_no_entries_or_fds() -> anyhow::Resu
     const PAIRS: u64 = 10_000;
     // Each pair costs two fds in puerta and two here (client + echo side).
     let hard = raise_nofile(4 * PAIRS + 1000);
-    let per_wave = PAIRS.min(hard.saturating_sub(400) / 2);
+    let per_wave = pairs_per_wave(PAIRS, hard, 2);
     if per_wave < PAIRS {
         eprintln!(
             "RLIMIT_NOFILE hard limit {hard} (no CAP_SYS_RESOURCE): {per_wave} concurrent pairs per \
@@ -71,7 +70,7 @@ async fn ten_thousand_concurrent_pairs_leave_no_entries_or_fds() -> anyhow::Resu
         Ok(counts().is_ok_and(|c| c.peers == 0))
     })
     .await?;
-    let baseline = fd_count(pid)?;
+    let baseline = Fds::quiet(pid).await?;
 
     let mut done = 0;
     while done < PAIRS {
@@ -88,10 +87,7 @@ async fn ten_thousand_concurrent_pairs_leave_no_entries_or_fds() -> anyhow::Resu
             Ok(c.sockets == 0 && c.peers == 0)
         })
         .await?;
-        wait_for("fd count back to baseline", || {
-            Ok(fd_count(pid)? <= baseline)
-        })
-        .await?;
+        Fds::wait_back_to(pid, &baseline, Duration::from_secs(30)).await?;
         done += wave;
     }
     wait_for("affinity entry expired", || Ok(counts()?.affinity == 0)).await?;

@@ -19,7 +19,8 @@ async fn echo_server() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
+        loop {
+            let mut sock = puerta_tests::accept::next(&listener).await;
             tokio::spawn(async move {
                 let (mut r, mut w) = sock.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -39,7 +40,8 @@ async fn rig(backend: SocketAddr) -> anyhow::Result<Rig> {
     let proxy = listener.local_addr()?;
     let k = kernel.clone();
     tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
+        loop {
+            let client = puerta_tests::accept::next(&listener).await;
             let k = k.clone();
             tokio::spawn(async move {
                 let Ok(upstream) = TcpStream::connect(backend).await else {

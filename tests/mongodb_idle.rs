@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use puerta_tests::kernel::{
-    assert_spliced_and_clean, fd_count, logged_u64, stop, wait_for, PinDir,
-};
+use puerta_tests::fds::Fds;
+use puerta_tests::kernel::{assert_spliced_and_clean, logged_u64, stop, wait_for, PinDir};
 use puerta_tests::mongo::forwarding;
 use puerta_tests::mongo_echo::MongoEcho;
 use puerta_tests::stream::ends_within;
@@ -229,7 +228,7 @@ async fn many_idle_clients_do_not_stop_service_and_leave_nothing_behind() -> any
             && open_connections(proxy.admin).is_ok_and(|open| open == 0.0))
     })
     .await?;
-    let baseline = fd_count(pid)?;
+    let baseline = Fds::quiet(pid).await?;
 
     let mut stalled = Vec::with_capacity(IDLE_CLIENTS);
     for batch in 0..IDLE_CLIENTS / 100 {
@@ -259,10 +258,7 @@ async fn many_idle_clients_do_not_stop_service_and_leave_nothing_behind() -> any
     echo_once(&mut good, b"still served").await?;
     drop(good);
     wait_for("map entries gone", || Ok(entries()? == 0)).await?;
-    wait_for("fd count back to baseline", || {
-        Ok(fd_count(pid)? <= baseline)
-    })
-    .await?;
+    Fds::wait_back_to(pid, &baseline, Duration::from_secs(30)).await?;
     let log = tokio::task::block_in_place(|| stop_checked(proxy))?;
     let closed_idle = logged_u64(&log, "mongodb mode totals", "closed_idle").unwrap_or(0);
     assert!(

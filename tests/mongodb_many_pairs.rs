@@ -2,10 +2,13 @@
 //! runs as `mongodb_many_pairs_splice`; the kernel path has its own in `kernel_path`): each client gets
 //! its own echo, and once they close Puerta's descriptor count is back where it started.
 
-use puerta_tests::kernel::{fd_count, start, stop, wait_for, PinDir};
+use std::time::Duration;
+
+use puerta_tests::fds::Fds;
+use puerta_tests::kernel::{start, stop, PinDir};
 use puerta_tests::mongo::forwarding;
 use puerta_tests::mongo_echo::MongoEcho;
-use puerta_tests::pairs::{open_clients, raise_nofile};
+use puerta_tests::pairs::{open_clients, pairs_per_wave, raise_nofile};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_pairs_leave_no_descriptors_behind() -> anyhow::Result<()> {
@@ -14,28 +17,26 @@ async fn ten_thousand_pairs_leave_no_descriptors_behind() -> anyhow::Result<()> 
     // a client and an echo socket here.
     let per_pair_in_puerta = if forwarding() == "splice" { 6 } else { 2 };
     let hard = raise_nofile((per_pair_in_puerta + 2) * PAIRS + 1000);
-    let per_wave = PAIRS.min(hard.saturating_sub(400) / per_pair_in_puerta);
+    let per_wave = pairs_per_wave(PAIRS, hard, per_pair_in_puerta);
     let backend = MongoEcho::start().await?;
     let pins = PinDir::new("pairs");
     let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
     let pid = puerta.process.pid();
     // The readiness probe's flow closes on its own.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let baseline = fd_count(pid)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = Fds::quiet(pid).await?;
     let mut done = 0;
     while done < PAIRS {
         let wave = per_wave.min(PAIRS - done);
         let open = open_clients(puerta.listen, done, wave).await?;
-        let busy = fd_count(pid)?;
+        let busy = Fds::of(pid)?.total;
         assert!(
-            busy >= baseline + 2 * wave as usize,
-            "{wave} pairs open but Puerta holds {busy} fds (baseline {baseline})"
+            busy >= baseline.total + 2 * wave as usize,
+            "{wave} pairs open but Puerta holds {busy} fds (baseline {})",
+            baseline.total
         );
         drop(open);
-        wait_for("fd count back to baseline", || {
-            Ok(fd_count(pid)? <= baseline)
-        })
-        .await?;
+        Fds::wait_back_to(pid, &baseline, Duration::from_secs(30)).await?;
         done += wave;
     }
     tokio::task::block_in_place(|| stop(puerta))?;

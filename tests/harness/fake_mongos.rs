@@ -41,7 +41,8 @@ impl FakeMongos {
         };
         let server = mongos.clone();
         tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
+            loop {
+                let sock = crate::accept::next(&listener).await;
                 tokio::spawn(server.clone().serve(sock));
             }
         });

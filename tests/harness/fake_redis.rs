@@ -253,7 +253,8 @@ struct Server {
 }
 
 async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
-    while let Ok((sock, _)) = listener.accept().await {
+    loop {
+        let sock = crate::accept::next(&listener).await;
         server.accepted.fetch_add(1, Ordering::SeqCst);
         server.open.fetch_add(1, Ordering::SeqCst);
         let server = server.clone();

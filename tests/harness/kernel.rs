@@ -119,10 +119,6 @@ pub async fn wait_for(
     }
 }
 
-pub fn fd_count(pid: u32) -> anyhow::Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
-}
-
 /// The kernel id of the map pinned at `path`, or None if nothing is pinned there.
 pub fn pinned_map_id(path: &Path) -> anyhow::Result<Option<u64>> {
     let out = Command::new("bpftool")

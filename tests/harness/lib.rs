@@ -6,8 +6,10 @@
 //! - `PUERTA_BIN`: the daemon (default `target/debug/puerta`).
 //! - `PUERTA_PYTHON`: a Python with pymongo, redis, secantusdb, mockupdb (default `target/venv/bin/python`).
 
+pub mod accept;
 pub mod fake_mongos;
 pub mod fake_redis;
+pub mod fds;
 pub mod http;
 pub mod kernel;
 pub mod mongo;

@@ -36,7 +36,8 @@ impl MongoEcho {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
+            loop {
+                let sock = crate::accept::next(&listener).await;
                 let hand_over = hand_over.clone();
                 tokio::spawn(serve(sock, hand_over));
             }

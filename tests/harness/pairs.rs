@@ -30,6 +30,14 @@ pub fn raise_nofile(want: u64) -> u64 {
     limit.rlim_max
 }
 
+/// How many of `pairs` can be open at once when each costs `fds_per_pair` descriptors in the
+/// process that holds the most of them, under the hard limit `hard`. A thousand are left for
+/// everything else that process holds: the tests of one binary run alongside each other, and a
+/// backend that hits EMFILE would stall what the test watches.
+pub fn pairs_per_wave(pairs: u64, hard: u64, fds_per_pair: u64) -> u64 {
+    pairs.min(hard.saturating_sub(1000) / fds_per_pair)
+}
+
 /// One client: send its index, expect it echoed, keep the socket open.
 pub async fn tagged_client(proxy: SocketAddr, index: u64) -> anyhow::Result<TcpStream> {
     let mut sock = TcpStream::connect(proxy).await?;
