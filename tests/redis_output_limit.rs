@@ -250,6 +250,93 @@ fn a_huge_frame_leaves_no_buffer_behind() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pub/sub messages are replies too: a subscriber that stops reading while 1 MiB messages keep
+/// being published is closed at the limit, in either protocol (RESP2's relayed stream, RESP3's
+/// pushes between replies), and the proxy's memory stays within twice the limit meanwhile. Before,
+/// each subscriber could hold 1024 relayed frames of any size (1 GiB of these), unbounded in bytes.
+/// Publishing goes on, and a client on the same node keeps its round trips throughout.
+#[test]
+fn a_subscriber_that_does_not_read_is_closed_at_the_limit() -> anyhow::Result<()> {
+    const LIMIT_MB: u64 = 16;
+    let extra = format!("{PATIENT}\nclient_output_limit_mb = {LIMIT_MB}");
+    let (env, admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)?;
+    let pid = env.puerta.process.pid();
+    let bystander = Bystander::start(env.port());
+    thread::sleep(Duration::from_millis(500));
+    let mut publisher = RespClient::connect(env.port())?;
+    let message = "m".repeat(MIB);
+    for (n, hello) in [None, Some("3")].into_iter().enumerate() {
+        let baseline = rss_kib(pid)?;
+        let bound = baseline + 2 * LIMIT_MB * 1024;
+        let sampler = RssSampler::start(pid);
+        let mut subscriber = subscribe(env.port(), hello, "news")?;
+        let subscriber_addr = subscriber.local_addr()?.to_string();
+        let what = format!("RESP{}", hello.unwrap_or("2"));
+        let mut published = 0;
+        while closed_by_limit(admin)? < (n + 1) as f64 {
+            anyhow::ensure!(
+                published < 400,
+                "{what}: {published} MiB published, the subscriber was not closed; RSS max {} KiB \
+                 (baseline {baseline})",
+                sampler.max()
+            );
+            publisher.command(&["PUBLISH", "news", &message])?;
+            published += 1;
+        }
+        drain_until_closed(&mut subscriber, Duration::from_secs(30))?;
+        let max = sampler.stop();
+        eprintln!(
+            "{what}: subscriber closed after {published} MiB published; puerta RSS baseline \
+             {baseline} KiB, max {max} KiB"
+        );
+        anyhow::ensure!(
+            max <= bound,
+            "{what}: RSS {max} KiB, over baseline {baseline} + 2 × {LIMIT_MB} MiB"
+        );
+        env.puerta
+            .process
+            .wait_for_output(&subscriber_addr, Duration::from_secs(5))?;
+        // Nobody subscribes any more: the closed subscriber's node connection is gone too.
+        let gone = Instant::now() + Duration::from_secs(10);
+        while publisher.command(&["PUBLISH", "news", "x"])? != Frame::Integer(0) {
+            anyhow::ensure!(
+                Instant::now() < gone,
+                "{what}: still subscribed after close"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let trips = bystander.round_trips();
+    thread::sleep(Duration::from_millis(200));
+    let stats = bystander.stop()?;
+    anyhow::ensure!(stats.round_trips > trips, "the bystander stopped");
+    Ok(())
+}
+
+/// A raw connection subscribed to `channel` (after `HELLO <hello>` if given), its confirmation read.
+fn subscribe(port: u16, hello: Option<&str>, channel: &str) -> anyhow::Result<TcpStream> {
+    let mut sock = TcpStream::connect(("127.0.0.1", port))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut out = BytesMut::new();
+    if let Some(version) = hello {
+        encode_command(&words(&format!("HELLO {version}")), &mut out);
+    }
+    encode_command(&words(&format!("SUBSCRIBE {channel}")), &mut out);
+    sock.write_all(&out)?;
+    let confirmed = format!("{channel}\r\n:1\r\n");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got
+        .windows(confirmed.len())
+        .any(|w| w == confirmed.as_bytes())
+    {
+        let n = sock.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "closed before the subscription was confirmed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(sock)
+}
+
 /// Waits up to 10 s for puerta's RSS to be at most `bound` KiB. Memory freed goes back to the
 /// system at once (allocations this big are mapped on their own); the wait covers the tasks that
 /// still hold a frame finishing.

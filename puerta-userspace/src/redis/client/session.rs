@@ -49,7 +49,8 @@ const MAX_IN_FLIGHT: usize = 1024;
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Replies are flushed once this much is buffered even if more are ready.
 const FLUSH_AT: usize = 64 * 1024;
-/// Push frames waiting for the writer before the node connection that sends them is read slower.
+/// Push frames waiting for the writer before the node connection that sends them is read slower
+/// (their bytes count against the client's output limit meanwhile).
 const MAX_PUSHES: usize = 1024;
 /// Bytes of a client's commands in flight before the proxy stops reading from it.
 const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
@@ -153,7 +154,7 @@ struct Slot {
 struct Feeds {
     /// Rung by every feed's sender (see `client::feed`).
     bell: Arc<Bell>,
-    pushes: mpsc::Receiver<Frame>,
+    pushes: mpsc::Receiver<Charged>,
     monitor: mpsc::Receiver<Charged>,
     invalidations: mpsc::Receiver<Invalidation>,
     /// Invalidations waiting for the reply they must follow.
@@ -185,7 +186,7 @@ impl Feeds {
             let Ok(push) = self.pushes.try_recv() else {
                 break;
             };
-            push.encode_in(Protocol::Resp3, out);
+            out.extend_from_slice(push.bytes());
         }
         for _ in 0..tracking::MAX_PENDING {
             let Ok(invalidation) = self.invalidations.try_recv() else {
@@ -245,7 +246,7 @@ struct Reader {
     inflight: InFlightBytes,
     tx: Slots<Slot>,
     /// For the RESP3 pub/sub relay: messages to write between replies.
-    pushes: FeedSender<Frame>,
+    pushes: FeedSender<Charged>,
     /// MONITOR: where other clients' commands are shown, between replies.
     monitor_lines: FeedSender<Charged>,
     monitoring: Option<Monitoring>,
@@ -471,16 +472,24 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     async fn answer(&mut self, protocol: Protocol, answer: Answer) -> Result<(), Gone> {
         crate::redis::metrics::reply_error(answer.error_text());
         match answer {
-            Answer::Node(raw) if raw.bytes().len() >= FLUSH_AT => {
-                self.flush().await?;
-                // Written while still charged to the client: it is in memory until written.
-                self.write_all(raw.bytes()).await
-            }
+            Answer::Node(raw) => self.node_bytes(&raw).await,
             answer => {
                 answer.encode_in(protocol, &mut self.out);
                 Ok(())
             }
         }
+    }
+
+    /// What a node sent, as it sent it (in the client's protocol). One too big to be worth
+    /// copying is written from its own bytes, while still charged to the client: it is in memory
+    /// until written.
+    async fn node_bytes(&mut self, raw: &Charged) -> Result<(), Gone> {
+        if raw.bytes().len() < FLUSH_AT {
+            self.out.extend_from_slice(raw.bytes());
+            return Ok(());
+        }
+        self.flush().await?;
+        self.write_all(raw.bytes()).await
     }
 
     fn frame(&mut self, protocol: Protocol, frame: &Frame) {
@@ -654,7 +663,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
             Reply::Relay(frames) => {
-                write_relayed(output, frames, feeds, protocol).await?;
+                write_relayed(output, frames, feeds).await?;
                 false
             }
             Reply::Close(frame) => {
@@ -684,14 +693,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// it (`CLIENT TRACKING … REDIRECT`), until the subscription ends.
 async fn write_relayed<W: AsyncWrite + Unpin>(
     output: &mut Output<W>,
-    mut frames: mpsc::Receiver<Frame>,
+    mut frames: mpsc::Receiver<Charged>,
     feeds: &mut Feeds,
-    protocol: Protocol,
 ) -> Result<(), Gone> {
     loop {
         tokio::select! {
             frame = output.wait(frames.recv()) => match frame? {
-                Some(frame) => output.frame(protocol, &frame),
+                Some(frame) => output.node_bytes(&frame).await?,
                 None => return Ok(()),
             },
             Some(invalidation) = feeds.invalidations.recv() => {

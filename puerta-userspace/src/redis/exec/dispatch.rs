@@ -13,7 +13,7 @@ use crate::redis::client::auth;
 use crate::redis::client::board::{ReplyBoard, Ticket};
 use crate::redis::client::fifo::Progress;
 use crate::redis::client::order::SlotOrder;
-use crate::redis::client::output::OutputBudget;
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::client::registry::{flag as client_flag, Blocked, Entry};
 use crate::redis::client::tracking::Mode;
 use crate::redis::cluster::retry;
@@ -48,8 +48,8 @@ pub enum Reply {
     /// One command on its way to a node through the pools (see [`router::send_to`]).
     Routed(router::InFlight),
     Later(BoxFuture<'static, Answer>),
-    /// Pub/sub: every frame from the channel, until it closes.
-    Relay(mpsc::Receiver<Frame>),
+    /// Pub/sub: every frame from the channel, as the node sent it, until it closes.
+    Relay(mpsc::Receiver<Charged>),
     /// Write this, then close the connection.
     Close(Frame),
     /// Resolved in order like any reply, but not written (`CLIENT REPLY OFF|SKIP`).

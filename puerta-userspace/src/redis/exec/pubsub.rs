@@ -8,6 +8,11 @@
 //! RESP3: messages are push frames that the client's writer puts between replies; each subscription
 //! command's confirmations are that command's reply slot, closed by the marker; other commands keep
 //! going through the cluster as usual.
+//!
+//! Either way what the node sent is passed on as its own bytes (the connection speaks the client's
+//! protocol), charged to the client's output budget until written: a subscriber that stops reading
+//! while big messages keep coming is closed at `client_output_limit_mb`, like any client whose
+//! replies pile up, instead of the proxy holding a queue's worth of messages of any size.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::client::feed::FeedSender;
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::cluster::router::Route;
 use crate::redis::cluster::Cluster;
 use crate::redis::command::slots::key_slot;
@@ -38,15 +44,15 @@ struct Ack {
 }
 
 /// The reply slots of the RESP3 subscription commands still waiting for their marker, oldest first.
-type Waiting = Arc<Mutex<VecDeque<mpsc::Sender<Frame>>>>;
+type Waiting = Arc<Mutex<VecDeque<mpsc::Sender<Charged>>>>;
 
 /// Where the relay puts what the node sends.
 enum Delivery {
     /// RESP2: everything, in order, into the client's one long relay reply.
-    Stream(mpsc::Sender<Frame>),
+    Stream(mpsc::Sender<Charged>),
     /// RESP3: messages to the writer's push channel, command answers into their own slots.
     Split {
-        pushes: FeedSender<Frame>,
+        pushes: FeedSender<Charged>,
         waiting: Waiting,
     },
 }
@@ -60,15 +66,21 @@ pub struct PubSub {
     waiting: Option<Waiting>,
 }
 
+/// Frames relayed but not yet taken by the client's writer before the node connection is read
+/// slower; their bytes count against the client's output budget meanwhile.
+const MAX_RELAYED: usize = 1024;
+
 /// RESP2: opens the connection, sends the first subscribe, and returns the session half plus the
-/// stream of frames for the client.
+/// stream of frames for the client, charged to `budget`.
 pub async fn start(
     cluster: &Arc<Cluster>,
     cmd: &Command,
-) -> Result<(PubSub, mpsc::Receiver<Frame>), Frame> {
-    let (frames_tx, frames_rx) = mpsc::channel(1024);
+    budget: &Arc<OutputBudget>,
+) -> Result<(PubSub, mpsc::Receiver<Charged>), Frame> {
+    let (frames_tx, frames_rx) = mpsc::channel(MAX_RELAYED);
     let addr = node_for(cluster, cmd)?;
-    let mut pubsub = open(cluster, addr, Protocol::Resp2, Delivery::Stream(frames_tx)).await?;
+    let delivery = Delivery::Stream(frames_tx);
+    let mut pubsub = open(cluster, addr, Protocol::Resp2, delivery, budget).await?;
     pubsub
         .write
         .write_all(&cmd.payload())
@@ -77,19 +89,20 @@ pub async fn start(
     Ok((pubsub, frames_rx))
 }
 
-/// RESP3: opens a `HELLO 3` connection to `addr` whose messages go to `pushes`; commands are then
-/// sent with [`PubSub::command`].
+/// RESP3: opens a `HELLO 3` connection to `addr` whose messages go to `pushes`, charged to
+/// `budget`; commands are then sent with [`PubSub::command`].
 pub async fn start_resp3(
     cluster: &Arc<Cluster>,
     addr: Arc<str>,
-    pushes: FeedSender<Frame>,
+    pushes: FeedSender<Charged>,
+    budget: &Arc<OutputBudget>,
 ) -> Result<PubSub, Frame> {
     let waiting = Waiting::default();
     let delivery = Delivery::Split {
         pushes,
         waiting: waiting.clone(),
     };
-    let mut pubsub = open(cluster, addr, Protocol::Resp3, delivery).await?;
+    let mut pubsub = open(cluster, addr, Protocol::Resp3, delivery, budget).await?;
     pubsub.waiting = Some(waiting);
     Ok(pubsub)
 }
@@ -130,6 +143,7 @@ async fn open(
     addr: Arc<str>,
     protocol: Protocol,
     delivery: Delivery,
+    budget: &Arc<OutputBudget>,
 ) -> Result<PubSub, Frame> {
     let opts = cluster.connect_options().speaking(protocol);
     let (stream, leftover) = backend::open(&addr, &opts)
@@ -142,7 +156,9 @@ async fn open(
         Relay {
             read,
             buf: leftover,
+            carried_big: false,
             delivery,
+            budget: budget.clone(),
             acks: acks_tx,
             addr,
         },
@@ -171,7 +187,10 @@ impl PubSub {
 
     /// RESP3: sends a subscription command; returns its reply slot (closed once all its answers are
     /// in) and the sequence number to pass to [`PubSub::subscriptions_after`].
-    pub async fn command(&mut self, cmd: &Command) -> Result<(mpsc::Receiver<Frame>, u64), String> {
+    pub async fn command(
+        &mut self,
+        cmd: &Command,
+    ) -> Result<(mpsc::Receiver<Charged>, u64), String> {
         let (slot, answers) = mpsc::channel(64);
         if let Some(waiting) = &self.waiting {
             waiting
@@ -225,7 +244,11 @@ impl PubSub {
 struct Relay {
     read: ReadHalf,
     buf: BytesMut,
+    /// A frame of at least `resp::BIG_FRAME` bytes left `buf` (see `resp::make_room`).
+    carried_big: bool,
     delivery: Delivery,
+    /// The subscriber's: what is relayed counts against it until written.
+    budget: Arc<OutputBudget>,
     acks: watch::Sender<Ack>,
     addr: Arc<str>,
 }
@@ -235,8 +258,8 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
     let mut count = 0i64;
     'outer: loop {
         loop {
-            match resp::parse_reply(&mut r.buf, &limits) {
-                Ok(Some(frame)) => {
+            match resp::parse_reply_raw(&mut r.buf, &limits) {
+                Ok(Some((frame, raw))) => {
                     if let Some(seq) = barrier(&frame) {
                         r.delivery.close_oldest_slot();
                         r.acks.send_replace(Ack { seq, count });
@@ -245,7 +268,9 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
                     if let Some(c) = subscription_count(&frame) {
                         count = c;
                     }
-                    if !r.delivery.deliver(frame).await {
+                    let message = is_message(&frame);
+                    r.carried_big |= raw.len() >= resp::BIG_FRAME;
+                    if !r.delivery.deliver(message, r.budget.charge(raw)).await {
                         break 'outer;
                     }
                 }
@@ -256,6 +281,7 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
                 }
             }
         }
+        resp::make_room(&mut r.buf, &mut r.carried_big);
         match r.read.read_buf(&mut r.buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
@@ -265,12 +291,12 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
 }
 
 impl Delivery {
-    /// False once the client is gone.
-    async fn deliver(&self, frame: Frame) -> bool {
+    /// Passes on one frame, a published `message` or not; false once the client is gone.
+    async fn deliver(&self, message: bool, frame: Charged) -> bool {
         match self {
             Delivery::Stream(frames) => frames.send(frame).await.is_ok(),
             Delivery::Split { pushes, waiting } => {
-                let slot = match is_message(&frame) {
+                let slot = match message {
                     true => None,
                     false => waiting
                         .lock()

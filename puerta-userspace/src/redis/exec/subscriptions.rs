@@ -9,6 +9,7 @@ use futures_util::future::select_all;
 use tokio::sync::mpsc;
 
 use crate::redis::client::feed::FeedSender;
+use crate::redis::client::output::{Charged, OutputBudget};
 use crate::redis::cluster::Cluster;
 use crate::redis::command::Command;
 use crate::redis::exec::pubsub::{self, PubSub};
@@ -30,7 +31,7 @@ pub struct Subscriptions {
 
 /// A command sent on one subscribed connection: its reply slot, and what to wait for afterwards.
 pub struct Sent {
-    answers: mpsc::Receiver<Frame>,
+    answers: mpsc::Receiver<Charged>,
     target: Target,
     seq: u64,
 }
@@ -72,13 +73,15 @@ impl Subscriptions {
         self.conns.iter().position(|(t, _)| t == target)
     }
 
-    /// Sends `cmd` on each connection it concerns, opening them as needed, in a stable order. An
-    /// empty result means the caller answers it locally.
+    /// Sends `cmd` on each connection it concerns, opening them as needed, in a stable order; what
+    /// they relay goes to `pushes`, charged to `budget`. An empty result means the caller answers
+    /// it locally.
     pub async fn send(
         &mut self,
         cluster: &Arc<Cluster>,
         cmd: &Command,
-        pushes: &FeedSender<Frame>,
+        pushes: &FeedSender<Charged>,
+        budget: &Arc<OutputBudget>,
     ) -> Result<Vec<Sent>, SubscriptionError> {
         let mut sent = Vec::new();
         for target in self
@@ -93,7 +96,7 @@ impl Subscriptions {
                         Target::Shard(addr) => Ok(addr.clone()),
                     }
                     .map_err(SubscriptionError::Refused)?;
-                    let opened = pubsub::start_resp3(cluster, addr, pushes.clone())
+                    let opened = pubsub::start_resp3(cluster, addr, pushes.clone(), budget)
                         .await
                         .map_err(SubscriptionError::Refused)?;
                     self.conns.push((target.clone(), opened));
@@ -142,7 +145,7 @@ pub struct SentMark {
 }
 
 impl Sent {
-    pub fn split(self) -> (mpsc::Receiver<Frame>, SentMark) {
+    pub fn split(self) -> (mpsc::Receiver<Charged>, SentMark) {
         let mark = SentMark {
             target: self.target,
             seq: self.seq,

@@ -17,7 +17,7 @@ impl Reader {
         if let Err(e) = self.subscription_allowed(&cmd) {
             return Reply::Ready(e);
         }
-        match pubsub::start(&self.cluster, &cmd).await {
+        match pubsub::start(&self.cluster, &cmd, &self.state.budget).await {
             Ok((pubsub, frames)) => {
                 self.pubsub = Some(pubsub);
                 Reply::Relay(frames)
@@ -35,7 +35,7 @@ impl Reader {
         }
         let sent = match self
             .subscriptions
-            .send(&self.cluster, &cmd, &self.pushes)
+            .send(&self.cluster, &cmd, &self.pushes, &self.state.budget)
             .await
         {
             Ok(sent) => sent,

@@ -63,7 +63,9 @@ async fn pushes_go_between_replies() {
         Frame::bulk("c"),
         Frame::bulk("m"),
     ]);
-    pushes.send(message).await.unwrap();
+    let mut wire = BytesMut::new();
+    message.encode_in(Protocol::Resp3, &mut wire);
+    pushes.send(Charged::free(wire.freeze())).await.unwrap();
     tokio::task::yield_now().await;
     slow.send(Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)]))
         .unwrap();
@@ -119,7 +121,7 @@ fn shared() -> Shared {
 }
 
 /// A writer's feeds, and the sender of its pushes.
-fn feeds() -> (Feeds, FeedSender<Frame>) {
+fn feeds() -> (Feeds, FeedSender<Charged>) {
     let bell = Arc::new(Bell::default());
     let (pushes, push_rx) = feed::channel(16, &bell);
     let feeds = Feeds {
