@@ -180,9 +180,14 @@ impl Feeds {
 
     /// Takes what every feed holds now: pushes, then invalidations (held until their reply is
     /// out), then MONITOR lines. At most a FIFO's worth of each, so that a busy feed cannot keep
-    /// the writer from its replies; what is left rings the bell again for the next turn.
+    /// the writer from its replies, and no more pushes or lines once `out` holds [`FLUSH_AT`]:
+    /// queued, they count against the client's output limit; copied into `out` they would not.
+    /// What is left rings the bell again for the next turn.
     fn drain(&mut self, done: u64, out: &mut BytesMut) {
         for _ in 0..MAX_PUSHES {
+            if out.len() >= FLUSH_AT {
+                break;
+            }
             let Ok(push) = self.pushes.try_recv() else {
                 break;
             };
@@ -196,6 +201,9 @@ impl Feeds {
         }
         self.release(done, out);
         for _ in 0..monitor::MAX_LINES {
+            if out.len() >= FLUSH_AT {
+                break;
+            }
             let Ok(line) = self.monitor.try_recv() else {
                 break;
             };
@@ -472,7 +480,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     async fn answer(&mut self, protocol: Protocol, answer: Answer) -> Result<(), Gone> {
         crate::redis::metrics::reply_error(answer.error_text());
         match answer {
-            Answer::Node(raw) => self.node_bytes(&raw).await,
+            Answer::Node(raw) => self.add_encoded(&raw).await,
             answer => {
                 answer.encode_in(protocol, &mut self.out);
                 Ok(())
@@ -480,16 +488,21 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
-    /// What a node sent, as it sent it (in the client's protocol). One too big to be worth
-    /// copying is written from its own bytes, while still charged to the client: it is in memory
-    /// until written.
-    async fn node_bytes(&mut self, raw: &Charged) -> Result<(), Gone> {
-        if raw.bytes().len() < FLUSH_AT {
-            self.out.extend_from_slice(raw.bytes());
-            return Ok(());
+    /// Bytes already in the client's protocol (a node's reply, a relayed message, a MONITOR
+    /// line). One too big to be worth copying is written from its own bytes, while still charged
+    /// to the client: it is in memory until written. Copied ones are written once `out` holds
+    /// [`FLUSH_AT`], so that a stream of them with no pause (a busy channel, a busy monitor) is not
+    /// gathered, uncharged, without end for a client that does not read.
+    async fn add_encoded(&mut self, raw: &Charged) -> Result<(), Gone> {
+        if raw.bytes().len() >= FLUSH_AT {
+            self.flush().await?;
+            return self.write_all(raw.bytes()).await;
         }
-        self.flush().await?;
-        self.write_all(raw.bytes()).await
+        self.out.extend_from_slice(raw.bytes());
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     fn frame(&mut self, protocol: Protocol, frame: &Frame) {
@@ -632,8 +645,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // before this reply, as in Redis where both go through one output buffer. (They were
         // queued before the slot was, so the emptiness check, cheaper than a receive, sees them.)
         if !feeds.monitor.is_empty() {
-            while let Ok(line) = feeds.monitor.try_recv() {
-                output.out.extend_from_slice(line.bytes());
+            for _ in 0..monitor::MAX_LINES {
+                let Ok(line) = feeds.monitor.try_recv() else {
+                    break;
+                };
+                output.add_encoded(&line).await?;
             }
         }
         let close = match reply {
@@ -699,11 +715,11 @@ async fn write_relayed<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             frame = output.wait(frames.recv()) => match frame? {
-                Some(frame) => output.node_bytes(&frame).await?,
+                Some(frame) => output.add_encoded(&frame).await?,
                 None => return Ok(()),
             },
             Some(invalidation) = feeds.invalidations.recv() => {
-                output.out.extend_from_slice(invalidation.push.bytes());
+                output.add_encoded(&invalidation.push).await?;
             }
         }
         if frames.is_empty() && feeds.invalidations.is_empty() {

@@ -133,3 +133,35 @@ fn feeds() -> (Feeds, FeedSender<Charged>) {
     };
     (feeds, pushes)
 }
+
+/// Relayed pub/sub messages for a client that does not read stay queued, where they count against
+/// its output limit: no more than [`FLUSH_AT`] of them (and what the socket takes) leave the queue
+/// before the writer blocks. It used to copy everything queued into its buffer first, uncharged.
+#[tokio::test]
+async fn relayed_messages_for_a_client_that_does_not_read_stay_charged() {
+    const SOCKET: usize = 4096;
+    const MESSAGE: usize = 1024;
+    const QUEUED: usize = 1000;
+    let (_client, server) = tokio::io::duplex(SOCKET);
+    let (tx, rx, _completed) = fifo::fifo(16);
+    let (feeds, _pushes) = feeds();
+    let writer = spawn_writer(server, rx, feeds);
+    let budget = OutputBudget::new(None, 2, None, Default::default());
+    let (messages, relayed) = mpsc::channel(QUEUED);
+    let message = bytes::Bytes::from(vec![b'x'; MESSAGE]);
+    for _ in 0..QUEUED {
+        messages.try_send(budget.charge(message.clone())).unwrap();
+    }
+    tx.send(slot(Protocol::Resp2, Reply::Relay(relayed)))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let taken = QUEUED * MESSAGE - budget.held();
+    assert!(
+        taken > 0 && taken <= FLUSH_AT + SOCKET + MESSAGE,
+        "{taken} bytes left the queue for a client that reads nothing"
+    );
+    writer.abort();
+}
