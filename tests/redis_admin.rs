@@ -309,6 +309,31 @@ fn monitor_shows_every_client_command_in_redis_format() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Once a monitor has its `+OK`, every command sent after that is shown to it, whichever worker
+/// thread the sender is on. Puerta used to start the feed only after the OK was written, and a
+/// command sent at once by a client on the other thread could go unseen (a CI failure: the
+/// monitor waited 30 s for a line).
+#[test]
+fn a_command_sent_after_the_monitor_got_its_ok_is_shown() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    let mut senders = [
+        RespClient::connect(env.port())?,
+        RespClient::connect(env.port())?,
+    ];
+    for round in 0..100 {
+        let mut monitor = RespClient::connect(env.port())?;
+        monitor.set_read_timeout(std::time::Duration::from_secs(5))?;
+        assert_eq!(monitor.command(&["MONITOR"])?, ok());
+        let key = format!("after-ok-{round}");
+        senders[round % 2].command(&["GET", &key])?;
+        match monitor.read_reply() {
+            Ok(Frame::Simple(line)) if line.ends_with(format!("\"{key}\"").as_bytes()) => {}
+            other => anyhow::bail!("round {round}: the monitor got {other:?}, not the GET"),
+        }
+    }
+    Ok(())
+}
+
 /// The reply to `words` on a monitor connection, past the monitor lines that come before it.
 fn reply_of(monitor: &mut RespClient, words: &[&str]) -> anyhow::Result<Frame> {
     let mut reply = monitor.command(words)?;

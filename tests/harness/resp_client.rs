@@ -44,6 +44,11 @@ impl RespClient {
         })
     }
 
+    /// How long a read waits for a reply (30 s from [`RespClient::connect`]).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        Ok(self.conn.set_read_timeout(Some(timeout))?)
+    }
+
     /// Sends all `commands` in one write and reads one reply per command, in order.
     pub fn pipeline(&mut self, commands: &[Vec<Bytes>]) -> anyhow::Result<Vec<Frame>> {
         let mut out = BytesMut::new();

@@ -6,9 +6,15 @@
 //! is bounded like any client: its lines are charged to its `client_output_limit_mb` and at most
 //! [`MAX_LINES`] wait for its writer; past either it is closed, as Redis closes a monitor at its
 //! output-buffer limit. The commands it watches are never slowed down by it.
+//!
+//! A monitor is registered when its reader sees MONITOR, but shown nothing until its writer puts
+//! the `+OK` in its turn ([`Monitoring::starter`]): no line may come before the OK, and a command
+//! another client sends after the monitor saw the OK must be shown, as in Redis, where both happen
+//! at once. (Registering once the OK was written left a moment in which a client on another
+//! worker thread could send a command the monitor never saw.)
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,12 +39,22 @@ struct Watcher {
     client: Arc<Entry>,
     budget: Arc<OutputBudget>,
     lines: FeedSender<Charged>,
+    started: Arc<AtomicBool>,
 }
 
 /// A client in monitor mode; dropping it (RESET, or the session ended) stops the feed.
 pub struct Monitoring {
     monitors: Arc<Monitors>,
     id: u64,
+    started: Arc<AtomicBool>,
+}
+
+impl Monitoring {
+    /// What starts the feed, for the writer to call as it writes MONITOR's `+OK`.
+    pub fn starter(&self) -> impl FnOnce() + Send + 'static {
+        let started = self.started.clone();
+        move || started.store(true, Ordering::Release)
+    }
 }
 
 impl Drop for Monitoring {
@@ -48,24 +64,27 @@ impl Drop for Monitoring {
 }
 
 impl Monitors {
-    /// Starts feeding `client`'s `lines`.
+    /// Registers `client` as a monitor whose `lines` are fed once [`Monitoring::starter`] ran.
     pub fn add(
         self: &Arc<Self>,
         client: &Arc<Entry>,
         budget: &Arc<OutputBudget>,
         lines: FeedSender<Charged>,
     ) -> Monitoring {
+        let started = Arc::new(AtomicBool::new(false));
         let mut watching = self.lock();
         watching.push(Watcher {
             client: client.clone(),
             budget: budget.clone(),
             lines,
+            started: started.clone(),
         });
         self.count.store(watching.len(), Ordering::Relaxed);
         client.set_flag(flag::MONITOR, true);
         Monitoring {
             monitors: self.clone(),
             id: client.id,
+            started,
         }
     }
 
@@ -87,6 +106,9 @@ impl Monitors {
         }
         let line = Bytes::from(line(cmd, from));
         for watcher in self.lock().iter() {
+            if !watcher.started.load(Ordering::Acquire) {
+                continue;
+            }
             let charged = watcher.budget.charge(line.clone());
             if watcher.lines.try_send(charged).is_err() {
                 tracing::info!(
@@ -178,6 +200,9 @@ mod tests {
         let (tx, mut rx) = crate::redis::client::feed::unwatched(8);
         let monitoring = monitors.add(&watcher.entry, &budget, tx);
         assert!(watcher.entry.has_flag(flag::MONITOR));
+        monitors.feed(&Command::from_words(&["get", "before"]), &sender.entry);
+        assert!(rx.try_recv().is_err(), "nothing before the OK is written");
+        monitoring.starter()();
         monitors.feed(&Command::from_words(&["set", "k", "v w"]), &sender.entry);
         monitors.feed(&Command::from_words(&["auth", "secret"]), &sender.entry);
         monitors.feed(
@@ -205,7 +230,8 @@ mod tests {
         let budget = OutputBudget::new(None, 1, None, Default::default());
         let monitors = Arc::new(Monitors::default());
         let (tx, _rx) = crate::redis::client::feed::unwatched(1);
-        let _monitoring = monitors.add(&watcher.entry, &budget, tx);
+        let monitoring = monitors.add(&watcher.entry, &budget, tx);
+        monitoring.starter()();
         let get = Command::from_words(&["get", "k"]);
         monitors.feed(&get, &watcher.entry);
         assert!(!watcher.entry.is_killed());

@@ -4,26 +4,31 @@
 use super::{Flow, Reader};
 use crate::redis::command::spec::Kind;
 use crate::redis::command::Command;
+use crate::redis::exec::answer::Answer;
 use crate::redis::exec::dispatch::Reply;
 use crate::redis::resp::wire;
 use crate::redis::resp::Frame;
 
 impl Reader {
-    /// MONITOR: `+OK`, then the feed. The feed starts once the OK is out, so that no line can come
-    /// before it.
+    /// MONITOR: `+OK`, then the feed. The client is a monitor from here on (its later keyspace
+    /// commands are refused), and the feed starts as the writer puts the OK in its turn, so that
+    /// no line can come before it and none is missed after it.
     pub(super) async fn monitor(&mut self) -> Flow {
-        if let Flow::Stop = self.queue(Reply::Ready(wire::ok())).await {
-            return Flow::Stop;
+        if self.monitoring.is_some() {
+            return self.queue(Reply::Ready(wire::ok())).await;
         }
-        if self.monitoring.is_none() {
-            self.state.order.all_answered().await;
-            self.monitoring = Some(self.cluster.monitors.add(
-                &self.state.client,
-                &self.state.budget,
-                self.monitor_lines.clone(),
-            ));
-        }
-        Flow::Continue
+        let monitoring = self.cluster.monitors.add(
+            &self.state.client,
+            &self.state.budget,
+            self.monitor_lines.clone(),
+        );
+        let start = monitoring.starter();
+        self.monitoring = Some(monitoring);
+        let ok = async move {
+            start();
+            Answer::Built(wire::ok())
+        };
+        self.queue(Reply::Later(Box::pin(ok))).await
     }
 
     /// Redis' answer to a monitor that sends a command on the data.
