@@ -268,6 +268,8 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
                     if let Some(c) = subscription_count(&frame) {
                         count = c;
                     }
+                    // An error answer (a RESP2 subscriber's command Redis refuses there).
+                    crate::redis::metrics::reply(&frame);
                     let message = is_message(&frame);
                     r.carried_big |= raw.len() >= resp::BIG_FRAME;
                     if !r.delivery.deliver(message, r.budget.charge(raw)).await {
