@@ -313,6 +313,49 @@ fn a_subscriber_that_does_not_read_is_closed_at_the_limit() -> anyhow::Result<()
     Ok(())
 }
 
+/// One published message bigger than the limit closes its subscriber while it is still arriving,
+/// as Redis closes a subscriber whose output buffer a message takes past its hard limit; the proxy
+/// never holds the whole message (a node accepts messages up to 512 MiB). Before, the relay read all
+/// of it before charging it: RSS rose by the message's size, 96 MiB here, or more.
+#[test]
+fn a_message_bigger_than_the_limit_is_not_read_whole() -> anyhow::Result<()> {
+    const LIMIT_MB: u64 = 16;
+    let extra = format!("{PATIENT}\nclient_output_limit_mb = {LIMIT_MB}");
+    let (env, admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)?;
+    let pid = env.puerta.process.pid();
+    // Redis would close the proxy's subscribed connection at its own 32 MiB pub/sub limit first.
+    for port in env.cluster.ports() {
+        env.cluster.cli(
+            port,
+            &[
+                "CONFIG",
+                "SET",
+                "client-output-buffer-limit",
+                "pubsub 0 0 0",
+            ],
+        )?;
+    }
+    let mut subscriber = subscribe(env.port(), None, "huge")?;
+    let baseline = rss_kib(pid)?;
+    let sampler = RssSampler::start(pid);
+    // Straight to a node: through the proxy the PUBLISH would itself be read whole, as a command.
+    let mut publisher = RespClient::connect(env.cluster.ports()[0])?;
+    publisher.command(&["PUBLISH", "huge", &"m".repeat(96 * MIB)])?;
+    let read = drain_until_closed(&mut subscriber, Duration::from_secs(30))?;
+    let max = sampler.stop();
+    eprintln!("subscriber read {read} bytes, puerta RSS baseline {baseline} KiB, max {max} KiB");
+    anyhow::ensure!(
+        closed_by_limit(admin)? == 1.0,
+        "not closed for output_limit"
+    );
+    let bound = baseline + 2 * LIMIT_MB * 1024;
+    anyhow::ensure!(
+        max <= bound,
+        "RSS {max} KiB, over baseline {baseline} + 2 × {LIMIT_MB} MiB"
+    );
+    Ok(())
+}
+
 /// A raw connection subscribed to `channel` (after `HELLO <hello>` if given), its confirmation read.
 fn subscribe(port: u16, hello: Option<&str>, channel: &str) -> anyhow::Result<TcpStream> {
     let mut sock = TcpStream::connect(("127.0.0.1", port))?;

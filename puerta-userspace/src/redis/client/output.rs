@@ -55,6 +55,21 @@ impl OutputBudget {
         }
     }
 
+    /// Whether a frame still arriving, `arriving` bytes of it read so far, fits beside what is
+    /// held; when it does not, the client is closed as if the frame had been charged. A pub/sub
+    /// relay reads a published message whole before charging it, and a message may be as big as
+    /// the node accepts (512 MiB): without this the relay would hold all of it first.
+    pub fn admits(&self, arriving: usize) -> bool {
+        let held = self.held() + arriving;
+        if self.limit.is_none_or(|limit| held <= limit) {
+            return true;
+        }
+        if !self.over.swap(true, Ordering::Relaxed) {
+            self.close_for_limit(held);
+        }
+        false
+    }
+
     fn close_for_limit(&self, held: usize) {
         metrics::counter!("puerta_redis_clients_closed_total", "reason" => "output_limit")
             .increment(1);
@@ -181,6 +196,24 @@ mod tests {
         assert_eq!(&pieces[1].bytes()[..], b"+OK\r\n");
         drop(pieces);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_frame_still_arriving_counts_beside_what_is_held() {
+        let budget = OutputBudget::new(Some(10), 1, None, Default::default());
+        let held = budget.charge(Bytes::from_static(b"123456"));
+        assert!(budget.admits(4));
+        assert!(!budget.is_exceeded());
+        assert!(!budget.admits(5));
+        assert!(budget.is_exceeded());
+        drop(held);
+        assert_eq!(
+            budget.held(),
+            0,
+            "nothing is charged for a frame not yet whole"
+        );
+        let unlimited = OutputBudget::new(None, 1, None, Default::default());
+        assert!(unlimited.admits(usize::MAX / 2));
     }
 
     #[test]

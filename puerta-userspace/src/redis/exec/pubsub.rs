@@ -283,6 +283,10 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
                 }
             }
         }
+        // What is left is the start of a frame, which counts against the client before it is whole.
+        if !r.budget.admits(r.buf.len()) {
+            break;
+        }
         resp::make_room(&mut r.buf, &mut r.carried_big);
         match r.read.read_buf(&mut r.buf).await {
             Ok(0) | Err(_) => break,
