@@ -33,14 +33,7 @@ impl Answer {
     /// The text of an error reply (`-` only: a blob error is rare enough to count as `OTHER`).
     pub fn error_text(&self) -> Option<&[u8]> {
         match self {
-            Answer::Node(raw) => {
-                let bytes = raw.bytes();
-                match bytes.first() {
-                    Some(b'-') => Some(bytes[1..].strip_suffix(b"\r\n").unwrap_or(&bytes[1..])),
-                    Some(b'!') => Some(b""),
-                    _ => None,
-                }
-            }
+            Answer::Node(raw) => crate::redis::resp::error_text(raw.bytes()),
             Answer::Built(Frame::Error(text) | Frame::BlobError(text)) => Some(text),
             Answer::Built(_) => None,
         }

@@ -32,7 +32,7 @@ use crate::redis::command::Command;
 use crate::redis::exec::dispatch::Reply;
 use crate::redis::node::backend;
 use crate::redis::resp::wire;
-use crate::redis::resp::{self, Frame, Limits, Protocol};
+use crate::redis::resp::{self, Decoder, Frame, Limits, Protocol};
 use crate::tls::{ReadHalf, WriteHalf};
 
 const BARRIER_PREFIX: &[u8] = b"__puerta_pubsub_barrier_";
@@ -254,24 +254,26 @@ struct Relay {
 }
 
 async fn relay(mut r: Relay, ended: CancellationToken) {
-    let limits = Limits::default();
+    let mut decoder = Decoder::new(Limits::default());
     let mut count = 0i64;
     'outer: loop {
         loop {
-            match resp::parse_reply_raw(&mut r.buf, &limits) {
-                Ok(Some((frame, raw))) => {
-                    if let Some(seq) = barrier(&frame) {
-                        r.delivery.close_oldest_slot();
-                        r.acks.send_replace(Ack { seq, count });
-                        continue;
-                    }
-                    if let Some(c) = subscription_count(&frame) {
-                        count = c;
+            match decoder.reply_bytes(&mut r.buf) {
+                Ok(Some(raw)) => {
+                    let seen = Seen::of(&raw);
+                    match seen {
+                        Seen::Barrier(seq) => {
+                            r.delivery.close_oldest_slot();
+                            r.acks.send_replace(Ack { seq, count });
+                            continue;
+                        }
+                        Seen::Confirmation(c) => count = c,
+                        Seen::Message | Seen::Answer => {}
                     }
                     // An error answer (a RESP2 subscriber's command Redis refuses there).
-                    crate::redis::metrics::reply(&frame);
-                    let message = is_message(&frame);
+                    crate::redis::metrics::reply_error(resp::error_text(&raw));
                     r.carried_big |= raw.len() >= resp::BIG_FRAME;
+                    let message = seen == Seen::Message;
                     if !r.delivery.deliver(message, r.budget.charge(raw)).await {
                         break 'outer;
                     }
@@ -333,48 +335,67 @@ impl Delivery {
     }
 }
 
-/// A published message (as opposed to a command's answer): `message`, `pmessage` or `smessage`.
-fn is_message(frame: &Frame) -> bool {
-    let (Frame::Push(items) | Frame::Array(items)) = frame else {
-        return false;
-    };
-    matches!(items.first(), Some(Frame::Bulk(kind))
-        if [&b"message"[..], b"pmessage", b"smessage"].iter().any(|k| kind.eq_ignore_ascii_case(k)))
+/// What the relay must know of a frame from the subscribed connection, read off its bytes: at
+/// most a scalar or an aggregate's first three elements are built, never a message passed on.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// One of our marked PONGs (`[pong, marker]` or, once unsubscribed, `marker`): the node has
+    /// answered everything sent before marker `n`.
+    Barrier(u64),
+    /// A (un)subscribe confirmation, `[kind, channel, count]` (a push in RESP3): the connection's
+    /// subscriptions after it.
+    Confirmation(i64),
+    /// A published message: `message`, `pmessage` or `smessage`.
+    Message,
+    /// Any other answer.
+    Answer,
 }
 
-/// The sequence number of one of our marked PONGs (`[pong, marker]` or, once unsubscribed, `marker`).
-fn barrier(frame: &Frame) -> Option<u64> {
-    let marker = match frame {
-        Frame::Bulk(m) => m,
-        Frame::Array(items) if items.len() == 2 => match (&items[0], &items[1]) {
-            (Frame::Bulk(kind), Frame::Bulk(m)) if kind.eq_ignore_ascii_case(b"pong") => m,
-            _ => return None,
-        },
-        _ => return None,
-    };
+impl Seen {
+    fn of(raw: &Bytes) -> Seen {
+        if raw.first() == Some(&b'$') {
+            return match resp::frame_of(raw) {
+                Ok(Frame::Bulk(marker)) => barrier(&marker).map_or(Seen::Answer, Seen::Barrier),
+                _ => Seen::Answer,
+            };
+        }
+        let mut head: [Option<Frame>; 3] = Default::default();
+        let mut next = head.iter_mut();
+        let Some(count) = resp::elements(raw, |element| {
+            if let Some(place) = next.next() {
+                *place = resp::frame_of(&element).ok();
+            }
+        }) else {
+            return Seen::Answer;
+        };
+        let Some(Frame::Bulk(kind)) = &head[0] else {
+            return Seen::Answer;
+        };
+        let is = |names: &[&[u8]]| names.iter().any(|name| kind.eq_ignore_ascii_case(name));
+        match (count, &head[1], &head[2]) {
+            (2, Some(Frame::Bulk(marker)), _) if is(&[b"pong"]) => {
+                barrier(marker).map_or(Seen::Answer, Seen::Barrier)
+            }
+            (3, _, Some(Frame::Integer(n))) if is(CONFIRMATIONS) => Seen::Confirmation(*n),
+            _ if is(&[b"message", b"pmessage", b"smessage"]) => Seen::Message,
+            _ => Seen::Answer,
+        }
+    }
+}
+
+const CONFIRMATIONS: &[&[u8]] = &[
+    b"subscribe",
+    b"unsubscribe",
+    b"psubscribe",
+    b"punsubscribe",
+    b"ssubscribe",
+    b"sunsubscribe",
+];
+
+/// The sequence number in one of our PING markers.
+fn barrier(marker: &[u8]) -> Option<u64> {
     let rest = marker.strip_prefix(BARRIER_PREFIX)?;
     std::str::from_utf8(rest).ok()?.parse().ok()
-}
-
-/// The count in a (un)subscribe confirmation: `[kind, channel, count]` (a push in RESP3).
-fn subscription_count(frame: &Frame) -> Option<i64> {
-    let (Frame::Array(items) | Frame::Push(items)) = frame else {
-        return None;
-    };
-    let [Frame::Bulk(kind), _, Frame::Integer(count)] = items.as_slice() else {
-        return None;
-    };
-    let kind = kind.to_ascii_lowercase();
-    let confirmation = matches!(
-        kind.as_slice(),
-        b"subscribe"
-            | b"unsubscribe"
-            | b"psubscribe"
-            | b"punsubscribe"
-            | b"ssubscribe"
-            | b"sunsubscribe"
-    );
-    confirmation.then_some(*count)
 }
 
 /// What Redis answers an unsubscribe from a client without such subscriptions: one confirmation per
@@ -399,39 +420,44 @@ pub fn unsubscribed_reply(cmd: &Command) -> Reply {
 mod tests {
     use super::*;
 
+    fn seen(wire: &str) -> Seen {
+        Seen::of(&Bytes::copy_from_slice(wire.as_bytes()))
+    }
+
     #[test]
-    fn recognises_barriers_and_confirmations() {
-        let marker = Bytes::from(format!("{}42", String::from_utf8_lossy(BARRIER_PREFIX)));
-        assert_eq!(barrier(&Frame::Bulk(marker.clone())), Some(42));
-        let pong = Frame::Array(vec![wire::bulk("pong"), Frame::Bulk(marker)]);
-        assert_eq!(barrier(&pong), Some(42));
-        assert_eq!(barrier(&wire::bulk("hello")), None);
-        let confirm = Frame::Array(vec![
-            wire::bulk("unsubscribe"),
-            wire::bulk("ch"),
-            Frame::Integer(2),
-        ]);
-        assert_eq!(subscription_count(&confirm), Some(2));
-        let message = Frame::Array(vec![
-            wire::bulk("message"),
-            wire::bulk("ch"),
-            wire::bulk("x"),
-        ]);
-        assert_eq!(subscription_count(&message), None);
-        assert!(is_message(&message));
-        let resp3_confirm = Frame::Push(vec![
-            wire::bulk("ssubscribe"),
-            wire::bulk("ch"),
-            Frame::Integer(1),
-        ]);
-        assert_eq!(subscription_count(&resp3_confirm), Some(1));
-        assert!(!is_message(&resp3_confirm));
-        let pmessage = Frame::Push(vec![
-            wire::bulk("pmessage"),
-            wire::bulk("c*"),
-            wire::bulk("ch"),
-            wire::bulk("x"),
-        ]);
-        assert!(is_message(&pmessage));
+    fn recognises_barriers_confirmations_and_messages_from_their_bytes() {
+        let marker = format!("{}42", String::from_utf8_lossy(BARRIER_PREFIX));
+        let bulk = format!("${}\r\n{marker}\r\n", marker.len());
+        assert_eq!(seen(&bulk), Seen::Barrier(42));
+        assert_eq!(
+            seen(&format!("*2\r\n$4\r\npong\r\n{bulk}")),
+            Seen::Barrier(42)
+        );
+        assert_eq!(
+            seen(&format!(">2\r\n$4\r\nPONG\r\n{bulk}")),
+            Seen::Barrier(42)
+        );
+        assert_eq!(seen("$5\r\nhello\r\n"), Seen::Answer);
+        assert_eq!(seen("*2\r\n$4\r\npong\r\n$0\r\n\r\n"), Seen::Answer);
+        let confirm = "*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:2\r\n";
+        assert_eq!(seen(confirm), Seen::Confirmation(2));
+        let resp3 = ">3\r\n$10\r\nssubscribe\r\n$2\r\nch\r\n:1\r\n";
+        assert_eq!(seen(resp3), Seen::Confirmation(1));
+        let null_channel = ">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n";
+        assert_eq!(seen(null_channel), Seen::Confirmation(0));
+        assert_eq!(
+            seen("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"),
+            Seen::Message
+        );
+        let pmessage = ">4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$2\r\nch\r\n$1\r\nx\r\n";
+        assert_eq!(seen(pmessage), Seen::Message);
+        // A message whose payload looks like a count is still a message.
+        assert_eq!(
+            seen(">3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n:1\r\n"),
+            Seen::Message
+        );
+        assert_eq!(seen("-ERR only (P|S)SUBSCRIBE allowed\r\n"), Seen::Answer);
+        assert_eq!(seen("*0\r\n"), Seen::Answer);
+        assert_eq!(seen("*-1\r\n"), Seen::Answer);
     }
 }

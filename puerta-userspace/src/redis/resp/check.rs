@@ -129,11 +129,11 @@ pub(super) fn reply(
     }
 }
 
-/// The elements of one whole array reply (`raw` as a node reader validated it), each as its byte
-/// range: for merges that only reorder a node's values. `None` when `raw` is no array, or is
-/// not one whole frame.
-pub(super) fn array_elements(raw: &[u8], mut each: impl FnMut(Range<usize>)) -> Option<usize> {
-    if raw.first() != Some(&b'*') {
+/// The elements of one whole array or push (`raw` as a reader validated it), each as its byte
+/// range: for merges that only reorder a node's values, and for a look at a message's first
+/// elements. `None` when `raw` is neither, or is not one whole frame.
+pub(super) fn elements(raw: &[u8], mut each: impl FnMut(Range<usize>)) -> Option<usize> {
+    if !matches!(raw.first(), Some(b'*' | b'>')) {
         return None;
     }
     let mut cur = Cursor::at(raw, 1);

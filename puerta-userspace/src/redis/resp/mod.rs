@@ -291,8 +291,26 @@ pub fn move_to_fresh(buf: &mut BytesMut, capacity: usize) {
 
 /// Calls `each` with every element of the array reply `raw` (bytes a node reader validated), as a
 /// slice of it; the element count, or `None` when `raw` is not one whole array.
-pub fn array_elements(raw: &Bytes, mut each: impl FnMut(Bytes)) -> Option<usize> {
-    check::array_elements(raw, |range| each(raw.slice(range)))
+pub fn array_elements(raw: &Bytes, each: impl FnMut(Bytes)) -> Option<usize> {
+    match raw.first() {
+        Some(b'*') => elements(raw, each),
+        _ => None,
+    }
+}
+
+/// [`array_elements`] for an array or a push (`>`).
+pub fn elements(raw: &Bytes, mut each: impl FnMut(Bytes)) -> Option<usize> {
+    check::elements(raw, |range| each(raw.slice(range)))
+}
+
+/// The text of an error reply's wire bytes (`-`; empty for a blob error, `!`), `None` for any
+/// other reply.
+pub fn error_text(raw: &[u8]) -> Option<&[u8]> {
+    match raw.first() {
+        Some(b'-') => Some(raw[1..].strip_suffix(b"\r\n").unwrap_or(&raw[1..])),
+        Some(b'!') => Some(b""),
+        _ => None,
+    }
 }
 
 /// The frame of one reply's wire bytes as [`Decoder::reply_bytes`] returned them.
