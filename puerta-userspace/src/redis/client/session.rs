@@ -33,7 +33,7 @@ use crate::redis::exec::dispatch::{dispatch, ClientState, Reply};
 use crate::redis::exec::pubsub::PubSub;
 use crate::redis::exec::subscriptions::Subscriptions;
 use crate::redis::resp::wire;
-use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand};
+use crate::redis::resp::{Decoder, Frame, Limits, Protocol, RawCommand, ReadBuf};
 use crate::redis::signal::Bell;
 use crate::redis::stats::Stats;
 use crate::tls::{ReadHalf, Stream};
@@ -108,8 +108,7 @@ pub async fn run(
         state,
         cluster,
         read,
-        buf: BytesMut::with_capacity(16 * 1024),
-        carried_big: false,
+        buf: ReadBuf::new(BytesMut::with_capacity(16 * 1024)),
         arrived: std::time::Instant::now(),
         decoder: Decoder::new(Limits::default()),
         tx,
@@ -244,9 +243,7 @@ struct Reader {
     cluster: Arc<Cluster>,
     state: ClientState,
     read: ReadHalf,
-    buf: BytesMut,
-    /// A command of at least `resp::BIG_FRAME` bytes left `buf` (see `resp::make_room`).
-    carried_big: bool,
+    buf: ReadBuf,
     /// When the bytes being parsed were read: the slow log times a command from its arrival, and
     /// one clock read per read serves every command of a pipeline.
     arrived: std::time::Instant,
@@ -276,8 +273,8 @@ impl Reader {
             loop {
                 match self.decoder.command_args(&mut self.buf) {
                     Ok(Some(raw)) => {
-                        let size = raw.wire.as_ref().map_or(0, bytes::Bytes::len);
-                        self.carried_big |= size >= crate::redis::resp::BIG_FRAME;
+                        self.buf
+                            .took(raw.wire.as_ref().map_or(0, bytes::Bytes::len));
                         if let Flow::Stop = self.command(raw).await {
                             return;
                         }
@@ -291,7 +288,7 @@ impl Reader {
                     }
                 }
             }
-            crate::redis::resp::make_room(&mut self.buf, &mut self.carried_big);
+            self.buf.make_room();
             let idle = idle_limit(&self.cluster, self.subscribed());
             // The rare events are checked here, where it costs two loads: the select below polls
             // the read first (an unbiased select draws a random number per poll and registers with

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ use crate::redis::command::Command;
 use crate::redis::exec::dispatch::Reply;
 use crate::redis::node::backend;
 use crate::redis::resp::wire;
-use crate::redis::resp::{self, Decoder, Frame, Limits, Protocol};
+use crate::redis::resp::{self, Decoder, Frame, Limits, Protocol, ReadBuf};
 use crate::tls::{ReadHalf, WriteHalf};
 
 const BARRIER_PREFIX: &[u8] = b"__puerta_pubsub_barrier_";
@@ -155,8 +155,7 @@ async fn open(
     tokio::spawn(relay(
         Relay {
             read,
-            buf: leftover,
-            carried_big: false,
+            buf: ReadBuf::new(leftover),
             delivery,
             budget: budget.clone(),
             acks: acks_tx,
@@ -243,9 +242,7 @@ impl PubSub {
 /// The reading half of a subscribed connection and where its frames go.
 struct Relay {
     read: ReadHalf,
-    buf: BytesMut,
-    /// A frame of at least `resp::BIG_FRAME` bytes left `buf` (see `resp::make_room`).
-    carried_big: bool,
+    buf: ReadBuf,
     delivery: Delivery,
     /// The subscriber's: what is relayed counts against it until written.
     budget: Arc<OutputBudget>,
@@ -272,7 +269,7 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
                     }
                     // An error answer (a RESP2 subscriber's command Redis refuses there).
                     crate::redis::metrics::reply_error(resp::error_text(&raw));
-                    r.carried_big |= raw.len() >= resp::BIG_FRAME;
+                    r.buf.took(raw.len());
                     let message = seen == Seen::Message;
                     if !r.delivery.deliver(message, r.budget.charge(raw)).await {
                         break 'outer;
@@ -289,8 +286,8 @@ async fn relay(mut r: Relay, ended: CancellationToken) {
         if !r.budget.admits(r.buf.len()) {
             break;
         }
-        resp::make_room(&mut r.buf, &mut r.carried_big);
-        match r.read.read_buf(&mut r.buf).await {
+        r.buf.make_room();
+        match r.read.read_buf(&mut *r.buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

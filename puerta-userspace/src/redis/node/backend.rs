@@ -16,7 +16,7 @@ use crate::redis::client::output::{Charged, OutputBudget};
 pub use crate::redis::node::connect::{open, ConnectOptions};
 use crate::redis::node::fault::{self, FaultKind};
 use crate::redis::node::outbox::Outbox;
-use crate::redis::resp::{self, Decoder, Frame, Limits};
+use crate::redis::resp::{self, Decoder, Frame, Limits, ReadBuf};
 use crate::tls::{ReadHalf, Stream, WriteHalf};
 
 use crate::redis::signal::{Flags, Task};
@@ -218,7 +218,7 @@ impl BackendConn {
             Reading {
                 addr: addr.clone(),
                 read,
-                buf: leftover,
+                buf: ReadBuf::new(leftover),
                 pending,
                 reply_timeout,
             },
@@ -428,7 +428,7 @@ async fn write_out(write: &mut WriteHalf, out: &[u8]) -> std::io::Result<()> {
 struct Reading {
     addr: Arc<str>,
     read: ReadHalf,
-    buf: BytesMut,
+    buf: ReadBuf,
     pending: Arc<Mutex<PendingQueue>>,
     reply_timeout: Option<Duration>,
 }
@@ -498,8 +498,6 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
     // lock it takes anyway), else looked up when its first reply is in.
     let mut want = None;
     let mut gathered = Gathered::default();
-    // Replies of at least `resp::BIG_FRAME` bytes left the buffer (see `resp::make_room`).
-    let mut carried_big = false;
     loop {
         let at = gathered.len();
         match decoder.reply_len(&r.buf[at..]) {
@@ -519,8 +517,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
                 if gathered.ends.len() < wanted {
                     continue;
                 }
-                let replies = r.buf.split_to(at + len).freeze();
-                carried_big |= replies.len() >= resp::BIG_FRAME;
+                let replies = r.buf.take(at + len);
                 let delivered = deliver(&r.pending, replies, &gathered.ends, &latency, read_at);
                 gathered.clear();
                 match delivered {
@@ -547,7 +544,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
             }
         }
         size_for_big_bulk(&mut r.buf, gathered.len());
-        resp::make_room(&mut r.buf, &mut carried_big);
+        r.buf.make_room();
         if stop.has(STOPPED) {
             return Ended {
                 fault: None,
@@ -556,7 +553,7 @@ async fn read_replies(r: &mut Reading, stop: &Flags) -> Ended {
         }
         let n = tokio::select! {
             biased;
-            n = r.read.read_buf(&mut r.buf) => n,
+            n = r.read.read_buf(&mut *r.buf) => n,
             _ = stop.wait(Task::Reader, STOPPED) => {
                 return Ended { fault: None, reason: "connection closed".into() };
             }

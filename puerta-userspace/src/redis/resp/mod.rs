@@ -256,29 +256,74 @@ pub fn parse_reply_raw(
     decode::reply(buf, limits, &mut Default::default())
 }
 
-/// Room for the next read. Not `BytesMut::reserve`: once frames have been split off, the buffer is
-/// shared with them (they are passed on as slices of it), and `reserve` then allocates at least the size of the original allocation, so
-/// every 4 MiB frame would leave behind a 4 MiB buffer for the next few bytes. A fresh buffer takes
-/// over the unfinished rest instead: one read's worth more, or double for a big frame still arriving
-/// (so that it is copied a bounded number of times, not once per read).
-///
-/// `carried_big` says a frame of at least [`BIG_FRAME`] bytes left the buffer since the flag was
-/// last cleared. What is left of the buffer is a view into that frame's allocation (grown for it),
-/// which would stay resident for the connection's life: once little is left, it moves to a fresh
-/// buffer and the flag is cleared (a 100 MiB SET from a client that stays connected held 98 MiB).
-pub fn make_room(buf: &mut BytesMut, carried_big: &mut bool) {
-    if *carried_big && buf.len() <= 64 * 1024 {
-        *carried_big = false;
-        return move_to_fresh(buf, buf.len() + 16 * 1024);
+/// A connection's read buffer. Frames leave it as slices that share its allocation (zero-copy),
+/// which is why room for the next read is made by [`ReadBuf::make_room`], never `reserve`.
+#[derive(Debug, Default)]
+pub struct ReadBuf {
+    bytes: BytesMut,
+    /// A frame of at least [`BIG_FRAME`] bytes left the buffer since it last moved: what is left is
+    /// a view into that frame's allocation (grown for it).
+    carried_big: bool,
+}
+
+impl ReadBuf {
+    /// A buffer starting with `bytes` (what a handshake read beyond its own replies).
+    pub fn new(bytes: BytesMut) -> ReadBuf {
+        ReadBuf {
+            bytes,
+            carried_big: false,
+        }
     }
-    if buf.capacity() - buf.len() >= 4096 {
-        return;
+
+    /// Notes that a frame of `len` bytes was taken from the front.
+    pub fn took(&mut self, len: usize) {
+        self.carried_big |= len >= BIG_FRAME;
     }
-    move_to_fresh(buf, (buf.len() * 2).max(buf.len() + 16 * 1024));
+
+    /// Takes the first `len` bytes, as one frame (or several read together).
+    pub fn take(&mut self, len: usize) -> Bytes {
+        self.took(len);
+        self.bytes.split_to(len).freeze()
+    }
+
+    /// Room for the next read. Not `BytesMut::reserve`: once frames have been split off, the
+    /// buffer is shared with them, and `reserve` then allocates at least the size of the original
+    /// allocation, so every 4 MiB frame would leave behind a 4 MiB buffer for the next few bytes. A
+    /// fresh buffer takes over the unfinished rest instead: one read's worth more, or double for a
+    /// big frame still arriving (so that it is copied a bounded number of times, not once per read).
+    ///
+    /// After a big frame, once little is left, the rest moves to a fresh buffer even when there is
+    /// room: else the big frame's allocation would stay resident for the connection's life (a 100
+    /// MiB SET from a client that stays connected held 98 MiB).
+    pub fn make_room(&mut self) {
+        let buf = &mut self.bytes;
+        if self.carried_big && buf.len() <= 64 * 1024 {
+            self.carried_big = false;
+            return move_to_fresh(buf, buf.len() + 16 * 1024);
+        }
+        if buf.capacity() - buf.len() >= 4096 {
+            return;
+        }
+        move_to_fresh(buf, (buf.len() * 2).max(buf.len() + 16 * 1024));
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for ReadBuf {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.bytes
+    }
 }
 
 /// A frame at least this big has its read buffer's allocation given back after it (see
-/// [`make_room`]).
+/// [`ReadBuf::make_room`]).
 pub const BIG_FRAME: usize = 1024 * 1024;
 
 /// Moves what `buf` holds to a fresh buffer of `capacity`, at the same offsets (a decoder's
