@@ -22,8 +22,7 @@ async fn ten_thousand_pairs_leave_no_descriptors_behind() -> anyhow::Result<()> 
     let pins = PinDir::new("pairs");
     let puerta = start(&[backend.addr], &forwarding(), &pins).await?;
     let pid = puerta.process.pid();
-    // The readiness probe's flow closes on its own.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The quiet count outlasts the readiness probe's flow, which closes on its own.
     let baseline = Fds::quiet(pid).await?;
     let mut done = 0;
     while done < PAIRS {
