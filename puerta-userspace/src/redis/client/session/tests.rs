@@ -1,5 +1,6 @@
 use super::*;
 use futures_util::FutureExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -164,4 +165,81 @@ async fn relayed_messages_for_a_client_that_does_not_read_stay_charged() {
         "{taken} bytes left the queue for a client that reads nothing"
     );
     writer.abort();
+}
+
+/// A reply that comes in the scheduler turn after the writer found it missing leaves in the same
+/// write as the replies buffered before it, not in a write of its own (see `Output::soon`); one
+/// that takes longer does not hold those back.
+#[tokio::test]
+async fn a_reply_that_comes_next_turn_shares_the_write_of_those_before_it() {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = CountedWrites {
+        inner: server,
+        writes: writes.clone(),
+    };
+    let (tx, rx, _completed) = fifo::fifo(16);
+    let (feeds, _pushes) = feeds();
+    let writer = tokio::spawn(write_replies(output(counted), rx, feeds, shared()));
+    let later = |r: oneshot::Receiver<Frame>| {
+        let fut = async move { r.await.unwrap_or(Frame::Null) };
+        Reply::Later(Box::pin(fut.map(Answer::Built)))
+    };
+    let (next_turn, next_turn_rx) = oneshot::channel::<Frame>();
+    let (slow, slow_rx) = oneshot::channel::<Frame>();
+    for reply in [
+        Reply::Ready(Frame::Integer(1)),
+        later(next_turn_rx),
+        later(slow_rx),
+    ] {
+        tx.send(slot(Protocol::Resp2, reply)).await.unwrap();
+    }
+    // Runs after the writer's first look, before its second.
+    tokio::spawn(async move { next_turn.send(Frame::Integer(2)) });
+    let mut got = [0u8; 8];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b":1\r\n:2\r\n");
+    assert_eq!(writes.load(Ordering::Relaxed), 1, "one write for both");
+    slow.send(Frame::Integer(3)).unwrap();
+    tx.send(slot(Protocol::Resp2, Reply::Close(wire::ok())))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(rest, b":3\r\n+OK\r\n");
+}
+
+/// Counts the writes that reach the socket.
+struct CountedWrites<W> {
+    inner: W,
+    writes: Arc<AtomicUsize>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for CountedWrites<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
