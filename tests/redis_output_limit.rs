@@ -222,8 +222,7 @@ fn a_reading_client_under_the_limit_is_not_closed() -> anyhow::Result<()> {
 /// the client's read buffer (+98 MiB each, measured).
 #[test]
 fn a_huge_frame_leaves_no_buffer_behind() -> anyhow::Result<()> {
-    let extra = format!("{PATIENT}\nclient_output_limit_mb = 256");
-    let (env, _admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)?;
+    let (env, _admin) = patient_with_limit(256)?;
     let pid = env.puerta.process.pid();
     // The pooled node connections exist before the baseline is taken.
     let mut client = RespClient::connect(env.port())?;
@@ -258,8 +257,7 @@ fn a_huge_frame_leaves_no_buffer_behind() -> anyhow::Result<()> {
 #[test]
 fn a_subscriber_that_does_not_read_is_closed_at_the_limit() -> anyhow::Result<()> {
     const LIMIT_MB: u64 = 16;
-    let extra = format!("{PATIENT}\nclient_output_limit_mb = {LIMIT_MB}");
-    let (env, admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)?;
+    let (env, admin) = patient_with_limit(LIMIT_MB)?;
     let pid = env.puerta.process.pid();
     let bystander = Bystander::start(env.port());
     thread::sleep(Duration::from_millis(500));
@@ -320,8 +318,7 @@ fn a_subscriber_that_does_not_read_is_closed_at_the_limit() -> anyhow::Result<()
 #[test]
 fn a_message_bigger_than_the_limit_is_not_read_whole() -> anyhow::Result<()> {
     const LIMIT_MB: u64 = 16;
-    let extra = format!("{PATIENT}\nclient_output_limit_mb = {LIMIT_MB}");
-    let (env, admin) = ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)?;
+    let (env, admin) = patient_with_limit(LIMIT_MB)?;
     let pid = env.puerta.process.pid();
     // Redis would close the proxy's subscribed connection at its own 32 MiB pub/sub limit first.
     for port in env.cluster.ports() {
@@ -354,6 +351,13 @@ fn a_message_bigger_than_the_limit_is_not_read_whole() -> anyhow::Result<()> {
         "RSS {max} KiB, over baseline {baseline} + 2 × {LIMIT_MB} MiB"
     );
     Ok(())
+}
+
+/// A patient cluster (see [`PATIENT`]) behind Puerta with `client_output_limit_mb = limit_mb`, and
+/// Puerta's admin address.
+fn patient_with_limit(limit_mb: u64) -> anyhow::Result<(ProxiedCluster, SocketAddr)> {
+    let extra = format!("{PATIENT}\nclient_output_limit_mb = {limit_mb}");
+    ProxiedCluster::with_admin(RedisCluster::start_patient()?, &extra)
 }
 
 /// A raw connection subscribed to `channel` (after `HELLO <hello>` if given), its confirmation read.
