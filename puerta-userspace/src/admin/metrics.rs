@@ -2,7 +2,10 @@
 //! (`metrics::counter!("puerta_connections_accepted_total").increment(1)`); this renders them in the
 //! Prometheus text format.
 
+use std::time::Duration;
+
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -10,17 +13,38 @@ pub enum MetricsError {
     Install(#[from] BuildError),
 }
 
-/// Installs the global recorder once. Latency histograms get buckets from 50 µs to 10 s.
+/// The buckets of every latency histogram, the recorder's and [`super::LatencyHistogram`]'s: 50 µs
+/// to 10 s.
+pub(super) const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+/// How often the recorder's histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the global recorder once.
 pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
-    const BUCKETS: &[f64] = &[
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-        1.0, 2.5, 10.0,
-    ];
     let handle = PrometheusBuilder::new()
-        .set_buckets(BUCKETS)?
+        .set_buckets(&LATENCY_BUCKETS)?
         .install_recorder()?;
     describe();
     Ok(handle)
+}
+
+/// Folds the recorder's histogram samples into their buckets every [`UPKEEP_EVERY`] until
+/// `shutdown`. The recorder keeps each sample until then, and without this only a scrape would
+/// fold them: a Puerta that nobody scrapes grew without bound (a health probe's sample every
+/// interval, for as long as it runs).
+pub async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Times one health probe. A no-op until a recorder is installed (admin off, unit tests).

@@ -63,6 +63,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "admin endpoints: /metrics /healthz /backends /affinity");
+    tokio::spawn(metrics::upkeep(prometheus.clone(), shutdown.clone()));
     let router = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
