@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use puerta::redis::resp::Frame;
 use puerta_tests::http::{get, parse_metrics, sample, wait_for};
+use puerta_tests::memory::rss_kib;
 use puerta_tests::mongo::{puerta_config, Echo, EchoBackend};
+use puerta_tests::proxied_cluster::ProxiedCluster;
 use puerta_tests::redis_cluster::RedisCluster;
 use puerta_tests::resp_client::RespClient;
 use puerta_tests::{free_port, loopback, Puerta};
@@ -274,6 +276,34 @@ fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
     assert!(replies >= 7.0, "node replies counted: {replies}\n{text}");
     assert_eq!(value("puerta_connections_open", &[]), 1.0);
     dashboard_metrics_exist(Mode::Redis, &samples)?;
+    Ok(())
+}
+
+/// Nobody scrapes `/metrics`, and what the metrics hold must not grow with the commands served:
+/// the node latency histogram kept every sample until a scrape (about 17 bytes a command, so 25
+/// MiB over this test's 1.5 million commands).
+#[test]
+fn unscraped_metrics_do_not_grow_with_commands() -> anyhow::Result<()> {
+    let (env, _admin) = ProxiedCluster::start_with_admin("")?;
+    let pid = env.puerta.process.pid();
+    let bench = |requests: u32| -> anyhow::Result<()> {
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &env.port().to_string()])
+            .args(["-t", "get", "-P", "16", "-c", "20", "-r", "100000", "-q"])
+            .args(["-n", &requests.to_string()])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "redis-benchmark: {out:?}");
+        Ok(())
+    };
+    // Buffers and pools reach their working size first.
+    bench(300_000)?;
+    let before = rss_kib(pid)?;
+    bench(1_500_000)?;
+    let after = rss_kib(pid)?;
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} to {after} KiB over 1.5 million commands"
+    );
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use puerta::redis::resp::{encode_command, Frame};
 use puerta_tests::http;
+use puerta_tests::memory::rss_kib;
 use puerta_tests::redis_cluster::{ProxiedCluster, RedisCluster};
 use puerta_tests::resp_client::RespClient;
 
@@ -531,15 +532,6 @@ fn drain_until_closed(stream: &mut TcpStream, within: Duration) -> anyhow::Resul
         }
     }
     anyhow::bail!("the socket was still open after {within:?} ({total} bytes read)")
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// The highest VmRSS seen, sampled every 50 ms: a peak between two metric scrapes must count too.

@@ -12,6 +12,7 @@ pub mod fake_redis;
 pub mod fds;
 pub mod http;
 pub mod kernel;
+pub mod memory;
 pub mod mongo;
 pub mod mongo_echo;
 pub mod pairs;

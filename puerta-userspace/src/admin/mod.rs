@@ -2,6 +2,7 @@
 //! (`admin_addr`, loopback by default). Modes publish what they know through [`AdminView`]; this module
 //! only serves it, so the HTTP side never reaches into a mode's internals.
 
+mod histogram;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+pub use self::histogram::{label_value, LatencyHistogram};
 pub use self::metrics::{install_recorder, record_health_check, MetricsError};
 
 /// What a mode exposes to operators.
@@ -29,6 +31,9 @@ pub trait AdminView: Send + Sync + 'static {
     /// Sets the gauges that are read from state at scrape time (health, map sizes, BPF counters)
     /// rather than counted as events happen.
     fn refresh_metrics(&self) {}
+    /// Appends the series the mode keeps outside the recorder (see [`LatencyHistogram`]), in the
+    /// Prometheus text format.
+    fn render_own_metrics(&self, _out: &mut String) {}
 }
 
 /// Filled by the mode once its state exists; empty means "starting" (`/healthz` answers 503).
@@ -76,10 +81,15 @@ pub async fn serve(
 }
 
 async fn metrics_page(State(state): State<AdminState>) -> String {
-    if let Some(view) = state.slot.view() {
+    let view = state.slot.view();
+    if let Some(view) = view {
         view.refresh_metrics();
     }
-    state.prometheus.render()
+    let mut text = state.prometheus.render();
+    if let Some(view) = view {
+        view.render_own_metrics(&mut text);
+    }
+    text
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {

@@ -73,4 +73,8 @@ impl AdminView for RedisAdminView {
                 .set(clients as f64);
         }
     }
+
+    fn render_own_metrics(&self, out: &mut String) {
+        crate::redis::metrics::render_node_latency(out);
+    }
 }

@@ -2,9 +2,10 @@
 //! are bounded: command names come from the command table (anything else is `unknown`) and error
 //! kinds must look like a Redis error code, so a client cannot grow the series set.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::admin::{label_value, LatencyHistogram};
 use crate::redis::command::spec;
 use crate::redis::command::Command;
 use crate::redis::resp::Frame;
@@ -40,18 +41,45 @@ pub fn reply_error(text: Option<&[u8]>) {
     }
 }
 
-/// The handle a backend connection records its reply latency into, made once per connection.
-pub fn node_latency(addr: &Arc<str>) -> metrics::Histogram {
-    metrics::histogram!("puerta_redis_node_latency_seconds", "node" => addr.to_string())
+const NODE_LATENCY: &str = "puerta_redis_node_latency_seconds";
+
+/// `puerta_redis_node_latency_seconds` per node address: recorded once per request, so kept as a
+/// [`LatencyHistogram`] rather than in the recorder. One entry per address ever connected to,
+/// like the recorder's series.
+static NODE_LATENCIES: Mutex<Vec<(Arc<str>, Arc<LatencyHistogram>)>> = Mutex::new(Vec::new());
+
+/// The histogram a backend connection records its reply latency into, looked up once per
+/// connection.
+pub fn node_latency(addr: &Arc<str>) -> Arc<LatencyHistogram> {
+    let mut all = NODE_LATENCIES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, histogram)) = all.iter().find(|(a, _)| a == addr) {
+        return histogram.clone();
+    }
+    let histogram = Arc::new(LatencyHistogram::default());
+    all.push((addr.clone(), histogram.clone()));
+    histogram
+}
+
+/// Appends `puerta_redis_node_latency_seconds` (every node's series) to a `/metrics` page.
+pub fn render_node_latency(out: &mut String) {
+    let all = NODE_LATENCIES.lock().unwrap_or_else(|e| e.into_inner());
+    if all.is_empty() {
+        return;
+    }
+    out.push_str(&format!(
+        "# HELP {NODE_LATENCY} Time from writing a request to a node until its reply, by node\n\
+         # TYPE {NODE_LATENCY} histogram\n"
+    ));
+    for (addr, histogram) in all.iter() {
+        let labels = format!("node=\"{}\"", label_value(addr));
+        histogram.render(NODE_LATENCY, &labels, out);
+    }
+    out.push('\n');
 }
 
 /// How long one command was held for a failover (`failover_hold_ms`).
 pub fn failover_hold(took: Duration) {
     metrics::histogram!("puerta_redis_failover_hold_seconds").record(took.as_secs_f64());
-}
-
-pub fn record_latency(histogram: &metrics::Histogram, took: Duration) {
-    histogram.record(took.as_secs_f64());
 }
 
 /// The error code: the first word if it is 1..=24 upper-case letters, `OTHER` otherwise.
@@ -141,10 +169,6 @@ pub fn describe() {
     describe_histogram!(
         "puerta_redis_failover_hold_seconds",
         "How long each held command waited for a new master"
-    );
-    describe_histogram!(
-        "puerta_redis_node_latency_seconds",
-        "Time from writing a request to a node until its reply, by node"
     );
 }
 

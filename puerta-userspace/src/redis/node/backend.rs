@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::admin::LatencyHistogram;
 use crate::redis::client::board::Ticket;
 use crate::redis::client::output::{Charged, OutputBudget};
 pub use crate::redis::node::connect::{open, ConnectOptions};
@@ -670,7 +671,7 @@ fn deliver(
     pending: &Mutex<PendingQueue>,
     replies: Bytes,
     ends: &[usize],
-    latency: &metrics::Histogram,
+    latency: &LatencyHistogram,
     read_at: Instant,
 ) -> Delivery {
     let (w, last, next) = {
@@ -689,7 +690,7 @@ fn deliver(
         1 => NodeReply::One(charged),
         _ => NodeReply::Many(charged.split_at_ends(ends)),
     };
-    crate::redis::metrics::record_latency(latency, read_at.saturating_duration_since(w.sent));
+    latency.record(read_at.saturating_duration_since(w.sent));
     w.tx.send(Ok(reply));
     match last {
         true => Delivery::LastAfterRelease,
