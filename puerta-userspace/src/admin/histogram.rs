@@ -41,20 +41,45 @@ impl LatencyHistogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Appends this histogram's series in the Prometheus text format: `labels` is the label list
-    /// without braces (`node="…"`), already escaped (see [`label_value`]). The family's `# HELP` and
+    /// What it has counted so far.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
+            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A histogram's counts at one moment, or several histograms' added up (one series kept by
+/// several threads, each in its own [`LatencyHistogram`] so that they never write one cache line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    counts: [u64; BUCKETS + 1],
+    sum_nanos: u64,
+}
+
+impl Snapshot {
+    pub fn add(&mut self, other: &Snapshot) {
+        for (total, count) in self.counts.iter_mut().zip(other.counts) {
+            *total += count;
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
+    }
+
+    /// Appends the series in the Prometheus text format: `labels` is the label list without
+    /// braces (`node="…"`), already escaped (see [`label_value`]). The family's `# HELP` and
     /// `# TYPE` lines are the caller's, once for all its series.
     pub fn render(&self, name: &str, labels: &str, out: &mut String) {
         let mut cumulative = 0;
         for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
+            cumulative += count;
             let le = match LATENCY_BUCKETS.get(i) {
                 Some(bound) => bound.to_string(),
                 None => "+Inf".to_string(),
             };
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.sum_nanos as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
     }
@@ -73,14 +98,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_land_in_the_first_bucket_that_holds_them_and_render_cumulatively() {
+    fn samples_land_in_the_first_bucket_that_holds_them_and_threads_add_up() {
         let h = LatencyHistogram::default();
         h.record(Duration::from_micros(50)); // on the first bound: in it
         h.record(Duration::from_nanos(50_001));
         h.record(Duration::from_millis(3));
-        h.record(Duration::from_secs(60)); // above every bound
+        // Kept by two threads, shown as one series.
+        let other = LatencyHistogram::default();
+        other.record(Duration::from_secs(60)); // above every bound
+        let mut total = h.snapshot();
+        total.add(&other.snapshot());
         let mut text = String::new();
-        h.render("lat_seconds", "node=\"a:1\"", &mut text);
+        total.render("lat_seconds", "node=\"a:1\"", &mut text);
         let line = |le: &str| {
             let prefix = format!("lat_seconds_bucket{{node=\"a:1\",le=\"{le}\"}} ");
             text.lines()

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-pub use self::histogram::{label_value, LatencyHistogram};
+pub use self::histogram::{label_value, LatencyHistogram, Snapshot};
 pub use self::metrics::{install_recorder, record_health_check, MetricsError};
 
 /// What a mode exposes to operators.

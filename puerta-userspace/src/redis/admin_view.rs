@@ -67,6 +67,7 @@ impl AdminView for RedisAdminView {
 
     fn refresh_metrics(&self) {
         crate::redis::metrics::refresh_from_stats(&self.cluster.stats);
+        crate::redis::metrics::publish_commands(&self.cluster.workers.commands());
         metrics::gauge!("puerta_redis_covered_slots").set(self.cluster.covered_slots() as f64);
         for (worker, clients) in self.cluster.workers.clients().into_iter().enumerate() {
             metrics::gauge!("puerta_redis_worker_clients", "worker" => worker.to_string())

@@ -3,27 +3,25 @@
 //! kinds must look like a Redis error code, so a client cannot grow the series set.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 use std::time::Duration;
 
-use crate::admin::{label_value, LatencyHistogram};
+use crate::admin::{label_value, LatencyHistogram, Snapshot};
 use crate::redis::command::spec;
-use crate::redis::command::Command;
 use crate::redis::resp::Frame;
 use crate::redis::stats::Stats;
 
-/// `puerta_redis_commands_total` per table entry, resolved once: counting a command is then one
-/// atomic add instead of a registry lookup.
+/// `puerta_redis_commands_total` per table entry, then `unknown`, resolved once.
 static COMMAND_COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
 
-/// One client command, by its table name.
-pub fn command(cmd: &Command) {
-    let counters = COMMAND_COUNTERS.get();
-    match (cmd.spec.and_then(spec::index), counters) {
-        (Some(i), Some(counters)) => counters[i].increment(1),
-        _ => {
-            let name = cmd.spec.map_or("unknown", |s| s.name);
-            metrics::counter!("puerta_redis_commands_total", "command" => name).increment(1)
-        }
+/// Copies the workers' command counts (see `Workers::commands`) into the recorder, at scrape
+/// time.
+pub fn publish_commands(counts: &[u64]) {
+    let Some(counters) = COMMAND_COUNTERS.get() else {
+        return;
+    };
+    for (counter, count) in counters.iter().zip(counts) {
+        counter.absolute(*count);
     }
 }
 
@@ -43,36 +41,57 @@ pub fn reply_error(text: Option<&[u8]>) {
 
 const NODE_LATENCY: &str = "puerta_redis_node_latency_seconds";
 
-/// `puerta_redis_node_latency_seconds` per node address: recorded once per request, so kept as a
-/// [`LatencyHistogram`] rather than in the recorder. One entry per address ever connected to,
-/// like the recorder's series.
-static NODE_LATENCIES: Mutex<Vec<(Arc<str>, Arc<LatencyHistogram>)>> = Mutex::new(Vec::new());
+/// `puerta_redis_node_latency_seconds`: a [`LatencyHistogram`] per node address and thread,
+/// recorded once per request, so kept outside the recorder and never written by two worker
+/// threads; a node's series adds up its threads'. One entry per address and thread ever
+/// connected from, like the recorder's series.
+static NODE_LATENCIES: Mutex<Vec<NodeLatency>> = Mutex::new(Vec::new());
 
-/// The histogram a backend connection records its reply latency into, looked up once per
-/// connection.
+struct NodeLatency {
+    addr: Arc<str>,
+    thread: ThreadId,
+    histogram: Arc<LatencyHistogram>,
+}
+
+/// The histogram a backend connection records its reply latency into (its node's, of the calling
+/// thread, which drives the connection), looked up once per connection.
 pub fn node_latency(addr: &Arc<str>) -> Arc<LatencyHistogram> {
+    let thread = std::thread::current().id();
     let mut all = NODE_LATENCIES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, histogram)) = all.iter().find(|(a, _)| a == addr) {
-        return histogram.clone();
+    let known = all.iter().find(|n| n.thread == thread && n.addr == *addr);
+    if let Some(n) = known {
+        return n.histogram.clone();
     }
     let histogram = Arc::new(LatencyHistogram::default());
-    all.push((addr.clone(), histogram.clone()));
+    all.push(NodeLatency {
+        addr: addr.clone(),
+        thread,
+        histogram: histogram.clone(),
+    });
     histogram
 }
 
 /// Appends `puerta_redis_node_latency_seconds` (every node's series) to a `/metrics` page.
 pub fn render_node_latency(out: &mut String) {
     let all = NODE_LATENCIES.lock().unwrap_or_else(|e| e.into_inner());
-    if all.is_empty() {
+    let mut nodes: Vec<(&Arc<str>, Snapshot)> = Vec::new();
+    for n in all.iter() {
+        let snapshot = n.histogram.snapshot();
+        match nodes.iter_mut().find(|(addr, _)| **addr == n.addr) {
+            Some((_, total)) => total.add(&snapshot),
+            None => nodes.push((&n.addr, snapshot)),
+        }
+    }
+    if nodes.is_empty() {
         return;
     }
     out.push_str(&format!(
         "# HELP {NODE_LATENCY} Time from writing a request to a node until its reply, by node\n\
          # TYPE {NODE_LATENCY} histogram\n"
     ));
-    for (addr, histogram) in all.iter() {
+    for (addr, total) in nodes {
         let labels = format!("node=\"{}\"", label_value(addr));
-        histogram.render(NODE_LATENCY, &labels, out);
+        total.render(NODE_LATENCY, &labels, out);
     }
     out.push('\n');
 }
@@ -137,9 +156,10 @@ pub fn refresh_from_stats(stats: &Stats) {
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram};
     COMMAND_COUNTERS.get_or_init(|| {
-        spec::all()
-            .iter()
-            .map(|spec| metrics::counter!("puerta_redis_commands_total", "command" => spec.name))
+        let names = spec::all().iter().map(|spec| spec.name);
+        names
+            .chain(["unknown"])
+            .map(|name| metrics::counter!("puerta_redis_commands_total", "command" => name))
             .collect()
     });
     // Shown from the start (at 0), like the counters copied from Stats, so that dashboards and

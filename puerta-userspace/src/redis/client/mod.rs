@@ -16,5 +16,6 @@ pub mod pause;
 pub mod registry;
 pub mod session;
 pub mod slowlog;
+pub mod tally;
 pub mod tracking;
 pub mod worker;

@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::client::tally::Tally;
+use crate::redis::command::spec::{self, CommandSpec};
 use crate::redis::node::pool::Lane;
 
 thread_local! {
@@ -30,6 +32,8 @@ pub struct Workers {
     /// Workers 1..; worker 0 is the caller's own runtime.
     others: Vec<Handle>,
     clients: Vec<AtomicUsize>,
+    /// Commands served, by worker.
+    tallies: Vec<Tally>,
     /// Ends the worker threads' runtimes (dropping whatever still runs on them) when `Workers` goes.
     stop: CancellationToken,
 }
@@ -40,6 +44,7 @@ impl Workers {
         Workers {
             others: Vec::new(),
             clients: vec![AtomicUsize::new(0)],
+            tallies: vec![Tally::default()],
             stop: CancellationToken::new(),
         }
     }
@@ -54,6 +59,7 @@ impl Workers {
                 .build()?;
             workers.others.push(runtime.handle().clone());
             workers.clients.push(AtomicUsize::new(0));
+            workers.tallies.push(Tally::default());
             let stop = workers.stop.clone();
             std::thread::Builder::new()
                 .name(format!("puerta-worker-{index}"))
@@ -74,12 +80,24 @@ impl Workers {
     /// (each pool has `pool_size × count` lanes).
     pub fn lane(&self, id: u64, pool_size: usize) -> Lane {
         let count = self.count();
-        Lane::resp2(lane_index(
-            id,
-            pool_size,
-            CURRENT.get().min(count - 1),
-            count,
-        ))
+        Lane::resp2(lane_index(id, pool_size, self.current(), count))
+    }
+
+    /// One command served by the calling thread's worker (`None`: not in the command table).
+    pub fn count_command(&self, spec: Option<&'static CommandSpec>) {
+        self.tallies[self.current()].count(spec);
+    }
+
+    /// Commands served by all workers, by command table entry; the last is those not in the
+    /// table.
+    pub fn commands(&self) -> Vec<u64> {
+        (0..=spec::all().len())
+            .map(|i| self.tallies.iter().map(|t| t.get(i)).sum())
+            .collect()
+    }
+
+    fn current(&self) -> usize {
+        CURRENT.get().min(self.count() - 1)
     }
 
     /// Clients served now, by worker (for `/metrics`).

@@ -35,7 +35,6 @@ use crate::redis::exec::transaction::Transaction;
 use crate::redis::node::pool::{Lane, LaneCache};
 use crate::redis::resp::wire;
 use crate::redis::resp::{Frame, Protocol};
-use crate::redis::stats::Stats;
 
 /// A reply slot in the client's FIFO; the writer resolves them strictly in order.
 pub enum Reply {
@@ -165,8 +164,7 @@ impl ClientState {
 }
 
 pub async fn dispatch(cluster: &Arc<Cluster>, state: &mut ClientState, cmd: Command) -> Reply {
-    Stats::bump(&cluster.stats.commands);
-    crate::redis::metrics::command(&cmd);
+    cluster.workers.count_command(cmd.spec);
     let kind = cmd.kind();
     if !state.authed && !kind.is_some_and(Kind::before_auth) {
         return Reply::Ready(auth::noauth());

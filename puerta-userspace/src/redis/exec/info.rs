@@ -209,7 +209,10 @@ fn stats_section(cluster: &Cluster, replies: &[Frame], out: &mut String) {
     let s = &cluster.stats;
     let own = [
         ("total_connections_received", Stats::get(&s.clients_total)),
-        ("total_commands_processed", Stats::get(&s.commands)),
+        (
+            "total_commands_processed",
+            cluster.workers.commands().iter().sum(),
+        ),
         ("rejected_connections", Stats::get(&s.clients_rejected)),
         ("moved_redirects", Stats::get(&s.moved)),
         ("ask_redirects", Stats::get(&s.ask)),
@@ -278,7 +281,10 @@ fn proxy_section(cluster: &Cluster, out: &mut String) {
         ("connected_clients", Stats::get(&s.clients_connected)),
         ("total_connections_received", Stats::get(&s.clients_total)),
         ("rejected_connections", Stats::get(&s.clients_rejected)),
-        ("total_commands_processed", Stats::get(&s.commands)),
+        (
+            "total_commands_processed",
+            cluster.workers.commands().iter().sum(),
+        ),
         ("cluster_masters", cluster.masters().len() as u64),
         ("cluster_replicas", cluster.replica_count() as u64),
         ("cluster_slots_covered", cluster.covered_slots() as u64),
