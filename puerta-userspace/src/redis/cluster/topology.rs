@@ -23,18 +23,36 @@ pub enum TopologyError {
     NodeError(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which shard serves each slot. A slot holds the index of its shard (2 bytes, so the whole table
+/// is 32 KiB and a copy of it is one `memcpy`; see `routes`).
+#[derive(Debug, Clone)]
 pub struct SlotMap {
-    slots: Vec<Option<Arc<Shard>>>,
+    /// Per slot, its shard's index in `shards`, or [`UNOWNED`].
+    owner: Box<[u16]>,
+    /// The shards slots point to, and possibly some that no slot points to any more (a MOVED took
+    /// their last slot): everything that lists shards looks only at those in use.
+    shards: Vec<Arc<Shard>>,
 }
+
+const UNOWNED: u16 = u16::MAX;
 
 impl Default for SlotMap {
     fn default() -> Self {
         SlotMap {
-            slots: vec![None; SLOT_COUNT as usize],
+            owner: vec![UNOWNED; SLOT_COUNT as usize].into_boxed_slice(),
+            shards: Vec::new(),
         }
     }
 }
+
+/// Maps are equal when every slot has an equal shard (however they are numbered).
+impl PartialEq for SlotMap {
+    fn eq(&self, other: &SlotMap) -> bool {
+        (0..SLOT_COUNT).all(|slot| self.shard(slot) == other.shard(slot))
+    }
+}
+
+impl Eq for SlotMap {}
 
 impl SlotMap {
     /// Parses a `CLUSTER SLOTS` reply. `queried_host` replaces the empty IP a node reports for itself
@@ -48,36 +66,43 @@ impl SlotMap {
             _ => return Err(TopologyError::NotAnArray),
         };
         let mut map = SlotMap::default();
-        let mut shards: Vec<Arc<Shard>> = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let (start, end, shard) =
                 parse_entry(entry, queried_host).map_err(|m| TopologyError::BadEntry(i, m))?;
-            let shard = match shards.iter().find(|s| ***s == shard) {
-                Some(existing) => existing.clone(),
-                None => {
-                    let s = Arc::new(shard);
-                    shards.push(s.clone());
-                    s
-                }
+            let index = match map.shards.iter().position(|s| **s == shard) {
+                Some(known) => known,
+                None => map.add_shard(Arc::new(shard)),
             };
-            for slot in start..=end {
-                map.slots[slot as usize] = Some(shard.clone());
-            }
+            map.owner[start as usize..=end as usize].fill(index as u16);
         }
         Ok(map)
+    }
+
+    /// A copy that shares no reference count with this map: every shard and address is allocated
+    /// anew, so that the thread that keeps it can clone them without writing memory another
+    /// thread writes.
+    pub fn detached(&self) -> SlotMap {
+        let fresh = |addr: &Arc<str>| Arc::<str>::from(&**addr);
+        let shards = self.shards.iter().map(|s| {
+            Arc::new(Shard {
+                master: fresh(&s.master),
+                replicas: s.replicas.iter().map(fresh).collect(),
+            })
+        });
+        SlotMap {
+            owner: self.owner.clone(),
+            shards: shards.collect(),
+        }
     }
 
     /// Whether every slot has the same master in both maps (replicas aside: a node may list them in
     /// another order, and replica reads are not kept in order anyway).
     pub fn same_masters(&self, other: &SlotMap) -> bool {
-        self.slots
-            .iter()
-            .zip(&other.slots)
-            .all(|(a, b)| match (a, b) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.master == b.master,
-                (None, None) => true,
-                _ => false,
-            })
+        (0..SLOT_COUNT).all(|slot| match (self.shard(slot), other.shard(slot)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.master == b.master,
+            (None, None) => true,
+            _ => false,
+        })
     }
 
     /// Masters of this map that are no master in `new` (a failover, or a node gone), each with the
@@ -85,31 +110,34 @@ impl SlotMap {
     pub fn replaced_masters(&self, new: &SlotMap) -> Vec<(Arc<str>, Option<Arc<str>>)> {
         let still = new.masters();
         let mut replaced: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
-        for (slot, shard) in self.slots.iter().enumerate() {
-            let Some(shard) = shard else { continue };
+        for slot in 0..SLOT_COUNT {
+            let Some(shard) = self.shard(slot) else {
+                continue;
+            };
             if still.contains(&shard.master) || replaced.iter().any(|(m, _)| *m == shard.master) {
                 continue;
             }
-            let successor = new.slots[slot].as_ref().map(|s| s.master.clone());
+            let successor = new.shard(slot).map(|s| s.master.clone());
             replaced.push((shard.master.clone(), successor));
         }
         replaced
     }
 
     pub fn shard(&self, slot: u16) -> Option<&Arc<Shard>> {
-        self.slots.get(slot as usize).and_then(|s| s.as_ref())
+        let index = *self.owner.get(slot as usize)?;
+        self.shards.get(index as usize)
     }
 
     /// Slots that have an owner; 16384 on a healthy cluster.
     pub fn covered(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.owner.iter().filter(|i| **i != UNOWNED).count()
     }
 
     /// Distinct masters, sorted by address so that SCAN cursors index them stably.
     pub fn masters(&self) -> Vec<Arc<str>> {
         let mut masters: Vec<Arc<str>> = Vec::new();
-        for shard in self.slots.iter().flatten() {
-            if masters.last() != Some(&shard.master) && !masters.contains(&shard.master) {
+        for shard in self.shards_in_use() {
+            if !masters.contains(&shard.master) {
                 masters.push(shard.master.clone());
             }
         }
@@ -125,7 +153,7 @@ impl SlotMap {
     /// Every node the map knows, masters first; candidates to ask for the next refresh.
     pub fn nodes(&self) -> Vec<Arc<str>> {
         let mut nodes = self.masters();
-        for shard in self.slots.iter().flatten() {
+        for shard in self.shards_in_use() {
             for r in &shard.replicas {
                 if !nodes.contains(r) {
                     nodes.push(r.clone());
@@ -138,25 +166,70 @@ impl SlotMap {
     /// Applies a MOVED redirect: `slot` now belongs to `master`. Replicas are unknown until the next
     /// refresh, unless `master` already leads another shard.
     pub fn set_master(&mut self, slot: u16, master: &Arc<str>) {
-        let Some(entry) = self.slots.get_mut(slot as usize) else {
-            return;
-        };
-        if entry.as_ref().is_some_and(|s| s.master == *master) {
+        if slot >= SLOT_COUNT {
             return;
         }
-        let known = self
-            .slots
-            .iter()
-            .flatten()
-            .find(|s| s.master == *master)
-            .cloned();
-        let shard = known.unwrap_or_else(|| {
-            Arc::new(Shard {
-                master: master.clone(),
-                replicas: Vec::new(),
-            })
-        });
-        self.slots[slot as usize] = Some(shard);
+        if self.shard(slot).is_some_and(|s| s.master == *master) {
+            return;
+        }
+        let in_use = self.in_use();
+        let known = (0..self.shards.len()).find(|&i| in_use[i] && self.shards[i].master == *master);
+        let index = match known {
+            Some(index) => index,
+            None => {
+                self.drop_unused();
+                self.add_shard(Arc::new(Shard {
+                    master: master.clone(),
+                    replicas: Vec::new(),
+                }))
+            }
+        };
+        self.owner[slot as usize] = index as u16;
+    }
+
+    /// Appends `shard`, returning its index. A map has at most one shard per slot in use, so
+    /// after [`SlotMap::drop_unused`] an index always fits below [`UNOWNED`].
+    fn add_shard(&mut self, shard: Arc<Shard>) -> usize {
+        self.shards.push(shard);
+        self.shards.len() - 1
+    }
+
+    /// Which shards some slot points to, by index.
+    fn in_use(&self) -> Vec<bool> {
+        let mut in_use = vec![false; self.shards.len()];
+        for &index in self.owner.iter().filter(|i| **i != UNOWNED) {
+            in_use[index as usize] = true;
+        }
+        in_use
+    }
+
+    /// The shards in use, in the order of the first slot of each.
+    fn shards_in_use(&self) -> impl Iterator<Item = &Arc<Shard>> {
+        let mut seen = vec![false; self.shards.len()];
+        self.owner.iter().filter_map(move |&index| {
+            let first = index != UNOWNED && !std::mem::replace(&mut seen[index as usize], true);
+            first.then(|| &self.shards[index as usize])
+        })
+    }
+
+    /// Forgets the shards no slot points to, renumbering the rest.
+    fn drop_unused(&mut self) {
+        let in_use = self.in_use();
+        if in_use.iter().all(|used| *used) {
+            return;
+        }
+        let mut renumbered = vec![UNOWNED; self.shards.len()];
+        let mut kept = Vec::new();
+        for (i, shard) in self.shards.drain(..).enumerate() {
+            if in_use[i] {
+                renumbered[i] = kept.len() as u16;
+                kept.push(shard);
+            }
+        }
+        self.shards = kept;
+        for index in self.owner.iter_mut().filter(|i| **i != UNOWNED) {
+            *index = renumbered[*index as usize];
+        }
     }
 }
 
@@ -309,16 +382,52 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_left_without_slots_is_listed_no_more_and_makes_room_for_a_new_one() {
+        let mut map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
+        let b: Arc<str> = "127.0.0.1:7001".into();
+        for slot in 0..=5460 {
+            map.set_master(slot, &b);
+        }
+        assert_eq!(map.masters().len(), 2);
+        assert!(
+            !map.nodes().contains(&"127.0.0.1:7003".into()),
+            "its replica went with it"
+        );
+        let new: Arc<str> = "127.0.0.1:7777".into();
+        map.set_master(0, &new);
+        assert_eq!(map.shards.len(), 3, "the unused shard was dropped");
+        assert_eq!(map.shard(0).unwrap().master, new);
+        assert_eq!(map.shard(1).unwrap().master, b);
+        assert_eq!(map.shard(5461).unwrap().master, b);
+        assert_eq!(&*map.shard(16383).unwrap().master, "h:7002");
+        assert_eq!(map.covered(), 16384);
+    }
+
+    #[test]
+    fn a_detached_copy_is_equal_and_shares_no_address() {
+        let map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
+        let copy = map.detached();
+        assert_eq!(copy, map);
+        for slot in [0, 5461, 16383] {
+            let (a, b) = (map.shard(slot).unwrap(), copy.shard(slot).unwrap());
+            assert!(!Arc::ptr_eq(&a.master, &b.master));
+            assert!(a
+                .replicas
+                .iter()
+                .zip(&b.replicas)
+                .all(|(x, y)| !Arc::ptr_eq(x, y)));
+        }
+    }
+
+    #[test]
     fn only_a_new_master_counts_as_a_move() {
         let map = SlotMap::from_cluster_slots(&three_masters(), "h").unwrap();
         let mut reordered = map.clone();
-        for slot in 0..SLOT_COUNT {
-            if let Some(shard) = reordered.slots[slot as usize].as_mut() {
-                let mut other = (**shard).clone();
-                other.replicas.reverse();
-                other.replicas.push("127.0.0.1:9999".into());
-                *shard = Arc::new(other);
-            }
+        for shard in reordered.shards.iter_mut() {
+            let mut other = (**shard).clone();
+            other.replicas.reverse();
+            other.replicas.push("127.0.0.1:9999".into());
+            *shard = Arc::new(other);
         }
         assert!(map.same_masters(&reordered), "replicas alone are no move");
         let mut moved = map.clone();
