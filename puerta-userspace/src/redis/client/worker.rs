@@ -96,7 +96,8 @@ impl Workers {
             .collect()
     }
 
-    fn current(&self) -> usize {
+    /// The worker of the calling thread (0 for a thread that is no worker's).
+    pub fn current(&self) -> usize {
         CURRENT.get().min(self.count() - 1)
     }
 

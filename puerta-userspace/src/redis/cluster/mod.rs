@@ -7,6 +7,7 @@ pub mod redirect;
 pub mod refresh;
 pub mod retry;
 pub mod router;
+pub mod routes;
 pub mod topology;
 pub mod version;
 
@@ -29,6 +30,7 @@ use crate::redis::node::pool::NodePool;
 use crate::redis::resp::Protocol;
 use crate::redis::stats::Stats;
 use crate::tls::client::Connector;
+use routes::Routes;
 use topology::{Shard, SlotMap};
 
 /// One pool per node and protocol.
@@ -46,6 +48,11 @@ pub struct Cluster {
     /// `CLIENT TRACKING`: who read which key, and the nodes' invalidation feed.
     pub tracking: Tracking,
     map: RwLock<SlotMap>,
+    /// Bumped on every change of `map` (masters or replicas), while it is still locked for
+    /// writing and before `epoch`.
+    map_changes: AtomicU64,
+    /// Each worker's copy of `map`, which commands are routed by.
+    routes: Routes,
     /// Bumped whenever a slot's master changes, always while `map` is still locked for writing (a
     /// reader that saw the new map then sees the new epoch): a session compares it to learn that a
     /// slot may have moved under its commands in flight (see `order`), and drops its cached
@@ -104,6 +111,8 @@ impl Cluster {
             monitors: Arc::default(),
             tracking: Tracking::default(),
             map: RwLock::new(SlotMap::default()),
+            map_changes: AtomicU64::new(0),
+            routes: Routes::new(workers.count()),
             epoch: AtomicU64::new(1),
             refreshed: watch::channel(0).0,
             refresh_wanted: Notify::new(),
@@ -127,8 +136,7 @@ impl Cluster {
     /// The node for `slot`: its master, or with `read_from_replicas` and a read-only command, one of its
     /// replicas in rotation.
     pub fn node_for(&self, slot: u16, readonly: bool) -> Option<Arc<str>> {
-        let map = self.read_map();
-        Some(self.pick(map.shard(slot)?, readonly).clone())
+        self.with_routes(|map| Some(self.pick(map.shard(slot)?, readonly).clone()))
     }
 
     /// [`Cluster::node_for`] of each of `slots` in turn, handed to `each`, under one read of the
@@ -139,11 +147,20 @@ impl Cluster {
         readonly: bool,
         mut each: impl FnMut(&Arc<str>),
     ) -> Result<(), u16> {
-        let map = self.read_map();
-        for slot in slots {
-            each(self.pick(map.shard(slot).ok_or(slot)?, readonly));
-        }
-        Ok(())
+        self.with_routes(|map| {
+            for slot in slots {
+                each(self.pick(map.shard(slot).ok_or(slot)?, readonly));
+            }
+            Ok(())
+        })
+    }
+
+    /// `read` applied to the calling thread's worker's copy of the slot map (see `routes`).
+    fn with_routes<R>(&self, read: impl FnOnce(&SlotMap) -> R) -> R {
+        let changes = self.map_changes.load(Ordering::Acquire);
+        let worker = self.workers.current();
+        self.routes
+            .read(worker, changes, || self.read_map().detached(), read)
     }
 
     fn pick<'a>(&self, shard: &'a Shard, readonly: bool) -> &'a Arc<str> {
@@ -274,6 +291,7 @@ impl Cluster {
     pub fn apply_moved(&self, slot: u16, addr: &Arc<str>) {
         let mut map = self.write_map();
         map.set_master(slot, addr);
+        self.map_changes.fetch_add(1, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::Release);
         drop(map);
         self.request_refresh();
@@ -309,6 +327,7 @@ impl Cluster {
             }
             let moved = !current.same_masters(&map);
             *current = map;
+            self.map_changes.fetch_add(1, Ordering::Release);
             if moved {
                 self.epoch.fetch_add(1, Ordering::Release);
             }
