@@ -245,9 +245,30 @@ fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
     assert_eq!(replicas.count(), 3);
     assert_eq!(get(admin, "/affinity")?.0, 404);
 
+    // A client picks the error a script replies with; 32 codes Redis does not use get series of
+    // their own, later ones count as OTHER.
+    for i in 0..40u8 {
+        let code = format!(
+            "SCRIPTED_{}{}",
+            (b'A' + i / 26) as char,
+            (b'A' + i % 26) as char
+        );
+        let script = format!("return redis.error_reply('{code} from a script')");
+        let reply = client.command(&["EVAL", &script, "0"])?;
+        assert!(
+            matches!(&reply, Frame::Error(e) if e.starts_with(code.as_bytes())),
+            "{reply:?}"
+        );
+    }
+
     let (status, text) = get(admin, "/metrics")?;
     assert_eq!(status, 200);
     let samples = parse_metrics(&text)?;
+    let scripted = samples
+        .iter()
+        .filter(|s| s.name == "puerta_redis_errors_total" && s.labels.contains("SCRIPTED_"))
+        .count();
+    assert_eq!(scripted, 32, "{text}");
     let value = |name: &str, labels: &[&str]| {
         sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
     };
@@ -263,6 +284,7 @@ fn redis_admin_endpoints_and_metrics() -> anyhow::Result<()> {
         value("puerta_redis_errors_total", &["kind=\"WRONGTYPE\""]),
         1.0
     );
+    assert_eq!(value("puerta_redis_errors_total", &["kind=\"OTHER\""]), 8.0);
     assert!(value("puerta_redis_topology_refreshes_total", &[]) >= 1.0);
     for kind in ["moved", "ask", "tryagain"] {
         let label = format!("kind=\"{kind}\"");

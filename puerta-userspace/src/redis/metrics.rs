@@ -1,6 +1,7 @@
 //! Redis-mode metrics. Recording is a no-op until the admin port installs a recorder. Label values
 //! are bounded: command names come from the command table (anything else is `unknown`) and error
-//! kinds must look like a Redis error code, so a client cannot grow the series set.
+//! kinds are Redis' own codes or one of the first few others seen, so a client cannot grow the
+//! series set.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
@@ -101,15 +102,88 @@ pub fn failover_hold(took: Duration) {
     metrics::histogram!("puerta_redis_failover_hold_seconds").record(took.as_secs_f64());
 }
 
-/// The error code: the first word if it is 1..=24 upper-case letters, `OTHER` otherwise.
+/// The error codes of Redis itself, each always counted under its own name.
+const REDIS_CODES: &[&str] = &[
+    "ASK",
+    "BUSY",
+    "BUSYGROUP",
+    "BUSYKEY",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "ERR",
+    "EXECABORT",
+    "LOADING",
+    "MASTERDOWN",
+    "MISCONF",
+    "MOVED",
+    "NOAUTH",
+    "NOGROUP",
+    "NOPERM",
+    "NOPROTO",
+    "NOREPLICAS",
+    "NOSCRIPT",
+    "NOTBUSY",
+    "OOM",
+    "READONLY",
+    "TRYAGAIN",
+    "UNBLOCKED",
+    "UNKILLABLE",
+    "WRONGPASS",
+    "WRONGTYPE",
+];
+
+/// Other codes (a module's, a script's) get series of their own up to this many; later ones
+/// count as `OTHER`. A client chooses the error text a node replies with (`EVAL "return
+/// redis.error_reply('ANYTHING')" 0`), and every new label value is a series held until exit.
+const MAX_OTHER_CODES: usize = 32;
+
+static OTHER_CODES: OtherCodes = OtherCodes::new(MAX_OTHER_CODES);
+
+/// The codes outside [`REDIS_CODES`] admitted so far, at most `cap`.
+struct OtherCodes {
+    admitted: Mutex<Vec<String>>,
+    cap: usize,
+}
+
+impl OtherCodes {
+    const fn new(cap: usize) -> OtherCodes {
+        OtherCodes {
+            admitted: Mutex::new(Vec::new()),
+            cap,
+        }
+    }
+
+    /// `code` if it was admitted or there is room for it, else `OTHER`.
+    fn label(&self, code: String) -> String {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        if admitted.contains(&code) {
+            return code;
+        }
+        if admitted.len() < self.cap {
+            admitted.push(code.clone());
+            return code;
+        }
+        "OTHER".to_string()
+    }
+}
+
+/// The error code: the first word if it is 1..=24 upper-case letters and either Redis' own or one
+/// of the first [`MAX_OTHER_CODES`] others seen, `OTHER` otherwise.
 pub fn error_kind(text: &[u8]) -> String {
+    kind_among(text, &OTHER_CODES)
+}
+
+fn kind_among(text: &[u8], others: &OtherCodes) -> String {
     let word = text.split(|b| *b == b' ').next().unwrap_or_default();
     let looks_like_code =
         (1..=24).contains(&word.len()) && word.iter().all(|b| b.is_ascii_uppercase() || *b == b'_');
-    if looks_like_code {
-        String::from_utf8_lossy(word).into_owned()
-    } else {
-        "OTHER".to_string()
+    if !looks_like_code {
+        return "OTHER".to_string();
+    }
+    let code = String::from_utf8_lossy(word).into_owned();
+    match REDIS_CODES.contains(&code.as_str()) {
+        true => code,
+        false => others.label(code),
     }
 }
 
@@ -194,7 +268,7 @@ pub fn describe() {
 
 #[cfg(test)]
 mod tests {
-    use super::error_kind;
+    use super::*;
 
     #[test]
     fn error_kinds_are_codes_or_other() {
@@ -204,5 +278,23 @@ mod tests {
         assert_eq!(error_kind(b"weird lower case"), "OTHER");
         assert_eq!(error_kind(b""), "OTHER");
         assert_eq!(error_kind(&[b'A'; 100]), "OTHER");
+    }
+
+    #[test]
+    fn codes_beyond_redis_own_get_series_up_to_the_cap() {
+        let others = OtherCodes::new(2);
+        assert_eq!(kind_among(b"FIRST x", &others), "FIRST");
+        assert_eq!(kind_among(b"SECOND x", &others), "SECOND");
+        assert_eq!(kind_among(b"THIRD x", &others), "OTHER", "past the cap");
+        assert_eq!(
+            kind_among(b"FIRST again", &others),
+            "FIRST",
+            "admitted stays"
+        );
+        assert_eq!(
+            kind_among(b"WRONGTYPE x", &others),
+            "WRONGTYPE",
+            "Redis' own"
+        );
     }
 }
