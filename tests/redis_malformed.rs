@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use puerta::redis::resp::Frame;
 use puerta_tests::redis_cluster::ProxiedCluster;
+use puerta_tests::resp_client::RespClient;
 
 /// Sends `bytes`, half-closes, and returns everything the proxy wrote before closing.
 fn exchange(port: u16, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -72,5 +74,48 @@ fn malformed_input_gets_an_error_and_a_clean_close() -> anyhow::Result<()> {
     );
     assert_still_serving(&env)?;
     assert!(!env.puerta.process.output().contains("panicked"));
+    Ok(())
+}
+
+/// A script chooses its error text, MOVED and ASK included. The proxy neither patches the slot map
+/// every client routes by nor connects where the client says (it would log in there with the
+/// backend credentials and send other clients' commands along); the script's reply reaches its
+/// client as it is.
+#[test]
+fn a_script_cannot_redirect_the_proxy() -> anyhow::Result<()> {
+    let env = ProxiedCluster::start("")?;
+    // Where a followed redirect would connect.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0")?;
+    trap.set_nonblocking(true)?;
+    let trap_addr = trap.local_addr()?;
+    let slot = puerta::redis::command::slots::key_slot(b"a");
+    let mut client = RespClient::connect(env.port())?;
+    for (kind, keys) in [
+        ("MOVED", &["1", "a"][..]),
+        ("ASK", &["1", "a"]),
+        ("MOVED", &["0"]),
+    ] {
+        let text = format!("{kind} {slot} {trap_addr}");
+        let script = format!("return redis.error_reply('{text}')");
+        let mut args = vec!["EVAL", &script];
+        args.extend_from_slice(keys);
+        let reply = client.command(&args)?;
+        assert_eq!(reply, Frame::Error(text.into()), "EVAL {keys:?}");
+    }
+    let mut other = RespClient::connect(env.port())?;
+    assert_eq!(
+        other.command(&["SET", "a", "1"])?,
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(other.command(&["GET", "a"])?, Frame::Bulk("1".into()));
+    std::thread::sleep(Duration::from_millis(200));
+    match trap.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the proxy connected to {trap_addr}: {other:?}"),
+    }
+    let info = env.cli(&["INFO", "proxy"])?;
+    for counter in ["moved_redirects:0", "ask_redirects:0"] {
+        assert!(info.contains(counter), "{info}");
+    }
     Ok(())
 }

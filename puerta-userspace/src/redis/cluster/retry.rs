@@ -4,6 +4,13 @@
 //! - MOVED updates the slot map and retries on the new owner.
 //! - ASK retries once on the importing node after ASKING, where the sender can put ASKING and the
 //!   command in one write; elsewhere it is waited out like TRYAGAIN.
+//! - A script's reply (EVAL, FCALL, ...) says what the script likes: `redis.error_reply('MOVED 5
+//!   evil:6379')` would otherwise patch the map every client routes by, and have the proxy connect
+//!   (with the backend credentials) and send other clients' commands wherever a client chose. So
+//!   for a script a MOVED patches nothing: the map is refreshed from the cluster and the command
+//!   follows only if the new map agrees (a real MOVED for the script's slot then does); an ASK is
+//!   followed only for the script's own slot and to a node the map knows. Anything else is the
+//!   script's answer and goes to the client as it is.
 //! - TRYAGAIN backs off; CLUSTERDOWN backs off and refreshes the map first.
 //! - A failed connection refreshes the map. The command is sent again only if the node certainly did
 //!   not run it, or running it twice is harmless (reads): a write whose reply was lost may have been
@@ -58,6 +65,8 @@ pub struct Retry {
     retries: u32,
     /// Waiting for a failover since the first failure that started it.
     held: Option<Held>,
+    /// A script's: redirects are confirmed first (see the module).
+    scripted: bool,
 }
 
 impl Retry {
@@ -68,7 +77,14 @@ impl Retry {
             can_ask,
             retries: 0,
             held: None,
+            scripted: false,
         }
+    }
+
+    /// For a script (`flag::SCRIPT`), whose error replies may be its own text.
+    pub fn scripted(mut self, scripted: bool) -> Retry {
+        self.scripted = scripted;
+        self
     }
 
     pub fn target(&self) -> &Target {
@@ -158,6 +174,16 @@ impl Retry {
         match redirect {
             // A fan-out part asked one node for its own data: a redirect is its answer.
             _ if fixed => None,
+            Redirect::Moved { slot, addr } if self.scripted => {
+                let next = self.confirmed(cluster, slot, &addr).await?;
+                Stats::bump(&stats.moved);
+                Some(next)
+            }
+            Redirect::Ask { slot, addr }
+                if self.scripted && !self.may_ask(cluster, slot, &addr) =>
+            {
+                None
+            }
             Redirect::Moved { slot, addr } => {
                 Stats::bump(&stats.moved);
                 cluster.apply_moved(slot, &addr);
@@ -184,6 +210,26 @@ impl Retry {
                 self.owner(cluster)
             }
         }
+    }
+
+    /// A script's MOVED for `slot`: the map is refreshed from the cluster, and the command goes to
+    /// `addr` only if the new map has it own its slot.
+    async fn confirmed(&self, cluster: &Cluster, slot: u16, addr: &Arc<str>) -> Option<Next> {
+        if !self.routes_slot(slot) {
+            return None;
+        }
+        cluster.refresh_and_wait(refresh_wait(cluster)).await;
+        self.owner(cluster).filter(|owner| owner.addr == *addr)
+    }
+
+    /// A script's ASK: only for its own slot, and only to a node the map knows.
+    fn may_ask(&self, cluster: &Cluster, slot: u16, addr: &Arc<str>) -> bool {
+        self.routes_slot(slot) && cluster.nodes().contains(addr)
+    }
+
+    /// Whether the command is routed by `slot`.
+    fn routes_slot(&self, slot: u16) -> bool {
+        matches!(self.target, Target::Slot { slot: Some(s), .. } if s == slot)
     }
 
     async fn after_error(&self, cluster: &Cluster, e: &BackendError) -> Option<Next> {
@@ -342,6 +388,50 @@ mod tests {
         let mut part = Retry::new(Target::Node(addr(7001)), true, false);
         assert_eq!(part.next(&cluster, moved(7003)).await, None);
         assert_eq!(part.next(&cluster, ask()).await, None);
+    }
+
+    /// A cluster whose refreshes find nothing, and end within 100 ms.
+    fn unrefreshed() -> Arc<Cluster> {
+        let mut config = config(1);
+        config.connection_timeout = Duration::from_millis(1);
+        let cluster = Cluster::new(config);
+        cluster.install(one_shard(7001, 7002));
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_scripts_moved_patches_nothing_and_is_followed_only_where_the_cluster_agrees() {
+        let cluster = unrefreshed();
+        let mut script = Retry::new(slot_target(), false, true).scripted(true);
+        assert_eq!(script.next(&cluster, moved(6666)).await, None);
+        assert_eq!(
+            cluster.node_for(7, false),
+            Some(addr(7001)),
+            "the map is untouched"
+        );
+        let other_slot = Failure::Redirect(Redirect::Moved {
+            slot: 8,
+            addr: addr(7001),
+        });
+        assert_eq!(script.next(&cluster, other_slot).await, None);
+        // The slot really moved: the refresh it waits for brings the new map.
+        let moved_for_real = {
+            let cluster = cluster.clone();
+            tokio::spawn(async move { cluster.install(one_shard(7003, 7001)) })
+        };
+        let next = script.next(&cluster, moved(7003)).await;
+        moved_for_real.await.unwrap();
+        assert_eq!(next.map(|n| n.addr), Some(addr(7003)));
+        let ask = |port| {
+            Failure::Redirect(Redirect::Ask {
+                slot: 7,
+                addr: addr(port),
+            })
+        };
+        let mut script = Retry::new(slot_target(), false, true).scripted(true);
+        assert_eq!(script.next(&cluster, ask(6666)).await, None, "unknown node");
+        let known = script.next(&cluster, ask(7001)).await;
+        assert_eq!(known.map(|n| (n.addr, n.asking)), Some((addr(7001), true)));
     }
 
     fn holding(ms: u64) -> Arc<Cluster> {

@@ -35,6 +35,8 @@ pub struct Route {
     pub readonly: bool,
     /// Runs on its own connection (blocking commands) instead of the shared pool.
     pub dedicated: bool,
+    /// The client's code (`flag::SCRIPT`): its error replies are not trusted as redirects.
+    pub scripted: bool,
 }
 
 /// Where a sent command's reply will come from. Boxed: it travels by value from the router
@@ -369,7 +371,7 @@ impl InFlight {
                     slot: self.0.route.slot,
                     readonly: self.0.route.readonly,
                 };
-                Retry::new(target, self.0.route.readonly, true)
+                Retry::new(target, self.0.route.readonly, true).scripted(self.0.route.scripted)
             });
             let Some(next) = retry.next(&self.0.cluster, failure).await else {
                 return final_answer(outcome);

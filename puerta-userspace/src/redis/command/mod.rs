@@ -340,6 +340,7 @@ impl Command {
     pub fn into_route(mut self) -> Result<Route, Frame> {
         let (slot, readonly, dedicated) = (self.slot()?, self.readonly(), self.blocking());
         Ok(Route {
+            scripted: self.has_flag(flag::SCRIPT),
             payload: self.take_payload(),
             slot,
             readonly,
@@ -354,6 +355,7 @@ impl Command {
             slot: None,
             readonly: false,
             dedicated: false,
+            scripted: self.has_flag(flag::SCRIPT),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn plan(cluster: &Cluster, cmd: &Command) -> Plan {
             slot: cmd.args().get(pos).map(|key| key_slot(key)),
             readonly: cmd.readonly(),
             dedicated: false,
+            scripted: false,
         }),
         Reach::Masters => Plan::Each {
             nodes: cluster.masters(),

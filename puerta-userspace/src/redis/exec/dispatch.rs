@@ -457,6 +457,7 @@ fn part_route(split: &multikey::Split, i: usize, readonly: bool) -> Route {
         slot: Some(split.parts[i].slot),
         readonly,
         dedicated: false,
+        scripted: false,
     }
 }
 

@@ -134,6 +134,7 @@ pub fn home_route(cmd: &Command) -> Route {
         slot: Some(HOME_SLOT),
         readonly: false,
         dedicated: false,
+        scripted: false,
     }
 }
 

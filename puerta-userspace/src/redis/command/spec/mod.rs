@@ -55,6 +55,10 @@ pub mod flag {
     /// Reads for its callers, but may change what the node holds (PFCOUNT caches the count it
     /// computed): held by `CLIENT PAUSE WRITE`, as Redis holds its "may-replicate" commands.
     pub const MAY_WRITE: u32 = 1 << 4;
+    /// Runs the client's code (EVAL, FCALL, ...), whose error replies say whatever it likes,
+    /// `MOVED` and `ASK` included: a redirect in such a reply is followed only as far as the
+    /// cluster confirms it (see `cluster::retry`).
+    pub const SCRIPT: u32 = 1 << 5;
 }
 
 /// Where a command's keys are, counting `args[0]` (the name) as position 0.
