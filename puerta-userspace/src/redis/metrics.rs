@@ -4,7 +4,6 @@
 //! series set.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use crate::admin::{label_value, LatencyHistogram, Snapshot};
@@ -42,31 +41,31 @@ pub fn reply_error(text: Option<&[u8]>) {
 
 const NODE_LATENCY: &str = "puerta_redis_node_latency_seconds";
 
-/// `puerta_redis_node_latency_seconds`: a [`LatencyHistogram`] per node address and thread,
+/// `puerta_redis_node_latency_seconds`: a [`LatencyHistogram`] per node address and worker,
 /// recorded once per request, so kept outside the recorder and never written by two worker
-/// threads; a node's series adds up its threads'. One entry per address and thread ever
+/// threads; a node's series adds up its workers'. One entry per address and worker ever
 /// connected from, like the recorder's series.
 static NODE_LATENCIES: Mutex<Vec<NodeLatency>> = Mutex::new(Vec::new());
 
 struct NodeLatency {
     addr: Arc<str>,
-    thread: ThreadId,
+    worker: usize,
     histogram: Arc<LatencyHistogram>,
 }
 
 /// The histogram a backend connection records its reply latency into (its node's, of the calling
-/// thread, which drives the connection), looked up once per connection.
+/// thread's worker, which drives the connection), looked up once per connection.
 pub fn node_latency(addr: &Arc<str>) -> Arc<LatencyHistogram> {
-    let thread = std::thread::current().id();
+    let worker = crate::redis::client::worker::current();
     let mut all = NODE_LATENCIES.lock().unwrap_or_else(|e| e.into_inner());
-    let known = all.iter().find(|n| n.thread == thread && n.addr == *addr);
+    let known = all.iter().find(|n| n.worker == worker && n.addr == *addr);
     if let Some(n) = known {
         return n.histogram.clone();
     }
     let histogram = Arc::new(LatencyHistogram::default());
     all.push(NodeLatency {
         addr: addr.clone(),
-        thread,
+        worker,
         histogram: histogram.clone(),
     });
     histogram

@@ -27,6 +27,11 @@ thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
+/// The worker whose thread calls: 0 unless it is one of the threads [`Workers::start`] made.
+pub fn current() -> usize {
+    CURRENT.get()
+}
+
 /// The workers of one Redis mode instance: their runtimes' handles and how many clients each serves.
 pub struct Workers {
     /// Workers 1..; worker 0 is the caller's own runtime.
@@ -98,7 +103,7 @@ impl Workers {
 
     /// The worker of the calling thread (0 for a thread that is no worker's).
     pub fn current(&self) -> usize {
-        CURRENT.get().min(self.count() - 1)
+        current().min(self.count() - 1)
     }
 
     /// Clients served now, by worker (for `/metrics`).

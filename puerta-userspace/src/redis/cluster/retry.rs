@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(part.next(&cluster, ask()).await, None);
     }
 
-    /// A cluster whose refreshes find nothing, and end within 100 ms.
+    /// A cluster whose refreshes find nothing; a wait for one ends after about half a second.
     fn unrefreshed() -> Arc<Cluster> {
         let mut config = config(1);
         config.connection_timeout = Duration::from_millis(1);
